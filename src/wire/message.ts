@@ -1,0 +1,236 @@
+/**
+ * A whole PF_KEY v2 message: the 16-byte `sadb_msg` header followed by extensions.
+ * `parseMessage` checks what KLIPS's pfkey_sendmsg and pfkey_msg_parse check, in their
+ * order, and refuses with the same errno; `buildMessage` writes canonical bytes
+ * (extensions in ascending type unless a parsed message's own order is kept).
+ */
+
+import {
+  PF_KEY_V2, SADB_MSG_HDR_LEN, SADB_MAX, SADB_EXT_MAX, SATYPE_TO_PROTO,
+  SADB_GETSPI, SADB_UPDATE, SADB_ADD, SADB_DELETE, SADB_GET, SADB_X_GRPSA, SADB_X_ADDFLOW,
+  SADB_ACQUIRE, SADB_REGISTER, SADB_EXPIRE, SADB_X_DELFLOW, SADB_X_SAFLAGS_CLEARFLOW,
+  SADB_SASTATE_MATURE, SADB_SATYPE_AH, SADB_SATYPE_ESP, SADB_X_SATYPE_COMP,
+  SADB_AALG_NONE, SADB_EALG_NONE, SADB_EALG_NULL, SADB_EXT_SA, EXT_TYPE_NAMES, MSG_TYPE_NAMES,
+} from './constants.js';
+import { ERRNO, fail } from './errno.js';
+import { EXT_TABLE, type Extensions, type ExtField } from './extensions.js';
+import { RULES, DELFLOW_FLOW_EXTS, extTypes, type Direction } from './rules.js';
+
+/** The base header, struct sadb_msg. `len` counts 8-byte units of the whole message. */
+export interface SadbMsg {
+  version: number;
+  type: number;
+  errno: number;
+  satype: number;
+  len: number;
+  reserved: number;
+  seq: number;
+  pid: number;
+}
+
+export interface PfkeyMessage extends Extensions {
+  header: SadbMsg;
+  /**
+   * Extension types in the order they were received, kept only when it was not
+   * ascending, so that building a parsed message gives back the same bytes.
+   */
+  extOrder?: number[];
+}
+
+/** What buildMessage needs: a header whose omitted fields default to 0 (version to 2). */
+export type MessageInput = Extensions & {
+  header: Partial<SadbMsg> & { type: number };
+  extOrder?: number[];
+};
+
+export interface ParseOptions {
+  /** 'in': a message a client sends to the kernel (default); 'out': one the kernel sends. */
+  direction?: Direction;
+}
+
+const LE = true;
+
+/** Header-level checks that KLIPS's sendmsg makes before its parser runs. */
+export function checkHeader(u8: Uint8Array): SadbMsg {
+  if (u8.length < SADB_MSG_HDR_LEN) fail(ERRNO.EMSGSIZE, `message of ${u8.length} bytes is shorter than the 16-byte header`, { offset: 0 });
+  const dv = new DataView(u8.buffer, u8.byteOffset, u8.byteLength);
+  const h: SadbMsg = {
+    version: u8[0],
+    type: u8[1],
+    errno: u8[2],
+    satype: u8[3],
+    len: dv.getUint16(4, LE),
+    reserved: dv.getUint16(6, LE),
+    seq: dv.getUint32(8, LE),
+    pid: dv.getUint32(12, LE),
+  };
+  if (h.len * 8 !== u8.length) fail(ERRNO.EMSGSIZE, `sadb_msg_len says ${h.len * 8} bytes, ${u8.length} given`, { offset: 4 });
+  if (h.version !== PF_KEY_V2) fail(ERRNO.EINVAL, `version ${h.version}, must be 2`, { offset: 0 });
+  if (h.reserved !== 0) fail(ERRNO.EINVAL, 'sadb_msg_reserved must be zero', { offset: 6 });
+  if (h.type === 0 || h.type > SADB_MAX) fail(ERRNO.EINVAL, `message type ${h.type} out of range 1..${SADB_MAX}`, { offset: 1 });
+  return h;
+}
+
+/** Message types whose satype must name a protocol KLIPS carries (its satype2proto). */
+const NEEDS_PROTO = new Set([SADB_GETSPI, SADB_UPDATE, SADB_ADD, SADB_DELETE, SADB_GET, SADB_X_GRPSA, SADB_X_ADDFLOW]);
+/** Message types whose satype must be non-zero. */
+const NEEDS_SATYPE = new Set([...NEEDS_PROTO, SADB_ACQUIRE, SADB_REGISTER, SADB_EXPIRE]);
+
+/** Parse and validate one whole message. Throws PfkeyError (with errno and offset) on refusal. */
+export function parseMessage(u8: Uint8Array, opts: ParseOptions = {}): PfkeyMessage {
+  const dir: Direction = opts.direction ?? 'in';
+  const header = checkHeader(u8);
+  const type = header.type;
+  if (NEEDS_PROTO.has(type) && !SATYPE_TO_PROTO[header.satype]) {
+    fail(ERRNO.EINVAL, `SA type ${header.satype} has no protocol for ${MSG_TYPE_NAMES[type]}`, { offset: 3 });
+  }
+  if (NEEDS_SATYPE.has(type) && header.satype === 0) {
+    fail(ERRNO.EINVAL, `SA type must be non-zero for ${MSG_TYPE_NAMES[type]}`, { offset: 3 });
+  }
+  if (dir === 'in' && type !== SADB_ACQUIRE && header.errno !== 0) {
+    fail(ERRNO.EINVAL, 'sadb_msg_errno must be zero in a request', { offset: 2 });
+  }
+
+  const dv = new DataView(u8.buffer, u8.byteOffset, u8.byteLength);
+  const msg: PfkeyMessage = { header };
+  const rule = RULES[type][dir];
+  let seen = 0;
+  let lastType = 0;
+  let ascending = true;
+  let off = SADB_MSG_HDR_LEN;
+  while (off < u8.length) {
+    const extLen = dv.getUint16(off, LE) * 8;
+    const extType = dv.getUint16(off + 2, LE);
+    if (extLen === 0) fail(ERRNO.EINVAL, 'zero-length extension', { offset: off, exttype: extType });
+    if (off + extLen > u8.length) {
+      fail(ERRNO.EINVAL, `extension of ${extLen} bytes overruns the message (${u8.length - off} left)`, { offset: off, exttype: extType });
+    }
+    if (extType === 0 || extType > SADB_EXT_MAX) fail(ERRNO.EINVAL, `unknown extension type ${extType}`, { offset: off, exttype: extType });
+    const bit = (1 << (extType - 1)) >>> 0;
+    if (seen & bit) fail(ERRNO.EINVAL, `extension ${EXT_TYPE_NAMES[extType]} repeated`, { offset: off, exttype: extType });
+    if (!(rule.permitted & bit)) {
+      fail(ERRNO.EINVAL, `extension ${EXT_TYPE_NAMES[extType]} not permitted in ${MSG_TYPE_NAMES[type]} (${dir})`, { offset: off, exttype: extType });
+    }
+    const entry = EXT_TABLE[extType]!;
+    (msg as unknown as Record<ExtField, unknown>)[entry.field] = entry.codec.decode(dv, u8, off, extLen, extType);
+    seen = (seen | bit) >>> 0;
+    if (extType < lastType) ascending = false;
+    lastType = extType;
+    off += extLen;
+  }
+  if (!ascending) msg.extOrder = extTypesInOrder(u8, dv);
+
+  // A message that carries an errno may have no body (KLIPS stops checking here).
+  if (header.errno !== 0) return msg;
+  const missing = (rule.required & ~seen) >>> 0;
+  if (missing) {
+    fail(ERRNO.EINVAL, `${MSG_TYPE_NAMES[type]} (${dir}) lacks ${extTypes(missing).map((t) => EXT_TYPE_NAMES[t]).join(', ')}`, { offset: 0 });
+  }
+  if (dir === 'in') checkMessageRules(msg, seen);
+  return msg;
+}
+
+function extTypesInOrder(u8: Uint8Array, dv: DataView): number[] {
+  const out: number[] = [];
+  for (let off = SADB_MSG_HDR_LEN; off < u8.length; off += dv.getUint16(off, LE) * 8) out.push(dv.getUint16(off + 2, LE));
+  return out;
+}
+
+/** The per-type semantic checks at the end of pfkey_msg_parse (inbound only). */
+function checkMessageRules(msg: PfkeyMessage, seen: number): void {
+  const { type, satype } = msg.header;
+  if (type === SADB_X_DELFLOW && (seen & DELFLOW_FLOW_EXTS) !== DELFLOW_FLOW_EXTS) {
+    if (!msg.sa || !(msg.sa.flags & SADB_X_SAFLAGS_CLEARFLOW)) {
+      fail(ERRNO.EINVAL, 'X_DELFLOW needs the four flow/mask extensions, or an SA with CLEARFLOW', { offset: 0 });
+    }
+  }
+  if (type === SADB_ADD || type === SADB_UPDATE) {
+    const sa = msg.sa!;
+    const at = { offset: SADB_MSG_HDR_LEN, exttype: SADB_EXT_SA };
+    if (sa.state !== SADB_SASTATE_MATURE) fail(ERRNO.EINVAL, `SA state ${sa.state} in ${MSG_TYPE_NAMES[type]}, must be MATURE`, at);
+    if (satype === SADB_SATYPE_AH) {
+      if (sa.auth === SADB_AALG_NONE) fail(ERRNO.EINVAL, 'AH SA needs an authentication algorithm', at);
+      if (sa.encrypt !== SADB_EALG_NONE) fail(ERRNO.EINVAL, 'AH SA cannot have an encryption algorithm', at);
+    } else if (satype === SADB_SATYPE_ESP) {
+      if (sa.encrypt === SADB_EALG_NONE) fail(ERRNO.EINVAL, 'ESP SA needs an encryption algorithm (NULL counts)', at);
+      if (sa.encrypt === SADB_EALG_NULL && sa.auth === SADB_AALG_NONE) fail(ERRNO.EINVAL, 'ESP with NULL encryption and no authentication', at);
+    } else if (satype === SADB_X_SATYPE_COMP) {
+      if (sa.encrypt === SADB_EALG_NONE) fail(ERRNO.EINVAL, 'COMP SA needs a compression algorithm', at);
+      if (sa.auth !== SADB_AALG_NONE) fail(ERRNO.EINVAL, 'COMP SA cannot have an authentication algorithm', at);
+    }
+    if (sa.spi <= 255) fail(ERRNO.EINVAL, `SPI ${sa.spi} must be above 255`, at);
+  }
+}
+
+/** Extension types present in a message, in the order build will write them. */
+function buildOrder(m: MessageInput): number[] {
+  const present: number[] = [];
+  for (let t = 1; t <= SADB_EXT_MAX; t++) {
+    if ((m as unknown as Record<string, unknown>)[EXT_TABLE[t]!.field] !== undefined) present.push(t);
+  }
+  if (!m.extOrder) return present;
+  const kept = m.extOrder.filter((t) => present.includes(t));
+  return [...kept, ...present.filter((t) => !kept.includes(t))];
+}
+
+/** Encoded length in bytes of a message. */
+export function messageLength(m: MessageInput): number {
+  let n = SADB_MSG_HDR_LEN;
+  const rec = m as unknown as Record<string, unknown>;
+  for (let t = 1; t <= SADB_EXT_MAX; t++) {
+    const e = EXT_TABLE[t]!;
+    const v = rec[e.field];
+    if (v !== undefined) n += e.codec.encodingLength(v);
+  }
+  return n;
+}
+
+/** Write a message's canonical bytes. The header's len is computed; other fields default to 0. */
+export function buildMessage(m: MessageInput): Uint8Array {
+  const total = messageLength(m);
+  const u8 = new Uint8Array(total);
+  const dv = new DataView(u8.buffer);
+  const h = m.header;
+  u8[0] = h.version ?? PF_KEY_V2;
+  u8[1] = h.type;
+  u8[2] = h.errno ?? 0;
+  u8[3] = h.satype ?? 0;
+  dv.setUint16(4, total / 8, LE);
+  dv.setUint16(6, h.reserved ?? 0, LE);
+  dv.setUint32(8, (h.seq ?? 0) >>> 0, LE);
+  dv.setUint32(12, (h.pid ?? 0) >>> 0, LE);
+  const rec = m as unknown as Record<string, unknown>;
+  let off = SADB_MSG_HDR_LEN;
+  const order = m.extOrder ? buildOrder(m) : null;
+  if (order) {
+    for (const t of order) off = writeExt(t, rec, dv, u8, off);
+  } else {
+    for (let t = 1; t <= SADB_EXT_MAX; t++) {
+      if (rec[EXT_TABLE[t]!.field] !== undefined) off = writeExt(t, rec, dv, u8, off);
+    }
+  }
+  return u8;
+}
+
+function writeExt(t: number, rec: Record<string, unknown>, dv: DataView, u8: Uint8Array, off: number): number {
+  const e = EXT_TABLE[t]!;
+  const v = rec[e.field];
+  e.codec.encode(v, dv, u8, off, t);
+  return off + e.codec.encodingLength(v);
+}
+
+/** A header-only message, e.g. an errno reply or a FLUSH. */
+export function headerOnly(h: Partial<SadbMsg> & { type: number }): Uint8Array {
+  return buildMessage({ header: h });
+}
+
+/** The extension fields present in a message, ascending by type. */
+export function presentExtensions(m: Extensions): Array<{ type: number; field: ExtField; value: unknown }> {
+  const out: Array<{ type: number; field: ExtField; value: unknown }> = [];
+  const rec = m as unknown as Record<string, unknown>;
+  for (let t = 1; t <= SADB_EXT_MAX; t++) {
+    const e = EXT_TABLE[t]!;
+    if (rec[e.field] !== undefined) out.push({ type: t, field: e.field, value: rec[e.field] });
+  }
+  return out;
+}
