@@ -1,0 +1,388 @@
+/**
+ * The key engine: what KLIPS's kernel does when a PF_KEY message arrives. It owns the SA
+ * table, the eroute table, the virtual-interface table, the supported-algorithm registry,
+ * debug flags and a clock; it checks a message's header, parses it, dispatches it through
+ * `HANDLERS[sadb_msg_type]` (the seed's msg_parsers[], in handlers.ts) and delivers the
+ * replies: to the sender, to every open socket, to the sockets registered for an SA
+ * type, and copies to promiscuous sockets. It also originates messages for the data
+ * plane: ACQUIRE when traffic hits a %trap eroute, EXPIRE when a lifetime runs out,
+ * NAT_T_NEW_MAPPING when a peer's port changes.
+ *
+ * The engine never sees a socket, only Endpoints (socket/ implements them).
+ */
+
+import {
+  buildMessage, checkHeader, parseMessage, headerOnly, PfkeyError, ERRNO, errnoName,
+  SADB_ACQUIRE, SADB_EXPIRE, SADB_X_NAT_T_NEW_MAPPING, SADB_X_PCHANGE, SADB_SATYPE_ESP,
+  SADB_X_SAFLAGS_REPLACEFLOW, SADB_X_SATYPE_INT, SPI_HOLD, SPI_TRAP,
+  SPI_TRAPSUBNET, SADB_AALG_MD5HMAC, SADB_AALG_SHA1HMAC, SADB_EALG_3DESCBC, SADB_X_EALG_AESCBC,
+  SADB_SAFLAGS_PFS, PROTO_TO_SATYPE, DEBUG_SUBSYSTEMS, MSG_TYPE_NAMES, prefixToMask,
+  type DebugSubsystem, type MessageInput, type PfkeyMessage, type Comb, type Address,
+} from '../wire/index.js';
+import { Sadb, type SA, type ExpiryKind } from '../sadb/sadb.js';
+import { formatSaid, type Said } from '../sadb/said.js';
+import { ErouteTable, type Eroute, type Flow, type PacketSelector } from '../spd/eroute-table.js';
+import { defaultSupported, type SupportedLists } from './algorithms.js';
+import { HANDLERS } from './handlers.js';
+import { lifetimeOf, saExtensions } from './sa-extensions.js';
+
+/** What the engine needs of a PF_KEY socket. */
+export interface Endpoint {
+  readonly id: number;
+  /** Queue one message for the client; false if its receive queue was full (dropped). */
+  deliver(msg: Uint8Array): boolean;
+  /** Free bytes in the receive queue (DUMP paces itself on this). */
+  room(): number;
+  /** Call `cb` once when the receive queue has drained. */
+  onDrain(cb: () => void): void;
+  readonly closed: boolean;
+  /** SA types this socket registered for (SADB_REGISTER). */
+  readonly registered: Set<number>;
+  promisc: boolean;
+  /** Subscribed to X_PCHANGE eroute notices. */
+  pchange: boolean;
+}
+
+export interface VirtualInterface {
+  ifnum: number;
+  name: string;
+  transport: boolean;
+  created: number;
+  pid: number;
+}
+
+export interface EngineOptions {
+  /** Seconds (may be fractional). Default: wall clock. */
+  clock?: () => number;
+  /** Uniform random integer in [0, n). Default: crypto-quality Math.random fallback. */
+  random?: (n: number) => number;
+  supported?: Map<number, SupportedLists>;
+  /** Larval (GETSPI) SAs expire after this many seconds; 0 = never, as KLIPS. */
+  larvalLifetime?: number;
+  /** Where debug lines go when a subsystem's flag is set. */
+  log?: (subsystem: DebugSubsystem, text: string) => void;
+  /** Held packets (from %hold/%trap eroutes) released when an eroute is replaced. */
+  onRelease?: (eroute: Eroute, packets: Uint8Array[]) => void;
+}
+
+export interface PendingAcquire {
+  seq: number;
+  selector: { family: number; src: string; dst: string; proto: number; sport: number; dport: number };
+  sent: number;
+}
+
+/** Handlers see the engine through this context. */
+export interface Request {
+  engine: Engine;
+  ep: Endpoint;
+  msg: PfkeyMessage;
+  bytes: Uint8Array;
+}
+
+/** KLIPS's ACQUIRE proposal, led by AES (KLIPS itself offered 3DES with MD5 or SHA1 only). */
+function acquireProposal(): Comb[] {
+  const comb = (auth: number, abits: number, enc: number, emin: number, emax: number): Comb => ({
+    auth, encrypt: enc, flags: SADB_SAFLAGS_PFS,
+    authMinbits: abits, authMaxbits: abits, encryptMinbits: emin, encryptMaxbits: emax,
+    softAllocations: 0, hardAllocations: 0, softBytes: 0n, hardBytes: 0n,
+    softAddtime: 57600n, hardAddtime: 86400n, softUsetime: 57600n, hardUsetime: 86400n,
+  });
+  return [
+    comb(SADB_AALG_SHA1HMAC, 160, SADB_X_EALG_AESCBC, 128, 256),
+    comb(SADB_AALG_MD5HMAC, 128, SADB_EALG_3DESCBC, 192, 192),
+    comb(SADB_AALG_SHA1HMAC, 160, SADB_EALG_3DESCBC, 192, 192),
+  ];
+}
+
+export class Engine {
+  readonly sadb = new Sadb();
+  readonly spd: ErouteTable;
+  readonly interfaces = new Map<number, VirtualInterface>();
+  readonly supported: Map<number, SupportedLists>;
+  readonly debug: Record<DebugSubsystem, number>;
+  readonly endpoints = new Set<Endpoint>();
+  readonly pendingAcquires = new Map<number, PendingAcquire>();
+  readonly larvalLifetime: number;
+  /** Counters for /proc-style views and the daemon's stats. */
+  readonly stats = { requests: 0, errors: 0, acquires: 0, expires: 0, dropped: 0 };
+  private msgSeq = 0;
+  readonly now: () => number;
+  readonly random: (n: number) => number;
+  private readonly logFn?: (subsystem: DebugSubsystem, text: string) => void;
+  private readonly onRelease?: (eroute: Eroute, packets: Uint8Array[]) => void;
+
+  constructor(opts: EngineOptions = {}) {
+    this.now = opts.clock ?? (() => Date.now() / 1000);
+    this.random = opts.random ?? ((n) => Math.floor(Math.random() * n));
+    this.supported = opts.supported ?? defaultSupported();
+    this.larvalLifetime = opts.larvalLifetime ?? 0;
+    this.logFn = opts.log;
+    this.onRelease = opts.onRelease;
+    this.spd = new ErouteTable(() => Math.floor(this.now()));
+    this.debug = Object.fromEntries(DEBUG_SUBSYSTEMS.map((n) => [n, 0])) as Record<DebugSubsystem, number>;
+  }
+
+  // ---------- endpoints ----------
+
+  attach(ep: Endpoint): void {
+    this.endpoints.add(ep);
+  }
+
+  /** A closed socket is unregistered and leaves promiscuous mode (KLIPS pfkey_release). */
+  detach(ep: Endpoint): void {
+    this.endpoints.delete(ep);
+    ep.registered.clear();
+    ep.promisc = false;
+    ep.pchange = false;
+  }
+
+  log(subsystem: DebugSubsystem, text: string): void {
+    if (this.debug[subsystem] && this.logFn) this.logFn(subsystem, text);
+  }
+
+  nextSeq(): number {
+    this.msgSeq = (this.msgSeq + 1) >>> 0 || 1;
+    return this.msgSeq;
+  }
+
+  // ---------- the way in ----------
+
+  /**
+   * Handle one message a client sent on `ep`. Returns 0, or the errno that sendmsg would
+   * return. A header-level fault produces no message (as KLIPS's sendmsg); any later
+   * refusal is also answered with a header-only errno message to every open socket.
+   */
+  handle(ep: Endpoint, bytes: Uint8Array): number {
+    this.stats.requests++;
+    this.copyToPromisc(bytes, ep);
+    let header;
+    try {
+      header = checkHeader(bytes);
+    } catch (e) {
+      this.stats.errors++;
+      if (e instanceof PfkeyError) {
+        this.log('pfkey', `refused before dispatch: ${e.message}`);
+        return e.errno;
+      }
+      throw e;
+    }
+    try {
+      const msg = parseMessage(bytes, { direction: 'in' });
+      this.log('pfkey', `${MSG_TYPE_NAMES[header.type]} seq=${header.seq} pid=${header.pid} from socket ${ep.id}`);
+      HANDLERS[header.type]({ engine: this, ep, msg, bytes });
+      return 0;
+    } catch (e) {
+      if (!(e instanceof PfkeyError)) throw e;
+      this.stats.errors++;
+      this.log('pfkey', `${MSG_TYPE_NAMES[header.type]} seq=${header.seq} refused: ${e.message}`);
+      const reply = headerOnly({ type: header.type, satype: header.satype, errno: e.errno, seq: header.seq, pid: header.pid });
+      this.toAll(reply);
+      return e.errno;
+    }
+  }
+
+  // ---------- delivery ----------
+
+  private push(ep: Endpoint, bytes: Uint8Array): void {
+    if (ep.closed) return;
+    if (!ep.deliver(bytes)) this.stats.dropped++;
+  }
+
+  /** Copies of a message for promiscuous sockets that are not among its recipients. */
+  private copyToPromisc(bytes: Uint8Array, ...except: Endpoint[]): void {
+    for (const ep of this.endpoints) if (ep.promisc && !except.includes(ep)) this.push(ep, bytes);
+  }
+
+  private toSet(bytes: Uint8Array, recipients: Iterable<Endpoint>): void {
+    const got: Endpoint[] = [];
+    for (const ep of recipients) { this.push(ep, bytes); got.push(ep); }
+    for (const ep of this.endpoints) if (ep.promisc && !got.includes(ep)) this.push(ep, bytes);
+  }
+
+  build(m: MessageInput): Uint8Array {
+    return buildMessage(m);
+  }
+
+  toAll(bytes: Uint8Array): void {
+    for (const ep of this.endpoints) this.push(ep, bytes);
+  }
+
+  toSender(ep: Endpoint, bytes: Uint8Array): void {
+    this.toSet(bytes, [ep]);
+  }
+
+  registeredFor(satype: number): Endpoint[] {
+    return [...this.endpoints].filter((e) => e.registered.has(satype));
+  }
+
+  toRegistered(satype: number, bytes: Uint8Array): number {
+    const r = this.registeredFor(satype);
+    this.toSet(bytes, r);
+    return r.length;
+  }
+
+  // ---------- data-plane hooks ----------
+
+  /** Find the eroute a packet matches (counting it), as the data plane's outbound path does. */
+  route(pkt: PacketSelector): Eroute | undefined {
+    return this.spd.match(pkt);
+  }
+
+  /**
+   * "A packet from A to B needs an SA": send SADB_ACQUIRE to the sockets registered for
+   * ESP and, as KLIPS does, turn the trap into a hold that caches the packet (%trap: a new
+   * host-to-host %hold eroute; %trapsubnet: the trap eroute itself becomes %hold).
+   * Returns the ACQUIRE's seq, or throws PfkeyError(EPROTONOSUPPORT) when nobody listens.
+   */
+  acquire(
+    sel: { family: number; src: string; dst: string; proto: number; sport: number; dport: number },
+    trap?: Eroute,
+    packet?: Uint8Array,
+  ): number {
+    const listeners = this.registeredFor(SADB_SATYPE_ESP);
+    if (listeners.length === 0) throw new PfkeyError(ERRNO.EPROTONOSUPPORT, 'no socket registered for ESP');
+    const portSpecific = trap ? trap.flow.proto !== 0 || trap.flow.sport !== 0 || trap.flow.dport !== 0 : true;
+    const addr = (a: string, port: number): Address => ({
+      proto: portSpecific ? sel.proto : 0, prefixlen: 0, family: sel.family,
+      port: portSpecific ? port : 0, addr: a, ...(sel.family === 10 ? { flowinfo: 0, scopeId: 0 } : {}),
+    });
+    const seq = this.nextSeq();
+    const m: MessageInput = {
+      header: { type: SADB_ACQUIRE, satype: SADB_SATYPE_ESP, seq, pid: 0 },
+      addressSrc: addr(sel.src, sel.sport),
+      addressDst: addr(sel.dst, sel.dport),
+      proposal: { replay: 64, combs: acquireProposal() },
+    };
+    if (trap?.identSrc) m.identitySrc = { type: trap.identSrc.type, id: 0n, data: trap.identSrc.data };
+    if (trap?.identDst) m.identityDst = { type: trap.identDst.type, id: 0n, data: trap.identDst.data };
+    this.toRegistered(SADB_SATYPE_ESP, buildMessage(m));
+    this.stats.acquires++;
+    this.pendingAcquires.set(seq, { seq, selector: { ...sel }, sent: this.now() });
+    this.log('pfkey', `ACQUIRE seq=${seq} ${sel.src} -> ${sel.dst}`);
+    if (trap) this.holdAfterTrap(trap, sel, packet);
+    return seq;
+  }
+
+  private holdAfterTrap(trap: Eroute, sel: PendingAcquire['selector'], packet?: Uint8Array): void {
+    const hold: Said = { proto: trap.said.proto, spi: SPI_HOLD, dst: trap.said.dst };
+    if (trap.said.spi === SPI_TRAPSUBNET) {
+      const { now } = this.spd.replace(trap.flow, hold, { pid: 0 });
+      if (packet) now.held = packet;
+      this.pchangeNotice(now, SADB_X_SAFLAGS_REPLACEFLOW, 0);
+    } else if (trap.said.spi === SPI_TRAP) {
+      const host = sel.family === 10 ? 128 : 32;
+      const flow: Flow = {
+        family: sel.family, src: sel.src, srcPrefix: host, dst: sel.dst, dstPrefix: host,
+        proto: trap.flow.proto ? sel.proto : 0, sport: trap.flow.sport ? sel.sport : 0, dport: trap.flow.dport ? sel.dport : 0,
+      };
+      const existing = this.spd.get(flow);
+      const e = existing ?? this.spd.add(flow, hold, { pid: 0 });
+      if (packet) e.held = packet;
+      if (!existing) this.pchangeNotice(e, 0, 0);
+    }
+  }
+
+  /** Resolve a pending ACQUIRE when an UPDATE/ADD (or an errno ACQUIRE) carries its seq. */
+  settleAcquire(seq: number): boolean {
+    return this.pendingAcquires.delete(seq);
+  }
+
+  /** Count traffic on an SA (bytes and packets); fires soft/hard EXPIRE as limits are reached. */
+  countTraffic(said: Said, bytes: number, packets = 1): ExpiryKind | undefined {
+    const sa = this.sadb.get(said);
+    if (!sa) return undefined;
+    const kind = this.sadb.count(sa, bytes, packets, this.now());
+    if (kind) this.expire(sa, kind);
+    return kind;
+  }
+
+  /** Check allocation limits after an eroute was bound to an SA. */
+  checkLimits(sa: SA): void {
+    const kind = this.sadb.reached(sa, this.now());
+    if (kind) this.expire(sa, kind);
+  }
+
+  /** Fire time-based expiries that are due. Call it periodically (klipsd: every second). */
+  tick(): number {
+    const due = this.sadb.due(this.now());
+    for (const { sa, kind } of due) this.expire(sa, kind);
+    return due.length;
+  }
+
+  /** Send EXPIRE (to every open socket, as KLIPS) and apply it: soft → DYING, hard → deleted. */
+  expire(sa: SA, kind: ExpiryKind): void {
+    if (kind === 'soft') this.sadb.markSoft(sa);
+    const m: MessageInput = {
+      header: { type: SADB_EXPIRE, satype: sa.satype, seq: this.nextSeq(), pid: 0 },
+      ...saExtensions(sa, {}),
+      lifetimeCurrent: lifetimeOf(sa.current),
+    };
+    if (kind === 'hard') m.lifetimeHard = lifetimeOf(sa.hard);
+    else m.lifetimeSoft = lifetimeOf(sa.soft);
+    delete m.addressProxy;
+    delete m.identitySrc;
+    delete m.identityDst;
+    this.toAll(buildMessage(m));
+    this.stats.expires++;
+    this.log('spi', `${kind} EXPIRE ${formatSaid(sa.said)}`);
+    if (kind === 'hard') this.sadb.remove(sa);
+  }
+
+  /**
+   * The data plane saw an SA's peer at a new address/port (NAT-T): update the SA and send
+   * SADB_X_NAT_T_NEW_MAPPING to the sockets registered for its SA type.
+   */
+  natTNewMapping(said: Said, newSrc: string, newSport: number): boolean {
+    const sa = this.sadb.get(said);
+    if (!sa || !sa.natT) return false;
+    if (sa.src.addr === newSrc && sa.natT.sport === newSport) return false;
+    sa.src = { ...sa.src, addr: newSrc };
+    sa.natT = { ...sa.natT, sport: newSport };
+    const m: MessageInput = {
+      header: { type: SADB_X_NAT_T_NEW_MAPPING, satype: sa.satype, seq: this.nextSeq(), pid: 0 },
+      sa: saExtensions(sa).sa,
+      addressSrc: sa.src,
+      addressDst: sa.dst,
+      natTSport: { port: newSport },
+      natTDport: { port: sa.natT.dport },
+    };
+    this.toRegistered(sa.satype, buildMessage(m));
+    return true;
+  }
+
+  // ---------- eroute notices ----------
+
+  /** X_PCHANGE to subscribed sockets: flags 0 added, REPLACEFLOW replaced, CLEARFLOW deleted. */
+  pchangeNotice(e: Eroute, flags: number, seq: number): void {
+    const subs = [...this.endpoints].filter((x) => x.pchange);
+    if (subs.length === 0) return;
+    const fam = e.flow.family;
+    const v6 = fam === 10 ? { flowinfo: 0, scopeId: 0 } : {};
+    const a = (addr: string, port = 0): Address => ({ proto: 0, prefixlen: 0, family: fam, port, addr, ...v6 });
+    const mask = (prefix: number) => a(prefixToMask(fam, prefix));
+    const satype = PROTO_TO_SATYPE[e.said.proto] ?? SADB_X_SATYPE_INT;
+    const m: MessageInput = {
+      header: { type: SADB_X_PCHANGE, satype, seq, pid: 0 },
+      sa: { spi: e.said.spi, replay: 0, state: 0, auth: 0, encrypt: 0, flags },
+      addressDst: a(e.said.dst),
+      addressSrcFlow: a(e.flow.src, e.flow.sport),
+      addressDstFlow: a(e.flow.dst, e.flow.dport),
+      addressSrcMask: mask(e.flow.srcPrefix),
+      addressDstMask: mask(e.flow.dstPrefix),
+    };
+    if (e.flow.proto) m.protocol = { proto: e.flow.proto, direction: 0, flags: 0 };
+    this.toSet(buildMessage(m), subs);
+  }
+
+  /** Release the packets an eroute was holding (after REPLACEFLOW or DELFLOW). */
+  release(e: Eroute | undefined): void {
+    if (!e?.held) return;
+    const packets = [e.held];
+    e.held = undefined;
+    this.onRelease?.(e, packets);
+  }
+
+  describeErrno(errno: number): string {
+    return errnoName(errno);
+  }
+}

@@ -1,0 +1,303 @@
+/**
+ * The SA table (KLIPS's ipsec_sadb): SAs keyed by SAID, their states LARVAL → MATURE →
+ * DYING, SPI allocation for GETSPI, SA groups (KLIPS's ips_next/ips_prev chains built by
+ * X_GRPSA), and lifetimes: current counters, soft and hard limits, and a deadline heap so
+ * that time-based expiry costs nothing per SA per tick.
+ *
+ * The table decides nothing about messages; the engine calls it and builds replies.
+ */
+
+import type { Address, Key } from '../wire/index.js';
+import { SADB_SASTATE_DYING, SADB_SASTATE_LARVAL } from '../wire/index.js';
+import { saidKey, type Said } from './said.js';
+
+export interface Limits {
+  allocations: number;
+  bytes: number;
+  addtime: number;
+  usetime: number;
+  packets: number;
+}
+
+export interface Ident {
+  type: number;
+  id: bigint;
+  data: string;
+}
+
+/** An inbound policy flow stored on an IPIP SA by X_ADDFLOW with INFLOW (KLIPS ips_flow_*). */
+export interface InboundPolicy {
+  srcFlow: Address;
+  srcMask: Address;
+  dstFlow: Address;
+  dstMask: Address;
+  proto: number;
+}
+
+export interface SA {
+  said: Said;
+  satype: number;
+  state: number;
+  replay: number;
+  auth: number;
+  encrypt: number;
+  flags: number;
+  src: Address;
+  dst: Address;
+  proxy?: Address;
+  keyAuth?: Key;
+  keyEncrypt?: Key;
+  identSrc?: Ident;
+  identDst?: Ident;
+  natT?: { type: number; sport: number; dport: number; oa?: Address };
+  plumbif?: number;
+  saref?: { me: number; him: number };
+  ref?: number;
+  inbound?: InboundPolicy;
+  soft: Limits;
+  hard: Limits;
+  /** Current counters; addtime is when the SA was added, usetime when first used (0: never). */
+  current: Limits;
+  softSent: boolean;
+  /** Group chain (KLIPS ips_next / ips_prev): next is applied after this one. */
+  next?: SA;
+  prev?: SA;
+  /** pid of the creating request, and the ACQUIRE seq it answered (if any). */
+  pid: number;
+  seq: number;
+  /** Bumped on each replacement, so stale heap deadlines are ignored. */
+  gen: number;
+}
+
+export const NO_LIMITS = (): Limits => ({ allocations: 0, bytes: 0, addtime: 0, usetime: 0, packets: 0 });
+
+interface Deadline {
+  when: number;
+  sa: SA;
+  gen: number;
+}
+
+/** A binary min-heap of deadlines, invalidated lazily by SA generation. */
+class DeadlineHeap {
+  private h: Deadline[] = [];
+  get size(): number { return this.h.length; }
+  push(d: Deadline): void {
+    const h = this.h;
+    h.push(d);
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (h[p].when <= h[i].when) break;
+      [h[p], h[i]] = [h[i], h[p]];
+      i = p;
+    }
+  }
+  peek(): Deadline | undefined { return this.h[0]; }
+  pop(): Deadline | undefined {
+    const h = this.h;
+    const top = h[0];
+    const last = h.pop();
+    if (h.length && last) {
+      h[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && h[l].when < h[m].when) m = l;
+        if (r < h.length && h[r].when < h[m].when) m = r;
+        if (m === i) break;
+        [h[m], h[i]] = [h[i], h[m]];
+        i = m;
+      }
+    }
+    return top;
+  }
+  clear(): void { this.h = []; }
+}
+
+export type ExpiryKind = 'soft' | 'hard';
+
+export class Sadb {
+  private readonly byKey = new Map<string, SA>();
+  private readonly deadlines = new DeadlineHeap();
+
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  get(said: Said): SA | undefined {
+    return this.byKey.get(saidKey(said));
+  }
+
+  has(said: Said): boolean {
+    return this.byKey.has(saidKey(said));
+  }
+
+  values(): IterableIterator<SA> {
+    return this.byKey.values();
+  }
+
+  /** Insert a new SA (the caller checked it is absent) and schedule its time limits. */
+  insert(sa: SA): void {
+    this.byKey.set(saidKey(sa.said), sa);
+    this.schedule(sa);
+  }
+
+  /** Put `sa` in place of the SA with the same SAID (UPDATE), keeping its group links. */
+  replace(old: SA, sa: SA): void {
+    sa.next = old.next;
+    sa.prev = old.prev;
+    if (old.next) old.next.prev = sa;
+    if (old.prev) old.prev.next = sa;
+    sa.gen = old.gen + 1;
+    old.gen = -1;
+    this.byKey.set(saidKey(sa.said), sa);
+    this.schedule(sa);
+  }
+
+  /** Remove one SA, unlinking it from its group. */
+  remove(sa: SA): boolean {
+    const key = saidKey(sa.said);
+    if (this.byKey.get(key) !== sa) return false;
+    this.byKey.delete(key);
+    if (sa.prev) sa.prev.next = sa.next;
+    if (sa.next) sa.next.prev = sa.prev;
+    sa.next = sa.prev = undefined;
+    sa.gen = -1;
+    return true;
+  }
+
+  /** Remove the SAs of one SA type (0: all). Returns what was removed. */
+  flush(satype: number): SA[] {
+    const gone: SA[] = [];
+    for (const sa of this.byKey.values()) if (satype === 0 || sa.satype === satype) gone.push(sa);
+    if (gone.length === this.byKey.size) {
+      this.byKey.clear();
+      this.deadlines.clear();
+      for (const sa of gone) { sa.next = sa.prev = undefined; sa.gen = -1; }
+    } else {
+      for (const sa of gone) this.remove(sa);
+    }
+    return gone;
+  }
+
+  /**
+   * A free SPI in [min, max] for (proto, dst): random probes first, then a scan from a
+   * random start, so exhaustion is detected exactly. Undefined when every SPI is taken.
+   */
+  allocateSpi(proto: number, dst: string, min: number, max: number, random: (n: number) => number): number | undefined {
+    const span = max - min + 1;
+    const free = (spi: number) => !this.byKey.has(`${proto}/${spi}/${dst}`);
+    for (let i = 0; i < Math.min(16, span); i++) {
+      const spi = min + random(span);
+      if (free(spi)) return spi;
+    }
+    const start = random(span);
+    const limit = Math.min(span, this.byKey.size + 1);
+    // At most size+1 SPIs can be taken-or-checked before a free one appears.
+    for (let i = 0; i < limit; i++) {
+      const spi = min + ((start + i) % span);
+      if (free(spi)) return spi;
+    }
+    return undefined;
+  }
+
+  // ---------- groups ----------
+
+  /** The head of the group `sa` belongs to (KLIPS walks ips_prev). */
+  head(sa: SA): SA {
+    let h = sa;
+    while (h.prev) h = h.prev;
+    return h;
+  }
+
+  /** Every SA of `sa`'s group, head first. */
+  group(sa: SA): SA[] {
+    const out: SA[] = [];
+    for (let s: SA | undefined = this.head(sa); s; s = s.next) out.push(s);
+    return out;
+  }
+
+  /** Link a → b. 'EEXIST' if a already has a next, b already a prev, or b's chain holds a. */
+  link(a: SA, b: SA): 'EEXIST' | undefined {
+    if (a.next || b.prev || a === b) return 'EEXIST';
+    for (let s: SA | undefined = b; s; s = s.next) if (s === a) return 'EEXIST';
+    a.next = b;
+    b.prev = a;
+    return undefined;
+  }
+
+  /** Unlink the whole chain that starts at `sa`. */
+  unlinkChain(sa: SA): void {
+    if (sa.prev) { sa.prev.next = undefined; sa.prev = undefined; }
+    let s: SA | undefined = sa;
+    while (s) {
+      const n: SA | undefined = s.next;
+      s.next = undefined;
+      if (n) n.prev = undefined;
+      s = n;
+    }
+  }
+
+  // ---------- lifetimes ----------
+
+  private schedule(sa: SA): void {
+    const add = sa.current.addtime;
+    for (const lim of [sa.soft.addtime, sa.hard.addtime]) {
+      if (lim > 0) this.deadlines.push({ when: add + lim, sa, gen: sa.gen });
+    }
+    if (sa.current.usetime > 0) this.scheduleUse(sa);
+  }
+
+  private scheduleUse(sa: SA): void {
+    for (const lim of [sa.soft.usetime, sa.hard.usetime]) {
+      if (lim > 0) this.deadlines.push({ when: sa.current.usetime + lim, sa, gen: sa.gen });
+    }
+  }
+
+  /** Which limit (if any) the SA has reached now: hard wins over soft; soft reported once. */
+  reached(sa: SA, now: number): ExpiryKind | undefined {
+    const c = sa.current;
+    const over = (l: Limits) =>
+      (l.allocations > 0 && c.allocations >= l.allocations) ||
+      (l.bytes > 0 && c.bytes >= l.bytes) ||
+      (l.packets > 0 && c.packets >= l.packets) ||
+      (l.addtime > 0 && now >= c.addtime + l.addtime) ||
+      (l.usetime > 0 && c.usetime > 0 && now >= c.usetime + l.usetime);
+    if (over(sa.hard)) return 'hard';
+    if (!sa.softSent && over(sa.soft)) return 'soft';
+    return undefined;
+  }
+
+  /** Count traffic on an SA; returns the expiry it reaches, if any. */
+  count(sa: SA, bytes: number, packets: number, now: number): ExpiryKind | undefined {
+    const c = sa.current;
+    if (c.usetime === 0 && packets > 0) {
+      c.usetime = now;
+      this.scheduleUse(sa);
+    }
+    c.bytes += bytes;
+    c.packets += packets;
+    return this.reached(sa, now);
+  }
+
+  /** SAs whose time limits have passed by `now`, each with the limit it reached. */
+  due(now: number): Array<{ sa: SA; kind: ExpiryKind }> {
+    const out: Array<{ sa: SA; kind: ExpiryKind }> = [];
+    const seen = new Set<SA>();
+    for (let d = this.deadlines.peek(); d && d.when <= now; d = this.deadlines.peek()) {
+      this.deadlines.pop();
+      if (d.sa.gen !== d.gen || seen.has(d.sa)) continue;
+      const kind = this.reached(d.sa, now);
+      if (kind) { out.push({ sa: d.sa, kind }); seen.add(d.sa); }
+    }
+    return out;
+  }
+
+  /** Mark soft expiry sent: the SA is DYING from now on (larval SAs stay larval). */
+  markSoft(sa: SA): void {
+    sa.softSent = true;
+    if (sa.state !== SADB_SASTATE_LARVAL) sa.state = SADB_SASTATE_DYING;
+  }
+}
