@@ -60,7 +60,7 @@ export interface Key {
 export interface Ident {
   type: number;
   id: bigint;
-  /** The identity string (without its NUL terminator). */
+  /** The identity string without its NUL terminator, one character per byte (latin1). */
   data: string;
 }
 
@@ -202,6 +202,7 @@ function bad(errno: number, off: number, exttype: number, reason: string): never
 }
 
 function header(dv: DataView, off: number, len: number, exttype: number): void {
+  if (len / 8 > 0xffff) throw new RangeError(`extension of ${len} bytes is too long for sadb_ext_len`);
   dv.setUint16(off, len / 8, LE);
   dv.setUint16(off + 2, exttype, LE);
 }
@@ -213,6 +214,13 @@ function allZero(u8: Uint8Array, from: number, to: number): boolean {
 
 function requireZeroPad(u8: Uint8Array, from: number, to: number, off: number, exttype: number, what: string): void {
   if (!allZero(u8, from, to)) bad(ERRNO.EINVAL, off, exttype, `${what} must be zero`);
+}
+
+/** A copy of bytes [from, to) that never shares memory with the input (even a Buffer). */
+function copyBytes(u8: Uint8Array, from: number, to: number): Uint8Array {
+  const out = new Uint8Array(to - from);
+  out.set(u8.subarray(from, to));
+  return out;
 }
 
 function exactLength(len: number, want: number, off: number, exttype: number, what: string): void {
@@ -365,7 +373,7 @@ const keyCodec: ExtCodec<Key> = {
     if (dv.getUint16(off + 6, LE) !== 0) bad(ERRNO.EINVAL, off, exttype, 'key reserved field must be zero');
     const nbytes = Math.ceil(bits / 8);
     requireZeroPad(u8, off + 8 + nbytes, off + len, off, exttype, 'key padding');
-    return { bits, key: u8.slice(off + 8, off + 8 + nbytes) };
+    return { bits, key: copyBytes(u8, off + 8, off + 8 + nbytes) };
   },
   encodingLength: (v) => pad8(8 + Math.ceil(v.bits / 8)),
   encode(v, dv, u8, off, exttype) {
@@ -382,8 +390,14 @@ const keyCodec: ExtCodec<Key> = {
 
 // ---------- identity ----------
 
-const utf8 = new TextEncoder();
-const utf8d = new TextDecoder('utf-8', { fatal: false });
+/** Identity strings are C strings: kept byte for byte as latin1 text. */
+const identBytes = (s: string): Uint8Array => {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0 || c > 0xff) throw new RangeError('identity text must be bytes 1..255 (latin1), without NUL');
+  }
+  return Buffer.from(s, 'latin1');
+};
 
 const identCodec: ExtCodec<Ident> = {
   decode(dv, u8, off, len, exttype) {
@@ -395,15 +409,14 @@ const identCodec: ExtCodec<Ident> = {
     while (end < off + len && u8[end] !== 0) end++;
     if (len > 16 && end === off + len) bad(ERRNO.EINVAL, off, exttype, 'identity string is not NUL-terminated');
     const strlen = end - (off + 16);
-    const want = strlen === 0 && len === 16 ? 16 : pad8(16 + strlen + 1);
+    const want = strlen === 0 ? 16 : pad8(16 + strlen + 1);
     if (len !== want) bad(ERRNO.EINVAL, off, exttype, `identity of ${strlen} bytes must be padded to ${want}, got ${len}`);
     requireZeroPad(u8, end, off + len, off, exttype, 'identity padding');
-    return { type, id: dv.getBigUint64(off + 8, LE), data: utf8d.decode(u8.subarray(off + 16, end)) };
+    return { type, id: dv.getBigUint64(off + 8, LE), data: Buffer.from(u8.buffer, u8.byteOffset + off + 16, strlen).toString('latin1') };
   },
-  encodingLength: (v) => (v.data.length === 0 ? 16 : pad8(16 + utf8.encode(v.data).length + 1)),
+  encodingLength: (v) => (v.data.length === 0 ? 16 : pad8(16 + v.data.length + 1)),
   encode(v, dv, u8, off, exttype) {
-    const s = utf8.encode(v.data);
-    if (s.includes(0)) throw new RangeError('identity string contains NUL');
+    const s = identBytes(v.data);
     const len = s.length === 0 ? 16 : pad8(16 + s.length + 1);
     header(dv, off, len, exttype);
     dv.setUint16(off + 4, v.type, LE);
@@ -430,8 +443,8 @@ const sensCodec: ExtCodec<Sens> = {
       dpd: dv.getUint32(off + 4, LE),
       sensLevel: u8[off + 8],
       integLevel: u8[off + 10],
-      sensBitmap: u8.slice(b, b + 8 * sensLen),
-      integBitmap: u8.slice(b + 8 * sensLen, b + 8 * (sensLen + integLen)),
+      sensBitmap: copyBytes(u8, b, b + 8 * sensLen),
+      integBitmap: copyBytes(u8, b + 8 * sensLen, b + 8 * (sensLen + integLen)),
     };
   },
   encodingLength: (v) => 16 + v.sensBitmap.length + v.integBitmap.length,
@@ -585,7 +598,7 @@ const spirangeCodec: ExtCodec<SpiRange> = {
 const kmprivateCodec: ExtCodec<KmPrivate> = {
   decode(dv, u8, off, len, exttype) {
     if (dv.getUint32(off + 4, LE) !== 0) bad(ERRNO.EINVAL, off, exttype, 'kmprivate reserved field must be zero');
-    return { data: u8.slice(off + 8, off + len) };
+    return { data: copyBytes(u8, off + 8, off + len) };
   },
   encodingLength: (v) => 8 + pad8(v.data.length),
   encode(v, dv, u8, off, exttype) {

@@ -188,6 +188,7 @@ export function messageLength(m: MessageInput): number {
 /** Write a message's canonical bytes. The header's len is computed; other fields default to 0. */
 export function buildMessage(m: MessageInput): Uint8Array {
   const total = messageLength(m);
+  if (total / 8 > 0xffff) throw new RangeError(`message of ${total} bytes is too long for sadb_msg_len`);
   const u8 = new Uint8Array(total);
   const dv = new DataView(u8.buffer);
   const h = m.header;
