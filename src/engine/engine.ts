@@ -24,32 +24,10 @@ import { formatSaid, type Said } from '../sadb/said.js';
 import { ErouteTable, type Eroute, type Flow, type PacketSelector } from '../spd/eroute-table.js';
 import { defaultSupported, type SupportedLists } from './algorithms.js';
 import { HANDLERS } from './handlers.js';
+import type { Endpoint, EngineOps, VirtualInterface } from './endpoint.js';
+
+export type { Endpoint, VirtualInterface, Request, EngineOps } from './endpoint.js';
 import { lifetimeOf, saExtensions } from './sa-extensions.js';
-
-/** What the engine needs of a PF_KEY socket. */
-export interface Endpoint {
-  readonly id: number;
-  /** Queue one message for the client; false if its receive queue was full (dropped). */
-  deliver(msg: Uint8Array): boolean;
-  /** Free bytes in the receive queue (DUMP paces itself on this). */
-  room(): number;
-  /** Call `cb` once when the receive queue has drained. */
-  onDrain(cb: () => void): void;
-  readonly closed: boolean;
-  /** SA types this socket registered for (SADB_REGISTER). */
-  readonly registered: Set<number>;
-  promisc: boolean;
-  /** Subscribed to X_PCHANGE eroute notices. */
-  pchange: boolean;
-}
-
-export interface VirtualInterface {
-  ifnum: number;
-  name: string;
-  transport: boolean;
-  created: number;
-  pid: number;
-}
 
 export interface EngineOptions {
   /** Seconds (may be fractional). Default: wall clock. */
@@ -71,14 +49,6 @@ export interface PendingAcquire {
   sent: number;
 }
 
-/** Handlers see the engine through this context. */
-export interface Request {
-  engine: Engine;
-  ep: Endpoint;
-  msg: PfkeyMessage;
-  bytes: Uint8Array;
-}
-
 /** KLIPS's ACQUIRE proposal, led by AES (KLIPS itself offered 3DES with MD5 or SHA1 only). */
 function acquireProposal(): Comb[] {
   const comb = (auth: number, abits: number, enc: number, emin: number, emax: number): Comb => ({
@@ -94,7 +64,7 @@ function acquireProposal(): Comb[] {
   ];
 }
 
-export class Engine {
+export class Engine implements EngineOps {
   readonly sadb = new Sadb();
   readonly spd: ErouteTable;
   readonly interfaces = new Map<number, VirtualInterface>();

@@ -20,7 +20,7 @@ import { formatSaid, type Said } from '../sadb/said.js';
 import { ErouteTable, ErouteError, type Flow } from '../spd/eroute-table.js';
 import { keyProblem } from './algorithms.js';
 import { limitsFrom, saExtensions, saidOf } from './sa-extensions.js';
-import type { Request } from './engine.js';
+import type { Request } from './endpoint.js';
 
 type Handler = (r: Request) => void;
 

@@ -1,0 +1,63 @@
+/**
+ * The shapes the engine's parts meet through: an Endpoint (what the engine needs of a
+ * PF_KEY socket; socket/ implements it), the operations a message handler may use on the
+ * engine (EngineOps; engine.ts implements them), and a Request (what a handler is given).
+ * Keeping them here lets handlers.ts and engine.ts each depend on this file, not on each other.
+ */
+
+import type { DebugSubsystem, PfkeyMessage } from '../wire/index.js';
+import type { SA, Sadb } from '../sadb/sadb.js';
+import type { Eroute, ErouteTable } from '../spd/eroute-table.js';
+import type { SupportedLists } from './algorithms.js';
+
+/** What the engine needs of a PF_KEY socket. */
+export interface Endpoint {
+  readonly id: number;
+  /** Queue one message for the client; false if its receive queue was full (dropped). */
+  deliver(msg: Uint8Array): boolean;
+  /** Free bytes in the receive queue (DUMP paces itself on this). */
+  room(): number;
+  /** Call `cb` once when the receive queue has drained. */
+  onDrain(cb: () => void): void;
+  readonly closed: boolean;
+  /** SA types this socket registered for (SADB_REGISTER). */
+  readonly registered: Set<number>;
+  promisc: boolean;
+  /** Subscribed to X_PCHANGE eroute notices. */
+  pchange: boolean;
+}
+
+export interface VirtualInterface {
+  ifnum: number;
+  name: string;
+  transport: boolean;
+  created: number;
+  pid: number;
+}
+
+/** What a message handler may do with the engine. */
+export interface EngineOps {
+  readonly sadb: Sadb;
+  readonly spd: ErouteTable;
+  readonly interfaces: Map<number, VirtualInterface>;
+  readonly supported: Map<number, SupportedLists>;
+  readonly debug: Record<DebugSubsystem, number>;
+  readonly larvalLifetime: number;
+  now(): number;
+  random(n: number): number;
+  toAll(bytes: Uint8Array): void;
+  toSender(ep: Endpoint, bytes: Uint8Array): void;
+  toRegistered(satype: number, bytes: Uint8Array): number;
+  settleAcquire(seq: number): boolean;
+  checkLimits(sa: SA): void;
+  pchangeNotice(e: Eroute, flags: number, seq: number): void;
+  release(e: Eroute | undefined): void;
+}
+
+/** What a handler is given: the engine, the sending socket, the parsed message and its bytes. */
+export interface Request {
+  engine: EngineOps;
+  ep: Endpoint;
+  msg: PfkeyMessage;
+  bytes: Uint8Array;
+}
