@@ -308,11 +308,13 @@ test('linux af_key: replies made of RFC 2367 parts parse (out) and rebuild byte 
       prefixlen++;
       continue;
     }
-    // Linux echoes the request's SA type in error replies (99, 5, 0 for ADD; 0 for
-    // REGISTER UNSPEC); KLIPS has no protocol for those: EINVAL at the satype byte.
+    // Linux echoes the request's SA type in error replies (99, 5, 0 for ADD), which an
+    // error reply may (the SA type rules apply to errno 0 only); a successful reply with
+    // an SA type KLIPS has no protocol for (REGISTER UNSPEC) is EINVAL at the satype byte.
     const satype = b[3];
-    const needsProto = [1, 2, 3, 4, 5].includes(b[1]) && ![2, 3, 9, 10, 11].includes(satype);
-    const needsSatype = [6, 7, 8].includes(b[1]) && satype === 0;
+    const ok = b[2] === 0;
+    const needsProto = ok && [1, 2, 3, 4, 5].includes(b[1]) && ![2, 3, 9, 10, 11].includes(satype);
+    const needsSatype = ok && [6, 7, 8].includes(b[1]) && satype === 0;
     if (needsProto || needsSatype) {
       assert.throws(() => parseMessage(b, { direction: 'out' }), (e: unknown) => e instanceof PfkeyError && e.errno === ERRNO.EINVAL && e.offset === 3, d.where);
       badSatype++;

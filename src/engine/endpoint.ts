@@ -17,6 +17,8 @@ export interface Endpoint {
   deliver(msg: Uint8Array): boolean;
   /** Free bytes in the receive queue (DUMP paces itself on this). */
   room(): number;
+  /** The receive queue's size in bytes. */
+  readonly rcvbuf: number;
   /** Call `cb` once when the receive queue has drained. */
   onDrain(cb: () => void): void;
   readonly closed: boolean;

@@ -122,12 +122,11 @@ export class Engine implements EngineOps {
    * return. A header-level fault produces no message (as KLIPS's sendmsg); any later
    * refusal is also answered with a header-only errno message to every open socket.
    */
-  handle(ep: Endpoint, bytes: Uint8Array): number {
+  handle(ep: Endpoint, request: Uint8Array): number {
     this.stats.requests++;
-    this.copyToPromisc(bytes, ep);
     let header;
     try {
-      header = checkHeader(bytes);
+      header = checkHeader(request);
     } catch (e) {
       this.stats.errors++;
       if (e instanceof PfkeyError) {
@@ -136,6 +135,9 @@ export class Engine implements EngineOps {
       }
       throw e;
     }
+    // Our own copy: nothing queued anywhere may share memory with the caller's buffer.
+    const bytes = new Uint8Array(request);
+    this.copyToPromisc(bytes, ep);
     try {
       const msg = parseMessage(bytes, { direction: 'in' });
       this.log('pfkey', `${MSG_TYPE_NAMES[header.type]} seq=${header.seq} pid=${header.pid} from socket ${ep.id}`);

@@ -50,7 +50,7 @@ function clampSoft(soft: Limits, hard: Limits): Limits {
 }
 
 /** Build an SA from ADD/UPDATE extensions, refusing what KLIPS's processors refuse. */
-function saFromRequest(r: Request, current: Limits | undefined): SA {
+function saFromRequest(r: Request, old: SA | undefined): SA {
   const { msg, engine } = r;
   const satype = msg.header.satype;
   const sa = msg.sa!;
@@ -101,7 +101,9 @@ function saFromRequest(r: Request, current: Limits | undefined): SA {
     ref: sa.ref,
     soft: clampSoft(limitsFrom(msg.lifetimeSoft), hard),
     hard,
-    current: current ?? { ...NO_LIMITS(), allocations: 1, addtime: now },
+    // UPDATE keeps the counters and first use of the SA it replaces.
+    current: old ? { ...old.current } : { ...NO_LIMITS(), addtime: now },
+    used: old?.used ?? false,
     softSent: false,
     pid: msg.header.pid,
     seq: msg.header.seq,
@@ -147,8 +149,8 @@ const getspi: Handler = ({ engine, msg }) => {
     src: msg.addressSrc!, dst: msg.addressDst!, proxy: msg.addressProxy,
     soft: NO_LIMITS(),
     hard: { ...NO_LIMITS(), addtime: engine.larvalLifetime },
-    current: { ...NO_LIMITS(), allocations: 1, addtime: now },
-    softSent: false, pid: msg.header.pid, seq: msg.header.seq, gen: 0,
+    current: { ...NO_LIMITS(), addtime: now },
+    used: false, softSent: false, pid: msg.header.pid, seq: msg.header.seq, gen: 0,
   };
   engine.sadb.insert(sa);
   engine.toAll(buildMessage({ header: replyHeader(msg), sa: { spi: spi!, replay: 0, state: SADB_SASTATE_LARVAL, auth: 0, encrypt: 0, flags: 0 }, addressSrc: sa.src, addressDst: sa.dst }));
@@ -158,7 +160,7 @@ const update: Handler = (r) => {
   const { engine, msg } = r;
   const old = engine.sadb.get(saidOfRequest(msg));
   if (!old) refuse(ERRNO.ENOENT, `no SA ${formatSaid(saidOfRequest(msg))} to update`);
-  const sa = saFromRequest(r, { ...old!.current });
+  const sa = saFromRequest(r, old);
   engine.sadb.replace(old!, sa);
   engine.settleAcquire(msg.header.seq);
   engine.toAll(buildMessage(saReply(msg, sa)));
@@ -233,13 +235,15 @@ const dump: Handler = ({ engine, ep, msg }) => {
   const step = (): void => {
     for (let budget = 512; i < list.length && budget > 0; budget--) {
       if (ep.closed) return;
-      if (ep.room() <= 0) { ep.onDrain(step); return; }
-      const sa = list[i++];
-      const m: MessageInput = {
-        header: { type: msg.header.type, satype: sa.satype, seq: list.length - i, pid: msg.header.pid },
+      const sa = list[i];
+      const bytes = buildMessage({
+        header: { type: msg.header.type, satype: sa.satype, seq: list.length - 1 - i, pid: msg.header.pid },
         ...saExtensions(sa, { keys: true, current: true, limits: true, natT: true }),
-      };
-      engine.toSender(ep, buildMessage(m));
+      });
+      // Wait for the reader unless the message could never fit (then it is dropped and counted).
+      if (ep.room() < bytes.length && bytes.length <= ep.rcvbuf) { ep.onDrain(step); return; }
+      i++;
+      engine.toSender(ep, bytes);
     }
     if (i < list.length && !ep.closed) setImmediate(step);
   };

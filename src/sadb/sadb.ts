@@ -56,8 +56,10 @@ export interface SA {
   inbound?: InboundPolicy;
   soft: Limits;
   hard: Limits;
-  /** Current counters; addtime is when the SA was added, usetime when first used (0: never). */
+  /** Current counters; addtime is when the SA was added, usetime when first used. */
   current: Limits;
+  /** Whether traffic has used the SA yet (usetime is meaningful only then). */
+  used: boolean;
   softSent: boolean;
   /** Group chain (KLIPS ips_next / ips_prev): next is applied after this one. */
   next?: SA;
@@ -247,7 +249,7 @@ export class Sadb {
     for (const lim of [sa.soft.addtime, sa.hard.addtime]) {
       if (lim > 0) this.deadlines.push({ when: add + lim, sa, gen: sa.gen });
     }
-    if (sa.current.usetime > 0) this.scheduleUse(sa);
+    if (sa.used) this.scheduleUse(sa);
   }
 
   private scheduleUse(sa: SA): void {
@@ -264,7 +266,7 @@ export class Sadb {
       (l.bytes > 0 && c.bytes >= l.bytes) ||
       (l.packets > 0 && c.packets >= l.packets) ||
       (l.addtime > 0 && now >= c.addtime + l.addtime) ||
-      (l.usetime > 0 && c.usetime > 0 && now >= c.usetime + l.usetime);
+      (l.usetime > 0 && sa.used && now >= c.usetime + l.usetime);
     if (over(sa.hard)) return 'hard';
     if (!sa.softSent && over(sa.soft)) return 'soft';
     return undefined;
@@ -273,7 +275,8 @@ export class Sadb {
   /** Count traffic on an SA; returns the expiry it reaches, if any. */
   count(sa: SA, bytes: number, packets: number, now: number): ExpiryKind | undefined {
     const c = sa.current;
-    if (c.usetime === 0 && packets > 0) {
+    if (!sa.used && packets > 0) {
+      sa.used = true;
       c.usetime = now;
       this.scheduleUse(sa);
     }

@@ -81,10 +81,12 @@ export function parseMessage(u8: Uint8Array, opts: ParseOptions = {}): PfkeyMess
   const dir: Direction = opts.direction ?? 'in';
   const header = checkHeader(u8);
   const type = header.type;
-  if (NEEDS_PROTO.has(type) && !SATYPE_TO_PROTO[header.satype]) {
+  // An error reply echoes whatever satype the refused request had.
+  const errorReply = dir === 'out' && header.errno !== 0;
+  if (!errorReply && NEEDS_PROTO.has(type) && !SATYPE_TO_PROTO[header.satype]) {
     fail(ERRNO.EINVAL, `SA type ${header.satype} has no protocol for ${MSG_TYPE_NAMES[type]}`, { offset: 3 });
   }
-  if (NEEDS_SATYPE.has(type) && header.satype === 0) {
+  if (!errorReply && NEEDS_SATYPE.has(type) && header.satype === 0) {
     fail(ERRNO.EINVAL, `SA type must be non-zero for ${MSG_TYPE_NAMES[type]}`, { offset: 3 });
   }
   if (dir === 'in' && type !== SADB_ACQUIRE && header.errno !== 0) {

@@ -82,9 +82,13 @@ export const RULES: readonly MsgRules[] = [
     out: r([SRC, DST, PROP], [PRX, IDS, IDD, SENS]),
   },
   /* REGISTER */ { in: NONE, out: r([], [SUPA, SUPE]) },
-  /* EXPIRE: KLIPS permits nothing inbound (a header-only message is echoed). */ {
+  /*
+   * EXPIRE: KLIPS permits nothing inbound, and echoes that header-only message to every
+   * socket; so the outbound rule cannot require what the kernel's own EXPIRE carries
+   * (SA, LIFETIME_CURRENT, SRC, DST: the engine always sends those).
+   */ {
     in: NONE,
-    out: r([SA, LC, SRC, DST], [LH, LS]),
+    out: r([], [SA, LC, LH, LS, SRC, DST]),
   },
   /* FLUSH */ { in: NONE, out: NONE },
   /* DUMP: klips departs: KLIPS requires both keys out, which an AH or IPIP SA cannot carry. */ {
@@ -95,9 +99,12 @@ export const RULES: readonly MsgRules[] = [
     in: NONE,
     out: NONE,
   },
-  /* X_PCHANGE: defined by klips: header-only subscription in; eroute change notices out. */ {
+  /*
+   * X_PCHANGE, defined by klips: header-only subscription in; out, the header-only
+   * answer to it, or an eroute change notice (SA, DST and the four flow extensions).
+   */ {
     in: NONE,
-    out: r([SFL, DFL, SMK, DMK], [SA, SRC, DST, IDS, IDD, PROTO]),
+    out: r([], [SA, DST, SFL, DFL, SMK, DMK, PROTO]),
   },
   /* X_GRPSA */ {
     in: r([SA, DST], [SAT2, SA2, DST2]),
