@@ -16,7 +16,10 @@ import {
   SADB_SATYPE_MAX, SATYPE_TO_PROTO, DEBUG_SUBSYSTEMS, type DebugSubsystem,
 } from './constants.js';
 import { ERRNO, fail } from './errno.js';
-import { addressBytes, formatAddress, sockaddrLength } from './sockaddr.js';
+import { addressBytes, formatIPv4Cached, formatIPv6, ipv4Number, sockaddrLength } from './sockaddr.js';
+import {
+  rd16, rd16be, rd32, rd32be, rd64, wr16, wr16be, wr32, wr32be, wr64, copyBytes, allZero,
+} from './bytes.js';
 
 // ---------- value types ----------
 
@@ -185,42 +188,30 @@ export type ExtField = keyof Extensions;
 // ---------- codec plumbing ----------
 
 /**
- * A codec sees the whole message (`dv`/`u8`), the extension's byte offset and its total
- * length in bytes (header included, from sadb_ext_len).
+ * A codec sees the whole message's bytes, the extension's byte offset and its total
+ * length in bytes (header included, from sadb_ext_len). `encode` writes into zeroed
+ * bytes (buildMessage's buffers always are), so it never writes padding.
  */
 export interface ExtCodec<T> {
-  decode(dv: DataView, u8: Uint8Array, off: number, len: number, exttype: number): T;
+  decode(u8: Uint8Array, off: number, len: number, exttype: number): T;
   encodingLength(v: T): number;
-  encode(v: T, dv: DataView, u8: Uint8Array, off: number, exttype: number): void;
+  encode(v: T, u8: Uint8Array, off: number, exttype: number): void;
 }
 
-const LE = true;
 const pad8 = (n: number) => (n + 7) & ~7;
 
 function bad(errno: number, off: number, exttype: number, reason: string): never {
   fail(errno, reason, { offset: off, exttype });
 }
 
-function header(dv: DataView, off: number, len: number, exttype: number): void {
+function header(u8: Uint8Array, off: number, len: number, exttype: number): void {
   if (len / 8 > 0xffff) throw new RangeError(`extension of ${len} bytes is too long for sadb_ext_len`);
-  dv.setUint16(off, len / 8, LE);
-  dv.setUint16(off + 2, exttype, LE);
-}
-
-function allZero(u8: Uint8Array, from: number, to: number): boolean {
-  for (let i = from; i < to; i++) if (u8[i] !== 0) return false;
-  return true;
+  wr16(u8, off, len / 8);
+  wr16(u8, off + 2, exttype);
 }
 
 function requireZeroPad(u8: Uint8Array, from: number, to: number, off: number, exttype: number, what: string): void {
   if (!allZero(u8, from, to)) bad(ERRNO.EINVAL, off, exttype, `${what} must be zero`);
-}
-
-/** A copy of bytes [from, to) that never shares memory with the input (even a Buffer). */
-function copyBytes(u8: Uint8Array, from: number, to: number): Uint8Array {
-  const out = new Uint8Array(to - from);
-  out.set(u8.subarray(from, to));
-  return out;
 }
 
 function exactLength(len: number, want: number, off: number, exttype: number, what: string): void {
@@ -234,21 +225,21 @@ export const IPSEC_SA_REF_TABLE_NUM_ENTRIES = 1 << 15;
 export const IPSEC_SAREF_NULL = 0;
 
 const saCodec: ExtCodec<Sa> = {
-  decode(dv, u8, off, len, exttype) {
+  decode(u8, off, len, exttype) {
     if (len !== 16 && len !== 24) bad(ERRNO.EINVAL, off, exttype, `SA extension is ${len} bytes, must be 16 or 24`);
     const sa: Sa = {
-      spi: dv.getUint32(off + 4, false),
+      spi: rd32be(u8, off + 4),
       replay: u8[off + 8],
       state: u8[off + 9],
       auth: u8[off + 10],
       encrypt: u8[off + 11],
-      flags: dv.getUint32(off + 12, LE),
+      flags: rd32(u8, off + 12),
     };
     if (sa.state > SADB_SASTATE_MAX) bad(ERRNO.EINVAL, off, exttype, `SA state ${sa.state} out of range`);
     if (sa.state === SADB_SASTATE_DEAD) bad(ERRNO.EINVAL, off, exttype, 'SA state DEAD is not accepted');
     if (sa.replay > 64) bad(ERRNO.EINVAL, off, exttype, `replay window ${sa.replay} > 64`);
     if (len === 24) {
-      const ref = dv.getUint32(off + 16, LE);
+      const ref = rd32(u8, off + 16);
       if (ref !== IPSEC_SAREF_NULL && ref !== 0xffffffff && ref >= IPSEC_SA_REF_TABLE_NUM_ENTRIES) {
         bad(ERRNO.EINVAL, off, exttype, `SAref ${ref} out of range`);
       }
@@ -258,18 +249,18 @@ const saCodec: ExtCodec<Sa> = {
     return sa;
   },
   encodingLength: (v) => (v.ref === undefined ? 16 : 24),
-  encode(v, dv, u8, off, exttype) {
+  encode(v, u8, off, exttype) {
     const len = v.ref === undefined ? 16 : 24;
-    header(dv, off, len, exttype);
-    dv.setUint32(off + 4, v.spi >>> 0, false);
+    header(u8, off, len, exttype);
+    wr32be(u8, off + 4, v.spi >>> 0);
     u8[off + 8] = v.replay;
     u8[off + 9] = v.state;
     u8[off + 10] = v.auth;
     u8[off + 11] = v.encrypt;
-    dv.setUint32(off + 12, v.flags >>> 0, LE);
+    wr32(u8, off + 12, v.flags >>> 0);
     if (v.ref !== undefined) {
-      dv.setUint32(off + 16, v.ref >>> 0, LE);
-      dv.setUint32(off + 20, 0, LE);
+      wr32(u8, off + 16, v.ref >>> 0);
+      wr32(u8, off + 20, 0);
     }
   },
 };
@@ -277,30 +268,30 @@ const saCodec: ExtCodec<Sa> = {
 // ---------- lifetime (32 bytes RFC 2367; 40 bytes openswan with x_packets) ----------
 
 const lifetimeCodec: ExtCodec<Lifetime> = {
-  decode(dv, u8, off, len, exttype) {
+  decode(u8, off, len, exttype) {
     if (len !== 32 && len !== 40) bad(ERRNO.EINVAL, off, exttype, `lifetime extension is ${len} bytes, must be 32 or 40`);
     const lt: Lifetime = {
-      allocations: dv.getUint32(off + 4, LE),
-      bytes: dv.getBigUint64(off + 8, LE),
-      addtime: dv.getBigUint64(off + 16, LE),
-      usetime: dv.getBigUint64(off + 24, LE),
+      allocations: rd32(u8, off + 4),
+      bytes: rd64(u8, off + 8),
+      addtime: rd64(u8, off + 16),
+      usetime: rd64(u8, off + 24),
     };
     if (len === 40) {
-      lt.packets = dv.getUint32(off + 32, LE);
+      lt.packets = rd32(u8, off + 32);
       requireZeroPad(u8, off + 36, off + 40, off, exttype, 'lifetime reserved bytes');
     }
     return lt;
   },
   encodingLength: (v) => (v.packets === undefined ? 32 : 40),
-  encode(v, dv, _u8, off, exttype) {
-    header(dv, off, v.packets === undefined ? 32 : 40, exttype);
-    dv.setUint32(off + 4, v.allocations >>> 0, LE);
-    dv.setBigUint64(off + 8, v.bytes, LE);
-    dv.setBigUint64(off + 16, v.addtime, LE);
-    dv.setBigUint64(off + 24, v.usetime, LE);
+  encode(v, u8, off, exttype) {
+    header(u8, off, v.packets === undefined ? 32 : 40, exttype);
+    wr32(u8, off + 4, v.allocations >>> 0);
+    wr64(u8, off + 8, v.bytes);
+    wr64(u8, off + 16, v.addtime);
+    wr64(u8, off + 24, v.usetime);
     if (v.packets !== undefined) {
-      dv.setUint32(off + 32, v.packets >>> 0, LE);
-      dv.setUint32(off + 36, 0, LE);
+      wr32(u8, off + 32, v.packets >>> 0);
+      wr32(u8, off + 36, 0);
     }
   },
 };
@@ -308,10 +299,10 @@ const lifetimeCodec: ExtCodec<Lifetime> = {
 // ---------- address (sadb_address + sockaddr_in / sockaddr_in6) ----------
 
 const addressCodec: ExtCodec<Address> = {
-  decode(dv, u8, off, len, exttype) {
+  decode(u8, off, len, exttype) {
     if (len < 24) bad(ERRNO.EINVAL, off, exttype, `address extension is ${len} bytes, too short for a sockaddr`);
-    if (dv.getUint16(off + 6, LE) !== 0) bad(ERRNO.EINVAL, off, exttype, 'address reserved field must be zero');
-    const family = dv.getUint16(off + 8, LE);
+    if (rd16(u8, off + 6) !== 0) bad(ERRNO.EINVAL, off, exttype, 'address reserved field must be zero');
+    const family = rd16(u8, off + 8);
     if (family !== AF_INET && family !== AF_INET6) {
       bad(ERRNO.EPFNOSUPPORT, off, exttype, `address family ${family} not supported`);
     }
@@ -324,40 +315,38 @@ const addressCodec: ExtCodec<Address> = {
       proto: u8[off + 4],
       prefixlen,
       family,
-      port: dv.getUint16(s + 2, false),
+      port: rd16be(u8, s + 2),
       addr: '',
     };
     if (family === AF_INET) {
-      a.addr = formatAddress(family, u8, s + 4);
+      a.addr = formatIPv4Cached(u8, s + 4);
       requireZeroPad(u8, s + 8, s + 16, off, exttype, 'sin_zero');
     } else {
-      a.flowinfo = dv.getUint32(s + 4, false);
-      a.addr = formatAddress(family, u8, s + 8);
-      a.scopeId = dv.getUint32(s + 24, LE);
+      a.flowinfo = rd32be(u8, s + 4);
+      a.addr = formatIPv6(u8, s + 8);
+      a.scopeId = rd32(u8, s + 24);
       requireZeroPad(u8, s + 28, off + len, off, exttype, 'address padding');
     }
     return a;
   },
   encodingLength: (v) => pad8(8 + sockaddrLength(v.family)),
-  encode(v, dv, u8, off, exttype) {
+  encode(v, u8, off, exttype) {
     const slen = sockaddrLength(v.family);
     if (slen === 0) throw new RangeError(`address family ${v.family} cannot be encoded`);
     const len = pad8(8 + slen);
-    header(dv, off, len, exttype);
+    header(u8, off, len, exttype);
     u8[off + 4] = v.proto;
     u8[off + 5] = v.prefixlen;
-    dv.setUint16(off + 6, 0, LE);
+    wr16(u8, off + 6, 0);
     const s = off + 8;
-    u8.fill(0, s, off + len);
-    dv.setUint16(s, v.family, LE);
-    dv.setUint16(s + 2, v.port, false);
-    const b = addressBytes(v.family, v.addr);
+    wr16(u8, s, v.family);
+    wr16be(u8, s + 2, v.port);
     if (v.family === AF_INET) {
-      u8.set(b, s + 4);
+      wr32be(u8, s + 4, ipv4Number(v.addr));
     } else {
-      dv.setUint32(s + 4, (v.flowinfo ?? 0) >>> 0, false);
-      u8.set(b, s + 8);
-      dv.setUint32(s + 24, (v.scopeId ?? 0) >>> 0, LE);
+      wr32be(u8, s + 4, (v.flowinfo ?? 0) >>> 0);
+      u8.set(addressBytes(v.family, v.addr), s + 8);
+      wr32(u8, s + 24, (v.scopeId ?? 0) >>> 0);
     }
   },
 };
@@ -365,26 +354,25 @@ const addressCodec: ExtCodec<Address> = {
 // ---------- key ----------
 
 const keyCodec: ExtCodec<Key> = {
-  decode(dv, u8, off, len, exttype) {
-    const bits = dv.getUint16(off + 4, LE);
+  decode(u8, off, len, exttype) {
+    const bits = rd16(u8, off + 4);
     if (bits === 0) bad(ERRNO.EINVAL, off, exttype, 'key length is zero');
     const want = pad8(8 + Math.ceil(bits / 8));
     if (len !== want) bad(ERRNO.EINVAL, off, exttype, `key of ${bits} bits needs a ${want}-byte extension, got ${len}`);
-    if (dv.getUint16(off + 6, LE) !== 0) bad(ERRNO.EINVAL, off, exttype, 'key reserved field must be zero');
+    if (rd16(u8, off + 6) !== 0) bad(ERRNO.EINVAL, off, exttype, 'key reserved field must be zero');
     const nbytes = Math.ceil(bits / 8);
     requireZeroPad(u8, off + 8 + nbytes, off + len, off, exttype, 'key padding');
     return { bits, key: copyBytes(u8, off + 8, off + 8 + nbytes) };
   },
   encodingLength: (v) => pad8(8 + Math.ceil(v.bits / 8)),
-  encode(v, dv, u8, off, exttype) {
+  encode(v, u8, off, exttype) {
     const nbytes = Math.ceil(v.bits / 8);
     if (v.key.length !== nbytes) throw new RangeError(`key has ${v.key.length} bytes, ${v.bits} bits need ${nbytes}`);
     const len = pad8(8 + nbytes);
-    header(dv, off, len, exttype);
-    dv.setUint16(off + 4, v.bits, LE);
-    dv.setUint16(off + 6, 0, LE);
+    header(u8, off, len, exttype);
+    wr16(u8, off + 4, v.bits);
+    wr16(u8, off + 6, 0);
     u8.set(v.key, off + 8);
-    u8.fill(0, off + 8 + nbytes, off + len);
   },
 };
 
@@ -400,11 +388,11 @@ const identBytes = (s: string): Uint8Array => {
 };
 
 const identCodec: ExtCodec<Ident> = {
-  decode(dv, u8, off, len, exttype) {
+  decode(u8, off, len, exttype) {
     if (len < 16) bad(ERRNO.EINVAL, off, exttype, `identity extension is ${len} bytes, must be at least 16`);
-    const type = dv.getUint16(off + 4, LE);
+    const type = rd16(u8, off + 4);
     if (type > SADB_IDENTTYPE_MAX) bad(ERRNO.EINVAL, off, exttype, `identity type ${type} out of range`);
-    if (dv.getUint16(off + 6, LE) !== 0) bad(ERRNO.EINVAL, off, exttype, 'identity reserved field must be zero');
+    if (rd16(u8, off + 6) !== 0) bad(ERRNO.EINVAL, off, exttype, 'identity reserved field must be zero');
     let end = off + 16;
     while (end < off + len && u8[end] !== 0) end++;
     if (len > 16 && end === off + len) bad(ERRNO.EINVAL, off, exttype, 'identity string is not NUL-terminated');
@@ -412,35 +400,34 @@ const identCodec: ExtCodec<Ident> = {
     const want = strlen === 0 ? 16 : pad8(16 + strlen + 1);
     if (len !== want) bad(ERRNO.EINVAL, off, exttype, `identity of ${strlen} bytes must be padded to ${want}, got ${len}`);
     requireZeroPad(u8, end, off + len, off, exttype, 'identity padding');
-    return { type, id: dv.getBigUint64(off + 8, LE), data: Buffer.from(u8.buffer, u8.byteOffset + off + 16, strlen).toString('latin1') };
+    return { type, id: rd64(u8, off + 8), data: Buffer.from(u8.buffer, u8.byteOffset + off + 16, strlen).toString('latin1') };
   },
   encodingLength: (v) => (v.data.length === 0 ? 16 : pad8(16 + v.data.length + 1)),
-  encode(v, dv, u8, off, exttype) {
+  encode(v, u8, off, exttype) {
     const s = identBytes(v.data);
     const len = s.length === 0 ? 16 : pad8(16 + s.length + 1);
-    header(dv, off, len, exttype);
-    dv.setUint16(off + 4, v.type, LE);
-    dv.setUint16(off + 6, 0, LE);
-    dv.setBigUint64(off + 8, v.id, LE);
+    header(u8, off, len, exttype);
+    wr16(u8, off + 4, v.type);
+    wr16(u8, off + 6, 0);
+    wr64(u8, off + 8, v.id);
     u8.set(s, off + 16);
-    u8.fill(0, off + 16 + s.length, off + len);
   },
 };
 
 // ---------- sensitivity ----------
 
 const sensCodec: ExtCodec<Sens> = {
-  decode(dv, u8, off, len, exttype) {
+  decode(u8, off, len, exttype) {
     if (len < 16) bad(ERRNO.EINVAL, off, exttype, `sensitivity extension is ${len} bytes, must be at least 16`);
     const sensLen = u8[off + 9];
     const integLen = u8[off + 11];
     if (len !== 16 + 8 * (sensLen + integLen)) {
       bad(ERRNO.EINVAL, off, exttype, `sensitivity bitmaps (${sensLen}+${integLen} words) do not fill the extension`);
     }
-    if (dv.getUint32(off + 12, LE) !== 0) bad(ERRNO.EINVAL, off, exttype, 'sensitivity reserved field must be zero');
+    if (rd32(u8, off + 12) !== 0) bad(ERRNO.EINVAL, off, exttype, 'sensitivity reserved field must be zero');
     const b = off + 16;
     return {
-      dpd: dv.getUint32(off + 4, LE),
+      dpd: rd32(u8, off + 4),
       sensLevel: u8[off + 8],
       integLevel: u8[off + 10],
       sensBitmap: copyBytes(u8, b, b + 8 * sensLen),
@@ -448,15 +435,15 @@ const sensCodec: ExtCodec<Sens> = {
     };
   },
   encodingLength: (v) => 16 + v.sensBitmap.length + v.integBitmap.length,
-  encode(v, dv, u8, off, exttype) {
+  encode(v, u8, off, exttype) {
     if (v.sensBitmap.length % 8 || v.integBitmap.length % 8) throw new RangeError('sensitivity bitmaps must be whole 8-byte words');
-    header(dv, off, 16 + v.sensBitmap.length + v.integBitmap.length, exttype);
-    dv.setUint32(off + 4, v.dpd >>> 0, LE);
+    header(u8, off, 16 + v.sensBitmap.length + v.integBitmap.length, exttype);
+    wr32(u8, off + 4, v.dpd >>> 0);
     u8[off + 8] = v.sensLevel;
     u8[off + 9] = v.sensBitmap.length / 8;
     u8[off + 10] = v.integLevel;
     u8[off + 11] = v.integBitmap.length / 8;
-    dv.setUint32(off + 12, 0, LE);
+    wr32(u8, off + 12, 0);
     u8.set(v.sensBitmap, off + 16);
     u8.set(v.integBitmap, off + 16 + v.sensBitmap.length);
   },
@@ -485,30 +472,30 @@ function checkComb(c: Comb, i: number, off: number, exttype: number): void {
 }
 
 const propCodec: ExtCodec<Prop> = {
-  decode(dv, u8, off, len, exttype) {
+  decode(u8, off, len, exttype) {
     if (len < 8 || (len - 8) % COMB_LEN) bad(ERRNO.EINVAL, off, exttype, `proposal extension is ${len} bytes, not 8 + n*72`);
     const replay = u8[off + 4];
     if (replay > 64) bad(ERRNO.EINVAL, off, exttype, `proposal replay ${replay} > 64`);
     requireZeroPad(u8, off + 5, off + 8, off, exttype, 'proposal reserved bytes');
     const combs: Comb[] = [];
     for (let c = off + 8, i = 0; c < off + len; c += COMB_LEN, i++) {
-      if (dv.getUint32(c + 12, LE) !== 0) bad(ERRNO.EINVAL, off, exttype, `comb ${i}: reserved field must be zero`);
+      if (rd32(u8, c + 12) !== 0) bad(ERRNO.EINVAL, off, exttype, `comb ${i}: reserved field must be zero`);
       const comb: Comb = {
         auth: u8[c],
         encrypt: u8[c + 1],
-        flags: dv.getUint16(c + 2, LE),
-        authMinbits: dv.getUint16(c + 4, LE),
-        authMaxbits: dv.getUint16(c + 6, LE),
-        encryptMinbits: dv.getUint16(c + 8, LE),
-        encryptMaxbits: dv.getUint16(c + 10, LE),
-        softAllocations: dv.getUint32(c + 16, LE),
-        hardAllocations: dv.getUint32(c + 20, LE),
-        softBytes: dv.getBigUint64(c + 24, LE),
-        hardBytes: dv.getBigUint64(c + 32, LE),
-        softAddtime: dv.getBigUint64(c + 40, LE),
-        hardAddtime: dv.getBigUint64(c + 48, LE),
-        softUsetime: dv.getBigUint64(c + 56, LE),
-        hardUsetime: dv.getBigUint64(c + 64, LE),
+        flags: rd16(u8, c + 2),
+        authMinbits: rd16(u8, c + 4),
+        authMaxbits: rd16(u8, c + 6),
+        encryptMinbits: rd16(u8, c + 8),
+        encryptMaxbits: rd16(u8, c + 10),
+        softAllocations: rd32(u8, c + 16),
+        hardAllocations: rd32(u8, c + 20),
+        softBytes: rd64(u8, c + 24),
+        hardBytes: rd64(u8, c + 32),
+        softAddtime: rd64(u8, c + 40),
+        hardAddtime: rd64(u8, c + 48),
+        softUsetime: rd64(u8, c + 56),
+        hardUsetime: rd64(u8, c + 64),
       };
       checkComb(comb, i, off, exttype);
       combs.push(comb);
@@ -516,28 +503,27 @@ const propCodec: ExtCodec<Prop> = {
     return { replay, combs };
   },
   encodingLength: (v) => 8 + COMB_LEN * v.combs.length,
-  encode(v, dv, u8, off, exttype) {
-    header(dv, off, 8 + COMB_LEN * v.combs.length, exttype);
+  encode(v, u8, off, exttype) {
+    header(u8, off, 8 + COMB_LEN * v.combs.length, exttype);
     u8[off + 4] = v.replay;
-    u8.fill(0, off + 5, off + 8);
     let c = off + 8;
     for (const comb of v.combs) {
       u8[c] = comb.auth;
       u8[c + 1] = comb.encrypt;
-      dv.setUint16(c + 2, comb.flags, LE);
-      dv.setUint16(c + 4, comb.authMinbits, LE);
-      dv.setUint16(c + 6, comb.authMaxbits, LE);
-      dv.setUint16(c + 8, comb.encryptMinbits, LE);
-      dv.setUint16(c + 10, comb.encryptMaxbits, LE);
-      dv.setUint32(c + 12, 0, LE);
-      dv.setUint32(c + 16, comb.softAllocations >>> 0, LE);
-      dv.setUint32(c + 20, comb.hardAllocations >>> 0, LE);
-      dv.setBigUint64(c + 24, comb.softBytes, LE);
-      dv.setBigUint64(c + 32, comb.hardBytes, LE);
-      dv.setBigUint64(c + 40, comb.softAddtime, LE);
-      dv.setBigUint64(c + 48, comb.hardAddtime, LE);
-      dv.setBigUint64(c + 56, comb.softUsetime, LE);
-      dv.setBigUint64(c + 64, comb.hardUsetime, LE);
+      wr16(u8, c + 2, comb.flags);
+      wr16(u8, c + 4, comb.authMinbits);
+      wr16(u8, c + 6, comb.authMaxbits);
+      wr16(u8, c + 8, comb.encryptMinbits);
+      wr16(u8, c + 10, comb.encryptMaxbits);
+      wr32(u8, c + 12, 0);
+      wr32(u8, c + 16, comb.softAllocations >>> 0);
+      wr32(u8, c + 20, comb.hardAllocations >>> 0);
+      wr64(u8, c + 24, comb.softBytes);
+      wr64(u8, c + 32, comb.hardBytes);
+      wr64(u8, c + 40, comb.softAddtime);
+      wr64(u8, c + 48, comb.hardAddtime);
+      wr64(u8, c + 56, comb.softUsetime);
+      wr64(u8, c + 64, comb.hardUsetime);
       c += COMB_LEN;
     }
   },
@@ -546,27 +532,27 @@ const propCodec: ExtCodec<Prop> = {
 // ---------- supported (sadb_supported + sadb_alg[], 8 bytes each) ----------
 
 const supportedCodec: ExtCodec<Supported> = {
-  decode(dv, u8, off, len, exttype) {
+  decode(u8, off, len, exttype) {
     if (len < 8 || len % 8) bad(ERRNO.EINVAL, off, exttype, `supported extension is ${len} bytes`);
-    if (dv.getUint32(off + 4, LE) !== 0) bad(ERRNO.EINVAL, off, exttype, 'supported reserved field must be zero');
+    if (rd32(u8, off + 4) !== 0) bad(ERRNO.EINVAL, off, exttype, 'supported reserved field must be zero');
     const algs: Alg[] = [];
     for (let a = off + 8; a < off + len; a += 8) {
-      if (dv.getUint16(a + 6, LE) !== 0) bad(ERRNO.EINVAL, off, exttype, `algorithm ${u8[a]}: reserved field must be zero`);
-      algs.push({ id: u8[a], ivlen: u8[a + 1], minbits: dv.getUint16(a + 2, LE), maxbits: dv.getUint16(a + 4, LE) });
+      if (rd16(u8, a + 6) !== 0) bad(ERRNO.EINVAL, off, exttype, `algorithm ${u8[a]}: reserved field must be zero`);
+      algs.push({ id: u8[a], ivlen: u8[a + 1], minbits: rd16(u8, a + 2), maxbits: rd16(u8, a + 4) });
     }
     return { algs };
   },
   encodingLength: (v) => 8 + 8 * v.algs.length,
-  encode(v, dv, u8, off, exttype) {
-    header(dv, off, 8 + 8 * v.algs.length, exttype);
-    dv.setUint32(off + 4, 0, LE);
+  encode(v, u8, off, exttype) {
+    header(u8, off, 8 + 8 * v.algs.length, exttype);
+    wr32(u8, off + 4, 0);
     let a = off + 8;
     for (const alg of v.algs) {
       u8[a] = alg.id;
       u8[a + 1] = alg.ivlen;
-      dv.setUint16(a + 2, alg.minbits, LE);
-      dv.setUint16(a + 4, alg.maxbits, LE);
-      dv.setUint16(a + 6, 0, LE);
+      wr16(u8, a + 2, alg.minbits);
+      wr16(u8, a + 4, alg.maxbits);
+      wr16(u8, a + 6, 0);
       a += 8;
     }
   },
@@ -575,36 +561,36 @@ const supportedCodec: ExtCodec<Supported> = {
 // ---------- SPI range (bounds in network order, as KLIPS reads them) ----------
 
 const spirangeCodec: ExtCodec<SpiRange> = {
-  decode(dv, _u8, off, len, exttype) {
+  decode(u8, off, len, exttype) {
     exactLength(len, 16, off, exttype, 'SPI range');
-    if (dv.getUint32(off + 12, LE) !== 0) bad(ERRNO.EINVAL, off, exttype, 'SPI range reserved field must be zero');
-    const min = dv.getUint32(off + 4, false);
-    const max = dv.getUint32(off + 8, false);
+    if (rd32(u8, off + 12) !== 0) bad(ERRNO.EINVAL, off, exttype, 'SPI range reserved field must be zero');
+    const min = rd32be(u8, off + 4);
+    const max = rd32be(u8, off + 8);
     if (max < min) bad(ERRNO.EINVAL, off, exttype, `SPI range min 0x${min.toString(16)} > max 0x${max.toString(16)}`);
     if (min <= 255) bad(ERRNO.EEXIST, off, exttype, `SPI range min ${min} must be above 255 (KLIPS answers EEXIST)`);
     return { min, max };
   },
   encodingLength: () => 16,
-  encode(v, dv, _u8, off, exttype) {
-    header(dv, off, 16, exttype);
-    dv.setUint32(off + 4, v.min >>> 0, false);
-    dv.setUint32(off + 8, v.max >>> 0, false);
-    dv.setUint32(off + 12, 0, LE);
+  encode(v, u8, off, exttype) {
+    header(u8, off, 16, exttype);
+    wr32be(u8, off + 4, v.min >>> 0);
+    wr32be(u8, off + 8, v.max >>> 0);
+    wr32(u8, off + 12, 0);
   },
 };
 
 // ---------- X_KMPRIVATE (opaque to the kernel) ----------
 
 const kmprivateCodec: ExtCodec<KmPrivate> = {
-  decode(dv, u8, off, len, exttype) {
-    if (dv.getUint32(off + 4, LE) !== 0) bad(ERRNO.EINVAL, off, exttype, 'kmprivate reserved field must be zero');
+  decode(u8, off, len, exttype) {
+    if (rd32(u8, off + 4) !== 0) bad(ERRNO.EINVAL, off, exttype, 'kmprivate reserved field must be zero');
     return { data: copyBytes(u8, off + 8, off + len) };
   },
   encodingLength: (v) => 8 + pad8(v.data.length),
-  encode(v, dv, u8, off, exttype) {
+  encode(v, u8, off, exttype) {
     if (v.data.length % 8) throw new RangeError('kmprivate data must be whole 8-byte words');
-    header(dv, off, 8 + v.data.length, exttype);
-    dv.setUint32(off + 4, 0, LE);
+    header(u8, off, 8 + v.data.length, exttype);
+    wr32(u8, off + 4, 0);
     u8.set(v.data, off + 8);
   },
 };
@@ -612,7 +598,7 @@ const kmprivateCodec: ExtCodec<KmPrivate> = {
 // ---------- X_SATYPE2 ----------
 
 const satypeCodec: ExtCodec<XSatype> = {
-  decode(_dv, u8, off, len, exttype) {
+  decode(u8, off, len, exttype) {
     exactLength(len, 8, off, exttype, 'X_SATYPE2');
     const satype = u8[off + 4];
     if (satype === 0 || satype > SADB_SATYPE_MAX || !SATYPE_TO_PROTO[satype]) {
@@ -622,42 +608,41 @@ const satypeCodec: ExtCodec<XSatype> = {
     return { satype };
   },
   encodingLength: () => 8,
-  encode(v, dv, u8, off, exttype) {
-    header(dv, off, 8, exttype);
+  encode(v, u8, off, exttype) {
+    header(u8, off, 8, exttype);
     u8[off + 4] = v.satype;
-    u8.fill(0, off + 5, off + 8);
   },
 };
 
 // ---------- X_DEBUG (twelve 32-bit subsystem words) ----------
 
 const debugCodec: ExtCodec<XDebug> = {
-  decode(dv, u8, off, len, exttype) {
+  decode(u8, off, len, exttype) {
     exactLength(len, 56, off, exttype, 'X_DEBUG');
     requireZeroPad(u8, off + 52, off + 56, off, exttype, 'X_DEBUG reserved bytes');
     const d = {} as XDebug;
-    DEBUG_SUBSYSTEMS.forEach((name, i) => { d[name] = dv.getUint32(off + 4 + 4 * i, LE); });
+    for (let i = 0; i < DEBUG_SUBSYSTEMS.length; i++) d[DEBUG_SUBSYSTEMS[i]] = rd32(u8, off + 4 + 4 * i);
     return d;
   },
   encodingLength: () => 56,
-  encode(v, dv, _u8, off, exttype) {
-    header(dv, off, 56, exttype);
-    DEBUG_SUBSYSTEMS.forEach((name, i) => dv.setUint32(off + 4 + 4 * i, v[name] >>> 0, LE));
-    dv.setUint32(off + 52, 0, LE);
+  encode(v, u8, off, exttype) {
+    header(u8, off, 56, exttype);
+    for (let i = 0; i < DEBUG_SUBSYSTEMS.length; i++) wr32(u8, off + 4 + 4 * i, v[DEBUG_SUBSYSTEMS[i]] >>> 0);
+    wr32(u8, off + 52, 0);
   },
 };
 
 // ---------- X_PROTOCOL ----------
 
 const protocolCodec: ExtCodec<Protocol> = {
-  decode(_dv, u8, off, len, exttype) {
+  decode(u8, off, len, exttype) {
     exactLength(len, 8, off, exttype, 'X_PROTOCOL');
     if (u8[off + 7] !== 0) bad(ERRNO.EINVAL, off, exttype, 'X_PROTOCOL reserved field must be zero');
     return { proto: u8[off + 4], direction: u8[off + 5], flags: u8[off + 6] };
   },
   encodingLength: () => 8,
-  encode(v, dv, u8, off, exttype) {
-    header(dv, off, 8, exttype);
+  encode(v, u8, off, exttype) {
+    header(u8, off, 8, exttype);
     u8[off + 4] = v.proto;
     u8[off + 5] = v.direction;
     u8[off + 6] = v.flags;
@@ -668,61 +653,60 @@ const protocolCodec: ExtCodec<Protocol> = {
 // ---------- NAT-T type and ports ----------
 
 const natTTypeCodec: ExtCodec<NatTType> = {
-  decode(_dv, u8, off, len, exttype) {
+  decode(u8, off, len, exttype) {
     exactLength(len, 8, off, exttype, 'X_NAT_T_TYPE');
     requireZeroPad(u8, off + 5, off + 8, off, exttype, 'X_NAT_T_TYPE reserved bytes');
     return { type: u8[off + 4] };
   },
   encodingLength: () => 8,
-  encode(v, dv, u8, off, exttype) {
-    header(dv, off, 8, exttype);
+  encode(v, u8, off, exttype) {
+    header(u8, off, 8, exttype);
     u8[off + 4] = v.type;
-    u8.fill(0, off + 5, off + 8);
   },
 };
 
 const natTPortCodec: ExtCodec<NatTPort> = {
-  decode(dv, _u8, off, len, exttype) {
+  decode(u8, off, len, exttype) {
     exactLength(len, 8, off, exttype, 'NAT-T port');
-    if (dv.getUint16(off + 6, LE) !== 0) bad(ERRNO.EINVAL, off, exttype, 'NAT-T port reserved field must be zero');
-    return { port: dv.getUint16(off + 4, LE) };
+    if (rd16(u8, off + 6) !== 0) bad(ERRNO.EINVAL, off, exttype, 'NAT-T port reserved field must be zero');
+    return { port: rd16(u8, off + 4) };
   },
   encodingLength: () => 8,
-  encode(v, dv, _u8, off, exttype) {
-    header(dv, off, 8, exttype);
-    dv.setUint16(off + 4, v.port, LE);
-    dv.setUint16(off + 6, 0, LE);
+  encode(v, u8, off, exttype) {
+    header(u8, off, 8, exttype);
+    wr16(u8, off + 4, v.port);
+    wr16(u8, off + 6, 0);
   },
 };
 
 // ---------- X_PLUMBIF, X_SAREF ----------
 
 const plumbifCodec: ExtCodec<Plumbif> = {
-  decode(dv, u8, off, len, exttype) {
+  decode(u8, off, len, exttype) {
     exactLength(len, 8, off, exttype, 'X_PLUMBIF');
     requireZeroPad(u8, off + 6, off + 8, off, exttype, 'X_PLUMBIF padding');
-    return { ifnum: dv.getUint16(off + 4, LE) };
+    return { ifnum: rd16(u8, off + 4) };
   },
   encodingLength: () => 8,
-  encode(v, dv, _u8, off, exttype) {
-    header(dv, off, 8, exttype);
-    dv.setUint16(off + 4, v.ifnum, LE);
-    dv.setUint16(off + 6, 0, LE);
+  encode(v, u8, off, exttype) {
+    header(u8, off, 8, exttype);
+    wr16(u8, off + 4, v.ifnum);
+    wr16(u8, off + 6, 0);
   },
 };
 
 const sarefCodec: ExtCodec<Saref> = {
-  decode(dv, u8, off, len, exttype) {
+  decode(u8, off, len, exttype) {
     exactLength(len, 16, off, exttype, 'X_SAREF');
     requireZeroPad(u8, off + 12, off + 16, off, exttype, 'X_SAREF padding');
-    return { me: dv.getUint32(off + 4, LE), him: dv.getUint32(off + 8, LE) };
+    return { me: rd32(u8, off + 4), him: rd32(u8, off + 8) };
   },
   encodingLength: () => 16,
-  encode(v, dv, _u8, off, exttype) {
-    header(dv, off, 16, exttype);
-    dv.setUint32(off + 4, v.me >>> 0, LE);
-    dv.setUint32(off + 8, v.him >>> 0, LE);
-    dv.setUint32(off + 12, 0, LE);
+  encode(v, u8, off, exttype) {
+    header(u8, off, 16, exttype);
+    wr32(u8, off + 4, v.me >>> 0);
+    wr32(u8, off + 8, v.him >>> 0);
+    wr32(u8, off + 12, 0);
   },
 };
 
@@ -732,6 +716,8 @@ export interface ExtEntry {
   type: number;
   field: ExtField;
   codec: ExtCodec<any>;
+  /** Store a decoded value in its message field (a fixed property store per field). */
+  set: (m: Extensions, v: any) => void;
 }
 
 const FIELDS: ReadonlyArray<readonly [ExtField, ExtCodec<any>]> = [
@@ -769,12 +755,25 @@ const FIELDS: ReadonlyArray<readonly [ExtField, ExtCodec<any>]> = [
   /* 32 */ ['saref', sarefCodec],
 ];
 
+const SETTERS: ReadonlyArray<(m: Extensions, v: any) => void> = [
+  (m, v) => { m.sa = v; }, (m, v) => { m.lifetimeCurrent = v; }, (m, v) => { m.lifetimeHard = v; },
+  (m, v) => { m.lifetimeSoft = v; }, (m, v) => { m.addressSrc = v; }, (m, v) => { m.addressDst = v; },
+  (m, v) => { m.addressProxy = v; }, (m, v) => { m.keyAuth = v; }, (m, v) => { m.keyEncrypt = v; },
+  (m, v) => { m.identitySrc = v; }, (m, v) => { m.identityDst = v; }, (m, v) => { m.sensitivity = v; },
+  (m, v) => { m.proposal = v; }, (m, v) => { m.supportedAuth = v; }, (m, v) => { m.supportedEncrypt = v; },
+  (m, v) => { m.spirange = v; }, (m, v) => { m.kmprivate = v; }, (m, v) => { m.satype2 = v; },
+  (m, v) => { m.sa2 = v; }, (m, v) => { m.addressDst2 = v; }, (m, v) => { m.addressSrcFlow = v; },
+  (m, v) => { m.addressDstFlow = v; }, (m, v) => { m.addressSrcMask = v; }, (m, v) => { m.addressDstMask = v; },
+  (m, v) => { m.debug = v; }, (m, v) => { m.protocol = v; }, (m, v) => { m.natTType = v; },
+  (m, v) => { m.natTSport = v; }, (m, v) => { m.natTDport = v; }, (m, v) => { m.natTOa = v; },
+  (m, v) => { m.plumbif = v; }, (m, v) => { m.saref = v; },
+];
+
 /** EXT_TABLE[exttype] for exttype 1..32; index 0 (the message header) is undefined. */
 export const EXT_TABLE: ReadonlyArray<ExtEntry | undefined> = [
   undefined,
-  ...FIELDS.map(([field, codec], i) => ({ type: i + 1, field, codec })),
+  ...FIELDS.map(([field, codec], i) => ({ type: i + 1, field, codec, set: SETTERS[i] })),
 ];
 
-export const EXT_TYPE_BY_FIELD: Readonly<Record<ExtField, number>> = Object.fromEntries(
-  FIELDS.map(([field], i) => [field, i + 1]),
-) as Record<ExtField, number>;
+/** The table entry for each message field name. */
+export const EXT_BY_FIELD: ReadonlyMap<string, ExtEntry> = new Map(EXT_TABLE.slice(1).map((e) => [e!.field, e!]));

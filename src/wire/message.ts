@@ -13,7 +13,8 @@ import {
   SADB_AALG_NONE, SADB_EALG_NONE, SADB_EALG_NULL, SADB_EXT_SA, EXT_TYPE_NAMES, MSG_TYPE_NAMES,
 } from './constants.js';
 import { ERRNO, fail } from './errno.js';
-import { EXT_TABLE, type Extensions, type ExtField } from './extensions.js';
+import { EXT_BY_FIELD, EXT_TABLE, type ExtEntry, type Extensions, type ExtField } from './extensions.js';
+import { allocMessage, rd16, rd32, wr16, wr32 } from './bytes.js';
 import { RULES, DELFLOW_FLOW_EXTS, extTypes, type Direction } from './rules.js';
 
 /** The base header, struct sadb_msg. `len` counts 8-byte units of the whole message. */
@@ -48,21 +49,18 @@ export interface ParseOptions {
   direction?: Direction;
 }
 
-const LE = true;
-
 /** Header-level checks that KLIPS's sendmsg makes before its parser runs. */
 export function checkHeader(u8: Uint8Array): SadbMsg {
   if (u8.length < SADB_MSG_HDR_LEN) fail(ERRNO.EMSGSIZE, `message of ${u8.length} bytes is shorter than the 16-byte header`, { offset: 0 });
-  const dv = new DataView(u8.buffer, u8.byteOffset, u8.byteLength);
   const h: SadbMsg = {
     version: u8[0],
     type: u8[1],
     errno: u8[2],
     satype: u8[3],
-    len: dv.getUint16(4, LE),
-    reserved: dv.getUint16(6, LE),
-    seq: dv.getUint32(8, LE),
-    pid: dv.getUint32(12, LE),
+    len: rd16(u8, 4),
+    reserved: rd16(u8, 6),
+    seq: rd32(u8, 8),
+    pid: rd32(u8, 12),
   };
   if (h.len * 8 !== u8.length) fail(ERRNO.EMSGSIZE, `sadb_msg_len says ${h.len * 8} bytes, ${u8.length} given`, { offset: 4 });
   if (h.version !== PF_KEY_V2) fail(ERRNO.EINVAL, `version ${h.version}, must be 2`, { offset: 0 });
@@ -71,10 +69,12 @@ export function checkHeader(u8: Uint8Array): SadbMsg {
   return h;
 }
 
+const byType = (types: number[]): boolean[] => Array.from({ length: SADB_MAX + 1 }, (_, t) => types.includes(t));
 /** Message types whose satype must name a protocol KLIPS carries (its satype2proto). */
-const NEEDS_PROTO = new Set([SADB_GETSPI, SADB_UPDATE, SADB_ADD, SADB_DELETE, SADB_GET, SADB_X_GRPSA, SADB_X_ADDFLOW]);
+const PROTO_TYPES = [SADB_GETSPI, SADB_UPDATE, SADB_ADD, SADB_DELETE, SADB_GET, SADB_X_GRPSA, SADB_X_ADDFLOW];
+const NEEDS_PROTO = byType(PROTO_TYPES);
 /** Message types whose satype must be non-zero. */
-const NEEDS_SATYPE = new Set([...NEEDS_PROTO, SADB_ACQUIRE, SADB_REGISTER, SADB_EXPIRE]);
+const NEEDS_SATYPE = byType([...PROTO_TYPES, SADB_ACQUIRE, SADB_REGISTER, SADB_EXPIRE]);
 
 /** Parse and validate one whole message. Throws PfkeyError (with errno and offset) on refusal. */
 export function parseMessage(u8: Uint8Array, opts: ParseOptions = {}): PfkeyMessage {
@@ -83,17 +83,16 @@ export function parseMessage(u8: Uint8Array, opts: ParseOptions = {}): PfkeyMess
   const type = header.type;
   // An error reply echoes whatever satype the refused request had.
   const errorReply = dir === 'out' && header.errno !== 0;
-  if (!errorReply && NEEDS_PROTO.has(type) && !SATYPE_TO_PROTO[header.satype]) {
+  if (!errorReply && NEEDS_PROTO[type] && !SATYPE_TO_PROTO[header.satype]) {
     fail(ERRNO.EINVAL, `SA type ${header.satype} has no protocol for ${MSG_TYPE_NAMES[type]}`, { offset: 3 });
   }
-  if (!errorReply && NEEDS_SATYPE.has(type) && header.satype === 0) {
+  if (!errorReply && NEEDS_SATYPE[type] && header.satype === 0) {
     fail(ERRNO.EINVAL, `SA type must be non-zero for ${MSG_TYPE_NAMES[type]}`, { offset: 3 });
   }
   if (dir === 'in' && type !== SADB_ACQUIRE && header.errno !== 0) {
     fail(ERRNO.EINVAL, 'sadb_msg_errno must be zero in a request', { offset: 2 });
   }
 
-  const dv = new DataView(u8.buffer, u8.byteOffset, u8.byteLength);
   const msg: PfkeyMessage = { header };
   const rule = RULES[type][dir];
   let seen = 0;
@@ -101,8 +100,8 @@ export function parseMessage(u8: Uint8Array, opts: ParseOptions = {}): PfkeyMess
   let ascending = true;
   let off = SADB_MSG_HDR_LEN;
   while (off < u8.length) {
-    const extLen = dv.getUint16(off, LE) * 8;
-    const extType = dv.getUint16(off + 2, LE);
+    const extLen = rd16(u8, off) * 8;
+    const extType = rd16(u8, off + 2);
     if (extLen === 0) fail(ERRNO.EINVAL, 'zero-length extension', { offset: off, exttype: extType });
     if (off + extLen > u8.length) {
       fail(ERRNO.EINVAL, `extension of ${extLen} bytes overruns the message (${u8.length - off} left)`, { offset: off, exttype: extType });
@@ -114,13 +113,13 @@ export function parseMessage(u8: Uint8Array, opts: ParseOptions = {}): PfkeyMess
       fail(ERRNO.EINVAL, `extension ${EXT_TYPE_NAMES[extType]} not permitted in ${MSG_TYPE_NAMES[type]} (${dir})`, { offset: off, exttype: extType });
     }
     const entry = EXT_TABLE[extType]!;
-    (msg as unknown as Record<ExtField, unknown>)[entry.field] = entry.codec.decode(dv, u8, off, extLen, extType);
+    entry.set(msg, entry.codec.decode(u8, off, extLen, extType));
     seen = (seen | bit) >>> 0;
     if (extType < lastType) ascending = false;
     lastType = extType;
     off += extLen;
   }
-  if (!ascending) msg.extOrder = extTypesInOrder(u8, dv);
+  if (!ascending) msg.extOrder = extTypesInOrder(u8);
 
   // A message that carries an errno may have no body (KLIPS stops checking here).
   if (header.errno !== 0) return msg;
@@ -132,9 +131,9 @@ export function parseMessage(u8: Uint8Array, opts: ParseOptions = {}): PfkeyMess
   return msg;
 }
 
-function extTypesInOrder(u8: Uint8Array, dv: DataView): number[] {
+function extTypesInOrder(u8: Uint8Array): number[] {
   const out: number[] = [];
-  for (let off = SADB_MSG_HDR_LEN; off < u8.length; off += dv.getUint16(off, LE) * 8) out.push(dv.getUint16(off + 2, LE));
+  for (let off = SADB_MSG_HDR_LEN; off < u8.length; off += rd16(u8, off) * 8) out.push(rd16(u8, off + 2));
   return out;
 }
 
@@ -164,62 +163,69 @@ function checkMessageRules(msg: PfkeyMessage, seen: number): void {
   }
 }
 
-/** Extension types present in a message, in the order build will write them. */
-function buildOrder(m: MessageInput): number[] {
-  const present: number[] = [];
-  for (let t = 1; t <= SADB_EXT_MAX; t++) {
-    if ((m as unknown as Record<string, unknown>)[EXT_TABLE[t]!.field] !== undefined) present.push(t);
+/** The extensions present in a message with their values, ascending by type (or a parsed message's own order). */
+function presentEntries(m: MessageInput): { entries: ExtEntry[]; values: unknown[] } {
+  const rec = m as unknown as Record<string, unknown>;
+  const keys = Object.keys(m);
+  const entries: ExtEntry[] = [];
+  const values: unknown[] = [];
+  let sorted = true;
+  for (let i = 0; i < keys.length; i++) {
+    const e = EXT_BY_FIELD.get(keys[i]);
+    if (e === undefined) continue;
+    const v = rec[keys[i]];
+    if (v === undefined) continue;
+    if (entries.length && entries[entries.length - 1].type > e.type) sorted = false;
+    entries.push(e);
+    values.push(v);
   }
-  if (!m.extOrder) return present;
-  const kept = m.extOrder.filter((t) => present.includes(t));
-  return [...kept, ...present.filter((t) => !kept.includes(t))];
+  if (!sorted || m.extOrder) {
+    const order = m.extOrder;
+    const rank = (t: number) => {
+      const i = order ? order.indexOf(t) : -1;
+      return i === -1 ? 1000 + t : i;
+    };
+    const idx = entries.map((_, i) => i).sort((x, y) => rank(entries[x].type) - rank(entries[y].type));
+    return { entries: idx.map((i) => entries[i]), values: idx.map((i) => values[i]) };
+  }
+  return { entries, values };
 }
 
 /** Encoded length in bytes of a message. */
 export function messageLength(m: MessageInput): number {
+  const { entries, values } = presentEntries(m);
   let n = SADB_MSG_HDR_LEN;
-  const rec = m as unknown as Record<string, unknown>;
-  for (let t = 1; t <= SADB_EXT_MAX; t++) {
-    const e = EXT_TABLE[t]!;
-    const v = rec[e.field];
-    if (v !== undefined) n += e.codec.encodingLength(v);
-  }
+  for (let i = 0; i < entries.length; i++) n += entries[i].codec.encodingLength(values[i]);
   return n;
 }
 
 /** Write a message's canonical bytes. The header's len is computed; other fields default to 0. */
 export function buildMessage(m: MessageInput): Uint8Array {
-  const total = messageLength(m);
+  const { entries, values } = presentEntries(m);
+  const lens: number[] = [];
+  let total = SADB_MSG_HDR_LEN;
+  for (let i = 0; i < entries.length; i++) {
+    const n = entries[i].codec.encodingLength(values[i]);
+    lens.push(n);
+    total += n;
+  }
   if (total / 8 > 0xffff) throw new RangeError(`message of ${total} bytes is too long for sadb_msg_len`);
-  const u8 = new Uint8Array(total);
-  const dv = new DataView(u8.buffer);
+  const u8 = allocMessage(total);
   const h = m.header;
   u8[0] = h.version ?? PF_KEY_V2;
   u8[1] = h.type;
   u8[2] = h.errno ?? 0;
   u8[3] = h.satype ?? 0;
-  dv.setUint16(4, total / 8, LE);
-  dv.setUint16(6, h.reserved ?? 0, LE);
-  dv.setUint32(8, (h.seq ?? 0) >>> 0, LE);
-  dv.setUint32(12, (h.pid ?? 0) >>> 0, LE);
-  const rec = m as unknown as Record<string, unknown>;
+  wr16(u8, 4, total / 8);
+  wr16(u8, 6, h.reserved ?? 0);
+  wr32(u8, 8, h.seq ?? 0);
+  wr32(u8, 12, h.pid ?? 0);
   let off = SADB_MSG_HDR_LEN;
-  const order = m.extOrder ? buildOrder(m) : null;
-  if (order) {
-    for (const t of order) off = writeExt(t, rec, dv, u8, off);
-  } else {
-    for (let t = 1; t <= SADB_EXT_MAX; t++) {
-      if (rec[EXT_TABLE[t]!.field] !== undefined) off = writeExt(t, rec, dv, u8, off);
-    }
+  for (let i = 0; i < entries.length; i++) {
+    entries[i].codec.encode(values[i], u8, off, entries[i].type);
+    off += lens[i];
   }
   return u8;
-}
-
-function writeExt(t: number, rec: Record<string, unknown>, dv: DataView, u8: Uint8Array, off: number): number {
-  const e = EXT_TABLE[t]!;
-  const v = rec[e.field];
-  e.codec.encode(v, dv, u8, off, t);
-  return off + e.codec.encodingLength(v);
 }
 
 /** A header-only message, e.g. an errno reply or a FLUSH. */

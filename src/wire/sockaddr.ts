@@ -6,7 +6,7 @@
 import { AF_INET, AF_INET6 } from './constants.js';
 
 /** Parse dotted-quad IPv4 text into 4 bytes written at `out[off..]`; false if malformed. */
-function parseIPv4Into(s: string, out: Uint8Array, off: number): boolean {
+export function parseIPv4Into(s: string, out: Uint8Array, off: number): boolean {
   let part = 0;
   let digits = 0;
   let n = 0;
@@ -74,6 +74,33 @@ export function parseIPv6(s: string): Uint8Array | undefined {
 
 export function formatIPv4(b: Uint8Array, off = 0): string {
   return `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}`;
+}
+
+/** IPv4 text as a 32-bit number, through a bounded cache; throws RangeError if malformed. */
+const v4Number = new Map<string, number>();
+const scratch = new Uint8Array(4);
+export function ipv4Number(s: string): number {
+  let n = v4Number.get(s);
+  if (n === undefined) {
+    if (!parseIPv4Into(s, scratch, 0)) throw new RangeError(`not an IPv4 address: ${s}`);
+    n = ((scratch[0] << 24) | (scratch[1] << 16) | (scratch[2] << 8) | scratch[3]) >>> 0;
+    if (v4Number.size >= 4096) v4Number.clear();
+    v4Number.set(s, n);
+  }
+  return n;
+}
+
+/** IPv4 text from bytes through a bounded cache: a PF_KEY peer sees the same few addresses. */
+const v4Text = new Map<number, string>();
+export function formatIPv4Cached(b: Uint8Array, off: number): string {
+  const k = ((b[off] << 24) | (b[off + 1] << 16) | (b[off + 2] << 8) | b[off + 3]) >>> 0;
+  let t = v4Text.get(k);
+  if (t === undefined) {
+    if (v4Text.size >= 4096) v4Text.clear();
+    t = formatIPv4(b, off);
+    v4Text.set(k, t);
+  }
+  return t;
 }
 
 /** RFC 5952 canonical text: lower case, longest run of two or more zero words as "::". */
