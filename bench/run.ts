@@ -17,9 +17,10 @@ import { pathToFileURL } from 'node:url';
 import type { ResultRow, Suite, SuiteOptions, SuiteResult } from './harness.js';
 import { suite as wire } from './wire.bench.js';
 import { suite as spd } from './spd.bench.js';
+import { suite as engine } from './engine.bench.js';
 
 /** Every suite, in the order they run. Add engine.bench.js, daemon.bench.js, … here. */
-export const SUITES: readonly Suite[] = [wire, spd];
+export const SUITES: readonly Suite[] = [wire, spd, engine];
 
 interface Args {
   names: string[];
