@@ -209,3 +209,17 @@ test('REPLACEFLOW of a %hold releases the held packet through onRelease (trap an
   w2.km.ok(addflowReq({ ...TRAPNET, spi: 0x401, flags: SADB_X_SAFLAGS_REPLACEFLOW }));
   assert.equal(released.length, 2);
 });
+
+test('an ACQUIRE nobody answers is forgotten after acquireLifetime seconds', () => {
+  const w = world({ acquireLifetime: 30 });
+  const km = w.client();
+  km.ok(hdrReq(SADB_REGISTER, SADB_SATYPE_ESP));
+  drain(km);
+  const seq = w.engine.acquire(SEL);
+  w.advance(29);
+  w.engine.tick();
+  assert.ok(w.engine.pendingAcquires.has(seq), 'still pending at 29 s');
+  w.advance(1);
+  w.engine.tick();
+  assert.equal(w.engine.pendingAcquires.has(seq), false, 'forgotten at 30 s');
+});

@@ -319,7 +319,7 @@ export function snapshot(engine: Engine): string {
   const sas = [...engine.sadb.values()].map((sa) => ({
     k: saidKey(sa.said), state: sa.state, satype: sa.satype, flags: sa.flags, auth: sa.auth, encrypt: sa.encrypt,
     replay: sa.replay, src: sa.src.addr, next: sa.next && saidKey(sa.next.said), prev: sa.prev && saidKey(sa.prev.said),
-    ka: hex(sa.keyAuth?.key), ke: hex(sa.keyEncrypt?.key), cur: sa.current, soft: sa.soft, hard: sa.hard,
+    ka: hex(sa.keyAuth?.key()), ke: hex(sa.keyEncrypt?.key()), cur: sa.current, soft: sa.soft, hard: sa.hard,
     softSent: sa.softSent, inbound: sa.inbound ? JSON.stringify(sa.inbound) : undefined, natT: sa.natT ? JSON.stringify(sa.natT) : undefined,
   })).sort((a, b) => (a.k < b.k ? -1 : 1));
   const eroutes = [...engine.spd.entries()].map((e) => ({ flow: e.flow, said: saidKey(e.said), packets: e.packets, pid: e.pid, held: hex(e.held) }));

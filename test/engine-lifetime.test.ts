@@ -268,3 +268,18 @@ test('an UPDATE installs new limits: the old deadlines no longer fire', () => {
   assert.equal(w.engine.tick(), 1);
   oneExpire([a, b], 'hard', 0xa00, 'after UPDATE');
 });
+
+test('addtime of an SA made by GETSPI then UPDATE counts from the UPDATE, not the GETSPI', () => {
+  const { w, a, b } = setup();
+  a.ok(getspiReq({ min: 0x700, max: 0x700 }));
+  drain(a, b);
+  w.advance(100);
+  a.ok(updateReq({ spi: 0x700, extra: { lifetimeHard: lifetime({ addtime: 50 }) } }));
+  drain(a, b);
+  assert.equal(w.engine.sadb.get(espSaid(0x700))!.current.addtime, w.clock.t);
+  w.advance(49);
+  assert.equal(w.engine.tick(), 0, 'not yet: 49 s after the UPDATE');
+  w.advance(1);
+  assert.equal(w.engine.tick(), 1, 'hard at 50 s after the UPDATE');
+  assert.equal(w.engine.sadb.get(espSaid(0x700)), undefined);
+});

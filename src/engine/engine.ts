@@ -37,6 +37,8 @@ export interface EngineOptions {
   supported?: Map<number, SupportedLists>;
   /** Larval (GETSPI) SAs expire after this many seconds; 0 = never, as KLIPS. */
   larvalLifetime?: number;
+  /** An ACQUIRE nobody answered is forgotten after this many seconds (default 60). */
+  acquireLifetime?: number;
   /** Where debug lines go when a subsystem's flag is set. */
   log?: (subsystem: DebugSubsystem, text: string) => void;
   /** Held packets (from %hold/%trap eroutes) released when an eroute is replaced. */
@@ -73,6 +75,7 @@ export class Engine implements EngineOps {
   readonly endpoints = new Set<Endpoint>();
   readonly pendingAcquires = new Map<number, PendingAcquire>();
   readonly larvalLifetime: number;
+  readonly acquireLifetime: number;
   /** Counters for /proc-style views and the daemon's stats. */
   readonly stats = { requests: 0, errors: 0, acquires: 0, expires: 0, dropped: 0 };
   private msgSeq = 0;
@@ -86,6 +89,7 @@ export class Engine implements EngineOps {
     this.random = opts.random ?? ((n) => Math.floor(Math.random() * n));
     this.supported = opts.supported ?? defaultSupported();
     this.larvalLifetime = opts.larvalLifetime ?? 0;
+    this.acquireLifetime = opts.acquireLifetime ?? 60;
     this.logFn = opts.log;
     this.onRelease = opts.onRelease;
     this.spd = new ErouteTable(() => Math.floor(this.now()));
@@ -263,7 +267,7 @@ export class Engine implements EngineOps {
   countTraffic(said: Said, bytes: number, packets = 1): ExpiryKind | undefined {
     const sa = this.sadb.get(said);
     if (!sa) return undefined;
-    const kind = this.sadb.count(sa, bytes, packets, this.now());
+    const kind = this.sadb.countTraffic(sa, bytes, packets, this.now());
     if (kind) this.expire(sa, kind);
     return kind;
   }
@@ -276,7 +280,9 @@ export class Engine implements EngineOps {
 
   /** Fire time-based expiries that are due. Call it periodically (klipsd: every second). */
   tick(): number {
-    const due = this.sadb.due(this.now());
+    const now = this.now();
+    for (const [seq, p] of this.pendingAcquires) if (now - p.sent >= this.acquireLifetime) this.pendingAcquires.delete(seq);
+    const due = this.sadb.due(now);
     for (const { sa, kind } of due) this.expire(sa, kind);
     return due.length;
   }

@@ -15,7 +15,7 @@ import {
   DEBUG_SUBSYSTEMS, SADB_X_DEBUG, SADB_UPDATE, maskToPrefix,
   type MessageInput, type PfkeyMessage,
 } from '../wire/index.js';
-import { NO_LIMITS, type Limits, type SA } from '../sadb/sadb.js';
+import { NO_LIMITS, StoredKey, sharedLimits, type Limits, type SA } from '../sadb/sadb.js';
 import { formatSaid, type Said } from '../sadb/said.js';
 import { ErouteTable, ErouteError, type Flow } from '../spd/eroute-table.js';
 import { keyProblem } from './algorithms.js';
@@ -92,17 +92,17 @@ function saFromRequest(r: Request, old: SA | undefined): SA {
     src: msg.addressSrc!,
     dst: msg.addressDst!,
     proxy: msg.addressProxy,
-    keyAuth: msg.keyAuth,
-    keyEncrypt: msg.keyEncrypt,
+    keyAuth: msg.keyAuth && new StoredKey(msg.keyAuth.bits, msg.keyAuth.key),
+    keyEncrypt: msg.keyEncrypt && new StoredKey(msg.keyEncrypt.bits, msg.keyEncrypt.key),
     identSrc: msg.identitySrc,
     identDst: msg.identityDst,
     plumbif: msg.plumbif?.ifnum,
     saref: msg.saref,
     ref: sa.ref,
-    soft: clampSoft(limitsFrom(msg.lifetimeSoft), hard),
-    hard,
-    // UPDATE keeps the counters and first use of the SA it replaces.
-    current: old ? { ...old.current } : { ...NO_LIMITS(), addtime: now },
+    soft: sharedLimits(clampSoft(limitsFrom(msg.lifetimeSoft), hard)),
+    hard: sharedLimits(hard),
+    // UPDATE keeps the counters and first use of the SA it replaces; a larval SA's life starts now.
+    current: old ? { ...old.current, addtime: old.state === SADB_SASTATE_LARVAL ? now : old.current.addtime } : { ...NO_LIMITS(), addtime: now },
     used: old?.used ?? false,
     softSent: false,
     pid: msg.header.pid,
@@ -147,8 +147,8 @@ const getspi: Handler = ({ engine, msg }) => {
     state: SADB_SASTATE_LARVAL,
     replay: 0, auth: 0, encrypt: 0, flags: 0,
     src: msg.addressSrc!, dst: msg.addressDst!, proxy: msg.addressProxy,
-    soft: NO_LIMITS(),
-    hard: { ...NO_LIMITS(), addtime: engine.larvalLifetime },
+    soft: sharedLimits(NO_LIMITS()),
+    hard: sharedLimits({ ...NO_LIMITS(), addtime: engine.larvalLifetime }),
     current: { ...NO_LIMITS(), addtime: now },
     used: false, softSent: false, pid: msg.header.pid, seq: msg.header.seq, gen: 0,
   };
@@ -222,19 +222,33 @@ const flush: Handler = ({ engine, msg }) => {
   engine.toAll(headerOnly(replyHeader(msg)));
 };
 
+/** Work done per turn of the event loop by DUMP, so other sockets wait at most this long. */
+const DUMP_SLICE_MS = 2;
+
 /**
  * DUMP (KLIPS: ENOSYS): one reply per SA to the sender, seq counting down to 0 on the
- * last, sent in slices that wait for the sender's queue to drain.
+ * last. It runs in slices of at most DUMP_SLICE_MS: first it lists the SAs (an SA deleted
+ * before the listing reaches it is left out), then it sends them,
+ * waiting whenever the sender's receive queue is full, so nothing is dropped.
  */
 const dump: Handler = ({ engine, ep, msg }) => {
   const satype = msg.header.satype;
+  if (engine.sadb.count(satype) === 0) refuse(ERRNO.ENOENT, 'no SAs to dump');
   const list: SA[] = [];
-  for (const sa of engine.sadb.values()) if (satype === 0 || sa.satype === satype) list.push(sa);
-  if (list.length === 0) refuse(ERRNO.ENOENT, 'no SAs to dump');
+  const it = engine.sadb.values();
+  let listing = true;
   let i = 0;
   const step = (): void => {
-    for (let budget = 512; i < list.length && budget > 0; budget--) {
-      if (ep.closed) return;
+    const until = performance.now() + DUMP_SLICE_MS;
+    for (let n = 0; !ep.closed; n++) {
+      if ((n & 63) === 63 && performance.now() > until) { setImmediate(step); return; }
+      if (listing) {
+        const r = it.next();
+        if (r.done) listing = false;
+        else if (satype === 0 || r.value.satype === satype) list.push(r.value);
+        continue;
+      }
+      if (i >= list.length) return;
       const sa = list[i];
       const bytes = buildMessage({
         header: { type: msg.header.type, satype: sa.satype, seq: list.length - 1 - i, pid: msg.header.pid },
@@ -245,7 +259,6 @@ const dump: Handler = ({ engine, ep, msg }) => {
       i++;
       engine.toSender(ep, bytes);
     }
-    if (i < list.length && !ep.closed) setImmediate(step);
   };
   step();
 };

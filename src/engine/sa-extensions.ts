@@ -65,8 +65,8 @@ export function saExtensions(sa: SA, o: SaExtOptions = {}): Extensions {
   }
   if (sa.proxy) e.addressProxy = sa.proxy;
   if (o.keys) {
-    if (sa.keyAuth) e.keyAuth = sa.keyAuth;
-    if (sa.keyEncrypt) e.keyEncrypt = sa.keyEncrypt;
+    if (sa.keyAuth) e.keyAuth = sa.keyAuth.toKey();
+    if (sa.keyEncrypt) e.keyEncrypt = sa.keyEncrypt.toKey();
   }
   if (sa.identSrc) e.identitySrc = sa.identSrc;
   if (sa.identDst) e.identityDst = sa.identDst;

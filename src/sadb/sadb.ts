@@ -45,8 +45,8 @@ export interface SA {
   src: Address;
   dst: Address;
   proxy?: Address;
-  keyAuth?: Key;
-  keyEncrypt?: Key;
+  keyAuth?: StoredKey;
+  keyEncrypt?: StoredKey;
   identSrc?: Ident;
   identDst?: Ident;
   natT?: { type: number; sport: number; dport: number; oa?: Address };
@@ -54,8 +54,8 @@ export interface SA {
   saref?: { me: number; him: number };
   ref?: number;
   inbound?: InboundPolicy;
-  soft: Limits;
-  hard: Limits;
+  soft: Readonly<Limits>;
+  hard: Readonly<Limits>;
   /** Current counters; addtime is when the SA was added, usetime when first used. */
   current: Limits;
   /** Whether traffic has used the SA yet (usetime is meaningful only then). */
@@ -72,6 +72,40 @@ export interface SA {
 }
 
 export const NO_LIMITS = (): Limits => ({ allocations: 0, bytes: 0, addtime: 0, usetime: 0, packets: 0 });
+
+/**
+ * Soft and hard limits are never changed once an SA holds them, and most SAs share a
+ * handful of settings: one frozen object per distinct setting keeps them off each SA.
+ */
+const limitsPool = new Map<string, Readonly<Limits>>();
+export function sharedLimits(l: Limits): Readonly<Limits> {
+  const k = `${l.allocations}/${l.bytes}/${l.addtime}/${l.usetime}/${l.packets}`;
+  let shared = limitsPool.get(k);
+  if (!shared) {
+    if (limitsPool.size >= 1024) limitsPool.clear();
+    shared = Object.freeze({ ...l });
+    limitsPool.set(k, shared);
+  }
+  return shared;
+}
+
+/**
+ * Key material held by an SA: the bits and the bytes as a one-byte string, which costs a
+ * fraction of a typed array per SA; `key()` gives the bytes back as a fresh copy.
+ */
+export class StoredKey {
+  private readonly data: string;
+  constructor(readonly bits: number, bytes: Uint8Array) {
+    this.data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+  }
+  key(): Uint8Array {
+    return new Uint8Array(Buffer.from(this.data, 'latin1'));
+  }
+  /** The PF_KEY key extension value. */
+  toKey(): Key {
+    return { bits: this.bits, key: this.key() };
+  }
+}
 
 interface Deadline {
   when: number;
@@ -123,6 +157,12 @@ export type ExpiryKind = 'soft' | 'hard';
 export class Sadb {
   private readonly byKey = new Map<string, SA>();
   private readonly deadlines = new DeadlineHeap();
+  private readonly perType = new Map<number, number>();
+
+  /** How many SAs of one SA type (0: all) the table holds. */
+  count(satype = 0): number {
+    return satype === 0 ? this.byKey.size : this.perType.get(satype) ?? 0;
+  }
 
   get size(): number {
     return this.byKey.size;
@@ -143,6 +183,7 @@ export class Sadb {
   /** Insert a new SA (the caller checked it is absent) and schedule its time limits. */
   insert(sa: SA): void {
     this.byKey.set(saidKey(sa.said), sa);
+    this.perType.set(sa.satype, this.count(sa.satype) + 1);
     this.schedule(sa);
   }
 
@@ -163,6 +204,7 @@ export class Sadb {
     const key = saidKey(sa.said);
     if (this.byKey.get(key) !== sa) return false;
     this.byKey.delete(key);
+    this.perType.set(sa.satype, this.count(sa.satype) - 1);
     if (sa.prev) sa.prev.next = sa.next;
     if (sa.next) sa.next.prev = sa.prev;
     sa.next = sa.prev = undefined;
@@ -176,6 +218,7 @@ export class Sadb {
     for (const sa of this.byKey.values()) if (satype === 0 || sa.satype === satype) gone.push(sa);
     if (gone.length === this.byKey.size) {
       this.byKey.clear();
+      this.perType.clear();
       this.deadlines.clear();
       for (const sa of gone) { sa.next = sa.prev = undefined; sa.gen = -1; }
     } else {
@@ -273,7 +316,7 @@ export class Sadb {
   }
 
   /** Count traffic on an SA; returns the expiry it reaches, if any. */
-  count(sa: SA, bytes: number, packets: number, now: number): ExpiryKind | undefined {
+  countTraffic(sa: SA, bytes: number, packets: number, now: number): ExpiryKind | undefined {
     const c = sa.current;
     if (!sa.used && packets > 0) {
       sa.used = true;
