@@ -18,9 +18,10 @@ import type { ResultRow, Suite, SuiteOptions, SuiteResult } from './harness.js';
 import { suite as wire } from './wire.bench.js';
 import { suite as spd } from './spd.bench.js';
 import { suite as engine } from './engine.bench.js';
+import { suite as daemon } from './daemon.bench.js';
 
 /** Every suite, in the order they run. Add engine.bench.js, daemon.bench.js, … here. */
-export const SUITES: readonly Suite[] = [wire, spd, engine];
+export const SUITES: readonly Suite[] = [wire, spd, engine, daemon];
 
 interface Args {
   names: string[];

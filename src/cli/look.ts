@@ -1,0 +1,59 @@
+/**
+ * `klips look`: openswan's `ipsec look` (programs/look/look.in) on one screen: a label
+ * line (host and date), each eroute as "src -> dst => SA group (packets)" with the SA
+ * replaced by its whole group as ipsec_spigrp lists it, the virtual interfaces on one
+ * line, then the SAs sorted. The tables come from klipsd's view channel; look's routing
+ * and iptables sections have no klips counterpart and are left out. KLIPS's look hid
+ * interfaces not attached to a device; every klips interface is such, so all are shown.
+ */
+
+import os from 'node:os';
+import { resolveSocketPath } from '../daemon/paths.js';
+import { queryViews } from './client.js';
+import { addCommonOptions, newCommand, out, type CommonOptions } from './common.js';
+
+export interface LookOptions extends CommonOptions {
+  label?: boolean;
+}
+
+/** The screen, from the /proc-style texts (the same awk-like steps look took). */
+export function lookText(views: Record<string, { text: string }>, label: string | undefined): string {
+  const lines: string[] = [];
+  if (label !== undefined) lines.push(label);
+  const tun = new Map<string, string>();
+  for (const line of views.spigrp.text.split('\n')) {
+    const first = line.split(/\s+/)[0];
+    if (first) tun.set(first, line);
+  }
+  for (const line of views.eroute.text.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 6 || f[2] !== '->') continue;
+    lines.push(`${f[1].padEnd(18)} -> ${f[3].padEnd(18)} => ${tun.get(f[5]) ?? f[5]} (${f[0]})`);
+  }
+  const ifs = views.tncfg.text.split('\n').filter(Boolean).map((l) => l.replace(/ -> /g, '->'));
+  if (ifs.length) lines.push(ifs.join('   '));
+  lines.push(...views.spi.text.split('\n').filter(Boolean).sort());
+  return lines.map((l) => `${l}\n`).join('');
+}
+
+export async function runLook(o: LookOptions): Promise<void> {
+  const views = await queryViews('look', resolveSocketPath(o.socket), ['eroute', 'spigrp', 'tncfg', 'spi'], o.timeout);
+  const date = new Date();
+  if (o.json) {
+    await out(`${JSON.stringify({
+      host: os.hostname(), date: date.toISOString(),
+      eroute: views.eroute.data, spigrp: views.spigrp.data, tncfg: views.tncfg.data, spi: views.spi.data,
+    })}\n`);
+    return;
+  }
+  await out(lookText(views, o.label === false ? undefined : `${os.hostname()} ${date.toString()}`));
+}
+
+export function lookCommand() {
+  const cmd = newCommand('look')
+    .description('eroutes, SA groups, interfaces and SAs on one screen (openswan ipsec look)')
+    .option('--no-label', 'leave out the first line (host name and date)');
+  addCommonOptions(cmd);
+  cmd.action(async (opts: LookOptions) => runLook(opts));
+  return cmd;
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env node
+/**
+ * The klipsd binary: resolve the socket path, load the configuration (embedded default
+ * or --config FILE), start the server, log as JSON lines on stderr (pino), and on
+ * SIGTERM/SIGINT stop accepting, close every connection, remove the socket files and
+ * exit 0. Bad arguments: usage and exit 2; a refusal to start (live socket, bad
+ * configuration): one line on stderr and exit 1.
+ */
+
+import { Command, CommanderError, Option } from 'commander';
+import { pino, type Logger } from 'pino';
+import { ConfigError, DEFAULT_CONFIG, LOG_LEVELS, loadConfigFile, type DaemonConfig, type LogLevel } from './config.js';
+import { defaultSocketPath, resolveSocketPath } from './paths.js';
+import { ServerError, startServer, type KlipsServer } from './server.js';
+
+interface Opts {
+  socket?: string;
+  config?: string;
+  group?: string;
+  logLevel?: LogLevel;
+}
+
+function parseArgs(argv: string[]): Opts {
+  const program = new Command('klipsd')
+    .description('KLIPS PF_KEY v2 kernel side, served on a Unix stream socket')
+    .option('--socket <path>', `socket path (default: $KLIPS_SOCKET, else ${defaultSocketPath()})`)
+    .option('--config <file>', 'JSON configuration: supported algorithms, queue sizes, debug flags')
+    .option('--group <group>', 'let this group use the socket (mode 0660 instead of 0600)')
+    .addOption(new Option('--log-level <level>', 'log level (overrides the configuration)').choices(LOG_LEVELS as unknown as string[]))
+    .helpOption('-h, --help', 'show this help')
+    .showHelpAfterError()
+    .allowExcessArguments(false)
+    .exitOverride();
+  try {
+    program.parse(argv, { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      process.exit(e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2);
+    }
+    throw e;
+  }
+  return program.opts<Opts>();
+}
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  let config: DaemonConfig;
+  try {
+    config = opts.config ? loadConfigFile(opts.config) : { ...DEFAULT_CONFIG, debug: [] };
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`klipsd: ${e.message}\n`);
+      process.exit(1);
+    }
+    throw e;
+  }
+  if (opts.logLevel) config.logLevel = opts.logLevel;
+  const logger: Logger = pino({ name: 'klipsd', level: config.logLevel }, pino.destination({ fd: 2, sync: true }));
+  const explicit = Boolean(opts.socket || process.env.KLIPS_SOCKET);
+  const socketPath = resolveSocketPath(opts.socket);
+
+  // Signals first: a SIGTERM that arrives while the sockets are being set up still stops us cleanly.
+  let server: KlipsServer | undefined;
+  let stopping: string | undefined;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = signal;
+    if (!server) return; // start-up finishes first, then stops
+    logger.info({ signal }, 'stopping');
+    server.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'error while stopping');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+
+  try {
+    server = await startServer({ socketPath, config, logger, group: opts.group, privateDir: !explicit && !socketPath.startsWith('/run/') });
+  } catch (e) {
+    if (e instanceof ServerError) {
+      process.stderr.write(`klipsd: ${e.message}\n`);
+      process.exit(1);
+    }
+    throw e;
+  }
+  if (stopping) {
+    const signal = stopping;
+    stopping = undefined;
+    stop(signal);
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`klipsd: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.exit(1);
+});

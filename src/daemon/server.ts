@@ -1,0 +1,564 @@
+/**
+ * klipsd's server: one PF_KEY socket (socket/PfkeySocket) per Unix-stream connection,
+ * and a read-only view channel beside it.
+ *
+ * The way a message travels here:
+ *
+ *   connection bytes ─► FrameDecoder (sadb_msg_len frames, zero-copy views)
+ *                    ─► PfkeySocket.send()  = the engine's pfkey_sendmsg
+ *   engine replies  ─► the PfkeySocket's bounded receive queue
+ *                    ─► Connection.flush(): recv() until the connection's write buffer
+ *                       reaches the high-water mark, one write per burst
+ *
+ * Replies are read out of the PfkeySocket with recv() rather than pushed through
+ * onMessage(): a push listener cannot be paused, and a client that does not read must
+ * fill its own PF_KEY receive queue (messages dropped and counted for that socket only,
+ * ENOBUFS reported once) instead of growing klipsd's memory. Other clients never wait
+ * on a slow one.
+ *
+ * Over a stream there is no send() result, so where KLIPS's sendmsg fails without
+ * sending a message (a header with a bad version, reserved field or type), klipsd writes
+ * a header-only copy of the request's header carrying the errno to that connection
+ * alone. Later refusals are already answered by the engine (to every open socket, as
+ * KLIPS). A header that cannot even be framed (length under 2 units or over 64 KiB) is
+ * answered with EMSGSIZE and the connection is closed; nobody else notices. When a
+ * connection's PF_KEY queue overflowed, the next message it receives is a header-only
+ * notice: type 0, errno ENOBUFS, seq = messages dropped so far, pid 0.
+ */
+
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { pino, type Logger } from 'pino';
+import {
+  ERRNO, PfkeyError, checkHeader, headerOnly, errnoName, MSG_TYPE_NAMES, nameOf,
+} from '../wire/index.js';
+import { Engine, type Endpoint } from '../engine/engine.js';
+import { PfkeySocket } from '../socket/pfkey-socket.js';
+import { DEFAULT_CONFIG, type DaemonConfig } from './config.js';
+import { FrameDecoder, errnoReplyTo, framingErrorReply, type FrameError } from './framing.js';
+import { infoPathFor, MAX_UNIX_PATH } from './paths.js';
+import { renderView, VIEW_NAMES, type View } from './views.js';
+
+export interface ServerOptions {
+  /** Where to listen (already resolved; see paths.ts). */
+  socketPath: string;
+  config?: DaemonConfig;
+  logger?: Logger;
+  /** Open the sockets to this group (name or gid): mode 0660 instead of 0600. */
+  group?: string;
+  /** Refuse a socket directory that is not ours alone (used for the default path). */
+  privateDir?: boolean;
+  /** An engine to serve (tests); default: a new one from the configuration. */
+  engine?: Engine;
+  /** Engine tick period in ms (lifetime expiry); default 1000. */
+  tickMs?: number;
+}
+
+export interface ServerStats {
+  accepted: number;
+  active: number;
+  framesIn: number;
+  bytesIn: number;
+  bytesOut: number;
+  framingErrors: number;
+  headerRefusals: number;
+  enobufsNotices: number;
+  midMessageDisconnects: number;
+  internalErrors: number;
+  infoRequests: number;
+}
+
+export interface KlipsServer {
+  readonly socketPath: string;
+  readonly infoPath: string;
+  readonly engine: Engine;
+  readonly logger: Logger;
+  readonly stats: ServerStats;
+  /** Open PF_KEY connections. */
+  connectionCount(): number;
+  /** Stop accepting, close every connection, remove the socket files. */
+  close(): Promise<void>;
+}
+
+/** A start-up refusal with a message meant for the operator. */
+export class ServerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ServerError';
+  }
+}
+
+function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}
+
+// ---------- socket files ----------
+
+function isErrno(e: unknown, ...codes: string[]): boolean {
+  return e instanceof Error && codes.includes((e as NodeJS.ErrnoException).code ?? '');
+}
+
+/** 'live' if something accepts connections at `p`, 'stale' if nothing does. */
+function probe(p: string): Promise<'live' | 'stale'> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(p);
+    const timer = setTimeout(() => { c.destroy(); resolve('live'); }, 1000);
+    c.once('connect', () => { clearTimeout(timer); c.destroy(); resolve('live'); });
+    c.once('error', (e) => {
+      clearTimeout(timer);
+      if (isErrno(e, 'ECONNREFUSED', 'ENOENT')) resolve('stale');
+      else reject(new ServerError(`cannot probe ${p}: ${(e as NodeJS.ErrnoException).code ?? e.message}`));
+    });
+  });
+}
+
+/** Make `p` free to bind: replace a stale socket file, refuse a live one or a non-socket. */
+async function claimPath(p: string, log: Logger): Promise<void> {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(p);
+  } catch (e) {
+    if (isErrno(e, 'ENOENT')) return;
+    throw new ServerError(`cannot examine ${p}: ${(e as NodeJS.ErrnoException).code}`);
+  }
+  if (!st.isSocket()) throw new ServerError(`${p} exists and is not a socket; refusing to replace it`);
+  if ((await probe(p)) === 'live') {
+    throw new ServerError(`${p} is in use: another klipsd is serving it (stop that one first, or choose another --socket)`);
+  }
+  fs.unlinkSync(p);
+  log.info({ path: p }, 'replaced a stale socket file');
+}
+
+function resolveGroup(group: string): number {
+  if (/^\d+$/.test(group)) return Number(group);
+  let text = '';
+  try {
+    text = fs.readFileSync('/etc/group', 'utf8');
+  } catch {
+    throw new ServerError(`cannot read /etc/group to find group "${group}"; give a numeric gid`);
+  }
+  for (const line of text.split('\n')) {
+    const [name, , gid] = line.split(':');
+    if (name === group && gid !== undefined) return Number(gid);
+  }
+  throw new ServerError(`no such group "${group}"`);
+}
+
+function prepareDirectory(dir: string, opts: { privateDir: boolean; gid?: number }): void {
+  const existed = fs.existsSync(dir);
+  if (!existed) {
+    try {
+      fs.mkdirSync(dir, { recursive: true, mode: opts.gid === undefined ? 0o700 : 0o710 });
+    } catch (e) {
+      throw new ServerError(`cannot create ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    if (opts.gid !== undefined) fs.chownSync(dir, -1, opts.gid);
+  }
+  const st = fs.lstatSync(dir);
+  if (!st.isDirectory()) throw new ServerError(`${dir} is not a directory`);
+  if (opts.privateDir && typeof process.getuid === 'function') {
+    if (st.uid !== process.getuid() || (st.mode & 0o022) !== 0) {
+      throw new ServerError(`${dir} is not a private directory of this user (owner ${st.uid}, mode ${(st.mode & 0o777).toString(8)}); use --socket`);
+    }
+  }
+}
+
+/** Listen on `p` with the socket file created 0600 (0660 with a group) from the start. */
+async function listenPrivately(server: net.Server, p: string, gid: number | undefined): Promise<fs.Stats> {
+  const old = process.umask(gid === undefined ? 0o177 : 0o117);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (e: Error) => reject(new ServerError(`cannot listen on ${p}: ${(e as NodeJS.ErrnoException).code ?? e.message}`));
+      server.once('error', onError);
+      server.listen(p, () => { server.off('error', onError); resolve(); });
+    });
+  } finally {
+    process.umask(old);
+  }
+  if (gid !== undefined) {
+    fs.chownSync(p, -1, gid);
+    fs.chmodSync(p, 0o660);
+  } else {
+    fs.chmodSync(p, 0o600);
+  }
+  return fs.statSync(p);
+}
+
+function removeIfOurs(p: string, ino: number | undefined): void {
+  try {
+    const st = fs.lstatSync(p);
+    if (st.isSocket() && (ino === undefined || st.ino === ino)) fs.unlinkSync(p);
+  } catch {
+    /* already gone */
+  }
+}
+
+// ---------- one client connection ----------
+
+const le32 = (b: Uint8Array, o: number) => (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) >>> 0;
+
+class Connection {
+  readonly sock: PfkeySocket;
+  private readonly decoder = new FrameDecoder();
+  private readonly halfQueue: number;
+  /** The last sadb_msg_pid seen from this client (for the registered view). */
+  lastPid = 0;
+  private closed = false;
+  private waiting = false;
+  private draining = false;
+
+  constructor(
+    readonly id: number,
+    private readonly c: net.Socket,
+    private readonly srv: Server,
+  ) {
+    this.sock = new PfkeySocket(srv.engine, { rcvbuf: srv.config.rcvbuf });
+    this.halfQueue = srv.config.rcvbuf >> 1;
+    c.on('data', this.onData);
+    c.on('end', this.onEnd);
+    c.on('error', this.onError);
+    c.on('close', this.onClose);
+    this.arm();
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    if (this.closed) return;
+    this.srv.stats.bytesIn += chunk.length;
+    const err = this.decoder.push(chunk, this.onFrame);
+    if (err) {
+      this.framingFailure(err);
+      return;
+    }
+    this.flush();
+  };
+
+  private readonly onFrame = (frame: Uint8Array): void => {
+    if (this.closed) return;
+    const stats = this.srv.stats;
+    stats.framesIn++;
+    this.lastPid = le32(frame, 12);
+    let errno: number;
+    try {
+      errno = this.sock.send(frame);
+    } catch (e) {
+      // A fault inside the engine: report it to this client only and carry on.
+      stats.internalErrors++;
+      this.srv.logger.error({ conn: this.id, err: e, type: nameOf(MSG_TYPE_NAMES, frame[1]) }, 'engine fault while handling a message');
+      this.writeDirect(errnoReplyTo(frame, ERRNO.EINVAL));
+      return;
+    }
+    if (errno === 0) {
+      // A burst of requests can produce more replies than the PF_KEY queue holds; move
+      // them to the connection as we go (up to its high-water mark), as a reading client would.
+      if (this.sock.room() < this.halfQueue) this.flush();
+      return;
+    }
+    try {
+      checkHeader(frame);
+    } catch {
+      // Refused before dispatch: KLIPS's sendmsg fails and no message exists, so this
+      // connection alone gets a header-only errno reply.
+      stats.headerRefusals++;
+      if (this.srv.logger.isLevelEnabled('debug')) {
+        this.srv.logger.debug({ conn: this.id, errno: errnoName(errno), type: frame[1] }, 'message refused at the header');
+      }
+      this.writeDirect(errnoReplyTo(frame, errno));
+    }
+  };
+
+  private framingFailure(err: FrameError): void {
+    this.srv.stats.framingErrors++;
+    this.srv.logger.warn({ conn: this.id, reason: err.reason }, 'unframeable message, closing the connection');
+    this.writeDirect(framingErrorReply(err.header));
+    this.shut();
+  }
+
+  /** Write `bytes` after everything already queued for this client (ignoring the high-water mark). */
+  private writeDirect(bytes: Uint8Array): void {
+    if (this.closed) return;
+    this.flush(true);
+    this.write(bytes);
+  }
+
+  private write(data: Uint8Array): void {
+    this.srv.stats.bytesOut += data.length;
+    this.c.write(data);
+  }
+
+  /** Move queued PF_KEY messages to the connection, up to the high-water mark. */
+  flush(force = false): void {
+    if (this.closed) return;
+    const room = force ? Infinity : this.srv.config.writeHighWater - this.c.writableLength;
+    let first: Uint8Array | undefined;
+    let parts: Uint8Array[] | undefined;
+    let bytes = 0;
+    while (bytes < room) {
+      let m: Uint8Array | undefined;
+      try {
+        m = this.sock.recv();
+      } catch (e) {
+        if (!(e instanceof PfkeyError) || e.errno !== ERRNO.ENOBUFS) throw e;
+        this.srv.stats.enobufsNotices++;
+        m = headerOnly({ type: 0, errno: ERRNO.ENOBUFS, seq: this.sock.dropped, pid: 0 });
+      }
+      if (m === undefined) break;
+      if (first === undefined) first = m;
+      else (parts ??= [first]).push(m);
+      bytes += m.length;
+    }
+    if (first !== undefined) this.write(parts ? Buffer.concat(parts, bytes) : first);
+    if (force) return;
+    if (this.sock.pending > 0 || bytes >= room) this.waitForDrain();
+    else this.arm();
+  }
+
+  private waitForDrain(): void {
+    if (this.draining || this.closed) return;
+    this.draining = true;
+    // Over our mark but under the stream's own (16 KiB): no 'drain' will come, so look again shortly.
+    if (this.c.writableNeedDrain) this.c.once('drain', this.onDrain);
+    else setTimeout(this.onDrain, 2);
+  }
+
+  private readonly onDrain = (): void => {
+    this.draining = false;
+    this.flush();
+  };
+
+  /** Wake up when the engine queues a message for this socket. */
+  private arm(): void {
+    if (this.waiting || this.closed) return;
+    this.waiting = true;
+    this.sock.readable().then(this.onReadable);
+  }
+
+  private readonly onReadable = (): void => {
+    this.waiting = false;
+    if (!this.draining) this.flush();
+  };
+
+  private readonly onEnd = (): void => {
+    // The client will send no more (it exited, or shut its side down): answer what it
+    // sent, then close. Keeping a half-open connection would keep a PF_KEY socket (and
+    // its registrations) alive for a client that is usually gone.
+    if (this.decoder.buffered > 0) this.midMessage('end');
+    if (this.closed) return;
+    this.flush(true);
+    this.shut();
+  };
+
+  private readonly onError = (e: Error): void => {
+    this.srv.logger.debug({ conn: this.id, code: (e as NodeJS.ErrnoException).code ?? e.message }, 'connection error');
+    this.c.destroy();
+  };
+
+  private readonly onClose = (): void => {
+    if (this.decoder.buffered > 0) this.midMessage('close');
+    this.release();
+    this.srv.forget(this);
+  };
+
+  private midMessage(how: string): void {
+    this.srv.stats.midMessageDisconnects++;
+    this.srv.logger.debug({ conn: this.id, held: this.decoder.buffered, how }, 'client left in the middle of a message');
+    this.decoder.reset();
+  }
+
+  private release(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.decoder.reset();
+    this.sock.close();
+  }
+
+  /** End the connection after what was written; stop reading from it. */
+  shut(): void {
+    this.release();
+    this.c.end(() => this.c.destroy());
+    setTimeout(() => this.c.destroy(), 2000).unref();
+  }
+
+  destroy(): void {
+    this.release();
+    this.c.destroy();
+  }
+}
+
+// ---------- the server ----------
+
+class Server implements KlipsServer {
+  readonly infoPath: string;
+  readonly engine: Engine;
+  readonly stats: ServerStats = {
+    accepted: 0, active: 0, framesIn: 0, bytesIn: 0, bytesOut: 0, framingErrors: 0,
+    headerRefusals: 0, enobufsNotices: 0, midMessageDisconnects: 0, internalErrors: 0, infoRequests: 0,
+  };
+  private readonly conns = new Set<Connection>();
+  private readonly byEndpoint = new Map<number, Connection>();
+  private readonly infoConns = new Set<net.Socket>();
+  private readonly pfkeyServer: net.Server;
+  private readonly infoServer: net.Server;
+  private nextConnId = 1;
+  private tick: NodeJS.Timeout | undefined;
+  private inodes: { main?: number; info?: number } = {};
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    readonly socketPath: string,
+    readonly config: DaemonConfig,
+    readonly logger: Logger,
+    engine: Engine | undefined,
+  ) {
+    this.infoPath = infoPathFor(socketPath);
+    this.engine = engine ?? new Engine({
+      supported: config.supported,
+      larvalLifetime: config.larvalLifetime,
+      log: (subsystem, text) => logger.info({ klipsdebug: subsystem }, text),
+    });
+    for (const name of config.debug) this.engine.debug[name] = 0xffffffff;
+    this.pfkeyServer = net.createServer({ allowHalfOpen: true }, (c) => this.accept(c));
+    this.pfkeyServer.maxConnections = config.maxConnections;
+    this.infoServer = net.createServer((c) => this.acceptInfo(c));
+  }
+
+  async start(opts: ServerOptions): Promise<void> {
+    const p = this.socketPath;
+    if (Buffer.byteLength(this.infoPath) > MAX_UNIX_PATH) {
+      throw new ServerError(`socket path ${p} is too long for a Unix socket (the .info path must fit in ${MAX_UNIX_PATH} bytes)`);
+    }
+    const gid = opts.group !== undefined ? resolveGroup(opts.group) : undefined;
+    prepareDirectory(path.dirname(p), { privateDir: opts.privateDir ?? false, gid });
+    await claimPath(p, this.logger);
+    await claimPath(this.infoPath, this.logger);
+    this.inodes.main = (await listenPrivately(this.pfkeyServer, p, gid)).ino;
+    try {
+      this.inodes.info = (await listenPrivately(this.infoServer, this.infoPath, gid)).ino;
+    } catch (e) {
+      this.pfkeyServer.close();
+      removeIfOurs(p, this.inodes.main);
+      throw e;
+    }
+    this.tick = setInterval(() => {
+      try {
+        this.engine.tick();
+      } catch (e) {
+        this.logger.error({ err: e }, 'engine tick failed');
+      }
+    }, opts.tickMs ?? 1000);
+    this.tick.unref();
+    this.logger.info({ socket: p, info: this.infoPath, rcvbuf: this.config.rcvbuf, group: opts.group }, 'klipsd listening');
+  }
+
+  private accept(c: net.Socket): void {
+    if (this.closing) {
+      c.destroy();
+      return;
+    }
+    const conn = new Connection(this.nextConnId++, c, this);
+    this.conns.add(conn);
+    this.byEndpoint.set(conn.sock.id, conn);
+    this.stats.accepted++;
+    this.stats.active = this.conns.size;
+    this.logger.debug({ conn: conn.id, socket: conn.sock.id }, 'connection opened');
+  }
+
+  forget(conn: Connection): void {
+    if (!this.conns.delete(conn)) return;
+    this.byEndpoint.delete(conn.sock.id);
+    this.stats.active = this.conns.size;
+    this.logger.debug({ conn: conn.id, dropped: conn.sock.dropped }, 'connection closed');
+  }
+
+  connectionCount(): number {
+    return this.conns.size;
+  }
+
+  private pidOf = (ep: Endpoint): number => this.byEndpoint.get(ep.id)?.lastPid ?? 0;
+
+  view(name: string): View | undefined {
+    return renderView(name, this.engine, {
+      pidOf: this.pidOf,
+      serverStats: () => ({ ...this.stats, dropped: this.engine.stats.dropped }),
+    });
+  }
+
+  // ---------- the view channel: one JSON request per line, one JSON answer per line ----------
+
+  private acceptInfo(c: net.Socket): void {
+    if (this.closing) {
+      c.destroy();
+      return;
+    }
+    this.infoConns.add(c);
+    c.setEncoding('utf8');
+    let buf = '';
+    c.on('data', (s: string) => {
+      buf += s;
+      let i: number;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        c.write(`${JSON.stringify(this.answerInfo(line))}\n`);
+      }
+      if (buf.length > 4096) {
+        c.end(`${JSON.stringify({ error: 'request line too long' })}\n`);
+        buf = '';
+      }
+    });
+    c.on('error', () => c.destroy());
+    c.on('close', () => this.infoConns.delete(c));
+  }
+
+  answerInfo(line: string): unknown {
+    this.stats.infoRequests++;
+    let req: unknown;
+    try {
+      req = JSON.parse(line);
+    } catch {
+      return { error: 'request is not JSON' };
+    }
+    const r = req as { view?: unknown; views?: unknown };
+    const one = (name: unknown) => (typeof name === 'string' ? this.view(name) : undefined);
+    if (typeof r?.view === 'string') {
+      return one(r.view) ?? { error: `unknown view "${r.view}" (known: ${VIEW_NAMES.join(', ')})` };
+    }
+    if (Array.isArray(r?.views)) {
+      const out: Record<string, View> = {};
+      for (const name of r.views) {
+        const v = one(name);
+        if (!v) return { error: `unknown view ${JSON.stringify(name)} (known: ${VIEW_NAMES.join(', ')})` };
+        out[name as string] = v;
+      }
+      return { views: out };
+    }
+    return { error: 'expected {"view": NAME} or {"views": [NAME, ...]}' };
+  }
+
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    this.closing = (async () => {
+      if (this.tick) clearInterval(this.tick);
+      const closed = [
+        new Promise<void>((r) => this.pfkeyServer.close(() => r())),
+        new Promise<void>((r) => this.infoServer.close(() => r())),
+      ];
+      for (const conn of [...this.conns]) conn.destroy();
+      for (const c of this.infoConns) c.destroy();
+      removeIfOurs(this.socketPath, this.inodes.main);
+      removeIfOurs(this.infoPath, this.inodes.info);
+      await Promise.all(closed);
+      this.logger.info({ socket: this.socketPath }, 'klipsd stopped');
+    })();
+    return this.closing;
+  }
+}
+
+/** Start klipsd's listeners; resolves once both sockets accept connections. */
+export async function startServer(opts: ServerOptions): Promise<KlipsServer> {
+  const config = opts.config ?? { ...DEFAULT_CONFIG };
+  const logger = opts.logger ?? silentLogger();
+  const server = new Server(path.resolve(opts.socketPath), config, logger, opts.engine);
+  await server.start(opts);
+  return server;
+}

@@ -1,0 +1,292 @@
+/**
+ * Read-only views of the engine's tables in the text formats of KLIPS's /proc files
+ * (linux/net/ipsec/ipsec_proc.c and pfkey_v2.c), each with a JSON twin: ipsec_eroute,
+ * ipsec_spi, ipsec_spigrp, ipsec_tncfg, ipsec_klipsdebug, pf_key_registered and
+ * pf_key_supported, plus klipsd's own counters. klipsd serves them on its view channel
+ * (`<socket>.info`); `klips look`, `klips eroute`, `klips spigrp`, `klips spi`,
+ * `klips tncfg` and `klips debug` print them.
+ *
+ * Where KLIPS printed something klips does not have, the choice is stated at the field:
+ * no IVs (the data plane owns them), `dir=` from the INFLOW flag (klips keeps no table of
+ * local addresses), `ref`/`refhim` from the SA's SAref extension.
+ */
+
+import {
+  DEBUG_SUBSYSTEMS, IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, IPPROTO_IPIP,
+  SADB_EXT_SUPPORTED_AUTH, SADB_EXT_SUPPORTED_ENCRYPT, SADB_X_SAFLAGS_INFLOW, SASTATE_NAMES,
+  SATYPE_NAMES, ESPINUDP_WITH_NON_ESP, ESPINUDP_WITH_NON_IKE, maskToPrefix, nameOf,
+  type Address,
+} from '../wire/index.js';
+import type { Engine, Endpoint } from '../engine/engine.js';
+import { ifName } from '../engine/handlers.js';
+import type { Limits, SA } from '../sadb/sadb.js';
+import { formatSaidOld, formatSaid } from '../sadb/said.js';
+import { formatErouteProc, type Eroute } from '../spd/eroute-table.js';
+import { authName, encryptName } from './algorithm-names.js';
+
+export const VIEW_NAMES = ['eroute', 'spi', 'spigrp', 'tncfg', 'klipsdebug', 'registered', 'supported', 'stats'] as const;
+export type ViewName = (typeof VIEW_NAMES)[number];
+
+export interface View {
+  view: ViewName;
+  /** The /proc-style text, newline-terminated lines (empty string for an empty table). */
+  text: string;
+  data: unknown;
+}
+
+/** What a view may need beyond the engine: who is behind each PF_KEY socket, server counters. */
+export interface ViewContext {
+  /** The pid last seen in a message from this socket's client (0 if none yet). */
+  pidOf?: (ep: Endpoint) => number;
+  /** klipsd's counters for the stats view. */
+  serverStats?: () => Record<string, unknown>;
+}
+
+const padStart = (v: string | number, w: number) => String(v).padStart(w);
+const hex8 = (n: number) => (n >>> 0).toString(16).padStart(8, '0');
+
+// ---------- ipsec_eroute ----------
+
+function erouteData(e: Eroute) {
+  const f = e.flow;
+  return {
+    count: e.packets,
+    src: `${f.src}/${f.srcPrefix}`,
+    dst: `${f.dst}/${f.dstPrefix}`,
+    proto: f.proto,
+    sport: f.sport,
+    dport: f.dport,
+    said: formatSaidOld(e.said),
+    pid: e.pid,
+    created: e.created,
+    lastUsed: e.lastUsed,
+  };
+}
+
+export function erouteView(engine: Engine): View {
+  const list = [...engine.spd.entries()];
+  return {
+    view: 'eroute',
+    text: list.map((e) => `${formatErouteProc(e)}\n`).join(''),
+    data: list.map(erouteData),
+  };
+}
+
+// ---------- ipsec_spi ----------
+
+const ENC_SUFFIX: Readonly<Record<number, string>> = {
+  0: '', 2: '_DES', 3: '_3DES', 6: '_CAST', 7: '_BLOWFISH', 11: '_NULL', 12: '_AES', 13: '_AES_CTR',
+  14: '_AES_CCM_8', 15: '_AES_CCM_12', 16: '_AES_CCM_16', 18: '_AES_GCM_8', 19: '_AES_GCM_12',
+  20: '_AES_GCM_16', 22: '_CAMELLIA',
+};
+const COMP_SUFFIX: Readonly<Record<number, string>> = { 0: '_NONE', 2: '_DEFLATE', 3: '_LZS' };
+const AUTH_SUFFIX: Readonly<Record<number, string>> = {
+  0: '', 2: '_HMAC_MD5', 3: '_HMAC_SHA1', 5: '_HMAC_SHA2_256', 6: '_HMAC_SHA2_384', 7: '_HMAC_SHA2_512',
+  8: '_HMAC_RIPEMD', 251: '_NULL',
+};
+const PROTO_TXT: Readonly<Record<number, string>> = {
+  [IPPROTO_AH]: 'AH', [IPPROTO_ESP]: 'ESP', [IPPROTO_IPIP]: 'IPIP', [IPPROTO_COMP]: 'COMP',
+};
+
+/** KLIPS's IPS_XFORM_NAME: protocol, then encryption (or compression), then authentication. */
+export function xformName(sa: SA): string {
+  const proto = PROTO_TXT[sa.said.proto] ?? 'UNKNOWN_proto';
+  if (sa.said.proto === IPPROTO_COMP) return proto + (COMP_SUFFIX[sa.encrypt] ?? '_UNKNOWN_comp');
+  return proto + (ENC_SUFFIX[sa.encrypt] ?? `_ID${sa.encrypt}`) + (AUTH_SUFFIX[sa.auth] ?? `_ID${sa.auth}`);
+}
+
+function subnetText(flow: Address, mask: Address): string {
+  return `${flow.addr}/${maskToPrefix(mask.family, mask.addr)}`;
+}
+
+/** ipsec_lifetime_format: "name(current,soft,hard)" when anything is worth showing. */
+function lifeText(name: string, current: number, raw: number, soft: number, hard: number): string {
+  if (raw > 1 || soft || hard) return `${name}(${current},${soft},${hard})`;
+  return '';
+}
+
+function lifetimes(sa: SA, now: number): string {
+  const c: Limits = sa.current;
+  const elapsed = (t: number) => (t > 0 ? Math.max(0, Math.floor(now - t)) : 0);
+  return [
+    lifeText('alloc', c.allocations, c.allocations, sa.soft.allocations, sa.hard.allocations),
+    lifeText('bytes', c.bytes, c.bytes, sa.soft.bytes, sa.hard.bytes),
+    lifeText('addtime', elapsed(c.addtime), c.addtime, sa.soft.addtime, sa.hard.addtime),
+    lifeText('usetime', sa.used ? elapsed(c.usetime) : 0, sa.used ? c.usetime : 0, sa.soft.usetime, sa.hard.usetime),
+    lifeText('packets', c.packets, c.packets, sa.soft.packets, sa.hard.packets),
+  ].join('');
+}
+
+function natName(type: number): string {
+  if (type === 0) return 'none';
+  if (type === ESPINUDP_WITH_NON_IKE) return 'nonike';
+  if (type === ESPINUDP_WITH_NON_ESP) return 'nonesp';
+  return 'unknown';
+}
+
+/** Eroutes pointing at an SA: KLIPS counted them in the SA's reference count. */
+function referencingEroutes(engine: Engine): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const e of engine.spd.entries()) {
+    const k = `${e.said.proto}/${e.said.spi}/${e.said.dst}`;
+    m.set(k, (m.get(k) ?? 0) + 1);
+  }
+  return m;
+}
+
+export function spiLine(sa: SA, now: number, refs = 0): string {
+  let s = `${formatSaidOld(sa.said)} ${xformName(sa)}: dir=${sa.flags & SADB_X_SAFLAGS_INFLOW ? 'in ' : 'out'}`;
+  s += ` src=${sa.src.addr}`;
+  if (sa.said.proto === IPPROTO_IPIP && sa.inbound) {
+    s += ` policy=${subnetText(sa.inbound.srcFlow, sa.inbound.srcMask)}->${subnetText(sa.inbound.dstFlow, sa.inbound.dstMask)}`;
+  }
+  if ((sa.encrypt || sa.auth) && sa.replay) s += ` ooowin=${sa.replay}`;
+  if (sa.flags) s += ` flags=0x${sa.flags.toString(16)}<>`;
+  if (sa.keyAuth) s += ` alen=${sa.keyAuth.bits} aklen=${sa.keyAuth.bits}`;
+  if (sa.keyEncrypt) s += ` eklen=${sa.keyEncrypt.bits}`;
+  s += ` life(c,s,h)=${lifetimes(sa, now)}`;
+  s += ` natencap=${natName(sa.natT?.type ?? 0)} natsport=${sa.natT?.sport ?? 0} natdport=${sa.natT?.dport ?? 0}`;
+  s += ` refcount=${refs + 1} ref=${sa.saref?.me ?? sa.ref ?? 0} refhim=${sa.saref?.him ?? 0}`;
+  if (sa.plumbif !== undefined) s += ` outif=${ifName(sa.plumbif).name}:0`;
+  return s;
+}
+
+function spiData(sa: SA, now: number) {
+  return {
+    said: formatSaid(sa.said),
+    xform: xformName(sa),
+    satype: nameOf(SATYPE_NAMES, sa.satype),
+    state: nameOf(SASTATE_NAMES, sa.state),
+    src: sa.src.addr,
+    dst: sa.dst.addr,
+    replay: sa.replay,
+    auth: sa.auth ? authName(sa.auth) : 'none',
+    encrypt: sa.encrypt ? encryptName(sa.satype, sa.encrypt) : 'none',
+    flags: sa.flags,
+    authKeyBits: sa.keyAuth?.bits ?? 0,
+    encryptKeyBits: sa.keyEncrypt?.bits ?? 0,
+    current: { ...sa.current, addtime: sa.current.addtime ? Math.floor(now - sa.current.addtime) : 0 },
+    soft: { ...sa.soft },
+    hard: { ...sa.hard },
+    natT: sa.natT ? { type: natName(sa.natT.type), sport: sa.natT.sport, dport: sa.natT.dport } : undefined,
+    next: sa.next ? formatSaid(sa.next.said) : undefined,
+    outif: sa.plumbif !== undefined ? ifName(sa.plumbif).name : undefined,
+  };
+}
+
+export function spiView(engine: Engine): View {
+  const now = engine.now();
+  const refs = referencingEroutes(engine);
+  const list = [...engine.sadb.values()];
+  const key = (sa: SA) => `${sa.said.proto}/${sa.said.spi}/${sa.said.dst}`;
+  return {
+    view: 'spi',
+    text: list.map((sa) => `${spiLine(sa, now, refs.get(key(sa)) ?? 0)}\n`).join(''),
+    data: list.map((sa) => spiData(sa, now)),
+  };
+}
+
+// ---------- ipsec_spigrp ----------
+
+/** One line per SA: the SA and every SA after it in its group, inner to outer. */
+export function spigrpView(engine: Engine): View {
+  const chains: string[][] = [];
+  for (const sa of engine.sadb.values()) {
+    const chain: string[] = [];
+    for (let s: SA | undefined = sa; s; s = s.next) chain.push(formatSaidOld(s.said));
+    chains.push(chain);
+  }
+  return {
+    view: 'spigrp',
+    text: chains.map((c) => `${c.map((x) => `${x} `).join('')}\n`).join(''),
+    data: chains,
+  };
+}
+
+// ---------- ipsec_tncfg ----------
+
+/** klips's interfaces are virtual and never attached to a physical device. */
+export function tncfgView(engine: Engine): View {
+  const list = [...engine.interfaces.values()].sort((a, b) => a.ifnum - b.ifnum);
+  return {
+    view: 'tncfg',
+    text: list.map((i) => `${i.name} -> NULL mtu=0(0) -> 0\n`).join(''),
+    data: list.map((i) => ({ name: i.name, ifnum: i.ifnum, transport: i.transport, pid: i.pid, created: i.created })),
+  };
+}
+
+// ---------- ipsec_klipsdebug ----------
+
+export function klipsdebugView(engine: Engine): View {
+  return {
+    view: 'klipsdebug',
+    text: DEBUG_SUBSYSTEMS.map((n) => `debug_${n}=${hex8(engine.debug[n])}.\n`).join(''),
+    data: { ...engine.debug },
+  };
+}
+
+// ---------- pf_key_registered / pf_key_supported ----------
+
+export function registeredView(engine: Engine, ctx: ViewContext = {}): View {
+  const rows: Array<{ satype: number; socket: number; pid: number }> = [];
+  const eps = [...engine.endpoints];
+  for (let satype = 0; satype <= 11; satype++) {
+    for (const ep of eps) if (ep.registered.has(satype)) rows.push({ satype, socket: ep.id, pid: ctx.pidOf?.(ep) ?? 0 });
+  }
+  return {
+    view: 'registered',
+    text: `satype   socket   pid       sk\n${rows.map((r) => `    ${padStart(r.satype, 2)} ${hex8(r.socket)} ${padStart(r.pid, 5)} ${hex8(r.socket)}\n`).join('')}`,
+    data: rows,
+  };
+}
+
+export function supportedView(engine: Engine): View {
+  const rows: Array<{ satype: number; exttype: number; id: number; ivlen: number; minbits: number; maxbits: number; name: string }> = [];
+  for (const satype of [...engine.supported.keys()].sort((a, b) => a - b)) {
+    const lists = engine.supported.get(satype)!;
+    for (const a of lists.auth) rows.push({ satype, exttype: SADB_EXT_SUPPORTED_AUTH, id: a.id, ivlen: a.ivlen, minbits: a.minbits, maxbits: a.maxbits, name: authName(a.id) });
+    for (const a of lists.encrypt) rows.push({ satype, exttype: SADB_EXT_SUPPORTED_ENCRYPT, id: a.id, ivlen: a.ivlen, minbits: a.minbits, maxbits: a.maxbits, name: encryptName(satype, a.id) });
+  }
+  const line = (r: (typeof rows)[number]) =>
+    `    ${padStart(r.satype, 2)}      ${padStart(r.exttype, 2)}     ${padStart(r.id, 2)}   ${padStart(r.ivlen, 3)}     ${padStart(r.minbits, 3)}     ${padStart(r.maxbits, 3)} ${padStart(r.name, 20)}\n`;
+  return {
+    view: 'supported',
+    text: `satype exttype alg_id ivlen minbits maxbits name\n${rows.map(line).join('')}`,
+    data: rows,
+  };
+}
+
+// ---------- klipsd's counters ----------
+
+export function statsView(engine: Engine, ctx: ViewContext = {}): View {
+  const data = {
+    engine: { ...engine.stats },
+    sas: engine.sadb.size,
+    eroutes: engine.spd.size,
+    interfaces: engine.interfaces.size,
+    sockets: engine.endpoints.size,
+    server: ctx.serverStats?.() ?? {},
+  };
+  const flat: string[] = [];
+  const walk = (prefix: string, v: unknown) => {
+    if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(prefix ? `${prefix}.${k}` : k, x);
+    else flat.push(`${prefix}=${v}\n`);
+  };
+  walk('', data);
+  return { view: 'stats', text: flat.join(''), data };
+}
+
+/** A view by name, or undefined for an unknown name. */
+export function renderView(name: string, engine: Engine, ctx: ViewContext = {}): View | undefined {
+  switch (name) {
+    case 'eroute': return erouteView(engine);
+    case 'spi': return spiView(engine);
+    case 'spigrp': return spigrpView(engine);
+    case 'tncfg': return tncfgView(engine);
+    case 'klipsdebug': return klipsdebugView(engine);
+    case 'registered': return registeredView(engine, ctx);
+    case 'supported': return supportedView(engine);
+    case 'stats': return statsView(engine, ctx);
+    default: return undefined;
+  }
+}

@@ -1,0 +1,49 @@
+/**
+ * `klips look` end to end: eroutes with the SA replaced by its group (and the packet
+ * count), interfaces on one line, SAs sorted, in ipsec look's layout.
+ */
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import os from 'node:os';
+import { KEY_3DES, KEY_SHA1, klipsOk, startDaemon, type Daemon } from './cli-harness.js';
+
+let d: Daemon;
+let S: string[];
+before(async () => {
+  d = await startDaemon();
+  S = ['--socket', d.socket];
+});
+after(async () => d.stop());
+
+test('look shows eroutes with their SA groups, interfaces and sorted SAs', async () => {
+  assert.match(await klipsOk(['look', ...S]), new RegExp(`^${os.hostname()} .+\\n$`), 'an empty engine: only the label');
+  await klipsOk(['spi', ...S, '--said', 'tun.1002@192.0.2.2', '--src', '192.0.2.1', '--ip4']);
+  await klipsOk(['spi', ...S, '--said', 'esp.12345678@192.0.2.2', '--src', '192.0.2.1', '--esp', '3des-sha1-96', '--enckey', KEY_3DES, '--authkey', KEY_SHA1, '--replay_window', '32']);
+  await klipsOk(['spigrp', ...S, '--said', 'tun.1002@192.0.2.2', 'esp.12345678@192.0.2.2']);
+  await klipsOk(['eroute', ...S, '--add', '--eraf', 'inet', '--src', '10.0.1.0/24', '--dst', '10.0.2.0/24', '--said', 'tun.1002@192.0.2.2']);
+  await klipsOk(['eroute', ...S, '--add', '--eraf', 'inet', '--src', '10.0.3.0/24', '--dst', '10.0.4.0/24', '--said', '%trap']);
+  await klipsOk(['tncfg', ...S, '--create', 'ipsec0']);
+  await klipsOk(['tncfg', ...S, '--create', 'mast1']);
+  // Traffic on the first eroute, as the data plane would count it.
+  d.server.engine.route({ family: 2, src: Uint8Array.of(10, 0, 1, 5), dst: Uint8Array.of(10, 0, 2, 9), proto: 6, sport: 1, dport: 2 });
+
+  const out = await klipsOk(['look', ...S, '--no-label']);
+  const lines = out.split('\n');
+  assert.deepEqual(lines.slice(0, 3), [
+    '10.0.1.0/24        -> 10.0.2.0/24        => tun0x1002@192.0.2.2 esp0x12345678@192.0.2.2  (1)',
+    '10.0.3.0/24        -> 10.0.4.0/24        => %trap (0)',
+    'mast1->NULL mtu=0(0)->0   ipsec0->NULL mtu=0(0)->0',
+  ]);
+  assert.match(lines[3], /^esp0x12345678@192\.0\.2\.2 ESP_3DES_HMAC_SHA1: dir=out src=192\.0\.2\.1 ooowin=32 alen=160 aklen=160 eklen=192 life\(c,s,h\)=addtime\(\d+,0,0\) natencap=none natsport=0 natdport=0 refcount=1 ref=0 refhim=0$/);
+  assert.match(lines[4], /^tun0x1002@192\.0\.2\.2 IPIP: dir=out src=192\.0\.2\.1 life\(c,s,h\)=addtime\(\d+,0,0\) natencap=none natsport=0 natdport=0 refcount=2 ref=0 refhim=0$/);
+  assert.equal(lines.length, 6);
+  assert.equal(lines[5], '');
+
+  const labelled = await klipsOk(['look', ...S]);
+  assert.equal(labelled.split('\n')[0].split(' ')[0], os.hostname());
+  const j = JSON.parse(await klipsOk(['look', ...S, '--json']));
+  assert.deepEqual(Object.keys(j), ['host', 'date', 'eroute', 'spigrp', 'tncfg', 'spi']);
+  assert.equal(j.eroute[0].count, 1);
+  assert.equal(j.spi.length, 2);
+});

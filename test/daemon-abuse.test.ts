@@ -1,0 +1,226 @@
+/**
+ * klipsd under abuse, with a raw stream client of our own: unframeable headers,
+ * headers KLIPS refuses before dispatch, clients that leave in the middle of a message,
+ * clients that flood without reading, clients that never read while others broadcast,
+ * and random bytes. Through all of it a second client's requests keep succeeding, and
+ * nothing reaches it that was meant for the abuser alone.
+ */
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import {
+  ERRNO, IPPROTO_ESP, SADB_ADD, SADB_FLUSH, SADB_SASTATE_MATURE, SADB_SATYPE_ESP, SADB_X_DEBUG,
+  SADB_X_PROMISC, buildMessage, type MessageInput,
+} from '../src/wire/index.js';
+import { DEFAULT_CONFIG } from '../src/daemon/config.js';
+import { RawClient, header, startDaemon, waitUntil, within, type Daemon } from './cli-harness.js';
+
+let d: Daemon;
+before(async () => {
+  d = await startDaemon({ config: { ...DEFAULT_CONFIG, debug: [], rcvbuf: 16384, writeHighWater: 65536 } });
+});
+after(async () => d.stop());
+
+const PID_B = 4242;
+let seqB = 0;
+
+function add(spi: number, seq: number, pid: number): MessageInput {
+  return {
+    header: { type: SADB_ADD, satype: SADB_SATYPE_ESP, seq, pid },
+    sa: { spi, replay: 0, state: SADB_SASTATE_MATURE, auth: 3, encrypt: 3, flags: 0 },
+    addressSrc: { proto: 0, prefixlen: 0, family: 2, port: 0, addr: '192.0.2.1' },
+    addressDst: { proto: 0, prefixlen: 0, family: 2, port: 0, addr: '192.0.2.2' },
+    keyAuth: { bits: 160, key: new Uint8Array(20).fill(1) },
+    keyEncrypt: { bits: 192, key: new Uint8Array(24).fill(2) },
+  };
+}
+
+/** The well-behaved client: one X_DEBUG query (answered to the sender) must come back. */
+async function bIsServed(b: RawClient, ms = 3000): Promise<number> {
+  const seq = ++seqB;
+  const t0 = Date.now();
+  b.send({ header: { type: SADB_X_DEBUG, satype: 0, seq, pid: PID_B }, debug: { tunnel: 0, netlink: 0x80000000, xform: 0, eroute: 0, spi: 0, radij: 0, esp: 0, ah: 0, rcv: 0, pfkey: 0, ipcomp: 0, verbose: 0 } });
+  await b.waitFor(`B's X_DEBUG reply seq ${seq}`, (m) => m.header.type === SADB_X_DEBUG && m.header.seq === seq && m.header.pid === PID_B, ms);
+  return Date.now() - t0;
+}
+
+/** Messages B received that were not its own replies or broadcasts it should see. */
+function foreignTo(b: RawClient, pid: number): Uint8Array[] {
+  return b.messages.filter((m) => header(m).pid === pid);
+}
+
+test('an unframeable header (length 0, 1, or over 64 KiB) gets EMSGSIZE and a closed connection; B never notices', async () => {
+  const b = await RawClient.connect(d.socket);
+  await bIsServed(b);
+  for (const [units, seq] of [[0, 101], [1, 102], [8193, 103], [0xffff, 104]]) {
+    const a = await RawClient.connect(d.socket);
+    const before = d.server.stats.framingErrors;
+    a.send({ header: { type: SADB_FLUSH, satype: 0, seq: seq - 100, pid: 77 } });
+    const bad = Buffer.from(buildMessage({ header: { type: SADB_FLUSH, satype: 3, seq, pid: 77 } }));
+    bad.writeUInt16LE(units, 4);
+    a.write(bad);
+    a.write(buildMessage({ header: { type: SADB_FLUSH, satype: 0, seq: 999, pid: 77 } }));
+    await waitUntil('the connection to close', () => a.closed);
+    const hs = a.messages.map(header);
+    assert.deepEqual(hs.map((h) => [h.type, h.errno, h.seq]), [[SADB_FLUSH, 0, seq - 100], [SADB_FLUSH, ERRNO.EMSGSIZE, seq]], `len ${units}`);
+    assert.deepEqual([hs[1].satype, hs[1].pid, hs[1].len], [3, 77, 2], 'type, satype, seq and pid copied from the bad header');
+    assert.equal(d.server.stats.framingErrors, before + 1);
+    await bIsServed(b);
+    assert.ok(!b.messages.some((m) => header(m).errno === ERRNO.EMSGSIZE), 'B saw no EMSGSIZE');
+  }
+  b.close();
+});
+
+test('a header KLIPS refuses before dispatch: an errno reply to that connection only, which stays open', async () => {
+  const a = await RawClient.connect(d.socket);
+  const b = await RawClient.connect(d.socket);
+  const cases: Array<[string, (x: Buffer) => void]> = [
+    ['version 3', (x) => { x[0] = 3; }],
+    ['reserved set', (x) => { x.writeUInt16LE(1, 6); }],
+    ['type 0', (x) => { x[1] = 0; }],
+    ['type 99', (x) => { x[1] = 99; }],
+  ];
+  for (const [i, [what, spoil]] of cases.entries()) {
+    const x = Buffer.from(buildMessage({ header: { type: SADB_FLUSH, satype: 0, seq: 200 + i, pid: 78 } }));
+    spoil(x);
+    a.write(x);
+    await waitUntil(`A's reply to ${what}`, () => a.messages.some((m) => header(m).seq === 200 + i));
+    const h = header(a.messages.find((m) => header(m).seq === 200 + i)!);
+    assert.deepEqual([h.errno, h.pid, h.type], [ERRNO.EINVAL, 78, x[1]], what);
+  }
+  assert.equal(a.closed, false);
+  a.send({ header: { type: SADB_X_PROMISC, satype: 0, seq: 300, pid: 78 } });
+  await a.waitFor('A still served', (m) => m.header.seq === 300 && m.header.errno === 0);
+  await bIsServed(b);
+  assert.deepEqual(foreignTo(b, 78), [], 'B saw none of the header refusals');
+
+  // A refusal after the header check is KLIPS's broadcast errno message: B sees it too.
+  const noSa = Buffer.from(buildMessage(add(0x5555, 301, 78)));
+  noSa.writeUInt16LE(0, 16 + 6); // corrupt: SA extension type 0
+  a.write(noSa);
+  await waitUntil('the broadcast errno', () => foreignTo(b, 78).some((m) => header(m).seq === 301));
+  assert.equal(header(foreignTo(b, 78)[0]).errno, ERRNO.EINVAL);
+  a.close();
+  b.close();
+});
+
+test('a client that leaves in the middle of a message leaves no trace', async () => {
+  const b = await RawClient.connect(d.socket);
+  for (const cut of [5, 16, 40]) {
+    const a = await RawClient.connect(d.socket);
+    const before = d.server.stats.midMessageDisconnects;
+    const whole = buildMessage(add(0x6000 + cut, 1, 79));
+    a.write(whole.subarray(0, cut));
+    await waitUntil('the server to hold the partial message', () => d.server.stats.bytesIn > 0);
+    a.close();
+    await waitUntil('the disconnect to be noticed', () => d.server.stats.midMessageDisconnects === before + 1);
+    assert.equal(d.server.engine.sadb.get({ proto: IPPROTO_ESP, spi: 0x6000 + cut, dst: '192.0.2.2' }), undefined);
+    await bIsServed(b);
+  }
+  const half = await RawClient.connect(d.socket);
+  half.sock.end(buildMessage(add(0x6100, 1, 79)).subarray(0, 30));
+  await waitUntil('half-close mid-message noticed', () => d.server.stats.midMessageDisconnects >= 4);
+  // A whole request followed by a half-close is still answered, then the connection ends.
+  const polite = await RawClient.connect(d.socket);
+  polite.sock.end(buildMessage({ header: { type: SADB_X_PROMISC, satype: 0, seq: 5, pid: 79 } }));
+  await polite.waitFor('the answer after a half-close', (m) => m.header.seq === 5 && m.header.pid === 79);
+  await waitUntil('the half-closed connection to end', () => polite.closed);
+  b.close();
+  await waitUntil('no connection left behind', () => d.server.connectionCount() === 0 && d.server.engine.endpoints.size === 0);
+});
+
+test('a flood from a client that never reads: its own queue drops (counted), B keeps being served', async () => {
+  const b = await RawClient.connect(d.socket);
+  const f = await RawClient.connect(d.socket);
+  f.sock.pause(); // never read
+  const droppedBefore = d.server.engine.stats.dropped;
+  const one = buildMessage({ header: { type: SADB_X_PROMISC, satype: 0, seq: 1, pid: 80 } });
+  const burst = Buffer.concat(Array.from({ length: 4096 }, () => one));
+  let written = 0;
+  const flood = async () => {
+    for (let i = 0; i < 60 && !f.closed; i++) {
+      if (!f.sock.write(burst)) await new Promise((r) => f.sock.once('drain', r));
+      written += 4096;
+    }
+  };
+  const flooding = flood();
+  const latencies: number[] = [];
+  for (let i = 0; i < 30; i++) latencies.push(await bIsServed(b, 5000));
+  await within(60000, 'the flood to be written', flooding);
+  await waitUntil('the flood to be handled', () => d.server.stats.framesIn >= written, 30000);
+  assert.ok(d.server.engine.stats.dropped > droppedBefore, 'replies to the flooder were dropped');
+  for (let i = 0; i < 5; i++) latencies.push(await bIsServed(b, 5000));
+  assert.ok(Math.max(...latencies) < 5000, `B's worst wait ${Math.max(...latencies)} ms`);
+  assert.deepEqual(foreignTo(b, 80), [], 'B saw nothing of the flood');
+
+  // When the flooder finally reads, the overflow is reported once in the stream.
+  f.sock.resume();
+  await waitUntil('the ENOBUFS notice', () => f.messages.some((m) => header(m).errno === ERRNO.ENOBUFS), 20000);
+  const notices = f.messages.filter((m) => header(m).errno === ERRNO.ENOBUFS).map(header);
+  assert.equal(notices[0].type, 0);
+  assert.ok(notices[0].seq > 0, 'seq carries the number of messages dropped');
+  f.close();
+  b.close();
+});
+
+test('a client that never reads while others broadcast: only its own queue overflows', async () => {
+  // The default PF_KEY queue, so that readers keep up with a pipelining client's bursts.
+  const own = await startDaemon({ config: { ...DEFAULT_CONFIG, debug: [], writeHighWater: 65536 } });
+  try {
+    const n = await RawClient.connect(own.socket);
+    n.sock.pause();
+    const b = await RawClient.connect(own.socket);
+    const c = await RawClient.connect(own.socket);
+    // ADD replies go to every socket (as KLIPS): 8000 of them are ~700 KB for each listener,
+    // more than the idle client's queue, connection buffer and kernel buffer together.
+    const COUNT = 8000;
+    c.write(Buffer.concat(Array.from({ length: COUNT }, (_, i) => buildMessage(add(0x10000 + i, i + 1, 81)))));
+    await c.waitFor('the last ADD reply', (m) => m.header.type === SADB_ADD && m.header.seq === COUNT, 30000);
+    assert.equal(c.messages.filter((m) => header(m).pid === 81 && header(m).errno === 0).length, COUNT, 'the sender lost none of its replies');
+    await waitUntil('B got every broadcast', () => foreignTo(b, 81).length === COUNT, 30000);
+    assert.ok(own.server.engine.stats.dropped > 0, 'the idle client lost messages');
+    assert.equal(own.server.engine.sadb.size, COUNT);
+    await bIsServed(b);
+    n.sock.resume();
+    await waitUntil('the idle client sees the ENOBUFS notice', () => n.messages.some((m) => header(m).errno === ERRNO.ENOBUFS), 10000);
+    n.close();
+    b.close();
+    c.close();
+  } finally {
+    await own.stop();
+  }
+});
+
+test('random bytes and random frames never stop klipsd', async () => {
+  const b = await RawClient.connect(d.socket);
+  const rnd = crypto.createHash('sha256');
+  let seed = 0;
+  const bytes = (n: number) => {
+    const out = Buffer.alloc(n);
+    for (let i = 0; i < n; i += 32) {
+      rnd.update(String(seed++));
+      rnd.copy().digest().copy(out, i);
+    }
+    return out;
+  };
+  for (let i = 0; i < 20; i++) {
+    const a = await RawClient.connect(d.socket);
+    a.write(bytes(64 + i * 13));
+    await waitUntil('the garbage to be dealt with', () => a.closed || a.messages.length > 0, 3000).catch(() => undefined);
+    a.close();
+  }
+  // Framed messages with a valid header and random extensions, in one stream.
+  const a = await RawClient.connect(d.socket);
+  for (let i = 0; i < 500; i++) {
+    const body = bytes(8 * (1 + (i % 12)));
+    const h = Buffer.from(buildMessage({ header: { type: 1 + (i % 19), satype: i % 12, seq: i, pid: 82 } }));
+    h.writeUInt16LE(2 + body.length / 8, 4);
+    a.write(Buffer.concat([h, body]));
+  }
+  await waitUntil('the random frames to be handled', () => a.messages.filter((m) => header(m).pid === 82).length > 0, 5000);
+  await bIsServed(b);
+  assert.equal(d.server.stats.internalErrors, 0, 'no exception escaped the engine');
+  a.close();
+  b.close();
+});

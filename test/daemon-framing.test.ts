@@ -1,0 +1,120 @@
+/**
+ * The stream framing klipsd uses (src/daemon/framing.ts): whole messages by
+ * sadb_msg_len however the bytes are chunked, zero-copy views for messages inside a
+ * chunk, and the two unframeable headers (under 2 units, over 64 KiB).
+ */
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { FrameDecoder, MAX_MESSAGE_BYTES, framingErrorReply, errnoReplyTo } from '../src/daemon/framing.js';
+import { ERRNO, SADB_ADD, SADB_FLUSH, SADB_SATYPE_ESP, SADB_SASTATE_MATURE, buildMessage, parseMessage } from '../src/wire/index.js';
+
+const flush = buildMessage({ header: { type: SADB_FLUSH, satype: 0, seq: 7, pid: 99 } });
+const add = buildMessage({
+  header: { type: SADB_ADD, satype: SADB_SATYPE_ESP, seq: 8, pid: 99 },
+  sa: { spi: 0x1234, replay: 0, state: SADB_SASTATE_MATURE, auth: 3, encrypt: 3, flags: 0 },
+  addressSrc: { proto: 0, prefixlen: 0, family: 2, port: 0, addr: '192.0.2.1' },
+  addressDst: { proto: 0, prefixlen: 0, family: 2, port: 0, addr: '192.0.2.2' },
+  keyAuth: { bits: 160, key: new Uint8Array(20).fill(1) },
+  keyEncrypt: { bits: 192, key: new Uint8Array(24).fill(2) },
+});
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  return new Uint8Array(Buffer.concat(parts));
+}
+
+function feed(d: FrameDecoder, chunks: Uint8Array[]): { frames: Uint8Array[]; error?: string } {
+  const frames: Uint8Array[] = [];
+  for (const c of chunks) {
+    const e = d.push(c, (f) => frames.push(f.slice()));
+    if (e) return { frames, error: e.reason };
+  }
+  return { frames };
+}
+
+test('messages back to back in one chunk come out whole, as views into the chunk', () => {
+  const chunk = concat(flush, add, flush);
+  const views: Uint8Array[] = [];
+  assert.equal(new FrameDecoder().push(chunk, (f) => views.push(f)), undefined);
+  assert.deepEqual(views.map((v) => v.length), [16, add.length, 16]);
+  assert.equal(views[1].buffer, chunk.buffer, 'no copy for a message inside the chunk');
+  assert.deepEqual(views[1], add);
+});
+
+test('any chunking gives the same messages (every split point, and byte by byte)', () => {
+  const stream = concat(add, flush, add);
+  for (let cut = 1; cut < stream.length; cut++) {
+    const r = feed(new FrameDecoder(), [stream.subarray(0, cut), stream.subarray(cut)]);
+    assert.equal(r.error, undefined);
+    assert.deepEqual(r.frames, [add, flush, add], `split at ${cut}`);
+  }
+  const d = new FrameDecoder();
+  const bytes = [...stream].map((b) => Uint8Array.of(b));
+  const r = feed(d, bytes);
+  assert.deepEqual(r.frames, [add, flush, add]);
+  assert.equal(d.buffered, 0);
+});
+
+test('a partial message is held and reported as buffered', () => {
+  const d = new FrameDecoder();
+  assert.deepEqual(feed(d, [add.subarray(0, 10)]).frames, []);
+  assert.equal(d.buffered, 10);
+  assert.deepEqual(feed(d, [add.subarray(10, 40)]).frames, []);
+  assert.equal(d.buffered, 40);
+  assert.deepEqual(feed(d, [add.subarray(40)]).frames, [add]);
+  assert.equal(d.buffered, 0);
+});
+
+test('a header under 2 units cannot be framed, and the decoder stays failed', () => {
+  for (const units of [0, 1]) {
+    const bad = new Uint8Array(flush);
+    bad[4] = units;
+    const d = new FrameDecoder();
+    const seen: Uint8Array[] = [];
+    const err = d.push(concat(flush, bad, flush), (f) => seen.push(f));
+    assert.ok(err, `len ${units}`);
+    assert.match(err!.reason, /less than the 2 units/);
+    assert.equal(seen.length, 1, 'the good message before it is delivered');
+    assert.deepEqual(err!.header, bad);
+    assert.ok(d.push(flush, () => assert.fail('nothing after a failure')));
+  }
+});
+
+test('a header over 64 KiB cannot be framed; exactly 64 KiB can', () => {
+  const over = new Uint8Array(flush);
+  new DataView(over.buffer).setUint16(4, MAX_MESSAGE_BYTES / 8 + 1, true);
+  const e = new FrameDecoder().push(over, () => assert.fail('no frame'));
+  assert.match(e!.reason, /exceeds the 65536-byte maximum/);
+  assert.equal(e!.claimed, MAX_MESSAGE_BYTES + 8);
+
+  const max = new Uint8Array(MAX_MESSAGE_BYTES);
+  max.set(flush);
+  new DataView(max.buffer).setUint16(4, MAX_MESSAGE_BYTES / 8, true);
+  const frames: Uint8Array[] = [];
+  const d = new FrameDecoder();
+  assert.equal(d.push(max.subarray(0, 5), (f) => frames.push(f)), undefined, 'not judged before the header is complete');
+  assert.equal(d.push(max.subarray(5), (f) => frames.push(f)), undefined);
+  assert.equal(frames.length, 1);
+  assert.equal(frames[0].length, MAX_MESSAGE_BYTES);
+});
+
+test('an unframeable header split across chunks is caught once its 16 bytes are in', () => {
+  const bad = new Uint8Array(flush);
+  bad[4] = 1;
+  const d = new FrameDecoder();
+  assert.equal(d.push(bad.subarray(0, 3), () => {}), undefined);
+  assert.ok(d.push(bad.subarray(3), () => {}));
+});
+
+test('the EMSGSIZE reply copies type, satype, seq and pid; errno replies likewise', () => {
+  const bad = new Uint8Array(add.subarray(0, 16));
+  bad[4] = 0;
+  const r = parseMessage(framingErrorReply(bad), { direction: 'out' });
+  assert.deepEqual(
+    { type: r.header.type, satype: r.header.satype, errno: r.header.errno, seq: r.header.seq, pid: r.header.pid, len: r.header.len },
+    { type: SADB_ADD, satype: SADB_SATYPE_ESP, errno: ERRNO.EMSGSIZE, seq: 8, pid: 99, len: 2 },
+  );
+  const e = parseMessage(errnoReplyTo(add, ERRNO.EINVAL), { direction: 'out' });
+  assert.equal(e.header.errno, ERRNO.EINVAL);
+  assert.equal(e.header.seq, 8);
+});
