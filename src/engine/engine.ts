@@ -12,12 +12,12 @@
  */
 
 import {
-  buildMessage, checkHeader, parseMessage, headerOnly, PfkeyError, ERRNO, errnoName,
+  buildMessage, checkHeader, parseMessage, headerOnly, allocMessage, PfkeyError, ERRNO, errnoName,
   SADB_ACQUIRE, SADB_EXPIRE, SADB_X_NAT_T_NEW_MAPPING, SADB_X_PCHANGE, SADB_SATYPE_ESP,
   SADB_X_SAFLAGS_REPLACEFLOW, SADB_X_SATYPE_INT, SPI_HOLD, SPI_TRAP,
   SPI_TRAPSUBNET, SADB_AALG_MD5HMAC, SADB_AALG_SHA1HMAC, SADB_EALG_3DESCBC, SADB_X_EALG_AESCBC,
   SADB_SAFLAGS_PFS, PROTO_TO_SATYPE, DEBUG_SUBSYSTEMS, MSG_TYPE_NAMES, prefixToMask,
-  type DebugSubsystem, type MessageInput, type PfkeyMessage, type Comb, type Address,
+  type DebugSubsystem, type MessageInput, type Comb, type Address,
 } from '../wire/index.js';
 import { Sadb, type SA, type ExpiryKind } from '../sadb/sadb.js';
 import { formatSaid, type Said } from '../sadb/said.js';
@@ -27,7 +27,7 @@ import { HANDLERS } from './handlers.js';
 import type { Endpoint, EngineOps, VirtualInterface } from './endpoint.js';
 
 export type { Endpoint, VirtualInterface, Request, EngineOps } from './endpoint.js';
-import { lifetimeOf, saExtensions } from './sa-extensions.js';
+import { lifetimeOf, saExtOf, saMessage } from './sa-extensions.js';
 
 export interface EngineOptions {
   /** Seconds (may be fractional). Default: wall clock. */
@@ -140,11 +140,12 @@ export class Engine implements EngineOps {
       throw e;
     }
     // Our own copy: nothing queued anywhere may share memory with the caller's buffer.
-    const bytes = new Uint8Array(request);
+    const bytes = allocMessage(request.length);
+    bytes.set(request);
     this.copyToPromisc(bytes, ep);
     try {
       const msg = parseMessage(bytes, { direction: 'in' });
-      this.log('pfkey', `${MSG_TYPE_NAMES[header.type]} seq=${header.seq} pid=${header.pid} from socket ${ep.id}`);
+      if (this.debug.pfkey) this.log('pfkey', `${MSG_TYPE_NAMES[header.type]} seq=${header.seq} pid=${header.pid} from socket ${ep.id}`);
       HANDLERS[header.type]({ engine: this, ep, msg, bytes });
       return 0;
     } catch (e) {
@@ -290,16 +291,9 @@ export class Engine implements EngineOps {
   /** Send EXPIRE (to every open socket, as KLIPS) and apply it: soft → DYING, hard → deleted. */
   expire(sa: SA, kind: ExpiryKind): void {
     if (kind === 'soft') this.sadb.markSoft(sa);
-    const m: MessageInput = {
-      header: { type: SADB_EXPIRE, satype: sa.satype, seq: this.nextSeq(), pid: 0 },
-      ...saExtensions(sa, {}),
-      lifetimeCurrent: lifetimeOf(sa.current),
-    };
+    const m = saMessage({ type: SADB_EXPIRE, satype: sa.satype, seq: this.nextSeq(), pid: 0 }, sa, { current: true, noProxy: true, noIdentities: true });
     if (kind === 'hard') m.lifetimeHard = lifetimeOf(sa.hard);
     else m.lifetimeSoft = lifetimeOf(sa.soft);
-    delete m.addressProxy;
-    delete m.identitySrc;
-    delete m.identityDst;
     this.toAll(buildMessage(m));
     this.stats.expires++;
     this.log('spi', `${kind} EXPIRE ${formatSaid(sa.said)}`);
@@ -318,7 +312,7 @@ export class Engine implements EngineOps {
     sa.natT = { ...sa.natT, sport: newSport };
     const m: MessageInput = {
       header: { type: SADB_X_NAT_T_NEW_MAPPING, satype: sa.satype, seq: this.nextSeq(), pid: 0 },
-      sa: saExtensions(sa).sa,
+      sa: saExtOf(sa),
       addressSrc: sa.src,
       addressDst: sa.dst,
       natTSport: { port: newSport },

@@ -19,7 +19,7 @@ import { NO_LIMITS, StoredKey, sharedLimits, type Limits, type SA } from '../sad
 import { formatSaid, type Said } from '../sadb/said.js';
 import { ErouteTable, ErouteError, type Flow } from '../spd/eroute-table.js';
 import { keyProblem } from './algorithms.js';
-import { limitsFrom, saExtensions, saidOf } from './sa-extensions.js';
+import { limitsFrom, saMessage, saidOf } from './sa-extensions.js';
 import type { Request } from './endpoint.js';
 
 type Handler = (r: Request) => void;
@@ -115,19 +115,14 @@ function saFromRequest(r: Request, old: SA | undefined): SA {
   return out;
 }
 
-/** Reply extensions for ADD/UPDATE: what was set, never keys (they go to every socket). */
+/** Reply for ADD/UPDATE: what was set, never keys (it goes to every socket), within KLIPS's permitted-out. */
 function saReply(msg: PfkeyMessage, sa: SA): MessageInput {
-  const m: MessageInput = { header: replyHeader(msg), ...saExtensions(sa, { limits: true, natT: true }) };
   if (msg.header.type === SADB_UPDATE) {
-    // KLIPS's permitted-out for UPDATE has no NAT-T type/OA, interface or SAref.
-    delete m.natTType;
-    delete m.natTOa;
-  } else {
-    // ADD's permitted-out has no proxy address, but echoes the interface and SAref.
-    delete m.addressProxy;
-    if (msg.plumbif) m.plumbif = msg.plumbif;
-    if (msg.saref) m.saref = msg.saref;
+    return saMessage(replyHeader(msg), sa, { limits: true, natT: true, natTPortsOnly: true });
   }
+  const m = saMessage(replyHeader(msg), sa, { limits: true, natT: true, noProxy: true });
+  if (msg.plumbif) m.plumbif = msg.plumbif;
+  if (msg.saref) m.saref = msg.saref;
   return m;
 }
 
@@ -192,7 +187,7 @@ const get: Handler = ({ engine, ep, msg }) => {
   const said = saidOfRequest(msg);
   const sa = engine.sadb.get(said);
   if (!sa) refuse(ERRNO.ESRCH, `no SA ${formatSaid(said)}`);
-  engine.toSender(ep, buildMessage({ header: replyHeader(msg), ...saExtensions(sa!, { keys: true, current: true, limits: true, natT: true }) }));
+  engine.toSender(ep, buildMessage(saMessage(replyHeader(msg), sa!, { keys: true, current: true, limits: true, natT: true })));
 };
 
 /** A client ACQUIRE (an IKE daemon's failure report, or a request) goes to the registered sockets. */
@@ -250,10 +245,8 @@ const dump: Handler = ({ engine, ep, msg }) => {
       }
       if (i >= list.length) return;
       const sa = list[i];
-      const bytes = buildMessage({
-        header: { type: msg.header.type, satype: sa.satype, seq: list.length - 1 - i, pid: msg.header.pid },
-        ...saExtensions(sa, { keys: true, current: true, limits: true, natT: true }),
-      });
+      const header = { type: msg.header.type, satype: sa.satype, seq: list.length - 1 - i, pid: msg.header.pid };
+      const bytes = buildMessage(saMessage(header, sa, { keys: true, current: true, limits: true, natT: true }));
       // Wait for the reader unless the message could never fit (then it is dropped and counted).
       if (ep.room() < bytes.length && bytes.length <= ep.rcvbuf) { ep.onDrain(step); return; }
       i++;

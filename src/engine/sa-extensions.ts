@@ -6,12 +6,13 @@
  */
 
 import {
-  IPPROTO_INT, SATYPE_TO_PROTO, SADB_X_SATYPE_INT, type Extensions, type Lifetime, type Sa,
+  IPPROTO_INT, SATYPE_TO_PROTO, SADB_X_SATYPE_INT, type Lifetime, type MessageInput, type Sa,
 } from '../wire/index.js';
 import { NO_LIMITS, type Limits, type SA } from '../sadb/sadb.js';
 import type { Said } from '../sadb/said.js';
 
-const toNum = (b: bigint): number => (b > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(b));
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const toNum = (b: bigint): number => (b === 0n ? 0 : b > MAX_SAFE ? Number.MAX_SAFE_INTEGER : Number(b));
 
 export function limitsFrom(l: Lifetime | undefined): Limits {
   if (!l) return NO_LIMITS();
@@ -53,28 +54,41 @@ export interface SaExtOptions {
   current?: boolean;
   limits?: boolean;
   natT?: boolean;
+  /** Leave out ADDRESS_PROXY (ADD's permitted-out has none). */
+  noProxy?: boolean;
+  /** Leave out NAT-T type and OA (UPDATE's permitted-out has only the ports). */
+  natTPortsOnly?: boolean;
+  /** Leave out the identities (EXPIRE carries none). */
+  noIdentities?: boolean;
 }
 
-/** The extensions describing an SA in a reply. Keys only when asked (sender-only replies). */
-export function saExtensions(sa: SA, o: SaExtOptions = {}): Extensions {
-  const e: Extensions = { sa: saExtOf(sa), addressSrc: sa.src, addressDst: sa.dst };
+/**
+ * A message describing an SA: `header` plus its extensions, added in ascending type so
+ * every such message has the same shape. Keys only when asked (sender-only replies).
+ */
+export function saMessage(header: MessageInput['header'], sa: SA, o: SaExtOptions = {}): MessageInput {
+  const e: MessageInput = { header, sa: saExtOf(sa) };
   if (o.current) e.lifetimeCurrent = lifetimeOf(sa.current);
   if (o.limits) {
     if (hasLimit(sa.hard)) e.lifetimeHard = lifetimeOf(sa.hard);
     if (hasLimit(sa.soft)) e.lifetimeSoft = lifetimeOf(sa.soft);
   }
-  if (sa.proxy) e.addressProxy = sa.proxy;
+  e.addressSrc = sa.src;
+  e.addressDst = sa.dst;
+  if (sa.proxy && !o.noProxy) e.addressProxy = sa.proxy;
   if (o.keys) {
     if (sa.keyAuth) e.keyAuth = sa.keyAuth.toKey();
     if (sa.keyEncrypt) e.keyEncrypt = sa.keyEncrypt.toKey();
   }
-  if (sa.identSrc) e.identitySrc = sa.identSrc;
-  if (sa.identDst) e.identityDst = sa.identDst;
+  if (!o.noIdentities) {
+    if (sa.identSrc) e.identitySrc = sa.identSrc;
+    if (sa.identDst) e.identityDst = sa.identDst;
+  }
   if (o.natT && sa.natT) {
-    e.natTType = { type: sa.natT.type };
+    if (!o.natTPortsOnly) e.natTType = { type: sa.natT.type };
     e.natTSport = { port: sa.natT.sport };
     e.natTDport = { port: sa.natT.dport };
-    if (sa.natT.oa) e.natTOa = sa.natT.oa;
+    if (sa.natT.oa && !o.natTPortsOnly) e.natTOa = sa.natT.oa;
   }
   return e;
 }

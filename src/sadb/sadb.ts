@@ -9,7 +9,7 @@
 
 import type { Address, Key } from '../wire/index.js';
 import { SADB_SASTATE_DYING, SADB_SASTATE_LARVAL } from '../wire/index.js';
-import { saidKey, type Said } from './said.js';
+import type { Said } from './said.js';
 
 export interface Limits {
   allocations: number;
@@ -78,7 +78,11 @@ export const NO_LIMITS = (): Limits => ({ allocations: 0, bytes: 0, addtime: 0, 
  * handful of settings: one frozen object per distinct setting keeps them off each SA.
  */
 const limitsPool = new Map<string, Readonly<Limits>>();
+let lastShared: Readonly<Limits> = Object.freeze(NO_LIMITS());
+const sameLimits = (a: Limits, b: Limits) =>
+  a.allocations === b.allocations && a.bytes === b.bytes && a.addtime === b.addtime && a.usetime === b.usetime && a.packets === b.packets;
 export function sharedLimits(l: Limits): Readonly<Limits> {
+  if (sameLimits(l, lastShared)) return lastShared;
   const k = `${l.allocations}/${l.bytes}/${l.addtime}/${l.usetime}/${l.packets}`;
   let shared = limitsPool.get(k);
   if (!shared) {
@@ -86,20 +90,24 @@ export function sharedLimits(l: Limits): Readonly<Limits> {
     shared = Object.freeze({ ...l });
     limitsPool.set(k, shared);
   }
+  lastShared = shared;
   return shared;
 }
 
 /**
- * Key material held by an SA: the bits and the bytes as a one-byte string, which costs a
- * fraction of a typed array per SA; `key()` gives the bytes back as a fresh copy.
+ * Key material held by an SA: the bits, and the bytes as a one-byte string, which costs a
+ * fraction of a typed array per SA (about 0.4 KiB less for an ESP SA's two keys).
+ * `key()` gives the bytes back as a fresh copy.
  */
 export class StoredKey {
   private readonly data: string;
   constructor(readonly bits: number, bytes: Uint8Array) {
-    this.data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+    this.data = String.fromCharCode.apply(null, bytes as unknown as number[]);
   }
   key(): Uint8Array {
-    return new Uint8Array(Buffer.from(this.data, 'latin1'));
+    const out = new Uint8Array(this.data.length);
+    for (let i = 0; i < out.length; i++) out[i] = this.data.charCodeAt(i);
+    return out;
   }
   /** The PF_KEY key extension value. */
   toKey(): Key {
@@ -120,13 +128,7 @@ class DeadlineHeap {
   push(d: Deadline): void {
     const h = this.h;
     h.push(d);
-    let i = h.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (h[p].when <= h[i].when) break;
-      [h[p], h[i]] = [h[i], h[p]];
-      i = p;
-    }
+    this.up(h.length - 1);
   }
   peek(): Deadline | undefined { return this.h[0]; }
   pop(): Deadline | undefined {
@@ -135,54 +137,105 @@ class DeadlineHeap {
     const last = h.pop();
     if (h.length && last) {
       h[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < h.length && h[l].when < h[m].when) m = l;
-        if (r < h.length && h[r].when < h[m].when) m = r;
-        if (m === i) break;
-        [h[m], h[i]] = [h[i], h[m]];
-        i = m;
-      }
+      this.down(0);
     }
     return top;
   }
+  /** Drop the entries `keep` refuses and restore the heap order (O(n)). */
+  compact(keep: (d: Deadline) => boolean): void {
+    this.h = this.h.filter(keep);
+    for (let i = (this.h.length >> 1) - 1; i >= 0; i--) this.down(i);
+  }
   clear(): void { this.h = []; }
+  private up(i: number): void {
+    const h = this.h;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (h[p].when <= h[i].when) break;
+      const t = h[p]; h[p] = h[i]; h[i] = t;
+      i = p;
+    }
+  }
+  private down(i: number): void {
+    const h = this.h;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < h.length && h[l].when < h[m].when) m = l;
+      if (r < h.length && h[r].when < h[m].when) m = r;
+      if (m === i) return;
+      const t = h[m]; h[m] = h[i]; h[i] = t;
+      i = m;
+    }
+  }
 }
 
 export type ExpiryKind = 'soft' | 'hard';
 
+/** The numeric half of an SAID: protocol and SPI in one exact integer (< 2^40). */
+const spiKey = (proto: number, spi: number): number => proto * 4294967296 + spi;
+
 export class Sadb {
-  private readonly byKey = new Map<string, SA>();
+  /**
+   * SAs by (protocol, SPI), the destination compared on a hit, as Linux's byspi hash does:
+   * a numeric key needs no string per lookup, and SPIs rarely repeat across destinations
+   * (those that do share a small array).
+   */
+  private readonly bySpi = new Map<number, SA | SA[]>();
+  private n = 0;
   private readonly deadlines = new DeadlineHeap();
   private readonly perType = new Map<number, number>();
 
   /** How many SAs of one SA type (0: all) the table holds. */
   count(satype = 0): number {
-    return satype === 0 ? this.byKey.size : this.perType.get(satype) ?? 0;
+    return satype === 0 ? this.n : this.perType.get(satype) ?? 0;
   }
 
   get size(): number {
-    return this.byKey.size;
+    return this.n;
   }
 
   get(said: Said): SA | undefined {
-    return this.byKey.get(saidKey(said));
+    return this.find(said.proto, said.spi, said.dst);
   }
 
   has(said: Said): boolean {
-    return this.byKey.has(saidKey(said));
+    return this.find(said.proto, said.spi, said.dst) !== undefined;
   }
 
-  values(): IterableIterator<SA> {
-    return this.byKey.values();
+  private find(proto: number, spi: number, dst: string): SA | undefined {
+    const v = this.bySpi.get(spiKey(proto, spi));
+    if (v === undefined) return undefined;
+    if (!Array.isArray(v)) return v.said.dst === dst ? v : undefined;
+    for (const sa of v) if (sa.said.dst === dst) return sa;
+    return undefined;
+  }
+
+  /** Every SA, in no particular order. */
+  *values(): IterableIterator<SA> {
+    for (const v of this.bySpi.values()) {
+      if (Array.isArray(v)) yield* v.slice();
+      else yield v;
+    }
+  }
+
+  /** Store `sa` under its SAID, replacing `old` (same SAID) when given. */
+  private put(sa: SA, old?: SA): void {
+    const k = spiKey(sa.said.proto, sa.said.spi);
+    const v = this.bySpi.get(k);
+    if (v === undefined || v === old) this.bySpi.set(k, sa);
+    else if (Array.isArray(v)) {
+      const i = old ? v.indexOf(old) : -1;
+      if (i >= 0) v[i] = sa;
+      else v.push(sa);
+    } else this.bySpi.set(k, [v, sa]);
   }
 
   /** Insert a new SA (the caller checked it is absent) and schedule its time limits. */
   insert(sa: SA): void {
-    this.byKey.set(saidKey(sa.said), sa);
+    this.put(sa);
+    this.n++;
     this.perType.set(sa.satype, this.count(sa.satype) + 1);
     this.schedule(sa);
   }
@@ -195,15 +248,20 @@ export class Sadb {
     if (old.prev) old.prev.next = sa;
     sa.gen = old.gen + 1;
     old.gen = -1;
-    this.byKey.set(saidKey(sa.said), sa);
+    this.put(sa, old);
     this.schedule(sa);
   }
 
   /** Remove one SA, unlinking it from its group. */
   remove(sa: SA): boolean {
-    const key = saidKey(sa.said);
-    if (this.byKey.get(key) !== sa) return false;
-    this.byKey.delete(key);
+    const k = spiKey(sa.said.proto, sa.said.spi);
+    const v = this.bySpi.get(k);
+    if (v === sa) this.bySpi.delete(k);
+    else if (Array.isArray(v) && v.includes(sa)) {
+      const rest = v.filter((x) => x !== sa);
+      this.bySpi.set(k, rest.length === 1 ? rest[0] : rest);
+    } else return false;
+    this.n--;
     this.perType.set(sa.satype, this.count(sa.satype) - 1);
     if (sa.prev) sa.prev.next = sa.next;
     if (sa.next) sa.next.prev = sa.prev;
@@ -215,9 +273,10 @@ export class Sadb {
   /** Remove the SAs of one SA type (0: all). Returns what was removed. */
   flush(satype: number): SA[] {
     const gone: SA[] = [];
-    for (const sa of this.byKey.values()) if (satype === 0 || sa.satype === satype) gone.push(sa);
-    if (gone.length === this.byKey.size) {
-      this.byKey.clear();
+    for (const sa of this.values()) if (satype === 0 || sa.satype === satype) gone.push(sa);
+    if (gone.length === this.n) {
+      this.bySpi.clear();
+      this.n = 0;
       this.perType.clear();
       this.deadlines.clear();
       for (const sa of gone) { sa.next = sa.prev = undefined; sa.gen = -1; }
@@ -233,13 +292,13 @@ export class Sadb {
    */
   allocateSpi(proto: number, dst: string, min: number, max: number, random: (n: number) => number): number | undefined {
     const span = max - min + 1;
-    const free = (spi: number) => !this.byKey.has(`${proto}/${spi}/${dst}`);
+    const free = (spi: number) => this.find(proto, spi, dst) === undefined;
     for (let i = 0; i < Math.min(16, span); i++) {
       const spi = min + random(span);
       if (free(spi)) return spi;
     }
     const start = random(span);
-    const limit = Math.min(span, this.byKey.size + 1);
+    const limit = Math.min(span, this.n + 1);
     // At most size+1 SPIs can be taken-or-checked before a free one appears.
     for (let i = 0; i < limit; i++) {
       const spi = min + ((start + i) % span);
@@ -287,18 +346,27 @@ export class Sadb {
 
   // ---------- lifetimes ----------
 
+  /**
+   * Queue a deadline. Deleted or replaced SAs leave theirs behind (checked lazily), so
+   * when stale entries dominate, the heap is compacted: memory stays proportional to the
+   * live SAs however fast they churn, at O(1) amortised cost.
+   */
+  private deadline(d: Deadline): void {
+    this.deadlines.push(d);
+    if (this.deadlines.size > 4 * this.n + 1024) this.deadlines.compact((x) => x.sa.gen === x.gen);
+  }
+
   private schedule(sa: SA): void {
     const add = sa.current.addtime;
-    for (const lim of [sa.soft.addtime, sa.hard.addtime]) {
-      if (lim > 0) this.deadlines.push({ when: add + lim, sa, gen: sa.gen });
-    }
+    if (sa.soft.addtime > 0) this.deadline({ when: add + sa.soft.addtime, sa, gen: sa.gen });
+    if (sa.hard.addtime > 0) this.deadline({ when: add + sa.hard.addtime, sa, gen: sa.gen });
     if (sa.used) this.scheduleUse(sa);
   }
 
   private scheduleUse(sa: SA): void {
-    for (const lim of [sa.soft.usetime, sa.hard.usetime]) {
-      if (lim > 0) this.deadlines.push({ when: sa.current.usetime + lim, sa, gen: sa.gen });
-    }
+    const use = sa.current.usetime;
+    if (sa.soft.usetime > 0) this.deadline({ when: use + sa.soft.usetime, sa, gen: sa.gen });
+    if (sa.hard.usetime > 0) this.deadline({ when: use + sa.hard.usetime, sa, gen: sa.gen });
   }
 
   /** Which limit (if any) the SA has reached now: hard wins over soft; soft reported once. */

@@ -9,3 +9,4 @@ export * from './extensions.js';
 export * from './rules.js';
 export * from './message.js';
 export * from './render.js';
+export { allocMessage } from './bytes.js';
