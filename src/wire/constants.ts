@@ -153,6 +153,9 @@ export const SADB_X_TALG_IPv4_in_IPv4 = 1;
 export const SADB_X_TALG_IPv6_in_IPv4 = 2;
 export const SADB_X_TALG_IPv4_in_IPv6 = 3;
 export const SADB_X_TALG_IPv6_in_IPv6 = 4;
+export const TALG_NAMES: Readonly<Record<number, string>> = {
+  0: 'NONE', 1: 'IPv4_in_IPv4', 2: 'IPv6_in_IPv4', 3: 'IPv4_in_IPv6', 4: 'IPv6_in_IPv6',
+};
 
 // --- identity types ---
 export const SADB_IDENTTYPE_RESERVED = 0;

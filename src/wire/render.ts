@@ -7,7 +7,7 @@
 import {
   AALG_NAMES, CALG_NAMES, EALG_NAMES, EXT_TYPE_NAMES, IDENTTYPE_NAMES, MSG_TYPE_NAMES,
   SAFLAG_NAMES, SASTATE_NAMES, SATYPE_NAMES, SADB_X_SATYPE_COMP, SHUNT_NAMES, nameOf,
-  SADB_X_SATYPE_INT, DEBUG_SUBSYSTEMS,
+  SADB_X_SATYPE_INT, SADB_X_SATYPE_IPIP, TALG_NAMES, DEBUG_SUBSYSTEMS,
 } from './constants.js';
 import { errnoName } from './errno.js';
 import type { Address, Comb, Key, Lifetime, Sa, Supported } from './extensions.js';
@@ -76,7 +76,7 @@ function extText(type: number, value: any, satype: number, o: RenderOptions): st
     case 12: return `dpd=${value.dpd} sens=${value.sensLevel}/${hex(value.sensBitmap)} integ=${value.integLevel}/${hex(value.integBitmap)}`;
     case 13: return `replay=${value.replay}` + value.combs.map((c: Comb, i: number) => `\n    comb ${i}: ${combText(c)}`).join('');
     case 14: return supportedText(value, AALG_NAMES);
-    case 15: return supportedText(value, satype === SADB_X_SATYPE_COMP ? CALG_NAMES : EALG_NAMES);
+    case 15: return supportedText(value, satype === SADB_X_SATYPE_COMP ? CALG_NAMES : satype === SADB_X_SATYPE_IPIP ? TALG_NAMES : EALG_NAMES);
     case 16: return `min=0x${value.min.toString(16)} max=0x${value.max.toString(16)}`;
     case 17: return hex(value.data);
     case 18: return nameOf(SATYPE_NAMES, value.satype);
