@@ -166,23 +166,22 @@ function checkMessageRules(msg: PfkeyMessage, seen: number): void {
 /** The extensions present in a message with their values, ascending by type (or a parsed message's own order). */
 function presentEntries(m: MessageInput): { entries: ExtEntry[]; values: unknown[] } {
   const rec = m as unknown as Record<string, unknown>;
-  const keys = Object.keys(m);
+  // Walk the table in ascending type, stopping once as many extensions were found as the
+  // message has other own properties (an upper bound): cheaper than a lookup per name.
+  const want = Object.keys(m).length - 1 - (m.extOrder !== undefined ? 1 : 0);
   const entries: ExtEntry[] = [];
   const values: unknown[] = [];
-  let sorted = true;
-  for (let i = 0; i < keys.length; i++) {
-    const e = EXT_BY_FIELD.get(keys[i]);
-    if (e === undefined) continue;
-    const v = rec[keys[i]];
+  for (let t = 1; t <= SADB_EXT_MAX && entries.length < want; t++) {
+    const e = EXT_TABLE[t]!;
+    const v = rec[e.field];
     if (v === undefined) continue;
-    if (entries.length && entries[entries.length - 1].type > e.type) sorted = false;
     entries.push(e);
     values.push(v);
   }
-  if (!sorted || m.extOrder) {
+  if (m.extOrder) {
     const order = m.extOrder;
     const rank = (t: number) => {
-      const i = order ? order.indexOf(t) : -1;
+      const i = order.indexOf(t);
       return i === -1 ? 1000 + t : i;
     };
     const idx = entries.map((_, i) => i).sort((x, y) => rank(entries[x].type) - rank(entries[y].type));
