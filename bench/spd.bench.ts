@@ -14,6 +14,10 @@
  * with a bounded count and a full GC before each measurement; each add/delete row is the
  * median of its repeats.
  *
+ * The "via PF_KEY" rows do the same through the engine: prebuilt X_ADDFLOW / X_DELFLOW
+ * requests sent on a PfkeySocket (parse, dispatch, table change, reply built and queued),
+ * which is the like-for-like peer of `ip xfrm policy add/delete` over netlink.
+ *
  * Standalone: node dist/bench/spd.bench.js [--quick]
  */
 
@@ -22,7 +26,9 @@ import vm from 'node:vm';
 import { pathToFileURL } from 'node:url';
 import { ErouteTable, type Flow, type PacketSelector } from '../src/spd/eroute-table.js';
 import type { Said } from '../src/sadb/said.js';
-import { AF_INET, IPPROTO_ESP } from '../src/wire/index.js';
+import { AF_INET, IPPROTO_ESP, SADB_SATYPE_ESP, SADB_X_ADDFLOW, SADB_X_DELFLOW, buildMessage, type Address } from '../src/wire/index.js';
+import { Engine } from '../src/engine/engine.js';
+import { PfkeySocket } from '../src/socket/pfkey-socket.js';
 import type { ResultRow, Suite, SuiteOptions, SuiteResult } from './harness.js';
 
 const SIZES = [8192, 16384, 32768, 65536];
@@ -195,6 +201,55 @@ export const suite: Suite = {
         const d = delMs.get(id)!;
         const add = row(`add ${shape} n=${n}`, n, a, { n, seconds: median(a) / 1000, 'best/s': Math.round(n / (Math.min(...a) / 1000)) });
         const del = row(`delete ${shape} n=${n}`, n, d, { n, seconds: median(d) / 1000, 'best/s': Math.round(n / (Math.min(...d) / 1000)) });
+        if (n === SIZES[0]) { baseAdd = add.hz; baseDel = del.hz; }
+        add.extra['rate vs 8192'] = add.hz / baseAdd;
+        del.extra['rate vs 8192'] = del.hz / baseDel;
+        rows.push(add, del);
+      }
+    }
+
+    // The same shapes through PF_KEY: X_ADDFLOW then X_DELFLOW on a fresh engine.
+    const v4a = (addr: string): Address => ({ proto: 0, prefixlen: 0, family: AF_INET, port: 0, addr });
+    const mask = (prefix: number) => v4a(prefix === 32 ? '255.255.255.255' : '255.255.255.0');
+    for (const shape of shapes) {
+      let baseAdd = 0;
+      let baseDel = 0;
+      for (const n of SIZES) {
+        const flows = flowsOf.get(`${shape} ${n}`)!;
+        const exts = flows.map((f) => ({
+          addressSrcFlow: v4a(f.src), addressDstFlow: v4a(f.dst), addressSrcMask: mask(f.srcPrefix), addressDstMask: mask(f.dstPrefix),
+        }));
+        const adds = exts.map((x, i) => buildMessage({
+          header: { type: SADB_X_ADDFLOW, satype: SADB_SATYPE_ESP, seq: i, pid: 1 },
+          sa: { spi: SAID.spi, replay: 0, state: 1, auth: 0, encrypt: 0, flags: 0 }, addressDst: v4a(SAID.dst), ...x,
+        }));
+        const dels = exts.map((x, i) => buildMessage({ header: { type: SADB_X_DELFLOW, seq: i, pid: 1 }, ...x }));
+        const a: number[] = [];
+        const d: number[] = [];
+        // One untimed pass first, so the JIT has compiled the path before the first size.
+        for (let r = -1; r < Math.max(1, repeats - 2); r++) {
+          collectGarbage();
+          const engine = new Engine();
+          const sock = new PfkeySocket(engine, { rcvbuf: 1 << 30 });
+          const t0 = performance.now();
+          for (let i = 0; i < n; i++) {
+            if (sock.send(adds[i]) !== 0) throw new Error(`spd bench: X_ADDFLOW ${i} refused`);
+            if ((i & 255) === 255) sock.recvAll();
+          }
+          const t1 = performance.now();
+          for (let i = 0; i < n; i++) {
+            if (sock.send(dels[i]) !== 0) throw new Error(`spd bench: X_DELFLOW ${i} refused`);
+            if ((i & 255) === 255) sock.recvAll();
+          }
+          const t2 = performance.now();
+          if (engine.spd.size !== 0) throw new Error('spd bench: eroutes left after X_DELFLOW');
+          sock.close();
+          if (r < 0) continue;
+          a.push(t1 - t0);
+          d.push(t2 - t1);
+        }
+        const add = row(`X_ADDFLOW via PF_KEY ${shape} n=${n}`, n, a, { n, seconds: median(a) / 1000, 'best/s': Math.round(n / (Math.min(...a) / 1000)) });
+        const del = row(`X_DELFLOW via PF_KEY ${shape} n=${n}`, n, d, { n, seconds: median(d) / 1000, 'best/s': Math.round(n / (Math.min(...d) / 1000)) });
         if (n === SIZES[0]) { baseAdd = add.hz; baseDel = del.hz; }
         add.extra['rate vs 8192'] = add.hz / baseAdd;
         del.extra['rate vs 8192'] = del.hz / baseDel;

@@ -76,30 +76,27 @@ export function formatIPv4(b: Uint8Array, off = 0): string {
   return `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}`;
 }
 
-/** IPv4 text as a 32-bit number, through a bounded cache; throws RangeError if malformed. */
-const v4Number = new Map<string, number>();
+/** IPv4 text as a 32-bit number; throws RangeError if malformed. */
 const scratch = new Uint8Array(4);
 export function ipv4Number(s: string): number {
-  let n = v4Number.get(s);
-  if (n === undefined) {
-    if (!parseIPv4Into(s, scratch, 0)) throw new RangeError(`not an IPv4 address: ${s}`);
-    n = ((scratch[0] << 24) | (scratch[1] << 16) | (scratch[2] << 8) | scratch[3]) >>> 0;
-    if (v4Number.size >= 4096) v4Number.clear();
-    v4Number.set(s, n);
-  }
-  return n;
+  if (!parseIPv4Into(s, scratch, 0)) throw new RangeError(`not an IPv4 address: ${s}`);
+  return ((scratch[0] << 24) | (scratch[1] << 16) | (scratch[2] << 8) | scratch[3]) >>> 0;
 }
 
-/** IPv4 text from bytes through a bounded cache: a PF_KEY peer sees the same few addresses. */
-const v4Text = new Map<number, string>();
+/**
+ * IPv4 text from bytes through a small direct-mapped cache: a PF_KEY peer mostly repeats
+ * a few addresses, and a miss costs no more than formatting.
+ */
+const V4_SLOTS = 4096;
+const v4Keys = new Float64Array(V4_SLOTS).fill(-1);
+const v4Text: string[] = new Array(V4_SLOTS).fill('');
 export function formatIPv4Cached(b: Uint8Array, off: number): string {
   const k = ((b[off] << 24) | (b[off + 1] << 16) | (b[off + 2] << 8) | b[off + 3]) >>> 0;
-  let t = v4Text.get(k);
-  if (t === undefined) {
-    if (v4Text.size >= 4096) v4Text.clear();
-    t = formatIPv4(b, off);
-    v4Text.set(k, t);
-  }
+  const slot = (k ^ (k >>> 12)) & (V4_SLOTS - 1);
+  if (v4Keys[slot] === k) return v4Text[slot];
+  const t = formatIPv4(b, off);
+  v4Keys[slot] = k;
+  v4Text[slot] = t;
   return t;
 }
 
