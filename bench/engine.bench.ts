@@ -407,7 +407,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   const quick = process.argv.includes('--quick');
   const opts: SuiteOptions = quick ? { time: 200, warmupTime: 100, quick } : { time: 1000, warmupTime: 250, quick };
   (async () => {
-    const { formatTable, machineInfo } = await import('./run.js');
+    const { formatTable, machineInfo } = await import('./harness.js');
     const m = machineInfo();
     console.log(`${m.cpu}, ${m.cores} cores, node ${m.node}, ${m.os}${gc ? '' : ' (no --expose-gc)'}`);
     console.log(`== ${suite.name}: ${suite.description}`);

@@ -5,6 +5,7 @@
  * tinybench results into plain rows (ops/s, mean and p99 in ns, samples, extra metrics).
  */
 
+import os from 'node:os';
 import { Bench, type FnReturnedObject, type Task } from 'tinybench';
 
 /** What the runner passes to every suite. */
@@ -109,4 +110,48 @@ export function rowOf(task: Task, extra: Record<string, number | string> = {}): 
 /** A ratio as a percentage with one decimal, e.g. 0.4123 -> "41.2%". */
 export function percent(ratio: number): string {
   return `${(ratio * 100).toFixed(1)}%`;
+}
+
+// ---------- output, shared by the runner and suites run on their own ----------
+
+export function machineInfo() {
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0]?.model ?? 'unknown',
+    cores: cpus.length,
+    node: process.version,
+    v8: process.versions.v8,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    date: new Date().toISOString(),
+  };
+}
+
+function fmtHz(hz: number): string {
+  if (hz >= 1e6) return `${(hz / 1e6).toFixed(2)}M`;
+  if (hz >= 1e3) return `${(hz / 1e3).toFixed(1)}k`;
+  return hz.toFixed(0);
+}
+
+function fmtNs(ns: number): string {
+  if (ns >= 1e6) return `${(ns / 1e6).toFixed(2)} ms`;
+  if (ns >= 1e3) return `${(ns / 1e3).toFixed(2)} µs`;
+  return `${ns.toFixed(1)} ns`;
+}
+
+function fmtExtra(v: number | string | undefined): string {
+  if (v === undefined) return '';
+  return typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(3) : String(v);
+}
+
+/** The table for one suite: fixed columns, then the union of the rows' extra keys. */
+export function formatTable(rows: ResultRow[]): string {
+  const extraKeys = [...new Set(rows.flatMap((r) => Object.keys(r.extra)))];
+  const head = ['task', 'ops/s', 'mean', 'p99', 'samples', ...extraKeys];
+  const body = rows.map((r) => [
+    r.name, fmtHz(r.hz), fmtNs(r.mean), fmtNs(r.p99), String(r.samples),
+    ...extraKeys.map((k) => fmtExtra(r.extra[k])),
+  ]);
+  const width = head.map((h, c) => Math.max(h.length, ...body.map((b) => b[c].length)));
+  const line = (cells: string[]) => cells.map((x, c) => (c === 0 ? x.padEnd(width[c]) : x.padStart(width[c]))).join('  ');
+  return [line(head), width.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
 }

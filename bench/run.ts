@@ -11,10 +11,9 @@
  */
 
 import { mkdirSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import { dirname } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { ResultRow, Suite, SuiteOptions, SuiteResult } from './harness.js';
+import { formatTable, machineInfo, type Suite, type SuiteOptions, type SuiteResult } from './harness.js';
 import { suite as wire } from './wire.bench.js';
 import { suite as spd } from './spd.bench.js';
 import { suite as engine } from './engine.bench.js';
@@ -51,47 +50,6 @@ function parseArgs(argv: string[]): Args {
   return a;
 }
 
-export function machineInfo() {
-  const cpus = os.cpus();
-  return {
-    cpu: cpus[0]?.model ?? 'unknown',
-    cores: cpus.length,
-    node: process.version,
-    v8: process.versions.v8,
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
-    date: new Date().toISOString(),
-  };
-}
-
-function fmtHz(hz: number): string {
-  if (hz >= 1e6) return `${(hz / 1e6).toFixed(2)}M`;
-  if (hz >= 1e3) return `${(hz / 1e3).toFixed(1)}k`;
-  return hz.toFixed(0);
-}
-
-function fmtNs(ns: number): string {
-  if (ns >= 1e6) return `${(ns / 1e6).toFixed(2)} ms`;
-  if (ns >= 1e3) return `${(ns / 1e3).toFixed(2)} µs`;
-  return `${ns.toFixed(1)} ns`;
-}
-
-function fmtExtra(v: number | string | undefined): string {
-  if (v === undefined) return '';
-  return typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(3) : String(v);
-}
-
-/** The table for one suite: fixed columns, then the union of the rows' extra keys. */
-export function formatTable(rows: ResultRow[]): string {
-  const extraKeys = [...new Set(rows.flatMap((r) => Object.keys(r.extra)))];
-  const head = ['task', 'ops/s', 'mean', 'p99', 'samples', ...extraKeys];
-  const body = rows.map((r) => [
-    r.name, fmtHz(r.hz), fmtNs(r.mean), fmtNs(r.p99), String(r.samples),
-    ...extraKeys.map((k) => fmtExtra(r.extra[k])),
-  ]);
-  const width = head.map((h, c) => Math.max(h.length, ...body.map((b) => b[c].length)));
-  const line = (cells: string[]) => cells.map((x, c) => (c === 0 ? x.padEnd(width[c]) : x.padStart(width[c]))).join('  ');
-  return [line(head), width.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
-}
 
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv);
