@@ -15,7 +15,7 @@ import {
   SADB_X_EALG_AES_CCM_ICV16, SADB_X_EALG_AES_GCM_ICV8, SADB_X_EALG_AES_GCM_ICV12,
   SADB_X_EALG_AES_GCM_ICV16, SADB_X_AALG_NULL,
 } from '../wire/index.js';
-import { AUTH_NAMES, COMP_NAMES, ENCRYPT_NAMES } from '../daemon/algorithm-names.js';
+import { AUTH_NAMES, COMP_NAMES, ENCRYPT_NAMES } from '../engine/algorithm-names.js';
 import { UsageError } from './common.js';
 
 export interface AlgChoice {

@@ -26,7 +26,7 @@
 import fs from 'node:fs';
 import { DEBUG_SUBSYSTEMS, type DebugSubsystem } from '../wire/index.js';
 import { defaultSupported, type AlgSpec, type SupportedLists } from '../engine/algorithms.js';
-import { AUTH_NAMES, SATYPE_BY_CONFIG_NAME, encryptNamesFor, type NameTable } from './algorithm-names.js';
+import { AUTH_NAMES, SATYPE_BY_CONFIG_NAME, encryptNamesFor, type NameTable } from '../engine/algorithm-names.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];

@@ -38,7 +38,7 @@ import { PfkeySocket } from '../socket/pfkey-socket.js';
 import { DEFAULT_CONFIG, type DaemonConfig } from './config.js';
 import { FrameDecoder, errnoReplyTo, framingErrorReply, type FrameError } from './framing.js';
 import { infoPathFor, MAX_UNIX_PATH } from './paths.js';
-import { renderView, VIEW_NAMES, type View } from './views.js';
+import { renderView, VIEW_NAMES, type View } from '../engine/views.js';
 
 export interface ServerOptions {
   /** Where to listen (already resolved; see paths.ts). */

@@ -29,7 +29,7 @@ const DESCRIPTIONS: Partial<Record<ErrnoName, string>> = {
   EINVAL: 'invalid argument',
   ENOSPC: 'no space left',
   EPIPE: 'socket shut down',
-  ENOSYS: 'not implemented',
+  ENOSYS: 'no such operation in KLIPS',
   EMSGSIZE: 'message size wrong',
   EPROTONOSUPPORT: 'no registered listener',
   EOPNOTSUPP: 'operation not supported',

@@ -2,7 +2,8 @@
  * Read-only views of the engine's tables in the text formats of KLIPS's /proc files
  * (linux/net/ipsec/ipsec_proc.c and pfkey_v2.c), each with a JSON twin: ipsec_eroute,
  * ipsec_spi, ipsec_spigrp, ipsec_tncfg, ipsec_klipsdebug, pf_key_registered and
- * pf_key_supported, plus klipsd's own counters. klipsd serves them on its view channel
+ * pf_key_supported, plus a server's counters when given. They need no daemon (usable in
+ * process); klipsd serves them on its view channel
  * (`<socket>.info`); `klips look`, `klips eroute`, `klips spigrp`, `klips spi`,
  * `klips tncfg` and `klips debug` print them.
  *
@@ -17,8 +18,8 @@ import {
   SATYPE_NAMES, ESPINUDP_WITH_NON_ESP, ESPINUDP_WITH_NON_IKE, maskToPrefix, nameOf,
   type Address,
 } from '../wire/index.js';
-import type { Engine, Endpoint } from '../engine/engine.js';
-import { ifName } from '../engine/handlers.js';
+import type { Engine, Endpoint } from './engine.js';
+import { ifName } from './handlers.js';
 import type { Limits, SA } from '../sadb/sadb.js';
 import { formatSaidOld, formatSaid } from '../sadb/said.js';
 import { formatErouteProc, type Eroute } from '../spd/eroute-table.js';
