@@ -8,7 +8,7 @@
  *
  * Each decoder checks what KLIPS's pfkey_*_parse checks, with KLIPS's errno. klips is
  * stricter in one respect: padding and sin_zero bytes must be zero and padding must be
- * minimal, so every accepted extension has exactly one encoding (see docs/wire.md).
+ * minimal, so every accepted extension has exactly one encoding (see docs/semantics.md, "Wire-level choices").
  */
 
 import {
