@@ -283,3 +283,19 @@ test('addtime of an SA made by GETSPI then UPDATE counts from the UPDATE, not th
   assert.equal(w.engine.tick(), 1, 'hard at 50 s after the UPDATE');
   assert.equal(w.engine.sadb.get(espSaid(0x700)), undefined);
 });
+
+test('ADD/DELETE churn of SAs with time limits leaves no growing backlog of deadlines', () => {
+  const { w, a, b } = setup();
+  for (let i = 0; i < 20_000; i++) {
+    a.ok(addReq({ spi: 0x800, extra: { lifetimeSoft: lifetime({ addtime: 10 }), lifetimeHard: lifetime({ addtime: 20 }) } }));
+    a.ok(saidReq(4, { spi: 0x800 }));
+    if (i % 500 === 0) drain(a, b);
+  }
+  drain(a, b);
+  assert.equal(w.engine.sadb.size, 0);
+  assert.ok(w.engine.sadb.deadlineCount <= 1026, `deadlines: ${w.engine.sadb.deadlineCount}`);
+  // Stale deadlines fire nothing.
+  w.advance(30);
+  assert.equal(w.engine.tick(), 0);
+  assert.equal(w.engine.sadb.deadlineCount, 0);
+});

@@ -115,57 +115,79 @@ export class StoredKey {
   }
 }
 
-interface Deadline {
-  when: number;
-  sa: SA;
-  gen: number;
-}
-
-/** A binary min-heap of deadlines, invalidated lazily by SA generation. */
+/**
+ * A binary min-heap of (time, SA, generation) deadlines, kept in three parallel arrays
+ * so a deadline costs no object of its own. Entries are invalidated lazily: one whose
+ * generation no longer matches its SA's (the SA was replaced or removed) is stale.
+ */
 class DeadlineHeap {
-  private h: Deadline[] = [];
-  get size(): number { return this.h.length; }
-  push(d: Deadline): void {
-    const h = this.h;
-    h.push(d);
-    this.up(h.length - 1);
+  private when: number[] = [];
+  private sas: SA[] = [];
+  private gens: number[] = [];
+  get size(): number { return this.when.length; }
+  push(when: number, sa: SA, gen: number): void {
+    this.when.push(when);
+    this.sas.push(sa);
+    this.gens.push(gen);
+    this.up(this.when.length - 1);
   }
-  peek(): Deadline | undefined { return this.h[0]; }
-  pop(): Deadline | undefined {
-    const h = this.h;
-    const top = h[0];
-    const last = h.pop();
-    if (h.length && last) {
-      h[0] = last;
-      this.down(0);
-    }
-    return top;
+  /** The earliest deadline, or Infinity when there is none. */
+  nextWhen(): number {
+    return this.when.length ? this.when[0] : Infinity;
   }
-  /** Drop the entries `keep` refuses and restore the heap order (O(n)). */
-  compact(keep: (d: Deadline) => boolean): void {
-    this.h = this.h.filter(keep);
-    for (let i = (this.h.length >> 1) - 1; i >= 0; i--) this.down(i);
+  /** Remove the earliest deadline; its SA if the entry is still current, else undefined. */
+  pop(): SA | undefined {
+    const sa = this.sas[0];
+    const current = sa.gen === this.gens[0];
+    const last = this.when.length - 1;
+    this.move(last, 0);
+    this.when.pop();
+    this.sas.pop();
+    this.gens.pop();
+    if (this.when.length) this.down(0);
+    return current ? sa : undefined;
   }
-  clear(): void { this.h = []; }
+  /** Drop stale entries and restore the heap order (O(n)). */
+  compact(): void {
+    let j = 0;
+    for (let i = 0; i < this.when.length; i++) if (this.sas[i].gen === this.gens[i]) this.move(i, j++);
+    this.when.length = this.sas.length = this.gens.length = j;
+    for (let i = (j >> 1) - 1; i >= 0; i--) this.down(i);
+  }
+  clear(): void {
+    this.when = [];
+    this.sas = [];
+    this.gens = [];
+  }
+  private move(from: number, to: number): void {
+    this.when[to] = this.when[from];
+    this.sas[to] = this.sas[from];
+    this.gens[to] = this.gens[from];
+  }
+  private swap(i: number, j: number): void {
+    const w = this.when[i]; this.when[i] = this.when[j]; this.when[j] = w;
+    const s = this.sas[i]; this.sas[i] = this.sas[j]; this.sas[j] = s;
+    const g = this.gens[i]; this.gens[i] = this.gens[j]; this.gens[j] = g;
+  }
   private up(i: number): void {
-    const h = this.h;
+    const w = this.when;
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (h[p].when <= h[i].when) break;
-      const t = h[p]; h[p] = h[i]; h[i] = t;
+      if (w[p] <= w[i]) break;
+      this.swap(p, i);
       i = p;
     }
   }
   private down(i: number): void {
-    const h = this.h;
+    const w = this.when;
     for (;;) {
       const l = 2 * i + 1;
       const r = l + 1;
       let m = i;
-      if (l < h.length && h[l].when < h[m].when) m = l;
-      if (r < h.length && h[r].when < h[m].when) m = r;
+      if (l < w.length && w[l] < w[m]) m = l;
+      if (r < w.length && w[r] < w[m]) m = r;
       if (m === i) return;
-      const t = h[m]; h[m] = h[i]; h[i] = t;
+      this.swap(m, i);
       i = m;
     }
   }
@@ -194,6 +216,11 @@ export class Sadb {
 
   get size(): number {
     return this.n;
+  }
+
+  /** Deadlines queued, stale ones included (bounded by compaction). */
+  get deadlineCount(): number {
+    return this.deadlines.size;
   }
 
   get(said: Said): SA | undefined {
@@ -351,22 +378,22 @@ export class Sadb {
    * when stale entries dominate, the heap is compacted: memory stays proportional to the
    * live SAs however fast they churn, at O(1) amortised cost.
    */
-  private deadline(d: Deadline): void {
-    this.deadlines.push(d);
-    if (this.deadlines.size > 4 * this.n + 1024) this.deadlines.compact((x) => x.sa.gen === x.gen);
+  private deadline(when: number, sa: SA): void {
+    this.deadlines.push(when, sa, sa.gen);
+    if (this.deadlines.size > 4 * this.n + 1024) this.deadlines.compact();
   }
 
   private schedule(sa: SA): void {
     const add = sa.current.addtime;
-    if (sa.soft.addtime > 0) this.deadline({ when: add + sa.soft.addtime, sa, gen: sa.gen });
-    if (sa.hard.addtime > 0) this.deadline({ when: add + sa.hard.addtime, sa, gen: sa.gen });
+    if (sa.soft.addtime > 0) this.deadline(add + sa.soft.addtime, sa);
+    if (sa.hard.addtime > 0) this.deadline(add + sa.hard.addtime, sa);
     if (sa.used) this.scheduleUse(sa);
   }
 
   private scheduleUse(sa: SA): void {
     const use = sa.current.usetime;
-    if (sa.soft.usetime > 0) this.deadline({ when: use + sa.soft.usetime, sa, gen: sa.gen });
-    if (sa.hard.usetime > 0) this.deadline({ when: use + sa.hard.usetime, sa, gen: sa.gen });
+    if (sa.soft.usetime > 0) this.deadline(use + sa.soft.usetime, sa);
+    if (sa.hard.usetime > 0) this.deadline(use + sa.hard.usetime, sa);
   }
 
   /** Which limit (if any) the SA has reached now: hard wins over soft; soft reported once. */
@@ -400,11 +427,11 @@ export class Sadb {
   due(now: number): Array<{ sa: SA; kind: ExpiryKind }> {
     const out: Array<{ sa: SA; kind: ExpiryKind }> = [];
     const seen = new Set<SA>();
-    for (let d = this.deadlines.peek(); d && d.when <= now; d = this.deadlines.peek()) {
-      this.deadlines.pop();
-      if (d.sa.gen !== d.gen || seen.has(d.sa)) continue;
-      const kind = this.reached(d.sa, now);
-      if (kind) { out.push({ sa: d.sa, kind }); seen.add(d.sa); }
+    while (this.deadlines.nextWhen() <= now) {
+      const sa = this.deadlines.pop();
+      if (!sa || seen.has(sa)) continue;
+      const kind = this.reached(sa, now);
+      if (kind) { out.push({ sa, kind }); seen.add(sa); }
     }
     return out;
   }
