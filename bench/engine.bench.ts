@@ -358,7 +358,7 @@ async function dumpUnderLoad(engine: Engine, opts: SuiteOptions): Promise<{ rows
   return {
     rows,
     notes: [
-      `DUMP @1e6: ${received} of ${n} replies in ${(dumpMs / 1000).toFixed(2)} s, ${dumper.dropped} dropped (rcvbuf 4 MiB, reader drains every event-loop turn); GET answer gap p99 ${p99Gap.toFixed(3)} ms, max ${maxGap.toFixed(2)} ms over ${later.length} GETs after the first; the first GET waited ${firstGap.toFixed(2)} ms (the DUMP handler snapshots all 10^6 SAs synchronously before its first slice)`,
+      `DUMP @1e6: ${received} of ${n} replies in ${(dumpMs / 1000).toFixed(2)} s, ${dumper.dropped} dropped (rcvbuf 4 MiB, reader drains every event-loop turn); GET answer gap p99 ${p99Gap.toFixed(3)} ms, max ${maxGap.toFixed(2)} ms over ${later.length} GETs after the first; the first GET waited ${firstGap.toFixed(2)} ms`,
       `GC during the DUMP: ${gcDuring.count} pauses, ${gcDuring.total.toFixed(0)} ms in all, longest ${gcDuring.max.toFixed(1)} ms`,
     ],
   };
