@@ -372,7 +372,8 @@ const keyCodec: ExtCodec<Key> = {
     header(u8, off, len, exttype);
     wr16(u8, off + 4, v.bits);
     wr16(u8, off + 6, 0);
-    u8.set(v.key, off + 8);
+    const k = v.key;
+    for (let i = 0; i < k.length; i++) u8[off + 8 + i] = k[i];
   },
 };
 
