@@ -182,7 +182,7 @@ test('usetime with a fake clock that starts at 0', () => {
 });
 
 test('each eroute bound to the SA counts one allocation (LIFETIME_CURRENT in GET)', () => {
-  const { w, a, b } = setup();
+  const { a, b } = setup();
   a.ok(addReq({ spi: 0x500 }));
   a.ok(saidReq(SADB_GET, { spi: 0x500 }));
   const base = a.read().at(-1)!.lifetimeCurrent!.allocations;

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  SADB_ADD, SADB_UPDATE, SADB_DELETE, SADB_GET, SADB_REGISTER, SADB_FLUSH, SADB_DUMP,
+  SADB_DELETE, SADB_GET, SADB_REGISTER, SADB_FLUSH, SADB_DUMP,
   SADB_X_PROMISC, SADB_X_SATYPE_IPIP, SADB_SATYPE_ESP, SADB_X_SATYPE_INT, SPI_TRAP,
   buildMessage, parseMessage, checkHeader,
   type MessageInput,

@@ -12,7 +12,7 @@
  */
 
 import {
-  buildMessage, checkHeader, parseMessage, headerOnly, allocMessage, PfkeyError, ERRNO, errnoName,
+  buildMessage, checkHeader, parseMessage, headerOnly, allocMessage, PfkeyError, ERRNO,
   SADB_ACQUIRE, SADB_EXPIRE, SADB_X_NAT_T_NEW_MAPPING, SADB_X_PCHANGE, SADB_SATYPE_ESP,
   SADB_X_SAFLAGS_REPLACEFLOW, SADB_X_SATYPE_INT, SPI_HOLD, SPI_TRAP,
   SPI_TRAPSUBNET, SADB_AALG_MD5HMAC, SADB_AALG_SHA1HMAC, SADB_EALG_3DESCBC, SADB_X_EALG_AESCBC,
@@ -174,10 +174,6 @@ export class Engine implements EngineOps {
     const got: Endpoint[] = [];
     for (const ep of recipients) { this.push(ep, bytes); got.push(ep); }
     for (const ep of this.endpoints) if (ep.promisc && !got.includes(ep)) this.push(ep, bytes);
-  }
-
-  build(m: MessageInput): Uint8Array {
-    return buildMessage(m);
   }
 
   toAll(bytes: Uint8Array): void {
@@ -352,9 +348,5 @@ export class Engine implements EngineOps {
     const packets = [e.held];
     e.held = undefined;
     this.onRelease?.(e, packets);
-  }
-
-  describeErrno(errno: number): string {
-    return errnoName(errno);
   }
 }

@@ -6,7 +6,7 @@
  */
 
 import {
-  IPPROTO_INT, SATYPE_TO_PROTO, SADB_X_SATYPE_INT, type Lifetime, type MessageInput, type Sa,
+  SATYPE_TO_PROTO, type Lifetime, type MessageInput, type Sa,
 } from '../wire/index.js';
 import { NO_LIMITS, type Limits, type SA } from '../sadb/sadb.js';
 import type { Said } from '../sadb/said.js';
@@ -96,9 +96,3 @@ export function saMessage(header: MessageInput['header'], sa: SA, o: SaExtOption
 export function hasLimit(l: Limits): boolean {
   return l.allocations > 0 || l.bytes > 0 || l.addtime > 0 || l.usetime > 0 || l.packets > 0;
 }
-
-export function isShunt(said: Said): boolean {
-  return said.proto === IPPROTO_INT;
-}
-
-export const SHUNT_SATYPE = SADB_X_SATYPE_INT;

@@ -20,10 +20,6 @@ export function saidKey(s: Said): string {
   return `${s.proto}/${s.spi}/${s.dst}`;
 }
 
-export function saidEquals(a: Said, b: Said): boolean {
-  return a.proto === b.proto && a.spi === b.spi && a.dst === b.dst;
-}
-
 /** openswan's text: esp.12345678@192.0.2.2, or %pass for a shunt. */
 export function formatSaid(s: Said): string {
   if (s.proto === IPPROTO_INT && SHUNT_NAMES[s.spi]) return SHUNT_NAMES[s.spi];

@@ -775,6 +775,3 @@ export const EXT_TABLE: ReadonlyArray<ExtEntry | undefined> = [
   undefined,
   ...FIELDS.map(([field, codec], i) => ({ type: i + 1, field, codec, set: SETTERS[i] })),
 ];
-
-/** The table entry for each message field name. */
-export const EXT_BY_FIELD: ReadonlyMap<string, ExtEntry> = new Map(EXT_TABLE.slice(1).map((e) => [e!.field, e!]));

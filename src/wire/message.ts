@@ -13,7 +13,7 @@ import {
   SADB_AALG_NONE, SADB_EALG_NONE, SADB_EALG_NULL, SADB_EXT_SA, EXT_TYPE_NAMES, MSG_TYPE_NAMES,
 } from './constants.js';
 import { ERRNO, fail } from './errno.js';
-import { EXT_BY_FIELD, EXT_TABLE, type ExtEntry, type Extensions, type ExtField } from './extensions.js';
+import { EXT_TABLE, type ExtEntry, type Extensions, type ExtField } from './extensions.js';
 import { allocMessage, rd16, rd32, wr16, wr32 } from './bytes.js';
 import { RULES, DELFLOW_FLOW_EXTS, extTypes, type Direction } from './rules.js';
 

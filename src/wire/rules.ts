@@ -139,12 +139,3 @@ export function permitted(dir: Direction, msgType: number, extType: number): boo
 export function required(dir: Direction, msgType: number): number {
   return RULES[msgType][dir].required;
 }
-
-/** The whole table as plain data, for `klips decode --rules` and the docs. */
-export function rulesTable(): Array<{ type: number; in: { required: number[]; permitted: number[] }; out: { required: number[]; permitted: number[] } }> {
-  return RULES.map((m, type) => ({
-    type,
-    in: { required: extTypes(m.in.required), permitted: extTypes(m.in.permitted) },
-    out: { required: extTypes(m.out.required), permitted: extTypes(m.out.permitted) },
-  }));
-}
