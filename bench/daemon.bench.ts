@@ -34,7 +34,7 @@ import {
 } from '../src/wire/index.js';
 import { Engine } from '../src/engine/engine.js';
 import { PfkeySocket } from '../src/socket/pfkey-socket.js';
-import { percent, type ResultRow, type Suite, type SuiteOptions, type SuiteResult } from './harness.js';
+import { percent, runAloneIfMain, type ResultRow, type Suite, type SuiteOptions, type SuiteResult } from './harness.js';
 
 const GOAL = 0.25;
 const ECHO_BYTES = 200;
@@ -399,24 +399,7 @@ export const suite: Suite = {
   },
 };
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const i = process.argv.indexOf('--echo-server');
-  if (i >= 0) {
-    echoServer(process.argv[i + 1]);
-  } else {
-    const quick = process.argv.includes('--quick');
-    const opts: SuiteOptions = quick ? { time: 200, warmupTime: 100, quick } : { time: 1000, warmupTime: 250, quick };
-    (async () => {
-      const { formatTable, machineInfo } = await import('./harness.js');
-      const m = machineInfo();
-      console.log(`${m.cpu}, ${m.cores} cores, node ${m.node}, ${m.os}`);
-      console.log(`== ${suite.name}: ${suite.description}`);
-      const r = await suite.run(opts);
-      console.log(formatTable(r.rows));
-      for (const n of r.notes ?? []) console.log(`   ${n}`);
-    })().catch((e: unknown) => {
-      console.error(e instanceof Error ? e.stack ?? e.message : e);
-      process.exitCode = 1;
-    });
-  }
-}
+// Run alone: node dist/bench/daemon.bench.js [--quick]; the bench also re-runs this file as its echo server.
+const echoArg = process.argv.indexOf('--echo-server');
+if (echoArg >= 0 && process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) echoServer(process.argv[echoArg + 1]);
+else runAloneIfMain(suite, import.meta.url);

@@ -21,7 +21,6 @@
  */
 
 import { performance, PerformanceObserver } from 'node:perf_hooks';
-import { pathToFileURL } from 'node:url';
 import { Engine } from '../src/engine/engine.js';
 import { PfkeySocket } from '../src/socket/pfkey-socket.js';
 import {
@@ -30,7 +29,7 @@ import {
   buildMessage, prefixToMask, type Address, type MessageInput,
 } from '../src/wire/index.js';
 import type { PacketSelector } from '../src/spd/eroute-table.js';
-import { percent, type ResultRow, type Suite, type SuiteOptions, type SuiteResult } from './harness.js';
+import { percent, runAloneIfMain, type ResultRow, type Suite, type SuiteOptions, type SuiteResult } from './harness.js';
 
 const SIZES = [10_000, 100_000, 1_000_000] as const;
 const EROUTES = 100_000;
@@ -403,19 +402,4 @@ export const suite: Suite = {
 };
 
 // Run alone: node --expose-gc dist/bench/engine.bench.js [--quick]
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const quick = process.argv.includes('--quick');
-  const opts: SuiteOptions = quick ? { time: 200, warmupTime: 100, quick } : { time: 1000, warmupTime: 250, quick };
-  (async () => {
-    const { formatTable, machineInfo } = await import('./harness.js');
-    const m = machineInfo();
-    console.log(`${m.cpu}, ${m.cores} cores, node ${m.node}, ${m.os}${gc ? '' : ' (no --expose-gc)'}`);
-    console.log(`== ${suite.name}: ${suite.description}`);
-    const r = await suite.run(opts);
-    console.log(formatTable(r.rows));
-    for (const n of r.notes ?? []) console.log(`   ${n}`);
-  })().catch((e: unknown) => {
-    console.error(e instanceof Error ? e.stack ?? e.message : e);
-    process.exitCode = 1;
-  });
-}
+runAloneIfMain(suite, import.meta.url);

@@ -6,6 +6,7 @@
  */
 
 import os from 'node:os';
+import { pathToFileURL } from 'node:url';
 import { Bench, type FnReturnedObject, type Task } from 'tinybench';
 
 /** What the runner passes to every suite. */
@@ -154,4 +155,27 @@ export function formatTable(rows: ResultRow[]): string {
   const width = head.map((h, c) => Math.max(h.length, ...body.map((b) => b[c].length)));
   const line = (cells: string[]) => cells.map((x, c) => (c === 0 ? x.padEnd(width[c]) : x.padStart(width[c]))).join('  ');
   return [line(head), width.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}
+
+/**
+ * When the module at `moduleUrl` is the program being run (`node dist/bench/x.bench.js
+ * [--quick]`), run `suite` alone and print its table. Returns whether it did.
+ */
+export function runAloneIfMain(suite: Suite, moduleUrl: string): boolean {
+  if (!process.argv[1] || moduleUrl !== pathToFileURL(process.argv[1]).href) return false;
+  const quick = process.argv.includes('--quick');
+  const opts: SuiteOptions = quick ? { time: 200, warmupTime: 100, quick } : { time: 1000, warmupTime: 250, quick };
+  (async () => {
+    const m = machineInfo();
+    const gcNote = (globalThis as { gc?: unknown }).gc ? '' : ' (no --expose-gc)';
+    console.log(`${m.cpu}, ${m.cores} cores, node ${m.node}, ${m.os}${gcNote}`);
+    console.log(`== ${suite.name}: ${suite.description}`);
+    const r = await suite.run(opts);
+    console.log(formatTable(r.rows));
+    for (const n of r.notes ?? []) console.log(`   ${n}`);
+  })().catch((e: unknown) => {
+    console.error(e instanceof Error ? e.stack ?? e.message : e);
+    process.exitCode = 1;
+  });
+  return true;
 }

@@ -23,13 +23,12 @@
 
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { pathToFileURL } from 'node:url';
 import { ErouteTable, type Flow, type PacketSelector } from '../src/spd/eroute-table.js';
 import type { Said } from '../src/sadb/said.js';
 import { AF_INET, IPPROTO_ESP, SADB_SATYPE_ESP, SADB_X_ADDFLOW, SADB_X_DELFLOW, buildMessage, type Address } from '../src/wire/index.js';
 import { Engine } from '../src/engine/engine.js';
 import { PfkeySocket } from '../src/socket/pfkey-socket.js';
-import type { ResultRow, Suite, SuiteOptions, SuiteResult } from './harness.js';
+import { runAloneIfMain, type ResultRow, type Suite, type SuiteOptions, type SuiteResult } from './harness.js';
 
 const SIZES = [8192, 16384, 32768, 65536];
 const LOOKUP_EROUTES = 100_000;
@@ -298,23 +297,5 @@ export const suite: Suite = {
   },
 };
 
-function fmtRate(hz: number): string {
-  return hz >= 1e6 ? `${(hz / 1e6).toFixed(2)}M/s` : `${(hz / 1e3).toFixed(1)}k/s`;
-}
-
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const quick = process.argv.includes('--quick');
-  const started = new Date().toISOString();
-  suite.run({ quick, time: quick ? 200 : 1000, warmupTime: quick ? 100 : 250 }).then((res) => {
-    console.log(`spd bench, started ${started}, node ${process.version}`);
-    for (const r of res.rows) {
-      const extra = Object.entries(r.extra)
-        .map(([k, v]) => `${k}=${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(3) : v}`).join(' ');
-      console.log(`${r.name.padEnd(44)} ${fmtRate(r.hz).padStart(10)}  ${(r.mean).toFixed(0).padStart(6)} ns/op  ${extra}`);
-    }
-    for (const n of res.notes ?? []) console.log(`  ${n}`);
-  }, (err: unknown) => {
-    console.error(err);
-    process.exitCode = 1;
-  });
-}
+// Run alone: node dist/bench/spd.bench.js [--quick]
+runAloneIfMain(suite, import.meta.url);
