@@ -5,81 +5,75 @@
  * unplumbed, with their errors.
  */
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEBUG_SUBSYSTEMS } from '../src/wire/index.js';
-import { klips, klipsOk, startDaemon, type Daemon } from './cli-harness.js';
+import { klips, klipsOk, useDaemon } from './cli-harness.js';
 
-let d: Daemon;
-let S: string[];
-before(async () => {
-  d = await startDaemon();
-  S = ['--socket', d.socket];
-});
-after(async () => d.stop());
+const kd = useDaemon();
 
-const flags = () => ({ ...d.server.engine.debug });
+const flags = () => ({ ...kd.d.server.engine.debug });
 
 test('--set, --clear, --all, --none change exactly the named flags', async () => {
-  assert.equal(await klipsOk(['debug', ...S, '--set', 'tunnel']), '');
+  assert.equal(await klipsOk(['debug', ...kd.S, '--set', 'tunnel']), '');
   assert.equal(flags().tunnel, 0xffffffff);
   assert.equal(flags().pfkey, 0);
-  await klipsOk(['debug', ...S, '--set', 'pfkey']);
+  await klipsOk(['debug', ...kd.S, '--set', 'pfkey']);
   assert.deepEqual([flags().tunnel, flags().pfkey, flags().netlink], [0xffffffff, 0xffffffff, 0]);
-  await klipsOk(['debug', ...S, '--clear', 'tunnel']);
+  await klipsOk(['debug', ...kd.S, '--clear', 'tunnel']);
   assert.deepEqual([flags().tunnel, flags().pfkey], [0, 0xffffffff]);
-  await klipsOk(['debug', ...S, '--all']);
+  await klipsOk(['debug', ...kd.S, '--all']);
   for (const n of DEBUG_SUBSYSTEMS) {
     const want = n === 'verbose' ? 0 : n === 'netlink' ? 0x7fffffff : 0xffffffff;
     assert.equal(flags()[n], want, n);
   }
-  await klipsOk(['debug', ...S, '--clear', 'esp']);
+  await klipsOk(['debug', ...kd.S, '--clear', 'esp']);
   assert.equal(flags().esp, 0);
   assert.equal(flags().ah, 0xffffffff);
-  await klipsOk(['debug', ...S, '--none']);
+  await klipsOk(['debug', ...kd.S, '--none']);
   assert.ok(DEBUG_SUBSYSTEMS.every((n) => flags()[n] === 0));
-  await klipsOk(['debug', ...S, '--set', 'tunnel-xmit']);
+  await klipsOk(['debug', ...kd.S, '--set', 'tunnel-xmit']);
   assert.equal(flags().tunnel, 0x10);
-  await klipsOk(['debug', ...S, '--set', 'comp']);
+  await klipsOk(['debug', ...kd.S, '--set', 'comp']);
   assert.equal(flags().ipcomp, 0xffffffff);
-  assert.equal(await klipsOk(['debug', ...S]), [
+  assert.equal(await klipsOk(['debug', ...kd.S]), [
     'debug_tunnel=00000010.', 'debug_netlink=00000000.', 'debug_xform=00000000.', 'debug_eroute=00000000.',
     'debug_spi=00000000.', 'debug_radij=00000000.', 'debug_esp=00000000.', 'debug_ah=00000000.',
     'debug_rcv=00000000.', 'debug_pfkey=00000000.', 'debug_ipcomp=ffffffff.', 'debug_verbose=00000000.', '',
   ].join('\n'));
-  const json = JSON.parse(await klipsOk(['debug', ...S, '--set', 'spi', '--json']));
+  const json = JSON.parse(await klipsOk(['debug', ...kd.S, '--set', 'spi', '--json']));
   assert.equal(json.spi, 0xffffffff, 'the reply carries the flags now in force');
   assert.equal(json.tunnel, 0x10);
-  await klipsOk(['debug', ...S, '--clear', 'all']);
+  await klipsOk(['debug', ...kd.S, '--clear', 'all']);
   assert.ok(DEBUG_SUBSYSTEMS.every((n) => flags()[n] === 0));
 });
 
 test('debug: bad arguments exit 2', async () => {
   for (const [args, why] of [[['--set', 'everything'], /unknown debug flag "everything"/], [['--set', 'esp', '--all'], /only one of/], [['--set'], /argument missing/]] as const) {
-    const r = await klips(['debug', ...S, ...args]);
+    const r = await klips(['debug', ...kd.S, ...args]);
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, why);
   }
 });
 
 test('tncfg: create, list, EEXIST, delete, ENODEV', async () => {
-  assert.equal(await klipsOk(['tncfg', ...S, '--create', 'ipsec0']), '');
-  await klipsOk(['tncfg', ...S, '--create', 'mast12']);
-  await klipsOk(['tncfg', ...S, '--plumb', 'ipsec3']);
-  assert.deepEqual([...d.server.engine.interfaces.keys()].sort((a, b) => a - b), [12, 49152, 49155]);
-  assert.equal(await klipsOk(['tncfg', ...S]), 'mast12 -> NULL mtu=0(0) -> 0\nipsec0 -> NULL mtu=0(0) -> 0\nipsec3 -> NULL mtu=0(0) -> 0\n');
-  assert.deepEqual(JSON.parse(await klipsOk(['tncfg', ...S, '--json'])).map((i: { name: string }) => i.name), ['mast12', 'ipsec0', 'ipsec3']);
-  const dup = await klips(['tncfg', ...S, '--create', 'ipsec0']);
+  assert.equal(await klipsOk(['tncfg', ...kd.S, '--create', 'ipsec0']), '');
+  await klipsOk(['tncfg', ...kd.S, '--create', 'mast12']);
+  await klipsOk(['tncfg', ...kd.S, '--plumb', 'ipsec3']);
+  assert.deepEqual([...kd.d.server.engine.interfaces.keys()].sort((a, b) => a - b), [12, 49152, 49155]);
+  assert.equal(await klipsOk(['tncfg', ...kd.S]), 'mast12 -> NULL mtu=0(0) -> 0\nipsec0 -> NULL mtu=0(0) -> 0\nipsec3 -> NULL mtu=0(0) -> 0\n');
+  assert.deepEqual(JSON.parse(await klipsOk(['tncfg', ...kd.S, '--json'])).map((i: { name: string }) => i.name), ['mast12', 'ipsec0', 'ipsec3']);
+  const dup = await klips(['tncfg', ...kd.S, '--create', 'ipsec0']);
   assert.equal(dup.code, 1);
   assert.equal(dup.stderr, 'tncfg: PLUMBIF ipsec0 failed: EEXIST (interface already exists)\n');
-  await klipsOk(['tncfg', ...S, '--delete', 'ipsec0']);
-  await klipsOk(['tncfg', ...S, '--unplumb', 'ipsec3']);
-  assert.deepEqual([...d.server.engine.interfaces.keys()], [12]);
-  const gone = await klips(['tncfg', ...S, '--delete', 'ipsec0']);
+  await klipsOk(['tncfg', ...kd.S, '--delete', 'ipsec0']);
+  await klipsOk(['tncfg', ...kd.S, '--unplumb', 'ipsec3']);
+  assert.deepEqual([...kd.d.server.engine.interfaces.keys()], [12]);
+  const gone = await klips(['tncfg', ...kd.S, '--delete', 'ipsec0']);
   assert.equal(gone.code, 1);
   assert.equal(gone.stderr, 'tncfg: UNPLUMBIF ipsec0 failed: ENODEV (no such interface)\n');
   for (const [args, why] of [[['--create', 'eth0'], /invalid virtual interface "eth0"/], [['--create', 'mast1', '--delete', 'mast1'], /only one of --create or --delete/]] as const) {
-    const r = await klips(['tncfg', ...S, ...args]);
+    const r = await klips(['tncfg', ...kd.S, ...args]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, why);
   }

@@ -4,44 +4,39 @@
  * in /proc/net/ipsec_eroute form, and every error path.
  */
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { IPPROTO_ESP, IPPROTO_INT, IPPROTO_IPIP, SADB_X_SAFLAGS_INFLOW } from '../src/wire/index.js';
-import { KEY_3DES, KEY_SHA1, klips, klipsOk, startDaemon, type Daemon } from './cli-harness.js';
+import { KEY_3DES, KEY_SHA1, klips, klipsOk, useDaemon } from './cli-harness.js';
 
-let d: Daemon;
-let S: string[];
-before(async () => {
-  d = await startDaemon();
-  S = ['--socket', d.socket];
+const kd = useDaemon({}, async (S) => {
   await klipsOk(['spi', ...S, '--said', 'esp.12345678@192.0.2.2', '--src', '192.0.2.1', '--esp', '3des-sha1-96', '--enckey', KEY_3DES, '--authkey', KEY_SHA1]);
   await klipsOk(['spi', ...S, '--said', 'esp.12345679@192.0.2.2', '--src', '192.0.2.1', '--esp', '3des-sha1-96', '--enckey', KEY_3DES, '--authkey', KEY_SHA1]);
 });
-after(async () => d.stop());
 
-const table = () => [...d.server.engine.spd.entries()].map((e) => ({
+const table = () => [...kd.d.server.engine.spd.entries()].map((e) => ({
   flow: `${e.flow.src}/${e.flow.srcPrefix}>${e.flow.dst}/${e.flow.dstPrefix}${e.flow.proto ? ` p${e.flow.proto}:${e.flow.sport}:${e.flow.dport}` : ''}`,
   said: `${e.said.proto}/${e.said.spi.toString(16)}@${e.said.dst}`,
 }));
 
 test('add to an SA, listing, EEXIST, replace, delete, EFAULT', async () => {
-  assert.equal(await klipsOk(['eroute', ...S, '--add', '--eraf', 'inet', '--src', '10.0.1.0/24', '--dst', '10.0.2.0/24', '--said', 'esp0x12345678@192.0.2.2']), '');
+  assert.equal(await klipsOk(['eroute', ...kd.S, '--add', '--eraf', 'inet', '--src', '10.0.1.0/24', '--dst', '10.0.2.0/24', '--said', 'esp0x12345678@192.0.2.2']), '');
   assert.deepEqual(table(), [{ flow: '10.0.1.0/24>10.0.2.0/24', said: `${IPPROTO_ESP}/12345678@192.0.2.2` }]);
-  assert.equal(await klipsOk(['eroute', ...S]), '0          10.0.1.0/24        -> 10.0.2.0/24        => esp0x12345678@192.0.2.2\n');
+  assert.equal(await klipsOk(['eroute', ...kd.S]), '0          10.0.1.0/24        -> 10.0.2.0/24        => esp0x12345678@192.0.2.2\n');
 
-  const dup = await klips(['eroute', ...S, '--add', '--eraf', 'inet', '--src', '10.0.1.0/24', '--dst', '10.0.2.0/24', '--said', 'esp0x12345678@192.0.2.2']);
+  const dup = await klips(['eroute', ...kd.S, '--add', '--eraf', 'inet', '--src', '10.0.1.0/24', '--dst', '10.0.2.0/24', '--said', 'esp0x12345678@192.0.2.2']);
   assert.equal(dup.code, 1);
   assert.equal(dup.stderr, 'eroute: ADD 10.0.1.0/24 -> 10.0.2.0/24 => esp0x12345678@192.0.2.2 failed: EEXIST (eroute already exists)\n');
 
-  await klipsOk(['eroute', ...S, '--replace', '--eraf', 'inet', '--src', '10.0.1.0/24', '--dst', '10.0.2.0/24', '--af', 'inet', '--edst', '192.0.2.2', '--spi', '0x12345679', '--proto', 'esp']);
+  await klipsOk(['eroute', ...kd.S, '--replace', '--eraf', 'inet', '--src', '10.0.1.0/24', '--dst', '10.0.2.0/24', '--af', 'inet', '--edst', '192.0.2.2', '--spi', '0x12345679', '--proto', 'esp']);
   assert.deepEqual(table(), [{ flow: '10.0.1.0/24>10.0.2.0/24', said: `${IPPROTO_ESP}/12345679@192.0.2.2` }]);
-  const norep = await klips(['eroute', ...S, '--replace', '--src', '10.9.0.0/16', '--dst', '10.8.0.0/16', '--said', '%drop']);
+  const norep = await klips(['eroute', ...kd.S, '--replace', '--src', '10.9.0.0/16', '--dst', '10.8.0.0/16', '--said', '%drop']);
   assert.equal(norep.code, 1);
   assert.equal(norep.stderr, 'eroute: REPLACE 10.9.0.0/16 -> 10.8.0.0/16 => %drop failed: EFAULT (no such eroute)\n');
 
-  assert.equal(await klipsOk(['eroute', ...S, '--del', '--eraf', 'inet', '--src', '10.0.1.0/24', '--dst', '10.0.2.0/24']), '');
+  assert.equal(await klipsOk(['eroute', ...kd.S, '--del', '--eraf', 'inet', '--src', '10.0.1.0/24', '--dst', '10.0.2.0/24']), '');
   assert.deepEqual(table(), []);
-  const nodel = await klips(['eroute', ...S, '--del', '--eraf', 'inet', '--src', '10.0.1.0/24', '--dst', '10.0.2.0/24']);
+  const nodel = await klips(['eroute', ...kd.S, '--del', '--eraf', 'inet', '--src', '10.0.1.0/24', '--dst', '10.0.2.0/24']);
   assert.equal(nodel.code, 1);
   assert.equal(nodel.stderr, 'eroute: DELETE 10.0.1.0/24 -> 10.0.2.0/24 failed: EFAULT (no such eroute)\n');
 });
@@ -49,17 +44,17 @@ test('add to an SA, listing, EEXIST, replace, delete, EFAULT', async () => {
 test('every shunt, a port-specific trap, IPv6, listing and --clear', async () => {
   const shunts = ['%pass', '%drop', '%reject', '%hold', '%trap', '%trapsubnet'];
   for (const [i, s] of shunts.entries()) {
-    await klipsOk(['eroute', ...S, '--add', '--eraf', 'inet', '--src', '10.1.0.0/16', '--dst', `10.2.${i}.0/24`, '--said', s]);
+    await klipsOk(['eroute', ...kd.S, '--add', '--eraf', 'inet', '--src', '10.1.0.0/16', '--dst', `10.2.${i}.0/24`, '--said', s]);
   }
-  await klipsOk(['eroute', ...S, '--add', '--eraf', 'inet', '--src', '10.0.1.1/32', '--dst', '10.0.2.1/32', '--transport-proto', 'udp', '--dst-port', '53', '--said', '%trap']);
-  await klipsOk(['eroute', ...S, '--add', '--eraf', 'inet', '--src', '10.0.1.1/32', '--dst', '10.0.2.1/32', '--transport-proto', 'tcp', '--src-port', '1234', '--dst-port', 'http', '--said', 'esp0x12345678@192.0.2.2']);
-  const colon = await klips(['eroute', ...S, '--add', '--eraf', 'inet6', '--src', '2001:db8:1::/48', '--dst', '2001:db8:2::/48', '--said', 'esp:12345678@192.0.2.2']);
+  await klipsOk(['eroute', ...kd.S, '--add', '--eraf', 'inet', '--src', '10.0.1.1/32', '--dst', '10.0.2.1/32', '--transport-proto', 'udp', '--dst-port', '53', '--said', '%trap']);
+  await klipsOk(['eroute', ...kd.S, '--add', '--eraf', 'inet', '--src', '10.0.1.1/32', '--dst', '10.0.2.1/32', '--transport-proto', 'tcp', '--src-port', '1234', '--dst-port', 'http', '--said', 'esp0x12345678@192.0.2.2']);
+  const colon = await klips(['eroute', ...kd.S, '--add', '--eraf', 'inet6', '--src', '2001:db8:1::/48', '--dst', '2001:db8:2::/48', '--said', 'esp:12345678@192.0.2.2']);
   assert.equal(colon.code, 2, "':' in an SAID means IPv6, so an IPv4 destination is refused");
   assert.match(colon.stderr, /bad IPv6 address "192\.0\.2\.2"/);
-  await klipsOk(['eroute', ...S, '--add', '--eraf', 'inet6', '--src', '2001:db8:1::/48', '--dst', '2001:db8:2::/48', '--said', 'esp.12345678@192.0.2.2']);
-  const saids = [...d.server.engine.spd.entries()].filter((e) => e.said.proto === IPPROTO_INT).map((e) => e.said.spi).sort();
+  await klipsOk(['eroute', ...kd.S, '--add', '--eraf', 'inet6', '--src', '2001:db8:1::/48', '--dst', '2001:db8:2::/48', '--said', 'esp.12345678@192.0.2.2']);
+  const saids = [...kd.d.server.engine.spd.entries()].filter((e) => e.said.proto === IPPROTO_INT).map((e) => e.said.spi).sort();
   assert.deepEqual(saids, [256, 257, 258, 259, 260, 260, 261]);
-  assert.equal(await klipsOk(['eroute', ...S]), [
+  assert.equal(await klipsOk(['eroute', ...kd.S]), [
     '0          10.0.1.1/32:1234   -> 10.0.2.1/32:80     => esp0x12345678@192.0.2.2:6',
     '0          10.0.1.1/32        -> 10.0.2.1/32:53     => %trap:17',
     '0          10.1.0.0/16        -> 10.2.0.0/24        => %pass',
@@ -71,38 +66,38 @@ test('every shunt, a port-specific trap, IPv6, listing and --clear', async () =>
     '0          2001:db8:1::/48    -> 2001:db8:2::/48    => esp0x12345678@192.0.2.2',
     '',
   ].join('\n'));
-  const withPort = [...d.server.engine.spd.entries()].find((e) => e.flow.proto === 6)!;
+  const withPort = [...kd.d.server.engine.spd.entries()].find((e) => e.flow.proto === 6)!;
   assert.deepEqual([withPort.flow.sport, withPort.flow.dport], [1234, 80]);
-  const json = JSON.parse(await klipsOk(['eroute', ...S, '--json']));
+  const json = JSON.parse(await klipsOk(['eroute', ...kd.S, '--json']));
   assert.equal(json.length, 9);
   assert.equal(json[1].said, '%trap');
 
-  await klipsOk(['eroute', ...S, '--del', '--src', '10.0.1.1/32', '--dst', '10.0.2.1/32', '--transport-proto', 'udp', '--dst-port', '53']);
-  assert.equal(d.server.engine.spd.size, 8);
-  assert.equal(await klipsOk(['eroute', ...S, '--clear']), '');
-  assert.equal(d.server.engine.spd.size, 0);
-  assert.equal(await klipsOk(['eroute', ...S]), '');
+  await klipsOk(['eroute', ...kd.S, '--del', '--src', '10.0.1.1/32', '--dst', '10.0.2.1/32', '--transport-proto', 'udp', '--dst-port', '53']);
+  assert.equal(kd.d.server.engine.spd.size, 8);
+  assert.equal(await klipsOk(['eroute', ...kd.S, '--clear']), '');
+  assert.equal(kd.d.server.engine.spd.size, 0);
+  assert.equal(await klipsOk(['eroute', ...kd.S]), '');
 });
 
 test('--addin puts an inbound policy on the IPIP SA of a group; ENOENT without one', async () => {
-  await klipsOk(['spi', ...S, '--said', 'tun.1002@192.0.2.1', '--src', '192.0.2.2', '--ip4']);
-  await klipsOk(['spi', ...S, '--said', 'esp.2002@192.0.2.1', '--src', '192.0.2.2', '--esp', '3des', '--enckey', KEY_3DES]);
-  await klipsOk(['spigrp', ...S, '--said', 'tun.1002@192.0.2.1', 'esp.2002@192.0.2.1']);
-  await klipsOk(['eroute', ...S, '--addin', '--eraf', 'inet', '--src', '10.0.2.0/24', '--dst', '10.0.1.0/24', '--said', 'tun0x1002@192.0.2.1']);
-  const tun = d.server.engine.sadb.get({ proto: IPPROTO_IPIP, spi: 0x1002, dst: '192.0.2.1' })!;
+  await klipsOk(['spi', ...kd.S, '--said', 'tun.1002@192.0.2.1', '--src', '192.0.2.2', '--ip4']);
+  await klipsOk(['spi', ...kd.S, '--said', 'esp.2002@192.0.2.1', '--src', '192.0.2.2', '--esp', '3des', '--enckey', KEY_3DES]);
+  await klipsOk(['spigrp', ...kd.S, '--said', 'tun.1002@192.0.2.1', 'esp.2002@192.0.2.1']);
+  await klipsOk(['eroute', ...kd.S, '--addin', '--eraf', 'inet', '--src', '10.0.2.0/24', '--dst', '10.0.1.0/24', '--said', 'tun0x1002@192.0.2.1']);
+  const tun = kd.d.server.engine.sadb.get({ proto: IPPROTO_IPIP, spi: 0x1002, dst: '192.0.2.1' })!;
   assert.ok(tun.flags & SADB_X_SAFLAGS_INFLOW);
   assert.equal(tun.inbound!.srcFlow.addr, '10.0.2.0');
-  assert.equal(d.server.engine.spd.size, 0, 'an inbound policy is not an eroute');
-  assert.match(await klipsOk(['spi', ...S]), /^tun0x1002@192\.0\.2\.1 IPIP: dir=in  src=192\.0\.2\.2 policy=10\.0\.2\.0\/24->10\.0\.1\.0\/24 flags=0x8<> /m);
-  await klipsOk(['eroute', ...S, '--replacein', '--eraf', 'inet', '--src', '10.0.3.0/24', '--dst', '10.0.1.0/24', '--said', 'tun.1002@192.0.2.1']);
+  assert.equal(kd.d.server.engine.spd.size, 0, 'an inbound policy is not an eroute');
+  assert.match(await klipsOk(['spi', ...kd.S]), /^tun0x1002@192\.0\.2\.1 IPIP: dir=in  src=192\.0\.2\.2 policy=10\.0\.2\.0\/24->10\.0\.1\.0\/24 flags=0x8<> /m);
+  await klipsOk(['eroute', ...kd.S, '--replacein', '--eraf', 'inet', '--src', '10.0.3.0/24', '--dst', '10.0.1.0/24', '--said', 'tun.1002@192.0.2.1']);
   assert.equal(tun.inbound!.srcFlow.addr, '10.0.3.0');
-  const r = await klips(['eroute', ...S, '--addin', '--eraf', 'inet', '--src', '10.0.2.0/24', '--dst', '10.0.1.0/24', '--said', 'tun0x1fff@192.0.2.1']);
+  const r = await klips(['eroute', ...kd.S, '--addin', '--eraf', 'inet', '--src', '10.0.2.0/24', '--dst', '10.0.1.0/24', '--said', 'tun0x1fff@192.0.2.1']);
   assert.equal(r.code, 1);
   assert.equal(r.stderr, 'eroute: ADDIN 10.0.2.0/24 -> 10.0.1.0/24 => tun0x1fff@192.0.2.1 failed: ENOENT (no such SA (an inbound policy needs an IPIP SA in the group))\n');
 });
 
 test('bad eroute arguments: usage and exit 2, nothing sent', async () => {
-  const before = d.server.stats.framesIn;
+  const before = kd.d.server.stats.framesIn;
   const bad: Array<[string[], RegExp]> = [
     [['--add', '--dst', '10.0.2.0/24', '--said', '%pass'], /--add needs --src/],
     [['--add', '--src', '10.0.1.0/24', '--said', '%pass'], /--add needs --dst/],
@@ -117,10 +112,10 @@ test('bad eroute arguments: usage and exit 2, nothing sent', async () => {
     [['--src', '10.0.1.0/24'], /exactly one of --add/],
   ];
   for (const [args, why] of bad) {
-    const r = await klips(['eroute', ...S, ...args]);
+    const r = await klips(['eroute', ...kd.S, ...args]);
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, why);
     assert.match(r.stderr, /Usage: klips eroute/);
   }
-  assert.equal(d.server.stats.framesIn, before);
+  assert.equal(kd.d.server.stats.framesIn, before);
 });

@@ -7,6 +7,7 @@
  */
 
 import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -199,3 +200,24 @@ export function header(b: Uint8Array) {
 export const KEY_3DES = '0x0102030405060708090a0b0c0d0e0f101112131415161718';
 export const KEY_SHA1 = '0x0102030405060708090a0b0c0d0e0f1011121314';
 export const KEY_MD5 = '0x0102030405060708090a0b0c0d0e0f10';
+
+/**
+ * A klipsd for a whole test file: started before its tests, stopped after them.
+ * `.d` is the daemon, `.S` the `--socket PATH` arguments for the tools.
+ */
+export function useDaemon(
+  opts: Partial<ServerOptions> = {},
+  /** Runs once the daemon is up, with the `--socket` arguments (e.g. to add SAs every test uses). */
+  then?: (S: string[]) => Promise<void>,
+): { readonly d: Daemon; readonly S: string[] } {
+  let d: Daemon | undefined;
+  before(async () => {
+    d = await startDaemon(opts);
+    await then?.(['--socket', d.socket]);
+  });
+  after(async () => d?.stop());
+  return {
+    get d() { return d!; },
+    get S() { return ['--socket', d!.socket]; },
+  };
+}

@@ -3,32 +3,26 @@
  * count), interfaces on one line, SAs sorted, in ipsec look's layout.
  */
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import os from 'node:os';
-import { KEY_3DES, KEY_SHA1, klipsOk, startDaemon, type Daemon } from './cli-harness.js';
+import { KEY_3DES, KEY_SHA1, klipsOk, useDaemon } from './cli-harness.js';
 
-let d: Daemon;
-let S: string[];
-before(async () => {
-  d = await startDaemon();
-  S = ['--socket', d.socket];
-});
-after(async () => d.stop());
+const kd = useDaemon();
 
 test('look shows eroutes with their SA groups, interfaces and sorted SAs', async () => {
-  assert.match(await klipsOk(['look', ...S]), new RegExp(`^${os.hostname()} .+\\n$`), 'an empty engine: only the label');
-  await klipsOk(['spi', ...S, '--said', 'tun.1002@192.0.2.2', '--src', '192.0.2.1', '--ip4']);
-  await klipsOk(['spi', ...S, '--said', 'esp.12345678@192.0.2.2', '--src', '192.0.2.1', '--esp', '3des-sha1-96', '--enckey', KEY_3DES, '--authkey', KEY_SHA1, '--replay_window', '32']);
-  await klipsOk(['spigrp', ...S, '--said', 'tun.1002@192.0.2.2', 'esp.12345678@192.0.2.2']);
-  await klipsOk(['eroute', ...S, '--add', '--eraf', 'inet', '--src', '10.0.1.0/24', '--dst', '10.0.2.0/24', '--said', 'tun.1002@192.0.2.2']);
-  await klipsOk(['eroute', ...S, '--add', '--eraf', 'inet', '--src', '10.0.3.0/24', '--dst', '10.0.4.0/24', '--said', '%trap']);
-  await klipsOk(['tncfg', ...S, '--create', 'ipsec0']);
-  await klipsOk(['tncfg', ...S, '--create', 'mast1']);
+  assert.match(await klipsOk(['look', ...kd.S]), new RegExp(`^${os.hostname()} .+\\n$`), 'an empty engine: only the label');
+  await klipsOk(['spi', ...kd.S, '--said', 'tun.1002@192.0.2.2', '--src', '192.0.2.1', '--ip4']);
+  await klipsOk(['spi', ...kd.S, '--said', 'esp.12345678@192.0.2.2', '--src', '192.0.2.1', '--esp', '3des-sha1-96', '--enckey', KEY_3DES, '--authkey', KEY_SHA1, '--replay_window', '32']);
+  await klipsOk(['spigrp', ...kd.S, '--said', 'tun.1002@192.0.2.2', 'esp.12345678@192.0.2.2']);
+  await klipsOk(['eroute', ...kd.S, '--add', '--eraf', 'inet', '--src', '10.0.1.0/24', '--dst', '10.0.2.0/24', '--said', 'tun.1002@192.0.2.2']);
+  await klipsOk(['eroute', ...kd.S, '--add', '--eraf', 'inet', '--src', '10.0.3.0/24', '--dst', '10.0.4.0/24', '--said', '%trap']);
+  await klipsOk(['tncfg', ...kd.S, '--create', 'ipsec0']);
+  await klipsOk(['tncfg', ...kd.S, '--create', 'mast1']);
   // Traffic on the first eroute, as the data plane would count it.
-  d.server.engine.route({ family: 2, src: Uint8Array.of(10, 0, 1, 5), dst: Uint8Array.of(10, 0, 2, 9), proto: 6, sport: 1, dport: 2 });
+  kd.d.server.engine.route({ family: 2, src: Uint8Array.of(10, 0, 1, 5), dst: Uint8Array.of(10, 0, 2, 9), proto: 6, sport: 1, dport: 2 });
 
-  const out = await klipsOk(['look', ...S, '--no-label']);
+  const out = await klipsOk(['look', ...kd.S, '--no-label']);
   const lines = out.split('\n');
   assert.deepEqual(lines.slice(0, 3), [
     '10.0.1.0/24        -> 10.0.2.0/24        => tun0x1002@192.0.2.2 esp0x12345678@192.0.2.2  (1)',
@@ -40,9 +34,9 @@ test('look shows eroutes with their SA groups, interfaces and sorted SAs', async
   assert.equal(lines.length, 6);
   assert.equal(lines[5], '');
 
-  const labelled = await klipsOk(['look', ...S]);
+  const labelled = await klipsOk(['look', ...kd.S]);
   assert.equal(labelled.split('\n')[0].split(' ')[0], os.hostname());
-  const j = JSON.parse(await klipsOk(['look', ...S, '--json']));
+  const j = JSON.parse(await klipsOk(['look', ...kd.S, '--json']));
   assert.deepEqual(Object.keys(j), ['host', 'date', 'eroute', 'spigrp', 'tncfg', 'spi']);
   assert.equal(j.eroute[0].count, 1);
   assert.equal(j.spi.length, 2);

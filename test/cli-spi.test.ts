@@ -5,28 +5,22 @@
  * usage; an unreachable klipsd exits 1).
  */
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import {
   IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, IPPROTO_IPIP, SADB_SASTATE_LARVAL, SADB_SASTATE_MATURE,
 } from '../src/wire/index.js';
-import { KEY_3DES, KEY_MD5, KEY_SHA1, klips, klipsOk, startDaemon, waitUntil, type Daemon } from './cli-harness.js';
+import { KEY_3DES, KEY_MD5, KEY_SHA1, klips, klipsOk, useDaemon, waitUntil } from './cli-harness.js';
 
-let d: Daemon;
-let S: string[];
-before(async () => {
-  d = await startDaemon();
-  S = ['--socket', d.socket];
-});
-after(async () => d.stop());
+const kd = useDaemon();
 
-const sa = (proto: number, spi: number, dst: string) => d.server.engine.sadb.get({ proto, spi, dst });
+const sa = (proto: number, spi: number, dst: string) => kd.d.server.engine.sadb.get({ proto, spi, dst });
 const esp = (spi: number, dst = '192.0.2.2') => sa(IPPROTO_ESP, spi, dst);
 const AES128 = '0x000102030405060708090a0b0c0d0e0f';
 
 test('ADD with the man page form, then EEXIST on the same SAID', async () => {
-  const args = ['spi', ...S, '--af', 'inet', '--edst', '192.0.2.2', '--spi', '0x12345678', '--proto', 'esp', '--src', '192.0.2.1',
+  const args = ['spi', ...kd.S, '--af', 'inet', '--edst', '192.0.2.2', '--spi', '0x12345678', '--proto', 'esp', '--src', '192.0.2.1',
     '--esp', '3des-sha1-96', '--enckey', KEY_3DES, '--authkey', KEY_SHA1];
   assert.equal(await klipsOk(args), '');
   const s = esp(0x12345678)!;
@@ -47,51 +41,51 @@ test("openswan's algorithm strings: aes128-sha1, aes-md5, aes256-sha2_256, aes_g
     ['3des', KEY_3DES, undefined, 0x2005, 0, 3, 192],
   ];
   for (const [alg, ek, ak, spi, auth, enc, bits] of cases) {
-    const args = ['spi', ...S, '--said', `esp.${spi.toString(16)}@192.0.2.2`, '--src', '192.0.2.1', '--esp', alg, '--enckey', ek];
+    const args = ['spi', ...kd.S, '--said', `esp.${spi.toString(16)}@192.0.2.2`, '--src', '192.0.2.1', '--esp', alg, '--enckey', ek];
     if (ak) args.push('--authkey', ak);
     await klipsOk(args);
     const s = esp(spi)!;
     assert.deepEqual([s.auth, s.encrypt, s.keyEncrypt?.bits], [auth, enc, bits], alg);
   }
-  await klipsOk(['spi', ...S, '--said', 'esp0x2006@192.0.2.2', '--esp', 'null-sha1', '--authkey', KEY_SHA1]);
+  await klipsOk(['spi', ...kd.S, '--said', 'esp0x2006@192.0.2.2', '--esp', 'null-sha1', '--authkey', KEY_SHA1]);
   assert.deepEqual([esp(0x2006)!.encrypt, esp(0x2006)!.auth, esp(0x2006)!.keyEncrypt], [11, 3, undefined]);
   assert.equal(esp(0x2006)!.src.addr, '0.0.0.0', 'no --src: the any address, as openswan');
 });
 
 test('AH with lifetimes and a replay window, IPv6, IPIP, IPCOMP, NAT-T, outif and SAref', async () => {
-  await klipsOk(['spi', ...S, '--af', 'inet', '--edst', '192.0.2.2', '--spi', '0x1003', '--proto', 'ah', '--src', '192.0.2.1',
+  await klipsOk(['spi', ...kd.S, '--af', 'inet', '--edst', '192.0.2.2', '--spi', '0x1003', '--proto', 'ah', '--src', '192.0.2.1',
     '--ah', 'hmac-md5-96', '--authkey', KEY_MD5, '--replay_window', '32', '--life', 'soft-addtime=100,hard-addtime=200', '--life', 'hard-bytes=1000000']);
   const ah = sa(IPPROTO_AH, 0x1003, '192.0.2.2')!;
   assert.deepEqual([ah.auth, ah.replay, ah.soft.addtime, ah.hard.addtime, ah.hard.bytes], [2, 32, 100, 200, 1000000]);
 
-  await klipsOk(['spi', ...S, '--af', 'inet6', '--edst', '2001:db8::2', '--spi', '0x150', '--proto', 'esp', '--src', '2001:db8::1',
+  await klipsOk(['spi', ...kd.S, '--af', 'inet6', '--edst', '2001:db8::2', '--spi', '0x150', '--proto', 'esp', '--src', '2001:db8::1',
     '--esp', '3des-md5-96', '--enckey', KEY_3DES, '--authkey', KEY_MD5]);
   assert.equal(sa(IPPROTO_ESP, 0x150, '2001:db8::2')!.src.addr, '2001:db8::1');
 
-  await klipsOk(['spi', ...S, '--said', 'tun.1002@192.0.2.2', '--src', '192.0.2.1', '--dst', '192.0.2.2', '--ip4']);
+  await klipsOk(['spi', ...kd.S, '--said', 'tun.1002@192.0.2.2', '--src', '192.0.2.1', '--dst', '192.0.2.2', '--ip4']);
   assert.equal(sa(IPPROTO_IPIP, 0x1002, '192.0.2.2')!.satype, 9);
-  await klipsOk(['spi', ...S, '--said', 'tun:1004@2001:db8::2', '--src', '2001:db8::1', '--ip6']);
+  await klipsOk(['spi', ...kd.S, '--said', 'tun:1004@2001:db8::2', '--src', '2001:db8::1', '--ip6']);
   assert.ok(sa(IPPROTO_IPIP, 0x1004, '2001:db8::2'), 'tun:HEX@v6 is an IPv6 SAID with a hex SPI');
-  await klipsOk(['spi', ...S, '--af', 'inet', '--edst', '192.0.2.2', '--spi', '0x4001', '--proto', 'comp', '--src', '192.0.2.1', '--comp', 'deflate']);
+  await klipsOk(['spi', ...kd.S, '--af', 'inet', '--edst', '192.0.2.2', '--spi', '0x4001', '--proto', 'comp', '--src', '192.0.2.1', '--comp', 'deflate']);
   assert.equal(sa(IPPROTO_COMP, 0x4001, '192.0.2.2')!.encrypt, 2);
 
-  await klipsOk(['spi', ...S, '--said', 'esp.3001@192.0.2.2', '--esp', '3des-sha1-96', '--enckey', KEY_3DES, '--authkey', KEY_SHA1,
+  await klipsOk(['spi', ...kd.S, '--said', 'esp.3001@192.0.2.2', '--esp', '3des-sha1-96', '--enckey', KEY_3DES, '--authkey', KEY_SHA1,
     '--natt', 'nonesp', '--sport', '4500', '--dport', '4501', '--outif', 'ipsec0']);
   const n = esp(0x3001)!;
   assert.deepEqual(n.natT, { type: 2, sport: 4501, dport: 4500, oa: undefined }, "openswan's --sport/--dport swap is kept");
   assert.equal(n.plumbif, 49152);
 
-  const saref = await klipsOk(['spi', ...S, '--said', 'esp.3002@192.0.2.2', '--esp', '3des', '--enckey', KEY_3DES, '--saref_me', '7', '--saref_him', '8']);
+  const saref = await klipsOk(['spi', ...kd.S, '--said', 'esp.3002@192.0.2.2', '--esp', '3des', '--enckey', KEY_3DES, '--saref_me', '7', '--saref_him', '8']);
   assert.equal(saref, 'spi: saref=7/8\n');
 
-  const warn = await klips(['spi', ...S, '--said', 'esp.3003@192.0.2.2', '--esp', '3des', '--enckey', KEY_3DES, '--life', 'hard-packets=10']);
+  const warn = await klips(['spi', ...kd.S, '--said', 'esp.3003@192.0.2.2', '--esp', '3des', '--enckey', KEY_3DES, '--life', 'hard-packets=10']);
   assert.equal(warn.code, 0);
   assert.match(warn.stderr, /warning: packets lifetimes are not sent/);
 });
 
 test('GET shows one SA, keys hidden unless --show-keys; --json', async () => {
-  await klipsOk(['spi', ...S, '--said', 'esp.4001@192.0.2.3', '--src', '192.0.2.1', '--esp', '3des-md5-96', '--enckey', KEY_3DES, '--authkey', KEY_MD5]);
-  const text = await klipsOk(['spi', ...S, '--get', '--said', 'esp.4001@192.0.2.3']);
+  await klipsOk(['spi', ...kd.S, '--said', 'esp.4001@192.0.2.3', '--src', '192.0.2.1', '--esp', '3des-md5-96', '--enckey', KEY_3DES, '--authkey', KEY_MD5]);
+  const text = await klipsOk(['spi', ...kd.S, '--get', '--said', 'esp.4001@192.0.2.3']);
   const lines = text.split('\n');
   assert.match(lines[0], /^SADB_GET satype=ESP seq=1 pid=\d+ len=23$/);
   assert.deepEqual(lines.slice(1, 2).concat(lines.slice(3)), [
@@ -103,75 +97,75 @@ test('GET shows one SA, keys hidden unless --show-keys; --json', async () => {
     '',
   ]);
   assert.match(lines[2], /^ {2}LIFETIME_CURRENT: allocations=0 bytes=0 addtime=\d+ usetime=0 packets=0$/);
-  const shown = await klipsOk(['spi', ...S, '--get', '--said', 'esp.4001@192.0.2.3', '--show-keys']);
+  const shown = await klipsOk(['spi', ...kd.S, '--get', '--said', 'esp.4001@192.0.2.3', '--show-keys']);
   assert.match(shown, /KEY_AUTH: bits=128 0102030405060708090a0b0c0d0e0f10\n/);
-  const json = JSON.parse(await klipsOk(['spi', ...S, '--get', '--said', 'esp.4001@192.0.2.3', '--json']));
+  const json = JSON.parse(await klipsOk(['spi', ...kd.S, '--get', '--said', 'esp.4001@192.0.2.3', '--json']));
   assert.equal(json.type, 'SADB_GET');
   assert.equal(json.extensions.KEY_ENCRYPT.key, '[hidden]');
-  const missing = await klips(['spi', ...S, '--get', '--said', 'esp.4fff@192.0.2.3']);
+  const missing = await klips(['spi', ...kd.S, '--get', '--said', 'esp.4fff@192.0.2.3']);
   assert.equal(missing.code, 1);
   assert.equal(missing.stderr, 'spi: GET esp0x4fff@192.0.2.3 failed: ESRCH (no such SA)\n');
 });
 
 test('DELETE removes the SA; a missing SA is ESRCH', async () => {
-  await klipsOk(['spi', ...S, '--said', 'esp.5001@192.0.2.4', '--esp', '3des', '--enckey', KEY_3DES]);
+  await klipsOk(['spi', ...kd.S, '--said', 'esp.5001@192.0.2.4', '--esp', '3des', '--enckey', KEY_3DES]);
   assert.ok(esp(0x5001, '192.0.2.4'));
-  assert.equal(await klipsOk(['spi', ...S, '--said', 'esp.5001@192.0.2.4', '--del']), '');
+  assert.equal(await klipsOk(['spi', ...kd.S, '--said', 'esp.5001@192.0.2.4', '--del']), '');
   assert.equal(esp(0x5001, '192.0.2.4'), undefined);
-  const r = await klips(['spi', ...S, '--af', 'inet', '--edst', '192.0.2.4', '--spi', '0x5001', '--proto', 'esp', '--del']);
+  const r = await klips(['spi', ...kd.S, '--af', 'inet', '--edst', '192.0.2.4', '--spi', '0x5001', '--proto', 'esp', '--del']);
   assert.equal(r.code, 1);
   assert.equal(r.stderr, 'spi: DELETE esp0x5001@192.0.2.4 failed: ESRCH (no such SA)\n');
 });
 
 test('GETSPI allocates a larval SA in the range; a taken fixed SPI is EEXIST', async () => {
-  const out = await klipsOk(['spi', ...S, '--getspi', '0x7000-0x70ff', '--af', 'inet', '--edst', '192.0.2.5', '--proto', 'esp', '--src', '192.0.2.1']);
+  const out = await klipsOk(['spi', ...kd.S, '--getspi', '0x7000-0x70ff', '--af', 'inet', '--edst', '192.0.2.5', '--proto', 'esp', '--src', '192.0.2.1']);
   const m = /^esp\.([0-9a-f]+)@192\.0\.2\.5\n$/.exec(out);
   assert.ok(m, out);
   const spi = parseInt(m![1], 16);
   assert.ok(spi >= 0x7000 && spi <= 0x70ff);
   assert.equal(esp(spi, '192.0.2.5')!.state, SADB_SASTATE_LARVAL);
-  const r = await klips(['spi', ...S, '--getspi', `0x${spi.toString(16)}-0x${spi.toString(16)}`, '--af', 'inet', '--edst', '192.0.2.5', '--proto', 'esp']);
+  const r = await klips(['spi', ...kd.S, '--getspi', `0x${spi.toString(16)}-0x${spi.toString(16)}`, '--af', 'inet', '--edst', '192.0.2.5', '--proto', 'esp']);
   assert.equal(r.code, 1);
   assert.equal(r.stderr, `spi: GETSPI esp@192.0.2.5 0x${spi.toString(16)}-0x${spi.toString(16)} failed: EEXIST (no free SPI in the range)\n`);
 });
 
 test('listing, DUMP, FLUSH of one type, FLUSH of all, and an empty DUMP', async () => {
-  await klipsOk(['spi', ...S, '--said', 'esp.6001@192.0.2.6', '--src', '192.0.2.1', '--esp', '3des-sha1-96', '--enckey', KEY_3DES, '--authkey', KEY_SHA1, '--replay_window', '16']);
-  const list = await klipsOk(['spi', ...S]);
+  await klipsOk(['spi', ...kd.S, '--said', 'esp.6001@192.0.2.6', '--src', '192.0.2.1', '--esp', '3des-sha1-96', '--enckey', KEY_3DES, '--authkey', KEY_SHA1, '--replay_window', '16']);
+  const list = await klipsOk(['spi', ...kd.S]);
   assert.match(list, /^esp0x6001@192\.0\.2\.6 ESP_3DES_HMAC_SHA1: dir=out src=192\.0\.2\.1 ooowin=16 alen=160 aklen=160 eklen=192 life\(c,s,h\)=addtime\(\d+,0,0\) natencap=none natsport=0 natdport=0 refcount=1 ref=0 refhim=0$/m);
-  assert.equal(list.split('\n').filter(Boolean).length, d.server.engine.sadb.size);
+  assert.equal(list.split('\n').filter(Boolean).length, kd.d.server.engine.sadb.size);
 
-  const dump = await klipsOk(['spi', ...S, '--dump', '--json']);
+  const dump = await klipsOk(['spi', ...kd.S, '--dump', '--json']);
   const msgs = dump.trim().split('\n').map((l) => JSON.parse(l));
-  assert.equal(msgs.length, d.server.engine.sadb.size);
+  assert.equal(msgs.length, kd.d.server.engine.sadb.size);
   assert.ok(msgs.every((m) => m.type === 'SADB_DUMP'));
   assert.equal(msgs.at(-1).header.seq, 0, 'the last DUMP message has seq 0');
-  const text = await klipsOk(['spi', ...S, '--dump', '--proto', 'ah']);
-  assert.equal((text.match(/^SADB_DUMP satype=AH/gm) ?? []).length, [...d.server.engine.sadb.values()].filter((s) => s.satype === 2).length);
+  const text = await klipsOk(['spi', ...kd.S, '--dump', '--proto', 'ah']);
+  assert.equal((text.match(/^SADB_DUMP satype=AH/gm) ?? []).length, [...kd.d.server.engine.sadb.values()].filter((s) => s.satype === 2).length);
 
-  const before = d.server.engine.sadb.size;
-  const ahCount = [...d.server.engine.sadb.values()].filter((s) => s.satype === 2).length;
+  const before = kd.d.server.engine.sadb.size;
+  const ahCount = [...kd.d.server.engine.sadb.values()].filter((s) => s.satype === 2).length;
   assert.ok(ahCount > 0);
-  await klipsOk(['spi', ...S, '--clear', '--proto', 'ah']);
-  assert.equal(d.server.engine.sadb.size, before - ahCount);
-  assert.equal(await klipsOk(['spi', ...S, '--clear']), '');
-  assert.equal(d.server.engine.sadb.size, 0);
-  assert.equal(await klipsOk(['spi', ...S, '--dump']), '', 'nothing to dump: no output, exit 0');
-  assert.equal(await klipsOk(['spi', ...S]), '');
+  await klipsOk(['spi', ...kd.S, '--clear', '--proto', 'ah']);
+  assert.equal(kd.d.server.engine.sadb.size, before - ahCount);
+  assert.equal(await klipsOk(['spi', ...kd.S, '--clear']), '');
+  assert.equal(kd.d.server.engine.sadb.size, 0);
+  assert.equal(await klipsOk(['spi', ...kd.S, '--dump']), '', 'nothing to dump: no output, exit 0');
+  assert.equal(await klipsOk(['spi', ...kd.S]), '');
 });
 
 test('refusals from the engine: unsupported algorithm and wrong key length are EINVAL', async () => {
-  const lzs = await klips(['spi', ...S, '--said', 'comp.4002@192.0.2.2', '--comp', 'lzs']);
+  const lzs = await klips(['spi', ...kd.S, '--said', 'comp.4002@192.0.2.2', '--comp', 'lzs']);
   assert.equal(lzs.code, 1);
   assert.equal(lzs.stderr, 'spi: ADD comp0x4002@192.0.2.2 failed: EINVAL (invalid argument or unsupported algorithm/key)\n');
-  const short = await klips(['spi', ...S, '--said', 'esp.8001@192.0.2.2', '--esp', '3des-sha1-96', '--enckey', '0x0102030405060708', '--authkey', KEY_SHA1]);
+  const short = await klips(['spi', ...kd.S, '--said', 'esp.8001@192.0.2.2', '--esp', '3des-sha1-96', '--enckey', '0x0102030405060708', '--authkey', KEY_SHA1]);
   assert.equal(short.code, 1);
   assert.match(short.stderr, /^spi: ADD esp0x8001@192\.0\.2\.2 failed: EINVAL/);
   assert.equal(esp(0x8001), undefined);
 });
 
 test('bad arguments: usage text and exit 2, nothing sent', async () => {
-  const before = d.server.stats.framesIn;
+  const before = kd.d.server.stats.framesIn;
   const bad: Array<[string[], RegExp]> = [
     [['--af', 'inet'], /no action chosen/],
     [['--del', '--clear'], /only one of --ah, --esp/],
@@ -190,17 +184,17 @@ test('bad arguments: usage text and exit 2, nothing sent', async () => {
     [['--bogus'], /unknown option '--bogus'/],
   ];
   for (const [args, why] of bad) {
-    const r = await klips(['spi', ...S, ...args]);
+    const r = await klips(['spi', ...kd.S, ...args]);
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, why);
     assert.match(r.stderr, /Usage: klips spi/);
     assert.equal(r.stdout, '');
   }
-  assert.equal(d.server.stats.framesIn, before, 'no bad command reached klipsd');
+  assert.equal(kd.d.server.stats.framesIn, before, 'no bad command reached klipsd');
 });
 
 test('no klipsd at the socket path: exit 1 with one line', async () => {
-  const nowhere = path.join(d.dir, 'absent.sock');
+  const nowhere = path.join(kd.d.dir, 'absent.sock');
   const r = await klips(['spi', '--socket', nowhere, '--said', 'esp.1000@192.0.2.2', '--del']);
   assert.equal(r.code, 1);
   assert.equal(r.stderr, `spi: cannot connect to klipsd at ${nowhere}: ENOENT (is klipsd running?)\n`);
@@ -210,15 +204,15 @@ test('no klipsd at the socket path: exit 1 with one line', async () => {
 });
 
 test('--dry-run prints the request and sends nothing', async () => {
-  const before = d.server.stats.framesIn;
-  const out = await klipsOk(['spi', ...S, '--clear', '--dry-run']);
+  const before = kd.d.server.stats.framesIn;
+  const out = await klipsOk(['spi', ...kd.S, '--clear', '--dry-run']);
   assert.match(out, /^020900000200000001000000[0-9a-f]{8}\n$/);
-  assert.equal(d.server.stats.framesIn, before);
+  assert.equal(kd.d.server.stats.framesIn, before);
 });
 
 test('the tools leave no connection or PF_KEY socket behind in klipsd', async () => {
-  await klipsOk(['spi', ...S, '--said', 'esp.9001@192.0.2.2', '--esp', '3des', '--enckey', KEY_3DES]);
-  await klipsOk(['spi', ...S, '--said', 'esp.9001@192.0.2.2', '--del']);
-  await waitUntil('connections to close', () => d.server.connectionCount() === 0);
-  assert.equal(d.server.engine.endpoints.size, 0);
+  await klipsOk(['spi', ...kd.S, '--said', 'esp.9001@192.0.2.2', '--esp', '3des', '--enckey', KEY_3DES]);
+  await klipsOk(['spi', ...kd.S, '--said', 'esp.9001@192.0.2.2', '--del']);
+  await waitUntil('connections to close', () => kd.d.server.connectionCount() === 0);
+  assert.equal(kd.d.server.engine.endpoints.size, 0);
 });

@@ -3,67 +3,61 @@
  * /proc/net/ipsec_spigrp form, ungroup, DELETE taking the whole group, and the errors.
  */
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { IPPROTO_AH, IPPROTO_ESP, IPPROTO_IPIP } from '../src/wire/index.js';
 import { formatSaidOld } from '../src/sadb/said.js';
-import { KEY_3DES, KEY_MD5, klips, klipsOk, startDaemon, type Daemon } from './cli-harness.js';
+import { KEY_3DES, KEY_MD5, klips, klipsOk, useDaemon } from './cli-harness.js';
 
-let d: Daemon;
-let S: string[];
-before(async () => {
-  d = await startDaemon();
-  S = ['--socket', d.socket];
-});
-after(async () => d.stop());
+const kd = useDaemon();
 
 async function addTrio(dst: string): Promise<void> {
-  await klipsOk(['spi', ...S, '--said', `tun.1002@${dst}`, '--src', '192.0.2.1', '--ip4']);
-  await klipsOk(['spi', ...S, '--said', `esp.12345678@${dst}`, '--src', '192.0.2.1', '--esp', '3des', '--enckey', KEY_3DES]);
-  await klipsOk(['spi', ...S, '--said', `ah.1001@${dst}`, '--src', '192.0.2.1', '--ah', 'hmac-md5-96', '--authkey', KEY_MD5]);
+  await klipsOk(['spi', ...kd.S, '--said', `tun.1002@${dst}`, '--src', '192.0.2.1', '--ip4']);
+  await klipsOk(['spi', ...kd.S, '--said', `esp.12345678@${dst}`, '--src', '192.0.2.1', '--esp', '3des', '--enckey', KEY_3DES]);
+  await klipsOk(['spi', ...kd.S, '--said', `ah.1001@${dst}`, '--src', '192.0.2.1', '--ah', 'hmac-md5-96', '--authkey', KEY_MD5]);
 }
 
 function chain(proto: number, spi: number, dst: string): string[] {
   const out: string[] = [];
-  for (let s = d.server.engine.sadb.get({ proto, spi, dst }); s; s = s.next) out.push(formatSaidOld(s.said));
+  for (let s = kd.d.server.engine.sadb.get({ proto, spi, dst }); s; s = s.next) out.push(formatSaidOld(s.said));
   return out;
 }
 
 test('group three SAs with --said, list, ungroup', async () => {
   await addTrio('192.0.2.2');
-  assert.equal(await klipsOk(['spigrp', ...S, '--said', 'tun.1002@192.0.2.2', 'esp.12345678@192.0.2.2', 'ah.1001@192.0.2.2']), '');
+  assert.equal(await klipsOk(['spigrp', ...kd.S, '--said', 'tun.1002@192.0.2.2', 'esp.12345678@192.0.2.2', 'ah.1001@192.0.2.2']), '');
   assert.deepEqual(chain(IPPROTO_IPIP, 0x1002, '192.0.2.2'), ['tun0x1002@192.0.2.2', 'esp0x12345678@192.0.2.2', 'ah0x1001@192.0.2.2']);
-  assert.equal(await klipsOk(['spigrp', ...S]), [
+  assert.equal(await klipsOk(['spigrp', ...kd.S]), [
     'tun0x1002@192.0.2.2 esp0x12345678@192.0.2.2 ah0x1001@192.0.2.2 ',
     'esp0x12345678@192.0.2.2 ah0x1001@192.0.2.2 ',
     'ah0x1001@192.0.2.2 ',
     '',
   ].join('\n'));
-  assert.deepEqual(JSON.parse(await klipsOk(['spigrp', ...S, '--json']))[0], ['tun0x1002@192.0.2.2', 'esp0x12345678@192.0.2.2', 'ah0x1001@192.0.2.2']);
+  assert.deepEqual(JSON.parse(await klipsOk(['spigrp', ...kd.S, '--json']))[0], ['tun0x1002@192.0.2.2', 'esp0x12345678@192.0.2.2', 'ah0x1001@192.0.2.2']);
 
-  const again = await klips(['spigrp', ...S, '--said', 'tun.1002@192.0.2.2', 'esp.12345678@192.0.2.2']);
+  const again = await klips(['spigrp', ...kd.S, '--said', 'tun.1002@192.0.2.2', 'esp.12345678@192.0.2.2']);
   assert.equal(again.code, 1);
   assert.equal(again.stderr, 'spigrp: GROUP tun0x1002@192.0.2.2 -> esp0x12345678@192.0.2.2 failed: EEXIST (an SA is already in a group)\n');
 
-  assert.equal(await klipsOk(['spigrp', ...S, '--said', 'tun.1002@192.0.2.2']), '');
+  assert.equal(await klipsOk(['spigrp', ...kd.S, '--said', 'tun.1002@192.0.2.2']), '');
   assert.deepEqual(chain(IPPROTO_IPIP, 0x1002, '192.0.2.2'), ['tun0x1002@192.0.2.2']);
   assert.deepEqual(chain(IPPROTO_ESP, 0x12345678, '192.0.2.2'), ['esp0x12345678@192.0.2.2']);
 });
 
 test('group with quads; DELETE of a member removes the whole group', async () => {
   await addTrio('192.0.2.3');
-  await klipsOk(['spigrp', ...S, 'inet', '192.0.2.3', '0x1002', 'tun', 'inet', '192.0.2.3', '0x12345678', 'esp']);
+  await klipsOk(['spigrp', ...kd.S, 'inet', '192.0.2.3', '0x1002', 'tun', 'inet', '192.0.2.3', '0x12345678', 'esp']);
   assert.deepEqual(chain(IPPROTO_IPIP, 0x1002, '192.0.2.3'), ['tun0x1002@192.0.2.3', 'esp0x12345678@192.0.2.3']);
-  await klipsOk(['spi', ...S, '--said', 'esp.12345678@192.0.2.3', '--del']);
-  assert.equal(d.server.engine.sadb.get({ proto: IPPROTO_IPIP, spi: 0x1002, dst: '192.0.2.3' }), undefined);
-  assert.ok(d.server.engine.sadb.get({ proto: IPPROTO_AH, spi: 0x1001, dst: '192.0.2.3' }), 'the ungrouped AH SA stays');
+  await klipsOk(['spi', ...kd.S, '--said', 'esp.12345678@192.0.2.3', '--del']);
+  assert.equal(kd.d.server.engine.sadb.get({ proto: IPPROTO_IPIP, spi: 0x1002, dst: '192.0.2.3' }), undefined);
+  assert.ok(kd.d.server.engine.sadb.get({ proto: IPPROTO_AH, spi: 0x1001, dst: '192.0.2.3' }), 'the ungrouped AH SA stays');
 });
 
 test('spigrp errors: a missing SA is ENOENT; bad arguments exit 2', async () => {
-  const r = await klips(['spigrp', ...S, '--said', 'tun.1fff@192.0.2.9', 'esp.12345678@192.0.2.9']);
+  const r = await klips(['spigrp', ...kd.S, '--said', 'tun.1fff@192.0.2.9', 'esp.12345678@192.0.2.9']);
   assert.equal(r.code, 1);
   assert.equal(r.stderr, 'spigrp: GROUP tun0x1fff@192.0.2.9 -> esp0x12345678@192.0.2.9 failed: ENOENT (no such SA)\n');
-  const u = await klips(['spigrp', ...S, '--said', 'tun.1fff@192.0.2.9']);
+  const u = await klips(['spigrp', ...kd.S, '--said', 'tun.1fff@192.0.2.9']);
   assert.equal(u.code, 1);
   assert.equal(u.stderr, 'spigrp: UNGROUP tun0x1fff@192.0.2.9 failed: ENOENT (no such SA)\n');
   const bad: Array<[string[], RegExp]> = [
@@ -75,7 +69,7 @@ test('spigrp errors: a missing SA is ENOENT; bad arguments exit 2', async () => 
     [['--said'], /--said needs the SAs/],
   ];
   for (const [args, why] of bad) {
-    const x = await klips(['spigrp', ...S, ...args]);
+    const x = await klips(['spigrp', ...kd.S, ...args]);
     assert.equal(x.code, 2, `${args.join(' ')}: ${x.stderr}`);
     assert.match(x.stderr, why);
     assert.match(x.stderr, /Usage: klips spigrp/);
