@@ -63,14 +63,19 @@ export function defaultSupported(): Map<number, SupportedLists> {
   ]);
 }
 
-/** Why an algorithm/key pair is unacceptable, or undefined when it is fine. */
-export function keyProblem(lists: SupportedLists | undefined, kind: 'auth' | 'encrypt', id: number, bits: number | undefined): string | undefined {
+/**
+ * Why an algorithm/key pair is unacceptable, or undefined when it is fine. An algorithm
+ * whose maxbits is 0 (NULL encryption) takes no key; neither does any algorithm of a
+ * `keyless` SA type (IPCOMP, whose bit counts describe no key).
+ */
+export function keyProblem(
+  lists: SupportedLists | undefined, kind: 'auth' | 'encrypt', id: number, bits: number | undefined, keyless = false,
+): string | undefined {
   const none = kind === 'auth' ? SADB_AALG_NONE : SADB_EALG_NONE;
   if (id === none) return bits ? `${kind} key given without an ${kind} algorithm` : undefined;
   const spec = lists?.[kind].find((a) => a.id === id);
   if (!spec) return `${kind} algorithm ${id} not supported`;
-  if (spec.maxbits === 0 && !spec.sizes) return bits ? `${kind} algorithm ${id} takes no key` : undefined;
-  if (lists === undefined || kind === 'encrypt' && spec.minbits <= 1) return undefined;
+  if (keyless || spec.maxbits === 0) return bits ? `${kind} algorithm ${id} takes no key` : undefined;
   if (bits === undefined) return `${kind} algorithm ${id} needs a key`;
   const ok = spec.sizes ? spec.sizes.includes(bits) : bits >= spec.minbits && bits <= spec.maxbits;
   return ok ? undefined : `${kind} key of ${bits} bits does not fit algorithm ${id} (${spec.sizes?.join('/') ?? `${spec.minbits}-${spec.maxbits}`})`;

@@ -58,8 +58,8 @@ function saFromRequest(r: Request, old: SA | undefined): SA {
   if (msg.lifetimeCurrent) refuse(ERRNO.EINVAL, 'LIFETIME_CURRENT cannot be set by a client');
   if (msg.addressSrc!.family !== msg.addressDst!.family) refuse(ERRNO.EINVAL, 'source and destination address families differ');
   const lists = engine.supported.get(satype);
-  const check = (kind: 'auth' | 'encrypt', id: number, bits: number | undefined) => {
-    const p = keyProblem(lists, kind, id, bits);
+  const check = (kind: 'auth' | 'encrypt', id: number, bits: number | undefined, keyless = false) => {
+    const p = keyProblem(lists, kind, id, bits, keyless);
     if (p) refuse(ERRNO.EINVAL, p);
   };
   switch (satype) {
@@ -70,7 +70,7 @@ function saFromRequest(r: Request, old: SA | undefined): SA {
       else if (msg.keyEncrypt) refuse(ERRNO.EINVAL, 'AH SA with an encryption key');
       break;
     case SADB_X_SATYPE_COMP:
-      check('encrypt', sa.encrypt, undefined);
+      check('encrypt', sa.encrypt, undefined, true);
       if (msg.keyAuth || msg.keyEncrypt) refuse(ERRNO.EINVAL, 'IPCOMP SA takes no keys');
       break;
     case SADB_X_SATYPE_IPIP:
