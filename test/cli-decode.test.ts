@@ -5,10 +5,10 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import { klips, klipsOk } from './cli-harness.js';
+import { readVector } from './vectors.js';
 
-const vectors = JSON.parse(fs.readFileSync('/work/shared/vectors/clients/openswan-spi.json', 'utf8')) as { cases: Array<{ name: string; requests: Array<{ hex: string }> }> };
+const vectors = readVector('clients/openswan-spi.json') as { cases: Array<{ name: string; requests: Array<{ hex: string }> }> };
 const hexOf = (name: string) => vectors.cases.find((c) => c.name === name)!.requests[0].hex;
 const REGISTER = '020700030200000001000000af010000';
 

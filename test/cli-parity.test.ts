@@ -1,6 +1,6 @@
 /**
  * Tool-vs-openswan parity: for the same command line, `klips` sends the bytes openswan's
- * own tools sent (the captures in /work/shared/vectors/clients), with sadb_msg_seq and
+ * own tools sent (the captures in test/vectors/clients), with sadb_msg_seq and
  * sadb_msg_pid (bytes 8-15) masked. The tools talk to a tiny fake server here that
  * records each message and echoes it back (as the capture's mock did), so what is
  * compared is what actually went over the socket.
@@ -17,10 +17,11 @@ import net from 'node:net';
 import path from 'node:path';
 import { FrameDecoder } from '../src/daemon/framing.js';
 import { klips, tempDir } from './cli-harness.js';
+import { CLIENTS_DIR } from './vectors.js';
 
 interface Case { name: string; command: string; exit: number | string; requests: Array<{ hex: string }> }
 
-const DIR = '/work/shared/vectors/clients';
+const DIR = CLIENTS_DIR;
 const FILES = ['openswan-spi.json', 'openswan-2.6.52-spi.json', 'openswan-eroute.json', 'openswan-spigrp.json', 'openswan-klipsdebug.json', 'openswan-pf_key.json'];
 const TOOL: Record<string, string> = { spi: 'spi', eroute: 'eroute', spigrp: 'spigrp', klipsdebug: 'debug', pf_key: 'monitor' };
 

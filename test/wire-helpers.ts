@@ -1,7 +1,7 @@
 /**
  * Small helpers shared by the wire-*.test.ts files: hex in and out, a message-header
  * writer for hand-built vectors, an assertion for PfkeyError refusals, and loaders for
- * the captured vectors under /work/shared/vectors.
+ * the captured vectors under test/vectors/.
  */
 
 import assert from 'node:assert/strict';
@@ -97,8 +97,8 @@ export function extHeaders(b: Uint8Array): Array<{ off: number; len: number; typ
 
 // ---------- captured vectors ----------
 
-export const CLIENTS_DIR = path.resolve(process.cwd(), '../shared/vectors/clients');
-export const LINUX_DIR = path.resolve(process.cwd(), '../shared/vectors/linux-af_key');
+import { CLIENTS_DIR, LINUX_DIR } from './vectors.js';
+export { CLIENTS_DIR, LINUX_DIR };
 
 export interface ClientRequest {
   hex: string;
@@ -133,7 +133,6 @@ export function loadClientFiles(): ClientFile[] {
 
 /** Every request (hex) of every case of the klips-dialect client captures. */
 export function klipsRequests(): Array<{ name: string; req: ClientRequest }> {
-  if (!fs.existsSync(CLIENTS_DIR)) return [];
   const out: Array<{ name: string; req: ClientRequest }> = [];
   for (const f of loadClientFiles()) {
     if (f.dialect !== 'klips') continue;

@@ -1,0 +1,22 @@
+/**
+ * Where the captured vectors live (test/vectors/, see its README): found relative to this
+ * file, whether it runs from test/ or compiled under dist/test/. Reading a missing
+ * vector throws, so the test that needs it fails; nothing skips.
+ */
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** The repository root: two levels up from dist/test/, one from test/. */
+const root = path.basename(path.dirname(here)) === 'dist' ? path.resolve(here, '../..') : path.resolve(here, '..');
+
+export const VECTORS_DIR = path.join(root, 'test', 'vectors');
+export const CLIENTS_DIR = path.join(VECTORS_DIR, 'clients');
+export const LINUX_DIR = path.join(VECTORS_DIR, 'linux-af_key');
+
+/** Parse one JSON vector file under test/vectors/ (e.g. 'clients/openswan-spi.json'). */
+export function readVector<T = unknown>(rel: string): T {
+  return JSON.parse(fs.readFileSync(path.join(VECTORS_DIR, rel), 'utf8')) as T;
+}
