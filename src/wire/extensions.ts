@@ -14,6 +14,10 @@
 import {
   AF_INET, AF_INET6, SADB_SASTATE_DEAD, SADB_SASTATE_MAX, SADB_IDENTTYPE_MAX,
   SADB_SATYPE_MAX, SATYPE_TO_PROTO, DEBUG_SUBSYSTEMS, type DebugSubsystem,
+  SADB_EXT_SA, SADB_EXT_LIFETIME_CURRENT, SADB_EXT_LIFETIME_HARD, SADB_EXT_LIFETIME_SOFT, SADB_EXT_ADDRESS_SRC, SADB_EXT_ADDRESS_DST, SADB_EXT_ADDRESS_PROXY, SADB_EXT_KEY_AUTH,
+  SADB_EXT_KEY_ENCRYPT, SADB_EXT_IDENTITY_SRC, SADB_EXT_IDENTITY_DST, SADB_EXT_SENSITIVITY, SADB_EXT_PROPOSAL, SADB_EXT_SUPPORTED_AUTH, SADB_EXT_SUPPORTED_ENCRYPT, SADB_EXT_SPIRANGE,
+  SADB_X_EXT_KMPRIVATE, SADB_X_EXT_SATYPE2, SADB_X_EXT_SA2, SADB_X_EXT_ADDRESS_DST2, SADB_X_EXT_ADDRESS_SRC_FLOW, SADB_X_EXT_ADDRESS_DST_FLOW, SADB_X_EXT_ADDRESS_SRC_MASK, SADB_X_EXT_ADDRESS_DST_MASK,
+  SADB_X_EXT_DEBUG, SADB_X_EXT_PROTOCOL, SADB_X_EXT_NAT_T_TYPE, SADB_X_EXT_NAT_T_SPORT, SADB_X_EXT_NAT_T_DPORT, SADB_X_EXT_NAT_T_OA, SADB_X_EXT_PLUMBIF, SADB_X_EXT_SAREF,
 } from './constants.js';
 import { ERRNO, fail } from './errno.js';
 import { addressBytes, formatIPv4Cached, formatIPv6, ipv4Number, sockaddrLength } from './sockaddr.js';
@@ -721,57 +725,51 @@ export interface ExtEntry {
   set: (m: Extensions, v: any) => void;
 }
 
-const FIELDS: ReadonlyArray<readonly [ExtField, ExtCodec<any>]> = [
-  /* 1 */ ['sa', saCodec],
-  /* 2 */ ['lifetimeCurrent', lifetimeCodec],
-  /* 3 */ ['lifetimeHard', lifetimeCodec],
-  /* 4 */ ['lifetimeSoft', lifetimeCodec],
-  /* 5 */ ['addressSrc', addressCodec],
-  /* 6 */ ['addressDst', addressCodec],
-  /* 7 */ ['addressProxy', addressCodec],
-  /* 8 */ ['keyAuth', keyCodec],
-  /* 9 */ ['keyEncrypt', keyCodec],
-  /* 10 */ ['identitySrc', identCodec],
-  /* 11 */ ['identityDst', identCodec],
-  /* 12 */ ['sensitivity', sensCodec],
-  /* 13 */ ['proposal', propCodec],
-  /* 14 */ ['supportedAuth', supportedCodec],
-  /* 15 */ ['supportedEncrypt', supportedCodec],
-  /* 16 */ ['spirange', spirangeCodec],
-  /* 17 */ ['kmprivate', kmprivateCodec],
-  /* 18 */ ['satype2', satypeCodec],
-  /* 19 */ ['sa2', saCodec],
-  /* 20 */ ['addressDst2', addressCodec],
-  /* 21 */ ['addressSrcFlow', addressCodec],
-  /* 22 */ ['addressDstFlow', addressCodec],
-  /* 23 */ ['addressSrcMask', addressCodec],
-  /* 24 */ ['addressDstMask', addressCodec],
-  /* 25 */ ['debug', debugCodec],
-  /* 26 */ ['protocol', protocolCodec],
-  /* 27 */ ['natTType', natTTypeCodec],
-  /* 28 */ ['natTSport', natTPortCodec],
-  /* 29 */ ['natTDport', natTPortCodec],
-  /* 30 */ ['natTOa', addressCodec],
-  /* 31 */ ['plumbif', plumbifCodec],
-  /* 32 */ ['saref', sarefCodec],
+/**
+ * One row per extension type, in type order: its message field, its codec, and a fixed
+ * property store for that field (one store shape per field keeps parsing monomorphic).
+ * A row's position must equal its type (checked below), so the table cannot drift.
+ */
+const ROWS: ReadonlyArray<ExtEntry> = [
+  { type: SADB_EXT_SA, field: 'sa', codec: saCodec, set: (m, v) => { m.sa = v; } },
+  { type: SADB_EXT_LIFETIME_CURRENT, field: 'lifetimeCurrent', codec: lifetimeCodec, set: (m, v) => { m.lifetimeCurrent = v; } },
+  { type: SADB_EXT_LIFETIME_HARD, field: 'lifetimeHard', codec: lifetimeCodec, set: (m, v) => { m.lifetimeHard = v; } },
+  { type: SADB_EXT_LIFETIME_SOFT, field: 'lifetimeSoft', codec: lifetimeCodec, set: (m, v) => { m.lifetimeSoft = v; } },
+  { type: SADB_EXT_ADDRESS_SRC, field: 'addressSrc', codec: addressCodec, set: (m, v) => { m.addressSrc = v; } },
+  { type: SADB_EXT_ADDRESS_DST, field: 'addressDst', codec: addressCodec, set: (m, v) => { m.addressDst = v; } },
+  { type: SADB_EXT_ADDRESS_PROXY, field: 'addressProxy', codec: addressCodec, set: (m, v) => { m.addressProxy = v; } },
+  { type: SADB_EXT_KEY_AUTH, field: 'keyAuth', codec: keyCodec, set: (m, v) => { m.keyAuth = v; } },
+  { type: SADB_EXT_KEY_ENCRYPT, field: 'keyEncrypt', codec: keyCodec, set: (m, v) => { m.keyEncrypt = v; } },
+  { type: SADB_EXT_IDENTITY_SRC, field: 'identitySrc', codec: identCodec, set: (m, v) => { m.identitySrc = v; } },
+  { type: SADB_EXT_IDENTITY_DST, field: 'identityDst', codec: identCodec, set: (m, v) => { m.identityDst = v; } },
+  { type: SADB_EXT_SENSITIVITY, field: 'sensitivity', codec: sensCodec, set: (m, v) => { m.sensitivity = v; } },
+  { type: SADB_EXT_PROPOSAL, field: 'proposal', codec: propCodec, set: (m, v) => { m.proposal = v; } },
+  { type: SADB_EXT_SUPPORTED_AUTH, field: 'supportedAuth', codec: supportedCodec, set: (m, v) => { m.supportedAuth = v; } },
+  { type: SADB_EXT_SUPPORTED_ENCRYPT, field: 'supportedEncrypt', codec: supportedCodec, set: (m, v) => { m.supportedEncrypt = v; } },
+  { type: SADB_EXT_SPIRANGE, field: 'spirange', codec: spirangeCodec, set: (m, v) => { m.spirange = v; } },
+  { type: SADB_X_EXT_KMPRIVATE, field: 'kmprivate', codec: kmprivateCodec, set: (m, v) => { m.kmprivate = v; } },
+  { type: SADB_X_EXT_SATYPE2, field: 'satype2', codec: satypeCodec, set: (m, v) => { m.satype2 = v; } },
+  { type: SADB_X_EXT_SA2, field: 'sa2', codec: saCodec, set: (m, v) => { m.sa2 = v; } },
+  { type: SADB_X_EXT_ADDRESS_DST2, field: 'addressDst2', codec: addressCodec, set: (m, v) => { m.addressDst2 = v; } },
+  { type: SADB_X_EXT_ADDRESS_SRC_FLOW, field: 'addressSrcFlow', codec: addressCodec, set: (m, v) => { m.addressSrcFlow = v; } },
+  { type: SADB_X_EXT_ADDRESS_DST_FLOW, field: 'addressDstFlow', codec: addressCodec, set: (m, v) => { m.addressDstFlow = v; } },
+  { type: SADB_X_EXT_ADDRESS_SRC_MASK, field: 'addressSrcMask', codec: addressCodec, set: (m, v) => { m.addressSrcMask = v; } },
+  { type: SADB_X_EXT_ADDRESS_DST_MASK, field: 'addressDstMask', codec: addressCodec, set: (m, v) => { m.addressDstMask = v; } },
+  { type: SADB_X_EXT_DEBUG, field: 'debug', codec: debugCodec, set: (m, v) => { m.debug = v; } },
+  { type: SADB_X_EXT_PROTOCOL, field: 'protocol', codec: protocolCodec, set: (m, v) => { m.protocol = v; } },
+  { type: SADB_X_EXT_NAT_T_TYPE, field: 'natTType', codec: natTTypeCodec, set: (m, v) => { m.natTType = v; } },
+  { type: SADB_X_EXT_NAT_T_SPORT, field: 'natTSport', codec: natTPortCodec, set: (m, v) => { m.natTSport = v; } },
+  { type: SADB_X_EXT_NAT_T_DPORT, field: 'natTDport', codec: natTPortCodec, set: (m, v) => { m.natTDport = v; } },
+  { type: SADB_X_EXT_NAT_T_OA, field: 'natTOa', codec: addressCodec, set: (m, v) => { m.natTOa = v; } },
+  { type: SADB_X_EXT_PLUMBIF, field: 'plumbif', codec: plumbifCodec, set: (m, v) => { m.plumbif = v; } },
+  { type: SADB_X_EXT_SAREF, field: 'saref', codec: sarefCodec, set: (m, v) => { m.saref = v; } },
 ];
-
-const SETTERS: ReadonlyArray<(m: Extensions, v: any) => void> = [
-  (m, v) => { m.sa = v; }, (m, v) => { m.lifetimeCurrent = v; }, (m, v) => { m.lifetimeHard = v; },
-  (m, v) => { m.lifetimeSoft = v; }, (m, v) => { m.addressSrc = v; }, (m, v) => { m.addressDst = v; },
-  (m, v) => { m.addressProxy = v; }, (m, v) => { m.keyAuth = v; }, (m, v) => { m.keyEncrypt = v; },
-  (m, v) => { m.identitySrc = v; }, (m, v) => { m.identityDst = v; }, (m, v) => { m.sensitivity = v; },
-  (m, v) => { m.proposal = v; }, (m, v) => { m.supportedAuth = v; }, (m, v) => { m.supportedEncrypt = v; },
-  (m, v) => { m.spirange = v; }, (m, v) => { m.kmprivate = v; }, (m, v) => { m.satype2 = v; },
-  (m, v) => { m.sa2 = v; }, (m, v) => { m.addressDst2 = v; }, (m, v) => { m.addressSrcFlow = v; },
-  (m, v) => { m.addressDstFlow = v; }, (m, v) => { m.addressSrcMask = v; }, (m, v) => { m.addressDstMask = v; },
-  (m, v) => { m.debug = v; }, (m, v) => { m.protocol = v; }, (m, v) => { m.natTType = v; },
-  (m, v) => { m.natTSport = v; }, (m, v) => { m.natTDport = v; }, (m, v) => { m.natTOa = v; },
-  (m, v) => { m.plumbif = v; }, (m, v) => { m.saref = v; },
-];
+ROWS.forEach((e, i) => {
+  if (e.type !== i + 1) throw new Error(`extension table row ${i} holds type ${e.type}`);
+});
 
 /** EXT_TABLE[exttype] for exttype 1..32; index 0 (the message header) is undefined. */
-export const EXT_TABLE: ReadonlyArray<ExtEntry | undefined> = [
-  undefined,
-  ...FIELDS.map(([field, codec], i) => ({ type: i + 1, field, codec, set: SETTERS[i] })),
-];
+export const EXT_TABLE: ReadonlyArray<ExtEntry | undefined> = [undefined, ...ROWS];
+
+/** The extension type of each message field. */
+export const EXT_TYPE_OF: Readonly<Record<ExtField, number>> = Object.fromEntries(ROWS.map((e) => [e.field, e.type])) as Record<ExtField, number>;

@@ -38,6 +38,15 @@ export interface PfkeyMessage extends Extensions {
   extOrder?: number[];
 }
 
+/**
+ * The message a handler of type T receives: a parsed inbound message in which every
+ * extension RULES[T].in requires is present (parseMessage checked it), so those fields
+ * are not optional. Derived from the rules table itself, so the two cannot disagree.
+ */
+export type InboundMessage<T extends number> = PfkeyMessage & {
+  [K in (typeof RULES)[T]['in']['requiredFields'][number]]-?: NonNullable<Extensions[K]>;
+};
+
 /** What buildMessage needs: a header whose omitted fields default to 0 (version to 2). */
 export type MessageInput = Extensions & {
   header: Partial<SadbMsg> & { type: number };

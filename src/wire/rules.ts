@@ -7,20 +7,8 @@
  * A set is a 32-bit mask where extension type t (1..32) is bit t-1.
  */
 
-import {
-  SADB_EXT_SA as SA, SADB_EXT_LIFETIME_CURRENT as LC, SADB_EXT_LIFETIME_HARD as LH,
-  SADB_EXT_LIFETIME_SOFT as LS, SADB_EXT_ADDRESS_SRC as SRC, SADB_EXT_ADDRESS_DST as DST,
-  SADB_EXT_ADDRESS_PROXY as PRX, SADB_EXT_KEY_AUTH as KA, SADB_EXT_KEY_ENCRYPT as KE,
-  SADB_EXT_IDENTITY_SRC as IDS, SADB_EXT_IDENTITY_DST as IDD, SADB_EXT_SENSITIVITY as SENS,
-  SADB_EXT_PROPOSAL as PROP, SADB_EXT_SUPPORTED_AUTH as SUPA,
-  SADB_EXT_SUPPORTED_ENCRYPT as SUPE, SADB_EXT_SPIRANGE as SPIR,
-  SADB_X_EXT_SATYPE2 as SAT2, SADB_X_EXT_SA2 as SA2, SADB_X_EXT_ADDRESS_DST2 as DST2,
-  SADB_X_EXT_ADDRESS_SRC_FLOW as SFL, SADB_X_EXT_ADDRESS_DST_FLOW as DFL,
-  SADB_X_EXT_ADDRESS_SRC_MASK as SMK, SADB_X_EXT_ADDRESS_DST_MASK as DMK,
-  SADB_X_EXT_DEBUG as DBG, SADB_X_EXT_PROTOCOL as PROTO, SADB_X_EXT_NAT_T_TYPE as NTY,
-  SADB_X_EXT_NAT_T_SPORT as NSP, SADB_X_EXT_NAT_T_DPORT as NDP, SADB_X_EXT_NAT_T_OA as NOA,
-  SADB_X_EXT_PLUMBIF as PLB, SADB_X_EXT_SAREF as SRF, SADB_MAX, SADB_EXT_MAX,
-} from './constants.js';
+import { SADB_MAX, SADB_EXT_MAX } from './constants.js';
+import { EXT_TYPE_OF, type ExtField } from './extensions.js';
 
 export type Direction = 'in' | 'out';
 
@@ -42,58 +30,60 @@ export function extTypes(set: number): number[] {
   return out;
 }
 
-interface Rule {
+/** One direction's rule: the sets as masks, and the required fields by name (for the types). */
+export interface Rule<R extends readonly ExtField[] = readonly ExtField[]> {
   permitted: number;
   required: number;
+  requiredFields: R;
 }
 interface MsgRules {
   in: Rule;
   out: Rule;
 }
 
-const r = (required: number[], alsoPermitted: number[] = []): Rule => ({
-  required: extSet(...required),
-  permitted: extSet(...required, ...alsoPermitted),
-});
-const NONE: Rule = { permitted: 0, required: 0 };
+const mask = (fields: readonly ExtField[]): number => extSet(...fields.map((f) => EXT_TYPE_OF[f]));
+function r<const R extends readonly ExtField[]>(required: R, alsoPermitted: readonly ExtField[] = []): Rule<R> {
+  return { required: mask(required), permitted: mask([...required, ...alsoPermitted]), requiredFields: required };
+}
+const NONE = r([]);
 
 /** RULES[sadb_msg_type]; index 0 (RESERVED) permits nothing and is refused earlier. */
-export const RULES: readonly MsgRules[] = [
+export const RULES = [
   /* RESERVED */ { in: NONE, out: NONE },
   /* GETSPI */ {
-    in: r([SRC, DST, SPIR], [PRX]),
-    out: r([SA, SRC, DST]),
+    in: r(['addressSrc', 'addressDst', 'spirange'], ['addressProxy']),
+    out: r(['sa', 'addressSrc', 'addressDst']),
   },
   /* UPDATE */ {
-    in: r([SA, SRC, DST], [LC, LH, LS, PRX, KA, KE, IDS, IDD, SENS, NSP, NDP]),
-    out: r([SA, SRC, DST], [LC, LH, LS, PRX, IDS, IDD, SENS, NSP, NDP]),
+    in: r(['sa', 'addressSrc', 'addressDst'], ['lifetimeCurrent', 'lifetimeHard', 'lifetimeSoft', 'addressProxy', 'keyAuth', 'keyEncrypt', 'identitySrc', 'identityDst', 'sensitivity', 'natTSport', 'natTDport']),
+    out: r(['sa', 'addressSrc', 'addressDst'], ['lifetimeCurrent', 'lifetimeHard', 'lifetimeSoft', 'addressProxy', 'identitySrc', 'identityDst', 'sensitivity', 'natTSport', 'natTDport']),
   },
   /* ADD */ {
-    in: r([SA, SRC, DST], [LH, LS, PRX, KA, KE, IDS, IDD, SENS, NTY, NSP, NDP, NOA, PLB, SRF]),
-    out: r([SA, SRC, DST], [LH, LS, IDS, IDD, SENS, NTY, NSP, NDP, NOA, PLB, SRF]),
+    in: r(['sa', 'addressSrc', 'addressDst'], ['lifetimeHard', 'lifetimeSoft', 'addressProxy', 'keyAuth', 'keyEncrypt', 'identitySrc', 'identityDst', 'sensitivity', 'natTType', 'natTSport', 'natTDport', 'natTOa', 'plumbif', 'saref']),
+    out: r(['sa', 'addressSrc', 'addressDst'], ['lifetimeHard', 'lifetimeSoft', 'identitySrc', 'identityDst', 'sensitivity', 'natTType', 'natTSport', 'natTDport', 'natTOa', 'plumbif', 'saref']),
   },
-  /* DELETE */ { in: r([SA, SRC, DST]), out: r([SA, SRC, DST]) },
+  /* DELETE */ { in: r(['sa', 'addressSrc', 'addressDst']), out: r(['sa', 'addressSrc', 'addressDst']) },
   /* GET */ {
-    in: r([SA, SRC, DST]),
-    out: r([SA, SRC, DST], [LC, LH, LS, PRX, KA, KE, IDS, IDD, SENS, NTY, NSP, NDP, NOA]),
+    in: r(['sa', 'addressSrc', 'addressDst']),
+    out: r(['sa', 'addressSrc', 'addressDst'], ['lifetimeCurrent', 'lifetimeHard', 'lifetimeSoft', 'addressProxy', 'keyAuth', 'keyEncrypt', 'identitySrc', 'identityDst', 'sensitivity', 'natTType', 'natTSport', 'natTDport', 'natTOa']),
   },
   /* ACQUIRE */ {
-    in: r([SRC, DST, PROP], [PRX, IDS, IDD, SENS]),
-    out: r([SRC, DST, PROP], [PRX, IDS, IDD, SENS]),
+    in: r(['addressSrc', 'addressDst', 'proposal'], ['addressProxy', 'identitySrc', 'identityDst', 'sensitivity']),
+    out: r(['addressSrc', 'addressDst', 'proposal'], ['addressProxy', 'identitySrc', 'identityDst', 'sensitivity']),
   },
-  /* REGISTER */ { in: NONE, out: r([], [SUPA, SUPE]) },
+  /* REGISTER */ { in: NONE, out: r([], ['supportedAuth', 'supportedEncrypt']) },
   /*
    * EXPIRE: KLIPS permits nothing inbound, and echoes that header-only message to every
    * socket; so the outbound rule cannot require what the kernel's own EXPIRE carries
    * (SA, LIFETIME_CURRENT, SRC, DST: the engine always sends those).
    */ {
     in: NONE,
-    out: r([], [SA, LC, LH, LS, SRC, DST]),
+    out: r([], ['sa', 'lifetimeCurrent', 'lifetimeHard', 'lifetimeSoft', 'addressSrc', 'addressDst']),
   },
   /* FLUSH */ { in: NONE, out: NONE },
   /* DUMP: klips departs: KLIPS requires both keys out, which an AH or IPIP SA cannot carry. */ {
     in: NONE,
-    out: r([SA, SRC, DST], [LC, LH, LS, PRX, KA, KE, IDS, IDD, SENS, NTY, NSP, NDP, NOA]),
+    out: r(['sa', 'addressSrc', 'addressDst'], ['lifetimeCurrent', 'lifetimeHard', 'lifetimeSoft', 'addressProxy', 'keyAuth', 'keyEncrypt', 'identitySrc', 'identityDst', 'sensitivity', 'natTType', 'natTSport', 'natTDport', 'natTOa']),
   },
   /* X_PROMISC: klips departs (Linux semantics, header only; KLIPS's table makes it unusable). */ {
     in: NONE,
@@ -104,38 +94,32 @@ export const RULES: readonly MsgRules[] = [
    * answer to it, or an eroute change notice (SA, DST and the four flow extensions).
    */ {
     in: NONE,
-    out: r([], [SA, DST, SFL, DFL, SMK, DMK, PROTO]),
+    out: r([], ['sa', 'addressDst', 'addressSrcFlow', 'addressDstFlow', 'addressSrcMask', 'addressDstMask', 'protocol']),
   },
   /* X_GRPSA */ {
-    in: r([SA, DST], [SAT2, SA2, DST2]),
-    out: r([SA, DST], [SAT2, SA2, DST2]),
+    in: r(['sa', 'addressDst'], ['satype2', 'sa2', 'addressDst2']),
+    out: r(['sa', 'addressDst'], ['satype2', 'sa2', 'addressDst2']),
   },
   /* X_ADDFLOW */ {
-    in: r([SA, DST, SFL, DFL, SMK, DMK], [SRC, IDS, IDD, PROTO]),
-    out: r([SA, DST, SFL, DFL, SMK, DMK], [SRC, PROTO]),
+    in: r(['sa', 'addressDst', 'addressSrcFlow', 'addressDstFlow', 'addressSrcMask', 'addressDstMask'], ['addressSrc', 'identitySrc', 'identityDst', 'protocol']),
+    out: r(['sa', 'addressDst', 'addressSrcFlow', 'addressDstFlow', 'addressSrcMask', 'addressDstMask'], ['addressSrc', 'protocol']),
   },
   /* X_DELFLOW: the four flow extensions, or SA with CLEARFLOW (checked in message.ts). */ {
-    in: r([], [SA, SFL, DFL, SMK, DMK, IDS, IDD, PROTO]),
-    out: r([], [SA, SFL, DFL, SMK, DMK, PROTO]),
+    in: r([], ['sa', 'addressSrcFlow', 'addressDstFlow', 'addressSrcMask', 'addressDstMask', 'identitySrc', 'identityDst', 'protocol']),
+    out: r([], ['sa', 'addressSrcFlow', 'addressDstFlow', 'addressSrcMask', 'addressDstMask', 'protocol']),
   },
-  /* X_DEBUG */ { in: r([DBG]), out: r([DBG]) },
+  /* X_DEBUG */ { in: r(['debug']), out: r(['debug']) },
   /* X_NAT_T_NEW_MAPPING */ {
-    in: r([SA, SRC, DST, NSP, NDP]),
-    out: r([SA, SRC, DST, NSP, NDP]),
+    in: r(['sa', 'addressSrc', 'addressDst', 'natTSport', 'natTDport']),
+    out: r(['sa', 'addressSrc', 'addressDst', 'natTSport', 'natTDport']),
   },
-  /* X_PLUMBIF */ { in: r([PLB]), out: r([PLB]) },
-  /* X_UNPLUMBIF */ { in: r([PLB]), out: r([PLB]) },
-];
+  /* X_PLUMBIF */ { in: r(['plumbif']), out: r(['plumbif']) },
+  /* X_UNPLUMBIF */ { in: r(['plumbif']), out: r(['plumbif']) },
+] as const satisfies readonly MsgRules[];
 
 if (RULES.length !== SADB_MAX + 1) throw new Error('RULES must cover every message type');
 
 /** X_DELFLOW needs these four unless it carries an SA with CLEARFLOW. */
-export const DELFLOW_FLOW_EXTS = extSet(SFL, DFL, SMK, DMK);
+export const DELFLOW_FLOW_FIELDS = ['addressSrcFlow', 'addressDstFlow', 'addressSrcMask', 'addressDstMask'] as const;
+export const DELFLOW_FLOW_EXTS = mask(DELFLOW_FLOW_FIELDS);
 
-export function permitted(dir: Direction, msgType: number, extType: number): boolean {
-  return hasExt(RULES[msgType][dir].permitted, extType);
-}
-
-export function required(dir: Direction, msgType: number): number {
-  return RULES[msgType][dir].required;
-}
