@@ -23,7 +23,7 @@
 
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { ErouteTable, type Flow, type PacketSelector } from '../src/spd/eroute-table.js';
+import { ErouteTable, type ValidFlow as Flow, type PacketSelector } from '../src/spd/eroute-table.js';
 import type { Said } from '../src/sadb/said.js';
 import { AF_INET, IPPROTO_ESP, SADB_SATYPE_ESP, SADB_X_ADDFLOW, SADB_X_DELFLOW, buildMessage, type Address } from '../src/wire/index.js';
 import { Engine } from '../src/engine/engine.js';

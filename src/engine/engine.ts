@@ -21,7 +21,7 @@ import {
 } from '../wire/index.js';
 import { Sadb, type SA, type ExpiryKind } from '../sadb/sadb.js';
 import { formatSaid, type Said } from '../sadb/said.js';
-import { ErouteTable, type Eroute, type Flow, type PacketSelector } from '../spd/eroute-table.js';
+import { ErouteTable, type Eroute, type PacketSelector } from '../spd/eroute-table.js';
 import { defaultSupported, type SupportedLists } from './algorithms.js';
 import { HANDLERS } from './handlers.js';
 import type { Endpoint, EngineOps, VirtualInterface } from './endpoint.js';
@@ -244,10 +244,8 @@ export class Engine implements EngineOps {
       this.pchangeNotice(now, SADB_X_SAFLAGS_REPLACEFLOW, 0);
     } else if (trap.said.spi === SPI_TRAP) {
       const host = sel.family === 10 ? 128 : 32;
-      const flow: Flow = {
-        family: sel.family, src: sel.src, srcPrefix: host, dst: sel.dst, dstPrefix: host,
-        proto: trap.flow.proto ? sel.proto : 0, sport: trap.flow.sport ? sel.sport : 0, dport: trap.flow.dport ? sel.dport : 0,
-      };
+      const flow = ErouteTable.makeFlow(sel.family, sel.src, host, sel.dst, host,
+        trap.flow.proto ? sel.proto : 0, trap.flow.sport ? sel.sport : 0, trap.flow.dport ? sel.dport : 0);
       const existing = this.spd.get(flow);
       const e = existing ?? this.spd.add(flow, hold, { pid: 0 });
       if (packet) e.held = packet;

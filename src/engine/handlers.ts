@@ -12,12 +12,12 @@ import {
   SADB_X_SATYPE_IPIP, SADB_X_SATYPE_COMP, SADB_SATYPE_MAX,
   SADB_X_SAFLAGS_REPLACEFLOW, SADB_X_SAFLAGS_CLEARFLOW, SADB_X_SAFLAGS_INFLOW,
   SADB_X_SAFLAGS_POLICYONLY, SADB_MAX, IPPROTO_IPIP, IPSECDEV_OFFSET, MASTTRANSPORT_OFFSET,
-  DEBUG_SUBSYSTEMS, SADB_X_DEBUG, SADB_UPDATE, maskToPrefix,
+  DEBUG_SUBSYSTEMS, SADB_X_DEBUG, SADB_UPDATE,
   type MessageInput, type PfkeyMessage,
 } from '../wire/index.js';
 import { NO_LIMITS, StoredKey, sharedLimits, type Limits, type SA } from '../sadb/sadb.js';
 import { formatSaid, type Said } from '../sadb/said.js';
-import { ErouteTable, ErouteError, type Flow } from '../spd/eroute-table.js';
+import { ErouteTable, ErouteError, type ValidFlow } from '../spd/eroute-table.js';
 import { keyProblem } from './algorithms.js';
 import { limitsFrom, saMessage, saidOf } from './sa-extensions.js';
 import type { Request } from './endpoint.js';
@@ -287,17 +287,17 @@ const grpsa: Handler = ({ engine, msg }) => {
   engine.toAll(buildMessage({ header: replyHeader(msg), sa: msg.sa, addressDst: msg.addressDst, satype2: msg.satype2, sa2: msg.sa2, addressDst2: msg.addressDst2 }));
 };
 
-function flowOfRequest(msg: PfkeyMessage): Flow {
+/** The request's flow, validated once by the eroute table (ErouteError EINVAL if malformed). */
+function flowOfRequest(msg: PfkeyMessage): ValidFlow {
   const sf = msg.addressSrcFlow!;
   const df = msg.addressDstFlow!;
   const sm = msg.addressSrcMask!;
   const dm = msg.addressDstMask!;
-  if (new Set([sf.family, df.family, sm.family, dm.family]).size !== 1) refuse(ERRNO.EINVAL, 'flow and mask address families differ');
-  for (const m of [sm, dm]) if (maskToPrefix(m.family, m.addr) < 0) refuse(ERRNO.EINVAL, `mask ${m.addr} is not contiguous`);
+  if (sf.family !== df.family || sm.family !== sf.family || dm.family !== sf.family) refuse(ERRNO.EINVAL, 'flow and mask address families differ');
   try {
     return ErouteTable.makeFlow(sf.family, sf.addr, sm.addr, df.addr, dm.addr, msg.protocol?.proto ?? 0, sf.port, df.port);
   } catch (e) {
-    return refuse(ERRNO.EINVAL, (e as Error).message);
+    return erouteErrno(e);
   }
 }
 

@@ -55,13 +55,21 @@ export interface Flow {
   dport: number;
 }
 
+/**
+ * A flow that `ErouteTable.makeFlow` validated and normalised: the only way to make one,
+ * so the table's methods trust it and never validate again. (A type-level mark; the
+ * object is a plain Flow.)
+ */
+declare const VALID_FLOW: unique symbol;
+export type ValidFlow = Readonly<Flow> & { readonly [VALID_FLOW]: true };
+
 export interface Ident {
   type: number;
   data: string;
 }
 
 export interface Eroute {
-  flow: Flow;
+  flow: ValidFlow;
   /** The SA (or shunt: proto 61 INT, SPI 256..261) packets matching the flow go to. */
   said: Said;
   /** Pid of the client that made it (KLIPS er_pid). */
@@ -144,10 +152,17 @@ function wordsToText(family: number, w: Int32Array): string {
   return formatAddress(family, b);
 }
 
-function parseAddress(family: number, text: string): Uint8Array | undefined {
-  if (typeof text !== 'string') return undefined;
-  return family === AF_INET ? parseIPv4(text) : family === AF_INET6 ? parseIPv6(text) : undefined;
+/** An address as text or as bytes. */
+export type Address = string | Uint8Array;
+
+/** An address's bytes if it belongs to `family`, else undefined. */
+function addressOf(family: number, a: Address): Uint8Array | undefined {
+  if (a instanceof Uint8Array) return a.length === (family === AF_INET ? 4 : 16) ? a : undefined;
+  if (typeof a !== 'string') return undefined;
+  return family === AF_INET ? parseIPv4(a) : family === AF_INET6 ? parseIPv6(a) : undefined;
 }
+
+const show = (a: Address): string => (typeof a === 'string' ? JSON.stringify(a) : `bytes ${Buffer.from(a).toString('hex')}`);
 
 /** Bit `i` (0 = most significant) of a key. */
 function keyBit(k: Int32Array, i: number): number {
@@ -317,9 +332,8 @@ interface Parsed {
   sport: number;
   dport: number;
   key: string;
-  /** The caller's text when it is already canonical (IPv4 without host bits), else undefined. */
-  srcText: string | undefined;
-  dstText: string | undefined;
+  /** The validated flow itself (its text is canonical). */
+  flow: ValidFlow;
 }
 
 /**
@@ -382,21 +396,6 @@ function badFlow(why: string): never {
   throw new ErouteError('EINVAL', `invalid eroute flow: ${why}`);
 }
 
-/**
- * One side of a flow into `out` (host bits cleared). True when the caller's text is
- * already the canonical text of the result: parseIPv4 accepts only the canonical dotted
- * quad, so IPv4 text with no host bits can be kept as it is.
- */
-function flowSide(family: number, bits: number, what: string, addr: string, prefix: number, out: Int32Array): boolean {
-  const b = parseAddress(family, addr);
-  if (!b) badFlow(`${what} ${JSON.stringify(addr)} is not ${familyName(family)}`);
-  if (!Number.isInteger(prefix) || prefix < 0 || prefix > bits) badFlow(`${what} prefix ${prefix} is outside 0..${bits}`);
-  bytesToWords(b, b.length >>> 2, out);
-  const w0 = out[0];
-  clearHostBits(out, prefix);
-  return family === AF_INET && out[0] === w0;
-}
-
 const defaultClock = (): number => (Date.now() / 1000) | 0;
 
 export class ErouteTable {
@@ -420,47 +419,45 @@ export class ErouteTable {
   }
 
   /**
-   * A normalised flow from addresses and masks in text, the way X_ADDFLOW carries them
-   * (SRC_FLOW/DST_FLOW plus SRC_MASK/DST_MASK sockaddrs). A mask may also be given as a
-   * prefix length. Host bits under the mask are cleared. Throws a RangeError for an
-   * unknown family, an address or mask of the wrong family, a non-contiguous mask, or a
-   * protocol/port out of range.
+   * The one place a flow is validated: a normalised flow from addresses and masks, the
+   * way X_ADDFLOW carries them (SRC_FLOW/DST_FLOW plus SRC_MASK/DST_MASK sockaddrs), as
+   * text or as 4/16 bytes. A mask may also be given as a prefix length. Host bits under
+   * the mask are cleared. ErouteError EINVAL for an unknown family, an address or mask
+   * of the wrong family, a non-contiguous mask, or a protocol/port out of range.
    */
   static makeFlow(
-    family: number, src: string, srcMask: string | number, dst: string, dstMask: string | number,
+    family: number, src: Address, srcMask: Address | number, dst: Address, dstMask: Address | number,
     proto = 0, sport = 0, dport = 0,
-  ): Flow {
+  ): ValidFlow {
     const bits = familyBits(family);
-    if (bits === 0) throw new RangeError(`eroute flow: unsupported address family ${family} (want AF_INET ${AF_INET} or AF_INET6 ${AF_INET6})`);
-    const side = (what: string, addr: string, mask: string | number): [string, number] => {
-      const b = parseAddress(family, addr);
-      if (!b) throw new RangeError(`eroute flow: ${what} address ${JSON.stringify(addr)} is not ${familyName(family)}`);
+    if (bits === 0) badFlow(`unsupported address family ${family} (want AF_INET ${AF_INET} or AF_INET6 ${AF_INET6})`);
+    const w = new Int32Array(4);
+    const side = (what: string, addr: Address, mask: Address | number): [string, number] => {
+      const b = addressOf(family, addr);
+      if (!b) badFlow(`${what} address ${show(addr)} is not ${familyName(family)}`);
       let prefix: number;
       if (typeof mask === 'number') {
-        if (!Number.isInteger(mask) || mask < 0 || mask > bits) {
-          throw new RangeError(`eroute flow: ${what} prefix length ${mask} is outside 0..${bits}`);
-        }
+        if (!Number.isInteger(mask) || mask < 0 || mask > bits) badFlow(`${what} prefix length ${mask} is outside 0..${bits}`);
         prefix = mask;
       } else {
-        if (!parseAddress(family, mask)) {
-          throw new RangeError(`eroute flow: ${what} mask ${JSON.stringify(mask)} is not ${familyName(family)}`);
-        }
-        prefix = maskToPrefix(family, mask);
-        if (prefix < 0) {
-          throw new RangeError(`eroute flow: ${what} mask ${mask} is not contiguous (only prefix masks are supported)`);
-        }
+        const m = addressOf(family, mask);
+        if (!m) badFlow(`${what} mask ${show(mask)} is not ${familyName(family)}`);
+        prefix = maskToPrefix(family, formatAddress(family, m));
+        if (prefix < 0) badFlow(`${what} mask ${show(mask)} is not contiguous (only prefix masks are supported)`);
       }
-      const w = new Int32Array(4);
       bytesToWords(b, b.length >>> 2, w);
+      const w0 = w[0];
       clearHostBits(w, prefix);
-      return [wordsToText(family, w), prefix];
+      // parseIPv4 takes only canonical dotted quads, so IPv4 text without host bits is kept.
+      const keep = typeof addr === 'string' && family === AF_INET && w[0] === w0;
+      return [keep ? addr : wordsToText(family, w), prefix];
     };
     const [s, sp] = side('source', src, srcMask);
     const [d, dp] = side('destination', dst, dstMask);
-    if (!isProto(proto)) throw new RangeError(`eroute flow: protocol ${proto} is outside 0..255`);
-    if (!isPort(sport)) throw new RangeError(`eroute flow: source port ${sport} is outside 0..65535`);
-    if (!isPort(dport)) throw new RangeError(`eroute flow: destination port ${dport} is outside 0..65535`);
-    return { family, src: s, srcPrefix: sp, dst: d, dstPrefix: dp, proto, sport, dport };
+    if (!isProto(proto)) badFlow(`protocol ${proto} is outside 0..255`);
+    if (!isPort(sport)) badFlow(`source port ${sport} is outside 0..65535`);
+    if (!isPort(dport)) badFlow(`destination port ${dport} is outside 0..65535`);
+    return { family, src: s, srcPrefix: sp, dst: d, dstPrefix: dp, proto, sport, dport } as Flow as ValidFlow;
   }
 
   get size(): number {
@@ -473,7 +470,7 @@ export class ErouteTable {
   }
 
   /** Install an eroute; ErouteError EEXIST if an eroute with the same flow exists. */
-  add(flow: Flow, said: Said, opts: ErouteOptions = {}): Eroute {
+  add(flow: ValidFlow, said: Said, opts: ErouteOptions = {}): Eroute {
     const p = this.parse(flow);
     if (this.byKey.has(p.key)) {
       throw new ErouteError('EEXIST', `eroute ${describe(flow)} already exists`);
@@ -488,7 +485,7 @@ export class ErouteTable {
    * `said` (fresh counters, no held packet). ErouteError EFAULT if there is none. The old
    * eroute is returned with whatever packet it held, for the caller to re-inject.
    */
-  replace(flow: Flow, said: Said, opts: ErouteOptions = {}): { old: Eroute; now: Eroute } {
+  replace(flow: ValidFlow, said: Said, opts: ErouteOptions = {}): { old: Eroute; now: Eroute } {
     const p = this.parse(flow);
     const slot = this.byKey.get(p.key);
     if (slot === undefined) throw new ErouteError('EFAULT', `no eroute ${describe(flow)} to replace`);
@@ -499,7 +496,7 @@ export class ErouteTable {
   }
 
   /** Remove the eroute with this flow and return it; ErouteError EFAULT if there is none. */
-  delete(flow: Flow): Eroute {
+  delete(flow: ValidFlow): Eroute {
     const p = this.parse(flow);
     const slot = this.byKey.get(p.key);
     if (slot === undefined) throw new ErouteError('EFAULT', `no eroute ${describe(flow)} to delete`);
@@ -523,7 +520,7 @@ export class ErouteTable {
   }
 
   /** The eroute with exactly this flow (after normalisation), if any. */
-  get(flow: Flow): Eroute | undefined {
+  get(flow: ValidFlow): Eroute | undefined {
     return this.byKey.get(this.parse(flow).key)?.e;
   }
 
@@ -573,14 +570,10 @@ export class ErouteTable {
   /* ---------------------------------------------------------------------------------- */
 
   private makeEroute(p: Parsed, said: Said, opts: ErouteOptions): Eroute {
-    const flow: Flow = {
-      family: p.family,
-      src: p.srcText ?? wordsToText(p.family, p.src), srcPrefix: p.srcPrefix,
-      dst: p.dstText ?? wordsToText(p.family, p.dst), dstPrefix: p.dstPrefix,
-      proto: p.proto, sport: p.sport, dport: p.dport,
-    };
+    const f = p.flow;
+    const flow = { family: f.family, src: f.src, srcPrefix: f.srcPrefix, dst: f.dst, dstPrefix: f.dstPrefix, proto: f.proto, sport: f.sport, dport: f.dport };
     const e: Eroute = {
-      flow: Object.freeze(flow),
+      flow: Object.freeze(flow) as ValidFlow,
       said: { proto: said.proto, spi: said.spi, dst: said.dst },
       pid: opts.pid ?? 0,
       packets: 0,
@@ -615,30 +608,22 @@ export class ErouteTable {
   }
 
   /**
-   * Validate and normalise a flow; ErouteError EINVAL when it cannot be an eroute. The
-   * words land in this table's scratch arrays: use the result before the next call.
+   * A flow's table key and address words (in this table's scratch arrays: use the result
+   * before the next call). No validation: makeFlow did it, and only it makes a ValidFlow.
    */
-  private parse(flow: Flow): Parsed {
-    if (flow === null || typeof flow !== 'object') badFlow('not an object');
-    const family = flow.family;
-    const bits = familyBits(family);
-    if (bits === 0) badFlow(`unsupported address family ${family}`);
+  private parse(flow: ValidFlow): Parsed {
+    const { family, proto, sport, dport } = flow;
     const src = this.keySrc;
     const dst = this.keyDst;
-    const srcCanonical = flowSide(family, bits, 'source', flow.src, flow.srcPrefix, src);
-    const dstCanonical = flowSide(family, bits, 'destination', flow.dst, flow.dstPrefix, dst);
-    const { proto, sport, dport } = flow;
-    if (!isProto(proto)) badFlow(`protocol ${proto} is outside 0..255`);
-    if (!isPort(sport)) badFlow(`source port ${sport} is outside 0..65535`);
-    if (!isPort(dport)) badFlow(`destination port ${dport} is outside 0..65535`);
+    const n = family === AF_INET ? 1 : 4;
+    bytesToWords(addressOf(family, flow.src)!, n, src);
+    bytesToWords(addressOf(family, flow.dst)!, n, dst);
+    clearHostBits(src, flow.srcPrefix);
+    clearHostBits(dst, flow.dstPrefix);
     const key = family === AF_INET
       ? `4|${src[0]}/${flow.srcPrefix}|${dst[0]}/${flow.dstPrefix}|${proto}|${sport}|${dport}`
       : `6|${src[0]},${src[1]},${src[2]},${src[3]}/${flow.srcPrefix}|${dst[0]},${dst[1]},${dst[2]},${dst[3]}/${flow.dstPrefix}|${proto}|${sport}|${dport}`;
-    return {
-      family, src, srcPrefix: flow.srcPrefix, dst, dstPrefix: flow.dstPrefix, proto, sport, dport, key,
-      srcText: srcCanonical ? flow.src : undefined,
-      dstText: dstCanonical ? flow.dst : undefined,
-    };
+    return { family, src, srcPrefix: flow.srcPrefix, dst, dstPrefix: flow.dstPrefix, proto, sport, dport, key, flow };
   }
 
   /** The lookup proper: source path deepest first, then each destination trie likewise. */
