@@ -660,7 +660,7 @@ export const suite: Suite = {
           const s = summarize(await roundTrips(c, gets));
           rows.push(latencyRow('GET round trip through klipsd, idle, closed loop (one outstanding)', s, {
             goal: s.p99 <= GOAL_GET_IDLE_P99_MS ? `PASS (p99 <= ${fmtMs(GOAL_GET_IDLE_P99_MS)})` : `ABOVE (p99 > ${fmtMs(GOAL_GET_IDLE_P99_MS)})`,
-          }));
+          }, undefined, true));
         } finally {
           c.destroy();
         }
@@ -669,7 +669,7 @@ export const suite: Suite = {
           const msg = getMessage(0x20000, 1, 1001);
           const msgs = Array.from({ length: GETS }, () => msg);
           await roundTrips(e, msgs.slice(0, 500));
-          rows.push(latencyRow(`echo round trip (${msg.length}-byte GET, one outstanding)`, summarize(await roundTrips(e, msgs))));
+          rows.push(latencyRow(`echo round trip (${msg.length}-byte GET, one outstanding)`, summarize(await roundTrips(e, msgs)), {}, undefined, true));
         } finally {
           e.destroy();
         }

@@ -176,17 +176,26 @@ export function summarize(ms: readonly number[]): LatencySummary {
   return { n: s.length, mean: sum / s.length, p50: at(0.5), p90: at(0.9), p99: at(0.99), p999: at(0.999), max: s[s.length - 1] };
 }
 
+const fmtAuto = (ms: number): string => fmtMs(ms);
+
 /** Milliseconds as text in a readable unit: "42.1 µs", "3.20 ms". */
 export function fmtMs(ms: number): string {
   if (!Number.isFinite(ms)) return String(ms);
   return ms < 1 ? `${(ms * 1000).toFixed(1)} µs` : `${ms.toFixed(2)} ms`;
 }
 
+/** Milliseconds as microseconds text: "42.1 µs", "3204.0 µs". */
+export function fmtUs(ms: number): string {
+  return Number.isFinite(ms) ? `${(ms * 1000).toFixed(1)} µs` : String(ms);
+}
+
 /**
  * A ResultRow for a latency distribution: hz is the completed requests per second over
- * `spanMs` when given (else 1/mean), mean and p99 in ns, and p50/p99/max as text.
+ * `spanMs` when given (else 1/mean), mean and p99 in ns, and p50/p99/max as text
+ * (in µs with `micro`, else in the unit that reads best).
  */
-export function latencyRow(name: string, s: LatencySummary, extra: Record<string, number | string> = {}, spanMs?: number): ResultRow {
+export function latencyRow(name: string, s: LatencySummary, extra: Record<string, number | string> = {}, spanMs?: number, micro = false): ResultRow {
+  const fmtMs = micro ? fmtUs : fmtAuto;
   return {
     name,
     hz: spanMs ? (s.n / spanMs) * 1000 : s.mean > 0 ? 1000 / s.mean : 0,
