@@ -350,6 +350,7 @@ function eroutes(opts: SuiteOptions): { rows: ResultRow[]; notes: string[] } {
   let dup = 0;
   const t0 = performance.now();
   for (let i = 0; engine.spd.size < EROUTES; i++) {
+    if (i >= 2 * EROUTES) throw new Error(`only ${engine.spd.size} eroutes after ${i} X_ADDFLOWs`);
     const { msg, pick } = flowBytes(i, r);
     const rc = sock.send(msg);
     sock.recv();
