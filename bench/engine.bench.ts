@@ -33,7 +33,7 @@ import {
 } from '../src/wire/index.js';
 import type { PacketSelector } from '../src/spd/eroute-table.js';
 import {
-  allocationPerOp, fmtMs, latencyRow, paired, pairedExtra, runAloneIfMain, summarize,
+  allocationPerOp, fmtMs, latencyRow, paired, pairedExtra, quantile, runAloneIfMain, summarize,
   type ResultRow, type Suite, type SuiteOptions, type SuiteResult,
 } from './harness.js';
 
@@ -100,13 +100,7 @@ function rng(seed: number): () => number {
 
 function rowFrom(name: string, nsPerOp: number[], extra: Record<string, number | string> = {}): ResultRow {
   const mean = nsPerOp.reduce((x, y) => x + y, 0) / nsPerOp.length;
-  return { name, hz: mean > 0 ? 1e9 / mean : 0, mean, p99: pct(nsPerOp, 0.99), samples: nsPerOp.length, extra };
-}
-
-function pct(xs: number[], p: number): number {
-  if (xs.length === 0) return 0;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)];
+  return { name, hz: mean > 0 ? 1e9 / mean : 0, mean, p99: quantile(nsPerOp, 0.99), samples: nsPerOp.length, extra };
 }
 
 /** One timed batch of `per` operations as ns per operation. */

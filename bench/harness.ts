@@ -150,8 +150,11 @@ export function median(xs: readonly number[]): number {
 /** The q-quantile (0..1) of `xs` by the nearest-rank method (q = 0.99: the value 99% of samples are at or below). */
 export function quantile(xs: readonly number[], q: number): number {
   if (xs.length === 0) return NaN;
-  const s = Float64Array.from(xs).sort();
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
+  return nearestRank(Float64Array.from(xs).sort(), q);
+}
+
+function nearestRank(sorted: Float64Array, q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
 }
 
 // ---------- latency ----------
@@ -170,7 +173,7 @@ export interface LatencySummary {
 export function summarize(ms: readonly number[]): LatencySummary {
   if (ms.length === 0) return { n: 0, mean: NaN, p50: NaN, p90: NaN, p99: NaN, p999: NaN, max: NaN };
   const s = Float64Array.from(ms).sort();
-  const at = (q: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
+  const at = (q: number) => nearestRank(s, q);
   let sum = 0;
   for (const x of s) sum += x;
   return { n: s.length, mean: sum / s.length, p50: at(0.5), p90: at(0.9), p99: at(0.99), p999: at(0.999), max: s[s.length - 1] };
