@@ -1,24 +1,28 @@
 /**
  * The klipsd suite: PF_KEY over klipsd's Unix stream socket, next to the floor any framed
- * Unix-socket server in Node has to pay, measured in the same run.
+ * Unix-socket server in Node has to pay, paired round by round.
  *
- *  - floor: a framed echo server (its own process) that returns each 200-byte message;
- *    one client pipelines them (a bounded window in flight) and counts the echoes;
- *  - pipelined ADDs through klipsd (its own process, the real binary), distinct SPIs,
- *    ~200-byte requests, counted to the last reply: from 1 client, and from 16 clients at
- *    once (each ADD reply is broadcast to every socket, as KLIPS does, so 16 clients also
- *    read 16 times the replies);
- *  - request/reply latency p50/p99 of sequential GETs (one in flight), next to the same
- *    for the echo server;
- *  - the engine's own ceiling for the same ADDs, in process (PfkeySocket send + recv, no
- *    socket), to show what the daemon adds.
+ *  - floor: an echo server (its own process) that frames the stream by sadb_msg_len and
+ *    returns every complete frame, pipelined, with no copy and nothing allocated per
+ *    message; one client writes the same 136-byte ADDs klipsd gets, with a bounded window
+ *    in flight, and counts the echoes by walking frame lengths (no parsing);
+ *  - pipelined ADDs through klipsd (its own process, the real binary) on one connection:
+ *    N ADDs of distinct SPIs written back to back with the same window and the same
+ *    counting client, so klipsd and the echo server are measured by identical clients;
+ *    also from 16 clients at once (every ADD reply is broadcast to all 16, as KLIPS
+ *    does), and the engine alone in process (no socket) for what the daemon adds;
+ *  - GET round trip idle, closed loop (one outstanding): p50/p99/max, next to the echo's;
+ *  - GET latency idle, open loop: GETs due on a fixed schedule (one per ms) from a client
+ *    in its own process; each latency runs from the GET's due time to its answer;
+ *  - GET latency during a DUMP of 10^6 SAs (10^5 with --quick), the same open-loop client.
  *
- * Goal from the issue: pipelined ADDs at >= 25% of the echo floor's message rate
- * (PASS/BELOW, informational). Linux's in-kernel af_key manages a few hundred thousand
- * ADDs a second at one syscall per message.
+ * Pairing: each round runs the echo floor, then the ADD runs; "vs floor" is the median
+ * of the per-round ratios, and a row's rate is its median round. Goals: pipelined ADDs
+ * >= 25% of the echo floor (issue 4) and >= 1M/s (issue 10); GET p99 <= 50 µs idle and
+ * < 10 ms during the DUMP. All PASS/BELOW, informational.
  *
- * Every run is bounded by a message count and a time limit; the best of the repeats is
- * reported. Standalone: node dist/bench/daemon.bench.js [--quick]
+ * Every load loop is bounded by a message count and a time limit.
+ * Standalone: node dist/bench/daemon.bench.js [--quick]
  */
 
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -27,80 +31,192 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
-  AF_INET, SADB_ADD, SADB_FLUSH, SADB_GET, SADB_SATYPE_ESP, SADB_SASTATE_MATURE, SADB_AALG_SHA1HMAC,
-  SADB_X_EALG_AESCBC, buildMessage, type Address, type MessageInput,
+  AF_INET, SADB_DUMP, SADB_FLUSH, SADB_GET, SADB_SATYPE_ESP, SADB_SASTATE_MATURE,
+  buildMessage, type Address,
 } from '../src/wire/index.js';
 import { Engine } from '../src/engine/engine.js';
 import { PfkeySocket } from '../src/socket/pfkey-socket.js';
-import { percent, runAloneIfMain, type ResultRow, type Suite, type SuiteOptions, type SuiteResult } from './harness.js';
+import {
+  fmtMs, latencyRow, median, paired, pairedExtra, percent, runAloneIfMain, summarize,
+  type LatencySummary, type ResultRow, type Suite, type SuiteOptions, type SuiteResult,
+} from './harness.js';
+import { SMALL_ADD, SMALL_ADD_BYTES } from './wire.bench.js';
 
-const GOAL = 0.25;
-const ECHO_BYTES = 200;
+/** Issue 4: pipelined ADDs at >= 25% of the echo floor's message rate. */
+const GOAL_OF_FLOOR = 0.25;
+/** Issue 10: pipelined ADDs on one connection. */
+const GOAL_ADDS_PER_S = 1e6;
+/** Issue 10: GET round trip p99, idle. */
+const GOAL_GET_IDLE_P99_MS = 0.05;
+/** GET p99 during the DUMP. */
+const GOAL_GET_DUMP_P99_MS = 10;
+/** Messages in flight per pipelining client. */
 const WINDOW = 2048;
+/** Open-loop GETs: one due every this many ms. */
+const GET_PERIOD_MS = 1;
 const RUN_LIMIT_MS = 60_000;
+const DUMP_LIMIT_MS = 120_000;
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const DAEMON = path.resolve(here, '../src/daemon/main.js');
 const SELF = fileURLToPath(import.meta.url);
 
 const v4 = (addr: string): Address => ({ proto: 0, prefixlen: 0, family: AF_INET, port: 0, addr });
-const keyBytes = (n: number, from: number) => Uint8Array.from({ length: n }, (_, i) => (from + 7 * i) & 0xff);
 
-/** An ESP ADD as pluto would send it: HMAC-SHA1 and AES-128 keys, soft/hard addtime (208 bytes). */
-function addMessage(spi: number, seq: number, pid: number): MessageInput {
-  return {
-    header: { type: SADB_ADD, satype: SADB_SATYPE_ESP, seq, pid },
-    sa: { spi, replay: 32, state: SADB_SASTATE_MATURE, auth: SADB_AALG_SHA1HMAC, encrypt: SADB_X_EALG_AESCBC, flags: 0 },
-    lifetimeHard: { allocations: 0, bytes: 0n, addtime: 28800n, usetime: 0n },
-    lifetimeSoft: { allocations: 0, bytes: 0n, addtime: 27000n, usetime: 0n },
-    addressSrc: v4('192.0.2.1'),
-    addressDst: v4('198.51.100.7'),
-    keyAuth: { bits: 160, key: keyBytes(20, 0x11) },
-    keyEncrypt: { bits: 128, key: keyBytes(16, 0x5a) },
-  };
+/** The typical ADD (bench/wire.bench.ts SMALL_ADD): 136 bytes. SPI at 20 (network order), seq at 8, pid at 12. */
+const ADD_TEMPLATE = buildMessage(SMALL_ADD);
+if (ADD_TEMPLATE.length !== SMALL_ADD_BYTES) throw new Error(`the ADD is ${ADD_TEMPLATE.length} bytes, not ${SMALL_ADD_BYTES}`);
+const ADD_LEN = ADD_TEMPLATE.length;
+
+function putAdd(buf: Buffer, at: number, spi: number, seq: number, pid: number): void {
+  buf.set(ADD_TEMPLATE, at);
+  buf.writeUInt32BE(spi >>> 0, at + 20);
+  buf.writeUInt32LE(seq >>> 0, at + 8);
+  buf.writeUInt32LE(pid >>> 0, at + 12);
 }
 
-function getMessage(spi: number, seq: number, pid: number): Uint8Array {
-  return buildMessage({
+/** ADDs number [from, to) of a run: SPI firstSpi + i, seq i + 1. */
+export function addChunk(from: number, to: number, firstSpi: number, pid: number): Buffer {
+  const buf = Buffer.allocUnsafe((to - from) * ADD_LEN);
+  for (let i = from; i < to; i++) putAdd(buf, (i - from) * ADD_LEN, firstSpi + i, i + 1, pid);
+  return buf;
+}
+
+function getMessage(spi: number, seq: number, pid: number): Buffer {
+  return Buffer.from(buildMessage({
     header: { type: SADB_GET, satype: SADB_SATYPE_ESP, seq, pid },
     sa: { spi, replay: 0, state: SADB_SASTATE_MATURE, auth: 0, encrypt: 0, flags: 0 },
     addressSrc: v4('192.0.2.1'),
     addressDst: v4('198.51.100.7'),
-  });
+  }));
 }
 
-/** `n` ADDs with distinct SPIs from `firstSpi`, back to back in one buffer, and their offsets. */
-function addStream(n: number, firstSpi: number, pid: number): { buf: Buffer; offsets: number[] } {
-  const parts: Uint8Array[] = [];
-  const offsets: number[] = [0];
-  let off = 0;
-  for (let i = 0; i < n; i++) {
-    const m = buildMessage(addMessage(firstSpi + i, i + 1, pid));
-    parts.push(m);
-    off += m.length;
-    offsets.push(off);
+// ---------- framing by length, for every client here ----------
+
+/**
+ * Walks a PF_KEY byte stream frame by frame using only sadb_msg_len: for each frame it
+ * reads type, errno, seq and pid from the header and calls onFrame when the frame's last
+ * byte has arrived. No message is parsed, copied or allocated (a header split across
+ * chunks is gathered in a 16-byte scratch buffer).
+ */
+export class FrameWalker {
+  private readonly hdr = Buffer.alloc(16);
+  private have = 0;
+  private rest = 0;
+  private type = 0;
+  private errno = 0;
+  private seq = 0;
+  private pid = 0;
+  private len = 0;
+
+  constructor(private readonly onFrame: (type: number, errno: number, seq: number, pid: number) => void) {}
+
+  push(b: Uint8Array): void {
+    const n = b.length;
+    let off = 0;
+    while (off < n) {
+      if (this.rest > 0) {
+        const t = Math.min(this.rest, n - off);
+        this.rest -= t;
+        off += t;
+        if (this.rest === 0) this.onFrame(this.type, this.errno, this.seq, this.pid);
+        continue;
+      }
+      if (this.have === 0 && n - off >= 16) {
+        this.head(b, off);
+        if (n - off >= this.len) {
+          off += this.len;
+          this.onFrame(this.type, this.errno, this.seq, this.pid);
+        } else {
+          this.rest = this.len - (n - off);
+          off = n;
+        }
+        continue;
+      }
+      const t = Math.min(16 - this.have, n - off);
+      this.hdr.set(b.subarray(off, off + t), this.have);
+      this.have += t;
+      off += t;
+      if (this.have === 16) {
+        this.have = 0;
+        this.head(this.hdr, 0);
+        this.rest = this.len - 16;
+        if (this.rest === 0) this.onFrame(this.type, this.errno, this.seq, this.pid);
+      }
+    }
   }
-  return { buf: Buffer.concat(parts), offsets };
+
+  private head(b: Uint8Array, off: number): void {
+    this.type = b[off + 1];
+    this.errno = b[off + 2];
+    this.len = (b[off + 4] | (b[off + 5] << 8)) * 8;
+    this.seq = (b[off + 8] | (b[off + 9] << 8) | (b[off + 10] << 16)) + b[off + 11] * 16777216;
+    this.pid = (b[off + 12] | (b[off + 13] << 8) | (b[off + 14] << 16)) + b[off + 15] * 16777216;
+    if (this.len < 16) throw new Error(`unframeable reply: sadb_msg_len ${this.len / 8}`);
+  }
 }
 
-// ---------- the echo server (run as a child: daemon.bench.js --echo-server PATH) ----------
+// ---------- the echo server (a child: daemon.bench.js --echo-server PATH) ----------
 
+/**
+ * Frames by sadb_msg_len and writes back each run of complete frames as it completes,
+ * with no copy: the complete frames of a chunk go out as one slice of it, a frame split
+ * across chunks is held as the slices it came in (corked into one writev with what
+ * follows). Nothing is allocated per message.
+ */
 function echoServer(p: string): void {
   try { fs.unlinkSync(p); } catch { /* absent */ }
   const server = net.createServer((c) => {
-    let pend: Buffer | null = null;
-    c.on('data', (chunk: Buffer) => {
-      const buf = pend ? Buffer.concat([pend, chunk]) : chunk;
-      let off = 0;
-      while (buf.length - off >= 16) {
-        const len = (buf[off + 4] | (buf[off + 5] << 8)) * 8;
-        if (len < 16 || buf.length - off < len) break;
-        off += len;
+    let held: Buffer[] = [];
+    let heldLen = 0;
+    /** The held frame's length once its first 6 bytes are in, else 0. */
+    let frameLen = 0;
+    const byteAt = (i: number, chunk: Buffer): number => {
+      for (const h of held) {
+        if (i < h.length) return h[i];
+        i -= h.length;
       }
-      if (off > 0) c.write(off === buf.length ? buf : buf.subarray(0, off));
-      pend = off < buf.length ? Buffer.from(buf.subarray(off)) : null;
+      return chunk[i];
+    };
+    c.on('data', (chunk: Buffer) => {
+      let off = 0;
+      if (heldLen > 0) {
+        if (frameLen === 0) {
+          if (heldLen + chunk.length < 6) { held.push(chunk); heldLen += chunk.length; return; }
+          frameLen = (byteAt(4, chunk) | (byteAt(5, chunk) << 8)) * 8;
+          if (frameLen < 16) { c.destroy(); return; }
+        }
+        const need = frameLen - heldLen;
+        if (chunk.length < need) { held.push(chunk); heldLen += chunk.length; return; }
+        off = need;
+      }
+      let end = off;
+      for (;;) {
+        if (chunk.length - end < 6) break;
+        const len = (chunk[end + 4] | (chunk[end + 5] << 8)) * 8;
+        if (len < 16) { c.destroy(); return; }
+        if (chunk.length - end < len) break;
+        end += len;
+      }
+      if (heldLen > 0) {
+        c.cork();
+        for (const h of held) c.write(h);
+        if (end > 0) c.write(chunk.subarray(0, end));
+        c.uncork();
+        held = [];
+        heldLen = 0;
+      } else if (end > 0) {
+        c.write(end === chunk.length ? chunk : chunk.subarray(0, end));
+      }
+      frameLen = 0;
+      if (end < chunk.length) {
+        held.push(chunk.subarray(end));
+        heldLen = chunk.length - end;
+        if (heldLen >= 6) frameLen = (chunk[end + 4] | (chunk[end + 5] << 8)) * 8;
+      }
     });
     c.on('error', () => c.destroy());
   });
@@ -108,7 +224,165 @@ function echoServer(p: string): void {
   process.on('SIGTERM', () => server.close(() => process.exit(0)));
 }
 
-// ---------- clients ----------
+// ---------- the open-loop GET client (a child: --open-loop-client SOCKET PERIOD MAX FIRST_SPI SPIS) ----------
+
+interface OpenLoopResult {
+  sent: number;
+  answered: number;
+  errors: number;
+  /** Latency from each GET's due time to its answer, ms. */
+  latency: LatencySummary;
+  /** How late each GET was written after its due time, ms (the client's own lateness, included in latency). */
+  lag: LatencySummary;
+  /** From each GET's write to its answer, ms (what the latency would be without the lag). */
+  fromWrite: LatencySummary;
+  spanMs: number;
+}
+
+/**
+ * Connects, warms up (closed loop), prints "ready"; on "go" (stdin) sends GET number k
+ * at t0 + k * period until `max` or "stop", then waits for the outstanding answers and
+ * prints an OpenLoopResult as one JSON line. While nothing is outstanding it sleeps
+ * with Atomics.wait until SPIN_MS before the next due time and spins the rest, so it
+ * writes on time to a few µs; while answers are outstanding it stays in the event loop
+ * and a timer wakes it (up to ~1 ms late: the lag is reported, and counted in the
+ * latency).
+ */
+const SPIN_MS = 0.2;
+
+async function openLoopClient(sockPath: string, period: number, max: number, firstSpi: number, spis: number): Promise<void> {
+  const pid = 30000 + (process.pid & 0xffff);
+  const RING = 4096;
+  const ring = Array.from({ length: RING }, (_, i) => getMessage(firstSpi + ((i * 7919) % spis), i, pid));
+  const c = await connect(sockPath);
+  const sleeper = new Int32Array(new SharedArrayBuffer(4));
+  const lat = new Float64Array(max);
+  const lag = new Float64Array(max);
+  const fromWrite = new Float64Array(max);
+  let t0 = 0;
+  let k = 0;
+  let answered = 0;
+  let errors = 0;
+  let phase: 'warm' | 'idle' | 'run' | 'stopping' | 'done' = 'warm';
+  let timer: NodeJS.Timeout | undefined;
+  let onWarm: (() => void) | undefined;
+
+  const finish = (): void => {
+    if (phase === 'done') return;
+    phase = 'done';
+    if (timer) clearTimeout(timer);
+    const result: OpenLoopResult = {
+      sent: k, answered, errors,
+      latency: summarize(Array.from(lat.subarray(0, answered))),
+      lag: summarize(Array.from(lag.subarray(0, k))),
+      fromWrite: summarize(Array.from(fromWrite.subarray(0, answered))),
+      spanMs: performance.now() - t0,
+    };
+    process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0));
+  };
+
+  const pump = (): void => {
+    timer = undefined;
+    for (;;) {
+      if (phase !== 'run') break;
+      let now = performance.now();
+      while (k < max && t0 + k * period <= now) {
+        lag[k] = now - (t0 + k * period);
+        c.write(ring[k % RING]);
+        k++;
+        now = performance.now();
+      }
+      if (k >= max) { phase = 'stopping'; break; }
+      const wait = t0 + k * period - now;
+      if (answered === k && wait <= 2) {
+        // Nothing outstanding, so nothing to read: sleep until just before the next GET is
+        // due (a timed futex wait oversleeps by tens of µs), then spin the rest.
+        if (wait > SPIN_MS) Atomics.wait(sleeper, 0, 0, wait - SPIN_MS);
+        else while (performance.now() < t0 + k * period);
+        continue;
+      }
+      timer = setTimeout(pump, answered === k ? wait - 1.5 : Math.max(0, wait));
+      return;
+    }
+    if (phase === 'stopping' && answered >= k) finish();
+  };
+
+  let warmDone = 0;
+  const walker = new FrameWalker((type, errno, seq, fromPid) => {
+    if (fromPid !== pid || type !== SADB_GET) return;
+    if (phase === 'warm') {
+      if (++warmDone < 500) c.write(ring[warmDone % RING]);
+      else onWarm?.();
+      return;
+    }
+    const now = performance.now();
+    if (errno !== 0 || seq !== answered % RING) errors++;
+    const due = t0 + answered * period;
+    lat[answered] = now - due;
+    fromWrite[answered] = now - due - lag[answered];
+    answered++;
+  });
+  c.on('data', (chunk: Buffer) => {
+    walker.push(chunk);
+    if (phase === 'run' && answered === k) {
+      // All answered: take over from the timer, to sleep precisely until the next one is due.
+      if (timer) clearTimeout(timer);
+      pump();
+    } else if (phase === 'stopping' && answered >= k) finish();
+  });
+  c.on('error', (e) => { process.stderr.write(`open-loop client: ${e.message}\n`); process.exit(1); });
+
+  await new Promise<void>((resolve) => { onWarm = resolve; c.write(ring[0]); });
+  phase = 'idle';
+  const lines = createInterface({ input: process.stdin });
+  lines.on('line', (line) => {
+    if (line === 'go' && phase === 'idle') {
+      phase = 'run';
+      t0 = performance.now();
+      pump();
+    } else if (line === 'stop' && (phase === 'run' || phase === 'idle')) {
+      phase = 'stopping';
+      if (timer) clearTimeout(timer);
+      if (answered >= k) finish();
+      // Answers still outstanding: give them a bounded time.
+      else setTimeout(finish, 10_000).unref();
+    }
+  });
+  process.stdout.write('ready\n');
+}
+
+/** A running open-loop client child. */
+class OpenLoop {
+  private readonly lines: AsyncIterator<string>;
+  private constructor(private readonly ch: ChildProcess) {
+    this.lines = createInterface({ input: ch.stdout! })[Symbol.asyncIterator]();
+  }
+
+  static async start(sockPath: string, max: number, firstSpi: number, spis: number): Promise<OpenLoop> {
+    const ch = spawn(process.execPath, [SELF, '--open-loop-client', sockPath, String(GET_PERIOD_MS), String(max), String(firstSpi), String(spis)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const o = new OpenLoop(ch);
+    const first = await withLimit(o.lines.next(), 30_000, 'open-loop client start');
+    if (first.value !== 'ready') throw new Error(`open-loop client said ${String(first.value)}`);
+    return o;
+  }
+
+  go(): void { this.ch.stdin!.write('go\n'); }
+  stop(): void { this.ch.stdin!.write('stop\n'); }
+  /** Ends the child without waiting for its result (on an error elsewhere). */
+  abort(): Promise<void> { return stopChild(this.ch); }
+
+  async result(limitMs: number): Promise<OpenLoopResult> {
+    try {
+      const r = await withLimit(this.lines.next(), limitMs, 'open-loop client result');
+      if (r.done) throw new Error('open-loop client exited without a result');
+      return JSON.parse(r.value) as OpenLoopResult;
+    } finally {
+      await stopChild(this.ch);
+    }
+  }
+}
+
+// ---------- clients in this process ----------
 
 function connect(p: string): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
@@ -130,33 +404,50 @@ async function waitConnectable(p: string, ms = 10_000): Promise<void> {
   }
 }
 
+async function withLimit<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, rej) => { timer = setTimeout(() => rej(new Error(`${what} did not finish within ${ms} ms`)), ms); }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /**
- * A pipelining client: writes the prebuilt stream with at most `window` messages in
- * flight and resolves when `expect(pid-matching)` replies are in. Replies are framed by
- * sadb_msg_len; `mine` says which replies count (ADD replies are broadcast).
+ * A pipelining client: writes messages [0, total) as `chunk(from, to)` slices with at
+ * most `window` of its own messages unanswered, and counts replies with a FrameWalker
+ * (lengths only). With `pid`, only replies carrying that pid count as its own (ADD
+ * replies are broadcast to every socket); without, every frame counts.
  */
-class Pipeliner {
-  private got = 0;
+export class Pipeliner {
   private sent = 0;
-  private pend: Buffer | null = null;
+  private got = 0;
+  /** Every frame received, its own or not. */
+  received = 0;
   private done!: () => void;
   private fail!: (e: Error) => void;
   readonly finished: Promise<void>;
-  received = 0;
+  private readonly walker: FrameWalker;
 
   constructor(
     private readonly c: net.Socket,
-    private readonly stream: { buf: Buffer; offsets: number[] },
-    private readonly pid: number | undefined,
+    private readonly total: number,
+    private readonly chunk: (from: number, to: number) => Uint8Array,
     private readonly window: number,
+    private readonly pid?: number,
   ) {
     this.finished = new Promise((res, rej) => { this.done = res; this.fail = rej; });
-    c.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.walker = new FrameWalker((_type, errno, _seq, fromPid) => {
+      this.received++;
+      if (this.pid !== undefined && fromPid !== this.pid) return;
+      if (errno !== 0) this.fail(new Error(`errno ${errno} in a reply`));
+      this.got++;
+    });
+    c.on('data', (b: Buffer) => this.onData(b));
     c.on('error', (e) => this.fail(e));
-  }
-
-  get total(): number {
-    return this.stream.offsets.length - 1;
   }
 
   start(): void {
@@ -166,92 +457,62 @@ class Pipeliner {
   private pump(): void {
     const target = Math.min(this.total, this.got + this.window);
     if (target > this.sent) {
-      const o = this.stream.offsets;
-      this.c.write(this.stream.buf.subarray(o[this.sent], o[target]));
+      this.c.write(this.chunk(this.sent, target));
       this.sent = target;
     }
   }
 
-  private onData(chunk: Buffer): void {
-    const buf = this.pend ? Buffer.concat([this.pend, chunk]) : chunk;
-    let off = 0;
-    let mine = 0;
-    while (buf.length - off >= 16) {
-      const len = (buf[off + 4] | (buf[off + 5] << 8)) * 8;
-      if (buf.length - off < len) break;
-      this.received++;
-      if (this.pid === undefined || buf.readUInt32LE(off + 12) === this.pid) {
-        if (buf[off + 2] !== 0) this.fail(new Error(`errno ${buf[off + 2]} in a reply`));
-        mine++;
-      }
-      off += len;
+  private onData(b: Buffer): void {
+    try {
+      this.walker.push(b);
+    } catch (e) {
+      this.fail(e as Error);
+      return;
     }
-    this.pend = off < buf.length ? Buffer.from(buf.subarray(off)) : null;
-    this.got += mine;
     if (this.got >= this.total) this.done();
     else if (this.sent - this.got <= this.window / 2) this.pump();
   }
 }
 
-async function timed(run: () => Promise<void>, what: string): Promise<number> {
-  const t0 = performance.now();
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    run(),
-    new Promise<never>((_, rej) => { timer = setTimeout(() => rej(new Error(`${what} did not finish within ${RUN_LIMIT_MS} ms`)), RUN_LIMIT_MS); }),
-  ]).finally(() => clearTimeout(timer));
-  return performance.now() - t0;
+/** One pipelined run on a fresh connection; returns its duration in ms. */
+export async function pipelined(sockPath: string, total: number, chunk: (from: number, to: number) => Uint8Array, what: string, pid?: number, limitMs = RUN_LIMIT_MS): Promise<number> {
+  const c = await connect(sockPath);
+  try {
+    const p = new Pipeliner(c, total, chunk, WINDOW, pid);
+    const t0 = performance.now();
+    p.start();
+    await withLimit(p.finished, limitMs, what);
+    return performance.now() - t0;
+  } finally {
+    c.destroy();
+  }
 }
 
-/** Request/reply latencies of `msgs` sent one at a time (ms each). */
+/** Request/reply latencies (ms) of `msgs` sent one at a time on `c` (closed loop, one outstanding). */
 async function roundTrips(c: net.Socket, msgs: Uint8Array[]): Promise<number[]> {
   const lat: number[] = [];
-  let pend: Buffer | null = null;
   let i = 0;
   let t0 = 0;
-  await new Promise<void>((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      const buf = pend ? Buffer.concat([pend, chunk]) : chunk;
-      let off = 0;
-      while (buf.length - off >= 16) {
-        const len = (buf[off + 4] | (buf[off + 5] << 8)) * 8;
-        if (buf.length - off < len) break;
-        if (buf[off + 2] !== 0) return reject(new Error(`errno ${buf[off + 2]}`));
-        off += len;
-        lat.push(performance.now() - t0);
-        if (++i === msgs.length) {
-          c.off('data', onData);
-          return resolve();
-        }
+  let onData: ((b: Buffer) => void) | undefined;
+  try {
+    await withLimit(new Promise<void>((resolve, reject) => {
+      const walker = new FrameWalker((_type, errno) => {
+        const now = performance.now();
+        if (errno !== 0) { reject(new Error(`errno ${errno}`)); return; }
+        lat.push(now - t0);
+        if (++i === msgs.length) { resolve(); return; }
         t0 = performance.now();
         c.write(msgs[i]);
-      }
-      pend = off < buf.length ? Buffer.from(buf.subarray(off)) : null;
-    };
-    c.on('data', onData);
-    t0 = performance.now();
-    c.write(msgs[0]);
-  });
+      });
+      onData = (b: Buffer) => walker.push(b);
+      c.on('data', onData);
+      t0 = performance.now();
+      c.write(msgs[0]);
+    }), RUN_LIMIT_MS, 'round trips');
+  } finally {
+    if (onData) c.off('data', onData);
+  }
   return lat;
-}
-
-function quantile(xs: number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
-}
-
-function rateRow(name: string, n: number, ms: number[], extra: Record<string, number | string> = {}): ResultRow {
-  const best = Math.min(...ms);
-  const mean = (best * 1e6) / n;
-  return { name, hz: 1e9 / mean, mean, p99: (Math.max(...ms) * 1e6) / n, samples: ms.length, extra };
-}
-
-function latencyRow(name: string, lat: number[], extra: Record<string, number | string> = {}): ResultRow {
-  const mean = (lat.reduce((a, b) => a + b, 0) / lat.length) * 1e6;
-  return {
-    name, hz: 1e9 / mean, mean, p99: quantile(lat, 0.99) * 1e6, samples: lat.length,
-    extra: { p50: `${(quantile(lat, 0.5) * 1000).toFixed(1)} µs`, p99: `${(quantile(lat, 0.99) * 1000).toFixed(1)} µs`, ...extra },
-  };
 }
 
 function startChild(args: string[]): ChildProcess {
@@ -259,7 +520,7 @@ function startChild(args: string[]): ChildProcess {
 }
 
 async function stopChild(ch: ChildProcess): Promise<void> {
-  if (ch.exitCode !== null) return;
+  if (ch.exitCode !== null || ch.signalCode !== null) return;
   const exited = new Promise((r) => ch.once('exit', r));
   ch.kill('SIGTERM');
   const t = setTimeout(() => ch.kill('SIGKILL'), 5000);
@@ -273,15 +534,20 @@ async function flush(p: string): Promise<void> {
   c.destroy();
 }
 
+/** Fills klipsd with `n` SAs (SPIs firstSpi..) through pipelined ADDs, untimed. */
+async function fill(p: string, n: number, firstSpi: number): Promise<void> {
+  // Bounded: a minute, plus 0.1 ms per SA (a loaded machine fills 10^6 SAs well within 160 s).
+  await pipelined(p, n, (from, to) => addChunk(from, to, firstSpi, 999), 'fill', 999, RUN_LIMIT_MS + n * 0.1);
+}
+
 // ---------- the engine alone, for comparison ----------
 
-function engineCeiling(n: number): number {
+function engineCeiling(stream: Buffer, n: number): number {
   const engine = new Engine();
   const sock = new PfkeySocket(engine, { rcvbuf: 1 << 30 });
-  const { buf, offsets } = addStream(n, 0x100000, 7);
   const t0 = performance.now();
   for (let i = 0; i < n; i++) {
-    sock.send(buf.subarray(offsets[i], offsets[i + 1]));
+    sock.send(stream.subarray(i * ADD_LEN, (i + 1) * ADD_LEN));
     sock.recv();
   }
   const ms = performance.now() - t0;
@@ -289,14 +555,41 @@ function engineCeiling(n: number): number {
   return ms;
 }
 
+// ---------- rows ----------
+
+/** A row from per-round durations of `n` operations: the median round's rate; p99 column = the slowest round. */
+function roundsRow(name: string, n: number, ms: number[], extra: Record<string, number | string> = {}): ResultRow {
+  const hz = median(ms.map((m) => (n / m) * 1000));
+  return { name, hz, mean: 1e9 / hz, p99: (Math.max(...ms) * 1e6) / n, samples: ms.length, extra };
+}
+
+const rates = (n: number, ms: number[]) => ms.map((m) => (n / m) * 1000);
+
+function openLoopRow(name: string, r: OpenLoopResult, goalMs: number): ResultRow {
+  return latencyRow(name, r.latency, {
+    'lag p50': fmtMs(r.lag.p50),
+    'lag p99': fmtMs(r.lag.p99),
+    'lag max': fmtMs(r.lag.max),
+    'p99 from write': fmtMs(r.fromWrite.p99),
+    unanswered: r.sent - r.answered,
+    errors: r.errors,
+    goal: r.latency.p99 <= goalMs ? `PASS (p99 <= ${fmtMs(goalMs)})` : `ABOVE (p99 > ${fmtMs(goalMs)})`,
+  }, r.spanMs);
+}
+
+// ---------- the suite ----------
+
 export const suite: Suite = {
   name: 'daemon',
-  description: 'klipsd over its Unix socket: pipelined ADDs (1 and 16 clients), GET latency, vs a framed echo floor',
+  description: 'klipsd over its Unix socket: pipelined 136-byte ADDs (1 and 16 clients) paired with a framed echo floor per round, GET latency idle (closed and open loop) and during a DUMP (open loop)',
   async run(opts: SuiteOptions): Promise<SuiteResult> {
     const N = opts.quick ? 20_000 : 100_000;
     const ECHO_N = opts.quick ? 100_000 : 500_000;
     const GETS = opts.quick ? 2_000 : 10_000;
-    const REPEATS = opts.quick ? 2 : 3;
+    const OPEN_IDLE = opts.quick ? 1_000 : 5_000;
+    const DUMP_N = opts.quick ? 100_000 : 1_000_000;
+    const ROUNDS = opts.rounds ?? (opts.quick ? 2 : 5);
+    const CLIENTS = 16;
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'klips-bench-'));
     const echoPath = path.join(dir, 'echo.sock');
     const klipsPath = path.join(dir, 'pfkey.sock');
@@ -308,88 +601,139 @@ export const suite: Suite = {
       await waitConnectable(echoPath);
       await waitConnectable(klipsPath);
 
-      // The floor: framed 200-byte echo, one client pipelining.
-      const echoMsg = new Uint8Array(ECHO_BYTES);
-      echoMsg[0] = 2;
-      echoMsg[1] = SADB_GET;
-      echoMsg[4] = ECHO_BYTES / 8;
-      const echoStream = { buf: Buffer.concat(Array.from({ length: ECHO_N }, () => echoMsg)), offsets: Array.from({ length: ECHO_N + 1 }, (_, i) => i * ECHO_BYTES) };
-      const echoMs: number[] = [];
-      for (let r = 0; r < REPEATS; r++) {
-        const c = await connect(echoPath);
-        const p = new Pipeliner(c, echoStream, undefined, WINDOW);
-        echoMs.push(await timed(async () => { p.start(); await p.finished; }, 'echo'));
-        c.destroy();
+      // Streams, built once. The echo floor writes the same ADD bytes from one window-sized block.
+      const echoBlock = addChunk(0, WINDOW, 0x10000, 1000);
+      const echoChunk = (from: number, to: number) => echoBlock.subarray(0, (to - from) * ADD_LEN);
+      const addStream = addChunk(0, N, 0x10000, 1000);
+      const addSlice = (from: number, to: number) => addStream.subarray(from * ADD_LEN, to * ADD_LEN);
+      const per = Math.floor(N / CLIENTS);
+      const manyStreams = Array.from({ length: CLIENTS }, (_, k) => addChunk(0, per, 0x1000000 * (k + 1), 2000 + k));
+
+      // Rounds: echo floor, ADD x1, ADD x16, in process; every ratio is taken within a round.
+      const ms = { echo: [] as number[], one: [] as number[], many: [] as number[], eng: [] as number[] };
+      const deliveredPerS: number[] = [];
+      for (let r = 0; r < ROUNDS; r++) {
+        ms.echo.push(await pipelined(echoPath, ECHO_N, echoChunk, 'echo'));
+        ms.one.push(await pipelined(klipsPath, N, addSlice, 'ADD x1', 1000));
+        await flush(klipsPath);
+        {
+          const socks = await Promise.all(Array.from({ length: CLIENTS }, () => connect(klipsPath)));
+          try {
+            const ps = socks.map((c, k) => new Pipeliner(c, per, (from, to) => manyStreams[k].subarray(from * ADD_LEN, to * ADD_LEN), WINDOW / CLIENTS, 2000 + k));
+            const t0 = performance.now();
+            for (const p of ps) p.start();
+            await withLimit(Promise.all(ps.map((p) => p.finished)), RUN_LIMIT_MS, 'ADD x16');
+            const t = performance.now() - t0;
+            ms.many.push(t);
+            deliveredPerS.push(ps.reduce((a, p) => a + p.received, 0) / (t / 1000));
+          } finally {
+            for (const c of socks) c.destroy();
+          }
+        }
+        await flush(klipsPath);
+        ms.eng.push(engineCeiling(addStream, N));
       }
-      const floor = rateRow(`echo floor (framed ${ECHO_BYTES}-byte messages, 1 client pipelining)`, ECHO_N, echoMs, { 'vs floor': '100%' });
+      const echoHz = rates(ECHO_N, ms.echo);
+      const floor = roundsRow(`echo floor (framed ${ADD_LEN}-byte ADDs echoed, 1 client pipelining)`, ECHO_N, ms.echo, { bytes: ADD_LEN, 'vs floor': '100%' });
       rows.push(floor);
-
-      // Pipelined ADDs, 1 client.
-      const addMs: number[] = [];
-      let addBytes = 0;
-      for (let r = 0; r < REPEATS; r++) {
-        const stream = addStream(N, 0x10000, 1000);
-        addBytes = stream.offsets[1];
-        const c = await connect(klipsPath);
-        const p = new Pipeliner(c, stream, 1000, WINDOW);
-        addMs.push(await timed(async () => { p.start(); await p.finished; }, 'ADD x1'));
-        c.destroy();
-        if (r < REPEATS - 1) await flush(klipsPath);
-      }
-      const one = rateRow('ADD through klipsd, 1 client pipelining', N, addMs);
-      one.extra = { bytes: addBytes, 'vs floor': percent(one.hz / floor.hz), ratio: one.hz / floor.hz, goal: one.hz / floor.hz >= GOAL ? 'PASS' : 'BELOW' };
+      const onePair = paired(rates(N, ms.one), echoHz);
+      const one = roundsRow('ADD through klipsd, 1 client pipelining', N, ms.one, { bytes: ADD_LEN, ...pairedExtra(onePair) });
+      one.extra.goal = `${onePair.median >= GOAL_OF_FLOOR ? 'PASS' : 'BELOW'} (>= ${percent(GOAL_OF_FLOOR)} of floor); ${one.hz >= GOAL_ADDS_PER_S ? 'PASS' : 'BELOW'} (>= 1M/s)`;
       rows.push(one);
+      const manyPair = paired(rates(per * CLIENTS, ms.many), echoHz);
+      rows.push(roundsRow(`ADD through klipsd, ${CLIENTS} clients pipelining`, per * CLIENTS, ms.many, {
+        bytes: ADD_LEN, ...pairedExtra(manyPair), 'replies delivered/s': Math.round(median(deliveredPerS)),
+      }));
+      const engPair = paired(rates(N, ms.eng), echoHz);
+      const klipsdOverEngine = paired(rates(N, ms.one), rates(N, ms.eng));
+      rows.push(roundsRow('ADD in process (PfkeySocket send+recv, no klipsd)', N, ms.eng, {
+        bytes: ADD_LEN, ...pairedExtra(engPair), 'klipsd x1 / this': percent(klipsdOverEngine.median),
+      }));
 
-      // Sequential GETs of the SAs just added; echo round trips for comparison.
+      // Latency, idle: closed loop (one outstanding), then open loop on a schedule.
+      const LAT_SAS = 10_000;
+      await fill(klipsPath, LAT_SAS, 0x20000);
       {
         const c = await connect(klipsPath);
-        const gets = Array.from({ length: GETS }, (_, i) => getMessage(0x10000 + ((i * 7919) % N), i + 1, 1001));
-        await roundTrips(c, gets.slice(0, 500));
-        rows.push(latencyRow('GET round trip through klipsd (one in flight)', await roundTrips(c, gets)));
-        c.destroy();
+        try {
+          const gets = Array.from({ length: GETS }, (_, i) => getMessage(0x20000 + ((i * 7919) % LAT_SAS), i + 1, 1001));
+          await roundTrips(c, gets.slice(0, 500));
+          const s = summarize(await roundTrips(c, gets));
+          rows.push(latencyRow('GET round trip through klipsd, idle, closed loop (one outstanding)', s, {
+            goal: s.p99 <= GOAL_GET_IDLE_P99_MS ? `PASS (p99 <= ${fmtMs(GOAL_GET_IDLE_P99_MS)})` : `ABOVE (p99 > ${fmtMs(GOAL_GET_IDLE_P99_MS)})`,
+          }, undefined, true));
+        } finally {
+          c.destroy();
+        }
         const e = await connect(echoPath);
-        const msgs = Array.from({ length: GETS }, () => echoMsg);
-        await roundTrips(e, msgs.slice(0, 500));
-        rows.push(latencyRow(`echo round trip (${ECHO_BYTES}-byte, one in flight)`, await roundTrips(e, msgs)));
-        e.destroy();
+        try {
+          const msg = getMessage(0x20000, 1, 1001);
+          const msgs = Array.from({ length: GETS }, () => msg);
+          await roundTrips(e, msgs.slice(0, 500));
+          rows.push(latencyRow(`echo round trip (${msg.length}-byte GET, one outstanding)`, summarize(await roundTrips(e, msgs)), {}, undefined, true));
+        } finally {
+          e.destroy();
+        }
+      }
+      {
+        const ol = await OpenLoop.start(klipsPath, OPEN_IDLE, 0x20000, LAT_SAS);
+        ol.go();
+        const r = await ol.result(OPEN_IDLE * GET_PERIOD_MS + 30_000);
+        if (r.sent !== OPEN_IDLE) throw new Error(`the open-loop client sent ${r.sent} of ${OPEN_IDLE} GETs`);
+        rows.push(openLoopRow(`GET through klipsd, idle, open loop 1 per ${GET_PERIOD_MS} ms`, r, GOAL_GET_IDLE_P99_MS));
       }
       await flush(klipsPath);
 
-      // Pipelined ADDs, 16 clients at once (distinct pids and SPI ranges).
-      const CLIENTS = 16;
-      const per = Math.floor(N / CLIENTS);
-      const manyMs: number[] = [];
-      let delivered = 0;
-      for (let r = 0; r < REPEATS; r++) {
-        const socks = await Promise.all(Array.from({ length: CLIENTS }, () => connect(klipsPath)));
-        const ps = socks.map((c, k) => new Pipeliner(c, addStream(per, 0x1000000 * (k + 1), 2000 + k), 2000 + k, WINDOW / CLIENTS));
-        manyMs.push(await timed(async () => {
-          for (const p of ps) p.start();
-          await Promise.all(ps.map((p) => p.finished));
-        }, 'ADD x16'));
-        delivered = ps.reduce((a, p) => a + p.received, 0);
-        for (const c of socks) c.destroy();
-        await flush(klipsPath);
+      // Open-loop GETs during a DUMP of DUMP_N SAs.
+      await fill(klipsPath, DUMP_N, 0x100000);
+      {
+        const ol = await OpenLoop.start(klipsPath, Math.ceil(DUMP_LIMIT_MS / GET_PERIOD_MS), 0x100000, DUMP_N);
+        const d = await connect(klipsPath);
+        let frames = 0;
+        let bad = 0;
+        let last = false;
+        const dumpMs = await (async () => {
+          let ok = false;
+          try {
+            const finished = new Promise<void>((resolve, reject) => {
+              const walker = new FrameWalker((type, errno, seq) => {
+                if (type !== SADB_DUMP) return;
+                frames++;
+                if (errno !== 0) bad++;
+                if (seq === 0) { last = true; resolve(); }
+              });
+              d.on('data', (b: Buffer) => { try { walker.push(b); } catch (e) { reject(e as Error); } });
+              d.on('error', reject);
+            });
+            ol.go();
+            const t0 = performance.now();
+            d.write(buildMessage({ header: { type: SADB_DUMP, satype: 0, seq: 9, pid: 1002 } }));
+            await withLimit(finished, DUMP_LIMIT_MS, 'DUMP');
+            ok = true;
+            return performance.now() - t0;
+          } finally {
+            ol.stop();
+            d.destroy();
+            if (!ok) await ol.abort();
+          }
+        })();
+        const r = await ol.result(30_000);
+        const label = DUMP_N.toExponential(0).replace('+', '');
+        rows.push({
+          name: `DUMP @${label} through klipsd (SAs/s)`, hz: (frames / dumpMs) * 1000, mean: (dumpMs * 1e6) / Math.max(1, frames), p99: 0, samples: 1,
+          extra: { received: frames, errors: bad, complete: last && frames === DUMP_N && bad === 0 ? 'yes' : 'NO' },
+        });
+        rows.push(openLoopRow(`GET through klipsd during the DUMP @${label}, open loop 1 per ${GET_PERIOD_MS} ms`, r, GOAL_GET_DUMP_P99_MS));
+        notes.push(`DUMP @${label}: ${frames} replies in ${(dumpMs / 1000).toFixed(2)} s; ${r.answered} GETs due every ${GET_PERIOD_MS} ms from the DUMP's start: p50 ${fmtMs(r.latency.p50)}, p90 ${fmtMs(r.latency.p90)}, p99 ${fmtMs(r.latency.p99)}, p99.9 ${fmtMs(r.latency.p999)}, max ${fmtMs(r.latency.max)}`);
       }
-      const many = rateRow(`ADD through klipsd, ${CLIENTS} clients pipelining`, per * CLIENTS, manyMs);
-      many.extra = {
-        bytes: addBytes, 'vs floor': percent(many.hz / floor.hz), ratio: many.hz / floor.hz,
-        goal: many.hz / floor.hz >= GOAL ? 'PASS' : 'BELOW',
-        'replies delivered/s': Math.round(delivered / (Math.min(...manyMs) / 1000)),
-      };
-      rows.push(many);
+      await flush(klipsPath);
 
-      // The engine alone (no socket, no framing, no process boundary).
-      const engMs: number[] = [];
-      for (let r = 0; r < REPEATS; r++) engMs.push(engineCeiling(N));
-      const eng = rateRow('ADD in process (PfkeySocket send+recv, no klipsd)', N, engMs);
-      eng.extra = { 'vs floor': percent(eng.hz / floor.hz), 'klipsd x1 / this': percent(one.hz / eng.hz) };
-      rows.push(eng);
-
-      notes.push(`goal: pipelined ADDs >= ${percent(GOAL)} of the echo floor's message rate (PASS/BELOW, informational)`);
-      notes.push(`rates: best of ${REPEATS} runs of ${N} ADDs (${ECHO_N} echoes), window ${WINDOW} messages in flight; p99 column = the slowest run`);
-      notes.push('klipsd and the echo server each run in their own process; the clients share this one');
-      notes.push('16 clients: every ADD reply is broadcast to all 16 sockets (KLIPS semantics), so 16x the replies are delivered');
+      notes.push(`rates: ${ROUNDS} rounds, each running the echo floor (${ECHO_N} messages), ADD x1 (${N}), ADD x${CLIENTS} (${per} each) and the in-process engine (${N}); a row is its median round; "vs floor" = median of per-round ratios to that round's echo floor, listed in "per round"; p99 column = the slowest round`);
+      notes.push(`pipelining: window ${WINDOW} messages in flight per client (${WINDOW / CLIENTS} each for ${CLIENTS} clients); replies are counted by walking sadb_msg_len, the same client code for the echo and klipsd`);
+      notes.push(`goals: pipelined ADDs >= ${percent(GOAL_OF_FLOOR)} of the echo floor (issue 4) and >= 1M/s (issue 10); GET p99 <= ${fmtMs(GOAL_GET_IDLE_P99_MS)} idle, < ${fmtMs(GOAL_GET_DUMP_P99_MS)} during the DUMP`);
+      notes.push(`open loop: a client in its own process; GET k is due at t0 + k x ${GET_PERIOD_MS} ms and its latency runs from that due time to its answer, so a stall counts for every GET due during it; "lag" is how late the client itself wrote a GET (included in the latency); "p99 from write" leaves the lag out`);
+      notes.push(`klipsd, the echo server and the open-loop client each run in their own process; the pipelining clients and the DUMP reader share this one (${os.cpus().length} cores in all)`);
+      notes.push(`${CLIENTS} clients: every ADD reply is broadcast to all ${CLIENTS} sockets (KLIPS semantics), so ${CLIENTS}x the replies are delivered`);
     } finally {
       await stopChild(klipsd);
       await stopChild(echo);
@@ -399,7 +743,16 @@ export const suite: Suite = {
   },
 };
 
-// Run alone: node dist/bench/daemon.bench.js [--quick]; the bench also re-runs this file as its echo server.
+// Run alone: node dist/bench/daemon.bench.js [--quick]; the suite also re-runs this file as
+// its echo server and its open-loop GET client.
+const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
 const echoArg = process.argv.indexOf('--echo-server');
-if (echoArg >= 0 && process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) echoServer(process.argv[echoArg + 1]);
-else runAloneIfMain(suite, import.meta.url);
+const openArg = process.argv.indexOf('--open-loop-client');
+if (isMain && echoArg >= 0) echoServer(process.argv[echoArg + 1]);
+else if (isMain && openArg >= 0) {
+  const [p, period, max, first, spis] = process.argv.slice(openArg + 1);
+  openLoopClient(p, Number(period), Number(max), Number(first), Number(spis)).catch((e: unknown) => {
+    process.stderr.write(`open-loop client: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  });
+} else runAloneIfMain(suite, import.meta.url);

@@ -6,7 +6,10 @@
  *   node dist/bench/run.js [suite ...] [--quick] [--rounds N] [--json FILE] [--list]
  *
  * With no suite names every suite runs. Each task gets 1 s (200 ms with --quick), split
- * into N interleaved rounds (5; 2 with --quick); a task reports its fastest round.
+ * into N interleaved rounds (5; 2 with --quick); a task reports its median round, and a
+ * "% of floor" is the median of per-round ratios (task and floor from the same round).
+ * Suites that time their own loops (engine, daemon) pair the same way: floor and task
+ * in the same round, one ratio per round.
  * --json writes machine info and every row to FILE (directories are created).
  */
 
@@ -68,7 +71,7 @@ async function main(argv: string[]): Promise<number> {
     : { time: 1000, warmupTime: 250, rounds: args.rounds ?? 5, quick: false };
   const machine = machineInfo();
   console.log(`${machine.cpu}, ${machine.cores} cores, node ${machine.node}, ${machine.os}`);
-  console.log(`${opts.time} ms per task in ${opts.rounds} rounds${opts.quick ? ' (--quick)' : ''}\n`);
+  console.log(`${opts.time} ms per task in ${opts.rounds} rounds${opts.quick ? ' (--quick)' : ''}; ratios to a floor are medians of per-round pairs\n`);
 
   const report: Array<{ suite: string; result: SuiteResult }> = [];
   for (const s of chosen) {
