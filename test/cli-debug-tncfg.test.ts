@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEBUG_SUBSYSTEMS } from '../src/wire/index.js';
-import { klips, klipsOk, useDaemon } from './cli-harness.js';
+import { assertUsageError, klips, klipsOk, useDaemon } from './cli-harness.js';
 
 const kd = useDaemon();
 
@@ -50,9 +50,7 @@ test('--set, --clear, --all, --none change exactly the named flags', async () =>
 
 test('debug: bad arguments exit 2', async () => {
   for (const [args, why] of [[['--set', 'everything'], /unknown debug flag "everything"/], [['--set', 'esp', '--all'], /only one of/], [['--set'], /argument missing/]] as const) {
-    const r = await klips(['debug', ...kd.S, ...args]);
-    assert.equal(r.code, 2, r.stderr);
-    assert.match(r.stderr, why);
+    assertUsageError(await klips(['debug', ...kd.S, ...args]), 'debug', why, args.join(' '));
   }
 });
 
@@ -73,8 +71,6 @@ test('tncfg: create, list, EEXIST, delete, ENODEV', async () => {
   assert.equal(gone.code, 1);
   assert.equal(gone.stderr, 'tncfg: UNPLUMBIF ipsec0 failed: ENODEV (no such interface)\n');
   for (const [args, why] of [[['--create', 'eth0'], /invalid virtual interface "eth0"/], [['--create', 'mast1', '--delete', 'mast1'], /only one of --create or --delete/]] as const) {
-    const r = await klips(['tncfg', ...kd.S, ...args]);
-    assert.equal(r.code, 2);
-    assert.match(r.stderr, why);
+    assertUsageError(await klips(['tncfg', ...kd.S, ...args]), 'tncfg', why, args.join(' '));
   }
 });

@@ -221,3 +221,18 @@ export function useDaemon(
     get S() { return ['--socket', d!.socket]; },
   };
 }
+
+/**
+ * A bad-arguments exit as every tool reports it: status 2, nothing on stdout, and on
+ * stderr exactly two lines, "klips TOOL: <why>" and "Try 'klips TOOL --help'.".
+ */
+export function assertUsageError(r: Run, tool: string, why: RegExp, what = ''): void {
+  assert.equal(r.code, 2, `${what}: exit ${r.code}\n${r.stderr}`);
+  assert.equal(r.stdout, '', what);
+  const lines = r.stderr.split('\n');
+  assert.equal(lines.length, 3, `${what}: two lines on stderr, got\n${r.stderr}`);
+  assert.ok(lines[0].startsWith(`klips ${tool}: `), `${what}: ${lines[0]}`);
+  assert.match(lines[0], why, what);
+  assert.equal(lines[1], `Try 'klips ${tool} --help'.`, what);
+  assert.equal(lines[2], '');
+}

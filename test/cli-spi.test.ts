@@ -1,8 +1,8 @@
 /**
  * `klips spi` end to end against a real klipsd (in this process, so the SA table can be
  * inspected): add with every algorithm form, get, delete, flush, dump, getspi, listing,
- * and every error path (errno replies exit 1 with one line; bad arguments exit 2 with
- * usage; an unreachable klipsd exits 1).
+ * and every error path (errno replies exit 1 with one line; bad arguments exit 2 with one
+ * line and a --help pointer; an unreachable klipsd exits 1).
  */
 
 import { test } from 'node:test';
@@ -11,7 +11,7 @@ import path from 'node:path';
 import {
   IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, IPPROTO_IPIP, SADB_SASTATE_LARVAL, SADB_SASTATE_MATURE,
 } from '../src/wire/index.js';
-import { KEY_3DES, KEY_MD5, KEY_SHA1, klips, klipsOk, useDaemon, waitUntil } from './cli-harness.js';
+import { assertUsageError, KEY_3DES, KEY_MD5, KEY_SHA1, klips, klipsOk, useDaemon, waitUntil } from './cli-harness.js';
 
 const kd = useDaemon();
 
@@ -154,17 +154,26 @@ test('listing, DUMP, FLUSH of one type, FLUSH of all, and an empty DUMP', async 
   assert.equal(await klipsOk(['spi', ...kd.S]), '');
 });
 
-test('refusals from the engine: unsupported algorithm and wrong key length are EINVAL', async () => {
+test('refusals from the engine: an algorithm klips knows but klipsd does not run is EINVAL', async () => {
   const lzs = await klips(['spi', ...kd.S, '--said', 'comp.4002@192.0.2.2', '--comp', 'lzs']);
   assert.equal(lzs.code, 1);
   assert.equal(lzs.stderr, 'spi: ADD comp0x4002@192.0.2.2 failed: EINVAL (invalid argument or unsupported algorithm/key)\n');
-  const short = await klips(['spi', ...kd.S, '--said', 'esp.8001@192.0.2.2', '--esp', '3des-sha1-96', '--enckey', '0x0102030405060708', '--authkey', KEY_SHA1]);
-  assert.equal(short.code, 1);
-  assert.match(short.stderr, /^spi: ADD esp0x8001@192\.0\.2\.2 failed: EINVAL/);
+  const blowfish = await klips(['spi', ...kd.S, '--said', 'esp.8001@192.0.2.2', '--esp', 'blowfish-sha1', '--enckey', AES128, '--authkey', KEY_SHA1]);
+  assert.equal(blowfish.code, 1);
+  assert.equal(blowfish.stderr, 'spi: ADD esp0x8001@192.0.2.2 failed: EINVAL (invalid argument or unsupported algorithm/key)\n');
   assert.equal(esp(0x8001), undefined);
 });
 
-test('bad arguments: usage text and exit 2, nothing sent', async () => {
+test("keys in openswan's three forms: 0x hex with '_' between byte pairs, 0s base64, 0t text", async () => {
+  await klipsOk(['spi', ...kd.S, '--said', 'ah.8101@192.0.2.2', '--ah', 'hmac-md5-96', '--authkey', '0x00010203_04050607_08090a0b_0c0d0e0f']);
+  assert.equal(Buffer.from(sa(IPPROTO_AH, 0x8101, '192.0.2.2')!.keyAuth!.key()).toString('hex'), '000102030405060708090a0b0c0d0e0f');
+  await klipsOk(['spi', ...kd.S, '--said', 'ah.8102@192.0.2.2', '--ah', 'hmac-sha1-96', '--authkey', `0s${Buffer.from('twenty bytes of key!').toString('base64')}`]);
+  assert.equal(Buffer.from(sa(IPPROTO_AH, 0x8102, '192.0.2.2')!.keyAuth!.key()).toString(), 'twenty bytes of key!');
+  await klipsOk(['spi', ...kd.S, '--said', 'esp.8103@192.0.2.2', '--esp', 'aes-sha1', '--enckey', '0tsixteen bytes!!!', '--authkey', '0ttwenty bytes of key!']);
+  assert.deepEqual([esp(0x8103)!.keyEncrypt!.bits, Buffer.from(esp(0x8103)!.keyAuth!.key()).toString()], [128, 'twenty bytes of key!']);
+});
+
+test('bad arguments: one line and a --help pointer, exit 2, nothing sent', async () => {
   const before = kd.d.server.stats.framesIn;
   const bad: Array<[string[], RegExp]> = [
     [['--af', 'inet'], /no action chosen/],
@@ -172,7 +181,20 @@ test('bad arguments: usage text and exit 2, nothing sent', async () => {
     [['--said', 'esp.ff@192.0.2.2', '--del'], /illegal reserved SPI 0xff/],
     [['--spi', '0x1000', '--proto', 'esp', '--del'], /SA destination not specified/],
     [['--said', 'esp.1000@192.0.2.2', '--esp', '3des'], /needs an encryption key \(--enckey\)/],
-    [['--said', 'esp.1000@192.0.2.2', '--esp', 'aes128-sha1', '--enckey', KEY_3DES, '--authkey', KEY_SHA1], /invalid encryption key length 192 bits: "aes128-sha1" requires 128/],
+    [['--said', 'esp.1000@192.0.2.2', '--esp', 'aes128-sha1', '--enckey', KEY_3DES, '--authkey', KEY_SHA1], /^klips spi: --enckey has 192 bits; "aes128-sha1" takes 128$/],
+    [['--said', 'esp.1000@192.0.2.2', '--esp', '3des-sha1-96', '--enckey', '0x0102030405060708', '--authkey', KEY_SHA1], /^klips spi: --enckey has 64 bits; "3des-sha1-96" takes 192$/],
+    [['--said', 'esp.1000@192.0.2.2', '--esp', '3des-sha1-96', '--enckey', KEY_3DES, '--authkey', KEY_MD5], /^klips spi: --authkey has 128 bits; "3des-sha1-96" takes 160$/],
+    [['--said', 'esp.1000@192.0.2.2', '--esp', 'aes-md5', '--enckey', KEY_3DES.slice(0, 36), '--authkey', KEY_MD5], /^klips spi: --enckey has 136 bits; "aes-md5" takes 128, 192 or 256$/],
+    [['--said', 'esp.1000@192.0.2.2', '--esp', 'aes_gcm128', '--enckey', AES128], /^klips spi: --enckey has 128 bits; "aes_gcm128" takes 160$/],
+    [['--said', 'esp.1000@192.0.2.2', '--esp', 'blowfish', '--enckey', '0x01020304'], /^klips spi: --enckey has 32 bits; "blowfish" takes 40 to 448$/],
+    [['--said', 'esp.1000@192.0.2.2', '--esp', 'aes100-sha1'], /^klips spi: invalid key length 100 in "aes100-sha1" \(aes takes 128, 192 or 256\)$/],
+    [['--said', 'ah.1000@192.0.2.2', '--ah', 'sha2_512', '--authkey', `${KEY_SHA1}000000000000000000000000`], /^klips spi: --authkey has 256 bits; "sha2_512" takes 512$/],
+    [['--said', 'ah.1000@192.0.2.2', '--ah', 'md5'], /^klips spi: "md5" needs an authentication key \(--authkey\) of 128 bits$/],
+    [['--said', 'esp.1000@192.0.2.2', '--esp', '3des', '--enckey', KEY_3DES.slice(2)], /^klips spi: --enckey needs 0x, 0s or 0t prefix$/],
+    [['--said', 'esp.1000@192.0.2.2', '--esp', '3des', '--enckey', `0X${KEY_3DES.slice(2)}`], /^klips spi: --enckey needs 0x, 0s or 0t prefix$/],
+    [['--said', 'ah.1000@192.0.2.2', '--ah', 'md5', '--authkey', '0x0_102030405060708090a0b0c0d0e0f10'], /^klips spi: --authkey: '_' may only stand alone between byte pairs$/],
+    [['--said', 'ah.1000@192.0.2.2', '--ah', 'md5', '--authkey', '0sAB=='], /^klips spi: --authkey: malformed base64 after 0s$/],
+    [['--said', 'ah.1000@192.0.2.2', '--ah', 'md5', '--authkey', '0t'], /^klips spi: --authkey: no key bytes after 0t$/],
     [['--said', 'esp.1000@192.0.2.2', '--esp', 'rot13', '--enckey', KEY_3DES], /invalid encryption algorithm "rot13"/],
     [['--said', 'esp.1000@192.0.2.2', '--ah', 'hmac-md5-96', '--authkey', KEY_MD5], /--ah makes an SA of protocol ah, but the SA given is esp/],
     [['--said', 'esp.1000@999.0.2.2', '--del'], /invalid --said "esp\.1000@999\.0\.2\.2"/],
@@ -184,11 +206,7 @@ test('bad arguments: usage text and exit 2, nothing sent', async () => {
     [['--bogus'], /unknown option '--bogus'/],
   ];
   for (const [args, why] of bad) {
-    const r = await klips(['spi', ...kd.S, ...args]);
-    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
-    assert.match(r.stderr, why);
-    assert.match(r.stderr, /Usage: klips spi/);
-    assert.equal(r.stdout, '');
+    assertUsageError(await klips(['spi', ...kd.S, ...args]), 'spi', why, args.join(' '));
   }
   assert.equal(kd.d.server.stats.framesIn, before, 'no bad command reached klipsd');
 });

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { IPPROTO_AH, IPPROTO_ESP, IPPROTO_IPIP } from '../src/wire/index.js';
 import { formatSaidOld } from '../src/sadb/said.js';
-import { KEY_3DES, KEY_MD5, klips, klipsOk, useDaemon } from './cli-harness.js';
+import { assertUsageError, KEY_3DES, KEY_MD5, klips, klipsOk, useDaemon } from './cli-harness.js';
 
 const kd = useDaemon();
 
@@ -69,9 +69,6 @@ test('spigrp errors: a missing SA is ENOENT; bad arguments exit 2', async () => 
     [['--said'], /--said needs the SAs/],
   ];
   for (const [args, why] of bad) {
-    const x = await klips(['spigrp', ...kd.S, ...args]);
-    assert.equal(x.code, 2, `${args.join(' ')}: ${x.stderr}`);
-    assert.match(x.stderr, why);
-    assert.match(x.stderr, /Usage: klips spigrp/);
+    assertUsageError(await klips(['spigrp', ...kd.S, ...args]), 'spigrp', why, args.join(' '));
   }
 });

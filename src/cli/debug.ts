@@ -105,6 +105,7 @@ export async function runDebug(o: DebugOptions): Promise<void> {
 
 export function debugCommand() {
   const cmd = newCommand('debug')
+    .alias('klipsdebug')
     .description('set or clear KLIPS debug flags (openswan ipsec klipsdebug)')
     .usage('--set <flag> | --clear <flag> | --all | --none')
     .option('--set <flag>', `turn a flag on: ${Object.keys(FLAG_NAMES).join(', ')}, all`)

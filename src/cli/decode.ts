@@ -7,7 +7,7 @@
  */
 
 import { PfkeyError, messageToJSON, parseMessage, renderMessage, type PfkeyMessage } from '../wire/index.js';
-import { CliFailure, newCommand, out, UsageError } from './common.js';
+import { CliFailure, newCommand, out, pfkeyErrno, UsageError } from './common.js';
 
 export interface DecodeOptions {
   json?: boolean;
@@ -56,7 +56,7 @@ export function decodeText(bytes: Uint8Array, o: DecodeOptions): string {
     } catch (e) {
       if (!(e instanceof PfkeyError)) throw e;
       const reason = e.message.startsWith(`${e.errnoName}: `) ? e.message.slice(e.errnoName.length + 2) : e.message;
-      throw new CliFailure(`decode: ${e.errnoName} at byte ${base + (e.offset ?? 0)} (${reason})`);
+      throw new CliFailure(`decode: ${e.errnoName} at byte ${base + (e.offset ?? 0)} (${reason})`, pfkeyErrno(e.errno));
     }
     base += part.length;
   }

@@ -9,7 +9,7 @@ import {
 } from '../wire/index.js';
 import { resolveSocketPath } from '../daemon/paths.js';
 import { PfkeyClient, requestBytes, type Received } from './client.js';
-import { CliFailure, errnoLine, hexOf, out, type CommonOptions, type ErrnoWords } from './common.js';
+import { CliFailure, errnoLine, hexOf, out, pfkeyErrno, type CommonOptions, type ErrnoWords } from './common.js';
 
 /** Print requests as the tool would send them (seq 1, 2, …; our pid) and return true if --dry-run. */
 export async function dryRun(o: CommonOptions, msgs: MessageInput[]): Promise<boolean> {
@@ -39,7 +39,7 @@ export interface Op {
 /** Send one request; its reply, or a CliFailure naming the operation, subject and errno. */
 export async function expectOk(c: PfkeyClient, m: MessageInput, o: CommonOptions, op: Op): Promise<Received> {
   const r = await c.request(m, o.timeout, `${op.op}${op.subject ? ` ${op.subject}` : ''}`);
-  if (r.header.errno !== 0) throw new CliFailure(errnoLine(op.tool, op.op, op.subject, r.header.errno, op.words));
+  if (r.header.errno !== 0) throw new CliFailure(errnoLine(op.tool, op.op, op.subject, r.header.errno, op.words), pfkeyErrno(r.header.errno));
   if (!r.msg) throw new CliFailure(`${op.tool}: ${op.op} ${op.subject}: unreadable reply from klipsd (${r.error?.message ?? 'unknown'})`);
   return r;
 }
