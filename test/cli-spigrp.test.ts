@@ -44,6 +44,14 @@ test('group three SAs with --said, list, ungroup', async () => {
   assert.deepEqual(chain(IPPROTO_ESP, 0x12345678, '192.0.2.2'), ['esp0x12345678@192.0.2.2']);
 });
 
+test("SAIDs without --said, as README's example writes them", async () => {
+  await addTrio('192.0.2.4');
+  assert.equal(await klipsOk(['spigrp', ...kd.S, 'tun.1002@192.0.2.4', 'esp.12345678@192.0.2.4']), '');
+  assert.deepEqual(chain(IPPROTO_IPIP, 0x1002, '192.0.2.4'), ['tun0x1002@192.0.2.4', 'esp0x12345678@192.0.2.4']);
+  assert.equal(await klipsOk(['spigrp', ...kd.S, 'tun0x1002@192.0.2.4']), '', 'one SAID ungroups');
+  assert.deepEqual(chain(IPPROTO_IPIP, 0x1002, '192.0.2.4'), ['tun0x1002@192.0.2.4']);
+});
+
 test('group with quads; DELETE of a member removes the whole group', async () => {
   await addTrio('192.0.2.3');
   await klipsOk(['spigrp', ...kd.S, 'inet', '192.0.2.3', '0x1002', 'tun', 'inet', '192.0.2.3', '0x12345678', 'esp']);
@@ -67,6 +75,7 @@ test('spigrp errors: a missing SA is ENOENT; bad arguments exit 2', async () => 
     [['inet7', '192.0.2.2', '0x1002', 'tun'], /invalid address family of SA 1 "inet7"/],
     [['--said', 'tun.10@192.0.2.2', 'esp.1000@192.0.2.2'], /illegal reserved SPI 0x10/],
     [['--said'], /--said needs the SAs/],
+    [['tun.1002@192.0.2.2', 'inet'], /invalid SA 2 "inet" \(no @\)/],
   ];
   for (const [args, why] of bad) {
     assertUsageError(await klips(['spigrp', ...kd.S, ...args]), 'spigrp', why, args.join(' '));
