@@ -222,6 +222,17 @@ export function useDaemon(
   };
 }
 
+/** JSON Lines output: every line one JSON object (none for empty output). */
+export function jsonRecords(stdout: string): Array<Record<string, any>> {
+  if (stdout === '') return [];
+  assert.ok(stdout.endsWith('\n'), 'JSON Lines end with a newline');
+  return stdout.slice(0, -1).split('\n').map((line) => {
+    const v = JSON.parse(line);
+    assert.ok(v && typeof v === 'object' && !Array.isArray(v), `a JSON object per line: ${line}`);
+    return v;
+  });
+}
+
 /**
  * A bad-arguments exit as every tool reports it: status 2, nothing on stdout, and on
  * stderr exactly two lines, "klips TOOL: <why>" and "Try 'klips TOOL --help'.".

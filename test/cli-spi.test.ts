@@ -11,7 +11,8 @@ import path from 'node:path';
 import {
   IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, IPPROTO_IPIP, SADB_SASTATE_LARVAL, SADB_SASTATE_MATURE,
 } from '../src/wire/index.js';
-import { assertUsageError, KEY_3DES, KEY_MD5, KEY_SHA1, klips, klipsOk, useDaemon, waitUntil } from './cli-harness.js';
+import { formatSaidOld } from '../src/sadb/said.js';
+import { assertUsageError, jsonRecords, KEY_3DES, KEY_MD5, KEY_SHA1, klips, klipsOk, useDaemon, waitUntil } from './cli-harness.js';
 
 const kd = useDaemon();
 
@@ -100,11 +101,42 @@ test('GET shows one SA, keys hidden unless --show-keys; --json', async () => {
   const shown = await klipsOk(['spi', ...kd.S, '--get', '--said', 'esp.4001@192.0.2.3', '--show-keys']);
   assert.match(shown, /KEY_AUTH: bits=128 0102030405060708090a0b0c0d0e0f10\n/);
   const json = JSON.parse(await klipsOk(['spi', ...kd.S, '--get', '--said', 'esp.4001@192.0.2.3', '--json']));
-  assert.equal(json.type, 'SADB_GET');
-  assert.equal(json.extensions.KEY_ENCRYPT.key, '[hidden]');
+  assert.equal(json.said, 'esp0x4001@192.0.2.3');
+  assert.deepEqual([json.authKeyBits, json.encryptKeyBits, 'authKey' in json, 'encryptKey' in json], [128, 192, false, false], 'key sizes, no key bytes');
+  const keyed = JSON.parse(await klipsOk(['spi', ...kd.S, '--get', '--said', 'esp.4001@192.0.2.3', '--json', '--show-keys']));
+  assert.deepEqual([keyed.authKey, keyed.encryptKey], [KEY_MD5.slice(2), KEY_3DES.slice(2)]);
   const missing = await klips(['spi', ...kd.S, '--get', '--said', 'esp.4fff@192.0.2.3']);
   assert.equal(missing.code, 1);
   assert.equal(missing.stderr, 'spi: GET esp0x4fff@192.0.2.3 failed: ESRCH (no such SA)\n');
+});
+
+test('--json: the listing, --get and --dump give each SA as the same record', async () => {
+  const added = jsonRecords(await klipsOk(['spi', ...kd.S, '--said', 'esp.4101@192.0.2.7', '--src', '192.0.2.1', '--esp', 'aes128-sha2_256', '--enckey', AES128,
+    '--authkey', `${KEY_SHA1}000102030405060708090a0b`, '--replay_window', '32', '--life', 'soft-bytes=1000000,hard-bytes=2000000,hard-addtime=3600',
+    '--natt', 'nonesp', '--sport', '4500', '--dport', '4501', '--json']));
+  assert.deepEqual(added.map((m) => [m.type, m.errno, m.extensions.SA.spi]), [['SADB_ADD', null, 0x4101]], "a change prints klipsd's reply as a message record");
+  kd.d.server.engine.countTraffic({ proto: IPPROTO_ESP, spi: 0x4101, dst: '192.0.2.7' }, 1500, 3);
+  const get = JSON.parse(await klipsOk(['spi', ...kd.S, '--get', '--said', 'esp.4101@192.0.2.7', '--json']));
+  assert.deepEqual({ ...get, current: { ...get.current, addtime: 0, usetime: 0 } }, {
+    said: 'esp0x4101@192.0.2.7', satype: 'ESP', spi: 0x4101, src: '192.0.2.1', dst: '192.0.2.7', state: 'MATURE', replay: 32,
+    auth: 'sha2_256', encrypt: 'aes', flags: 0, authKeyBits: 256, encryptKeyBits: 128,
+    current: { allocations: 0, bytes: 1500, addtime: 0, usetime: 0, packets: 3 },
+    soft: { allocations: 0, bytes: 1000000, addtime: 0, usetime: 0, packets: 0 },
+    hard: { allocations: 0, bytes: 2000000, addtime: 3600, usetime: 0, packets: 0 },
+    natT: { type: 'nonesp', sport: 4501, dport: 4500 },
+  });
+  assert.ok(get.current.addtime >= 0 && get.current.addtime <= 2 && get.current.usetime >= 0 && get.current.usetime <= 2, 'ages in seconds');
+  const list = (await klipsOk(['spi', ...kd.S, '--json'])).trim().split('\n').map((l) => JSON.parse(l));
+  const dump = (await klipsOk(['spi', ...kd.S, '--dump', '--json'])).trim().split('\n').map((l) => JSON.parse(l));
+  const noAge = (r: { current: object }) => ({ ...r, current: { ...r.current, addtime: 0, usetime: 0 } });
+  for (const other of [list.find((r) => r.said === get.said), dump.find((r) => r.said === get.said)]) {
+    assert.deepEqual(noAge(other), noAge(get), 'the same fields, types and values');
+    assert.ok(Math.abs(other.current.addtime - get.current.addtime) <= 1);
+  }
+  // Every record of either view has the same keys with the same JSON types (natT: an object or null).
+  const shape = (r: Record<string, unknown>) => Object.entries(r).map(([k, v]) => `${k}:${v === null ? 'null' : typeof v}`).join(' ');
+  const shapes = new Set([...list, ...dump].map((r) => shape({ ...r, natT: r.natT ?? {} })));
+  assert.equal(shapes.size, 1, [...shapes].join('\n'));
 });
 
 test('DELETE removes the SA; a missing SA is ESRCH', async () => {
@@ -136,10 +168,9 @@ test('listing, DUMP, FLUSH of one type, FLUSH of all, and an empty DUMP', async 
   assert.equal(list.split('\n').filter(Boolean).length, kd.d.server.engine.sadb.size);
 
   const dump = await klipsOk(['spi', ...kd.S, '--dump', '--json']);
-  const msgs = dump.trim().split('\n').map((l) => JSON.parse(l));
-  assert.equal(msgs.length, kd.d.server.engine.sadb.size);
-  assert.ok(msgs.every((m) => m.type === 'SADB_DUMP'));
-  assert.equal(msgs.at(-1).header.seq, 0, 'the last DUMP message has seq 0');
+  const records = dump.trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(records.length, kd.d.server.engine.sadb.size, 'one SA record per line, the whole table');
+  assert.deepEqual(records.map((r) => r.said).sort(), [...kd.d.server.engine.sadb.values()].map((x) => formatSaidOld(x.said)).sort());
   const text = await klipsOk(['spi', ...kd.S, '--dump', '--proto', 'ah']);
   assert.equal((text.match(/^SADB_DUMP satype=AH/gm) ?? []).length, [...kd.d.server.engine.sadb.values()].filter((s) => s.satype === 2).length);
 
@@ -151,7 +182,9 @@ test('listing, DUMP, FLUSH of one type, FLUSH of all, and an empty DUMP', async 
   assert.equal(await klipsOk(['spi', ...kd.S, '--clear']), '');
   assert.equal(kd.d.server.engine.sadb.size, 0);
   assert.equal(await klipsOk(['spi', ...kd.S, '--dump']), '', 'nothing to dump: no output, exit 0');
+  assert.equal(await klipsOk(['spi', ...kd.S, '--dump', '--json']), '');
   assert.equal(await klipsOk(['spi', ...kd.S]), '');
+  assert.equal(await klipsOk(['spi', ...kd.S, '--json']), '', 'an empty table: no JSON lines');
 });
 
 test('refusals from the engine: an algorithm klips knows but klipsd does not run is EINVAL', async () => {

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { IPPROTO_AH, IPPROTO_ESP, IPPROTO_IPIP } from '../src/wire/index.js';
 import { formatSaidOld } from '../src/sadb/said.js';
-import { assertUsageError, KEY_3DES, KEY_MD5, klips, klipsOk, useDaemon } from './cli-harness.js';
+import { assertUsageError, jsonRecords, KEY_3DES, KEY_MD5, klips, klipsOk, useDaemon } from './cli-harness.js';
 
 const kd = useDaemon();
 
@@ -33,7 +33,11 @@ test('group three SAs with --said, list, ungroup', async () => {
     'ah0x1001@192.0.2.2 ',
     '',
   ].join('\n'));
-  assert.deepEqual(JSON.parse(await klipsOk(['spigrp', ...kd.S, '--json']))[0], ['tun0x1002@192.0.2.2', 'esp0x12345678@192.0.2.2', 'ah0x1001@192.0.2.2']);
+  assert.deepEqual(jsonRecords(await klipsOk(['spigrp', ...kd.S, '--json'])), [
+    { said: 'tun0x1002@192.0.2.2', group: ['tun0x1002@192.0.2.2', 'esp0x12345678@192.0.2.2', 'ah0x1001@192.0.2.2'] },
+    { said: 'esp0x12345678@192.0.2.2', group: ['esp0x12345678@192.0.2.2', 'ah0x1001@192.0.2.2'] },
+    { said: 'ah0x1001@192.0.2.2', group: ['ah0x1001@192.0.2.2'] },
+  ]);
 
   const again = await klips(['spigrp', ...kd.S, '--said', 'tun.1002@192.0.2.2', 'esp.12345678@192.0.2.2']);
   assert.equal(again.code, 1);

@@ -1,15 +1,14 @@
 /**
  * Running requests for a tool: --dry-run (print the requests as hex, send nothing),
  * opening the connection, sending a request and turning an errno reply into the
- * one-line report, and printing replies as text or JSON.
+ * one-line report, and printing messages as text or message records.
  */
 
-import {
-  messageToJSON, renderMessage, type MessageInput, type PfkeyMessage,
-} from '../wire/index.js';
+import { renderMessage, type MessageInput, type PfkeyMessage } from '../wire/index.js';
 import { resolveSocketPath } from '../daemon/paths.js';
 import { PfkeyClient, requestBytes, type Received } from './client.js';
 import { CliFailure, errnoLine, hexOf, out, pfkeyErrno, type CommonOptions, type ErrnoWords } from './common.js';
+import { jsonLines, messageRecord } from './json.js';
 
 /** Print requests as the tool would send them (seq 1, 2, …; our pid) and return true if --dry-run. */
 export async function dryRun(o: CommonOptions, msgs: MessageInput[]): Promise<boolean> {
@@ -44,6 +43,7 @@ export async function expectOk(c: PfkeyClient, m: MessageInput, o: CommonOptions
   return r;
 }
 
+/** A message as text (several lines) or as a message record (one JSON line). */
 export function showMessage(m: PfkeyMessage, o: { json?: boolean; showKeys?: boolean }): string {
-  return o.json ? `${JSON.stringify(messageToJSON(m, { showKeys: o.showKeys }))}\n` : `${renderMessage(m, { showKeys: o.showKeys })}\n`;
+  return o.json ? jsonLines([messageRecord(m, o)]) : `${renderMessage(m, { showKeys: o.showKeys })}\n`;
 }

@@ -28,6 +28,7 @@ import {
 } from './args.js';
 import { parseAhAlgorithm, parseCompAlgorithm, parseEspAlgorithm, sizesText, type AlgChoice } from './algorithms.js';
 import { dryRun, expectOk, showMessage, withClient } from './session.js';
+import { jsonLines, saRecordFromMessage, saRecordsFromView } from './json.js';
 
 export interface SpiOptions extends CommonOptions {
   af?: string;
@@ -312,7 +313,7 @@ export async function runSpi(o: SpiOptions): Promise<void> {
     if (others.length) throw new UsageError(`no action chosen (one of --ah, --esp, --comp, --ip4, --ip6, --del, --clear, --get, --dump, --getspi)`);
     if (o.dryRun) return;
     const v = await queryViews(TOOL, resolveSocketPath(o.socket), ['spi'], o.timeout);
-    await out(o.json ? `${JSON.stringify(v.spi.data)}\n` : v.spi.text);
+    await out(o.json ? jsonLines(saRecordsFromView(v.spi.data)) : v.spi.text);
     return;
   }
   const family = o.af ? familyByName(o.af) : 0;
@@ -352,7 +353,8 @@ export async function runSpi(o: SpiOptions): Promise<void> {
         });
         c.send(m);
         await done;
-        await out(got.map((r) => (r.msg ? showMessage(r.msg, o) : '')).join(o.json ? '' : '\n'));
+        const msgs = got.flatMap((r) => (r.msg ? [r.msg] : []));
+        await out(o.json ? jsonLines(msgs.map((m) => saRecordFromMessage(m, o))) : msgs.map((m) => showMessage(m, o)).join('\n'));
       });
       return;
     }
@@ -365,7 +367,8 @@ export async function runSpi(o: SpiOptions): Promise<void> {
       if (await dryRun(o, [m])) return;
       await withClient(TOOL, o, async (c) => {
         const r = await expectOk(c, m, o, { tool: TOOL, op: action === 'del' ? 'DELETE' : 'GET', subject: formatSaidOld(said), words: WORDS });
-        if (action === 'get' || o.json) await out(showMessage(r.msg!, o));
+        if (action === 'get' && o.json) await out(jsonLines([saRecordFromMessage(r.msg!, o)]));
+        else if (action === 'get' || o.json) await out(showMessage(r.msg!, o));
       });
       return;
     }

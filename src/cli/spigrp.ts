@@ -13,6 +13,7 @@ import { queryViews } from './client.js';
 import { addCommonOptions, newCommand, out, requireUlong, UsageError, type CommonOptions, type ErrnoWords } from './common.js';
 import { familyByName, parseAddr, parseSaidArg, protoByName, satypeOf, type SaidArg } from './args.js';
 import { dryRun, expectOk, showMessage, withClient } from './session.js';
+import { jsonLines, spigrpRecords } from './json.js';
 
 export interface SpigrpOptions extends CommonOptions {
   said?: boolean;
@@ -73,7 +74,7 @@ export async function runSpigrp(args: string[], o: SpigrpOptions): Promise<void>
     if (o.said) throw new UsageError('--said needs the SAs to group');
     if (o.dryRun) return;
     const v = await queryViews(TOOL, resolveSocketPath(o.socket), ['spigrp'], o.timeout);
-    await out(o.json ? `${JSON.stringify(v.spigrp.data)}\n` : v.spigrp.text);
+    await out(o.json ? jsonLines(spigrpRecords(v.spigrp.data)) : v.spigrp.text);
     return;
   }
   const list = parseSpigrpArgs(args, Boolean(o.said) || args[0].includes('@'));
