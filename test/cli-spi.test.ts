@@ -221,6 +221,7 @@ test('bad arguments: one line and a --help pointer, exit 2, nothing sent', async
     [['--said', 'esp.1000@192.0.2.2', '--esp', 'aes_gcm128', '--enckey', AES128], /^klips spi: --enckey has 128 bits; "aes_gcm128" takes 160$/],
     [['--said', 'esp.1000@192.0.2.2', '--esp', 'blowfish', '--enckey', '0x01020304'], /^klips spi: --enckey has 32 bits; "blowfish" takes 40 to 448$/],
     [['--said', 'esp.1000@192.0.2.2', '--esp', 'aes100-sha1'], /^klips spi: invalid key length 100 in "aes100-sha1" \(aes takes 128, 192 or 256\)$/],
+    [['--said', 'esp.1000@192.0.2.2', '--esp', 'null128-sha1'], /^klips spi: invalid key length 128 in "null128-sha1" \(null takes no key\)$/],
     [['--said', 'ah.1000@192.0.2.2', '--ah', 'sha2_512', '--authkey', `${KEY_SHA1}000000000000000000000000`], /^klips spi: --authkey has 256 bits; "sha2_512" takes 512$/],
     [['--said', 'ah.1000@192.0.2.2', '--ah', 'md5'], /^klips spi: "md5" needs an authentication key \(--authkey\) of 128 bits$/],
     [['--said', 'esp.1000@192.0.2.2', '--esp', '3des', '--enckey', KEY_3DES.slice(2)], /^klips spi: --enckey needs 0x, 0s or 0t prefix$/],

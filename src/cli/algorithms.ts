@@ -63,8 +63,9 @@ const AUTH_KEY_BITS: Readonly<Record<number, readonly number[]>> = {
   [SADB_X_AALG_RIPEMD160HMAC]: [160],
 };
 
-/** "192", "128, 192 or 256", "40 to 448". */
+/** "192", "128, 192 or 256", "40 to 448", "no key". */
 export function sizesText(bits: readonly number[]): string {
+  if (bits.length === 0) return 'no key';
   if (bits.length > 3) return `${bits[0]} to ${bits[bits.length - 1]}`;
   return bits.length > 1 ? `${bits.slice(0, -1).join(', ')} or ${bits[bits.length - 1]}` : String(bits[0]);
 }
@@ -130,7 +131,7 @@ export function parseEspAlgorithm(s: string): AlgChoice {
   if (authText) {
     const a = authPart(authText, s);
     auth = a.id === SADB_X_AALG_NULL ? SADB_AALG_NONE : a.id;
-    authKeyBits = authKeyBitsOf(auth, a.bits, s);
+    authKeyBits = authKeyBitsOf(a.id, a.bits, s);
     if (AEAD.has(enc.id) && auth !== SADB_AALG_NONE) throw new UsageError(`"${s}": ${encText} is a combined-mode cipher and takes no authentication algorithm`);
   }
   if (enc.id === SADB_EALG_NULL && auth === SADB_AALG_NONE) throw new UsageError(`"${s}": ESP with null encryption needs an authentication algorithm (e.g. null-sha1)`);
