@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEBUG_SUBSYSTEMS } from '../src/wire/index.js';
-import { klips, klipsOk, useDaemon } from './cli-harness.js';
+import { assertUsageError, jsonRecords, klips, klipsOk, useDaemon } from './cli-harness.js';
 
 const kd = useDaemon();
 
@@ -41,18 +41,18 @@ test('--set, --clear, --all, --none change exactly the named flags', async () =>
     'debug_spi=00000000.', 'debug_radij=00000000.', 'debug_esp=00000000.', 'debug_ah=00000000.',
     'debug_rcv=00000000.', 'debug_pfkey=00000000.', 'debug_ipcomp=ffffffff.', 'debug_verbose=00000000.', '',
   ].join('\n'));
-  const json = JSON.parse(await klipsOk(['debug', ...kd.S, '--set', 'spi', '--json']));
-  assert.equal(json.spi, 0xffffffff, 'the reply carries the flags now in force');
-  assert.equal(json.tunnel, 0x10);
+  const [reply] = jsonRecords(await klipsOk(['debug', ...kd.S, '--set', 'spi', '--json']));
+  assert.equal(reply.type, 'SADB_X_DEBUG');
+  assert.equal(reply.extensions.X_DEBUG.spi, 0xffffffff, 'the reply carries the flags now in force');
+  assert.equal(reply.extensions.X_DEBUG.tunnel, 0x10);
+  assert.deepEqual(jsonRecords(await klipsOk(['debug', ...kd.S, '--json'])), [reply.extensions.X_DEBUG], 'the listing: the same flags object');
   await klipsOk(['debug', ...kd.S, '--clear', 'all']);
   assert.ok(DEBUG_SUBSYSTEMS.every((n) => flags()[n] === 0));
 });
 
 test('debug: bad arguments exit 2', async () => {
   for (const [args, why] of [[['--set', 'everything'], /unknown debug flag "everything"/], [['--set', 'esp', '--all'], /only one of/], [['--set'], /argument missing/]] as const) {
-    const r = await klips(['debug', ...kd.S, ...args]);
-    assert.equal(r.code, 2, r.stderr);
-    assert.match(r.stderr, why);
+    assertUsageError(await klips(['debug', ...kd.S, ...args]), 'debug', why, args.join(' '));
   }
 });
 
@@ -62,7 +62,8 @@ test('tncfg: create, list, EEXIST, delete, ENODEV', async () => {
   await klipsOk(['tncfg', ...kd.S, '--plumb', 'ipsec3']);
   assert.deepEqual([...kd.d.server.engine.interfaces.keys()].sort((a, b) => a - b), [12, 49152, 49155]);
   assert.equal(await klipsOk(['tncfg', ...kd.S]), 'mast12 -> NULL mtu=0(0) -> 0\nipsec0 -> NULL mtu=0(0) -> 0\nipsec3 -> NULL mtu=0(0) -> 0\n');
-  assert.deepEqual(JSON.parse(await klipsOk(['tncfg', ...kd.S, '--json'])).map((i: { name: string }) => i.name), ['mast12', 'ipsec0', 'ipsec3']);
+  const rows = jsonRecords(await klipsOk(['tncfg', ...kd.S, '--json']));
+  assert.deepEqual(rows.map((i) => [i.name, i.ifnum, i.transport]), [['mast12', 12, false], ['ipsec0', 49152, false], ['ipsec3', 49155, false]]);
   const dup = await klips(['tncfg', ...kd.S, '--create', 'ipsec0']);
   assert.equal(dup.code, 1);
   assert.equal(dup.stderr, 'tncfg: PLUMBIF ipsec0 failed: EEXIST (interface already exists)\n');
@@ -73,8 +74,6 @@ test('tncfg: create, list, EEXIST, delete, ENODEV', async () => {
   assert.equal(gone.code, 1);
   assert.equal(gone.stderr, 'tncfg: UNPLUMBIF ipsec0 failed: ENODEV (no such interface)\n');
   for (const [args, why] of [[['--create', 'eth0'], /invalid virtual interface "eth0"/], [['--create', 'mast1', '--delete', 'mast1'], /only one of --create or --delete/]] as const) {
-    const r = await klips(['tncfg', ...kd.S, ...args]);
-    assert.equal(r.code, 2);
-    assert.match(r.stderr, why);
+    assertUsageError(await klips(['tncfg', ...kd.S, ...args]), 'tncfg', why, args.join(' '));
   }
 });

@@ -5,7 +5,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { klips, klipsOk } from './cli-harness.js';
+import { jsonRecords, klips, klipsOk } from './cli-harness.js';
 import { readVector } from './vectors.js';
 
 const vectors = readVector('clients/openswan-spi.json') as { cases: Array<{ name: string; requests: Array<{ hex: string }> }> };
@@ -30,7 +30,7 @@ test("decode openswan spi's ADD: keys hidden unless --show-keys; --json", async 
   ].join('\n'));
   assert.match(await klipsOk(['decode', hex, '--show-keys']), /KEY_ENCRYPT: bits=192 0102030405060708090a0b0c0d0e0f101112131415161718\n/);
   const j = JSON.parse(await klipsOk(['decode', '--json', hex]));
-  assert.equal(j.type, 'SADB_ADD');
+  assert.deepEqual([j.type, j.satype, j.errno, j.header.errno], ['SADB_ADD', 'ESP', null, 0], 'errno: a name, or null');
   assert.equal(j.extensions.KEY_AUTH.key, '[hidden]');
   assert.equal(j.extensions.SA.spi, 0x12345678);
 });
@@ -44,6 +44,8 @@ test('--out parses a reply with the kernel-to-user rules; two messages back to b
   assert.match(out, /^SADB_REGISTER satype=ESP seq=1 pid=431 len=10\n {2}SUPPORTED_AUTH: MD5HMAC\(iv=0 bits=128-128\)/);
   const two = await klipsOk(['decode', REGISTER + REGISTER.replace('01000000af', '02000000af')]);
   assert.equal(two, 'SADB_REGISTER satype=ESP seq=1 pid=431 len=2\nSADB_REGISTER satype=ESP seq=2 pid=431 len=2\n');
+  const lines = jsonRecords(await klipsOk(['decode', '--json', REGISTER + REGISTER.replace('01000000af', '02000000af')]));
+  assert.deepEqual(lines.map((m) => [m.type, m.header.seq]), [['SADB_REGISTER', 1], ['SADB_REGISTER', 2]], 'one JSON line per message');
 });
 
 test('refusals name the errno, the byte and the reason, exit 1; non-hex input exits 2', async () => {

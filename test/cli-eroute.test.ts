@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { IPPROTO_ESP, IPPROTO_INT, IPPROTO_IPIP, SADB_X_SAFLAGS_INFLOW } from '../src/wire/index.js';
-import { KEY_3DES, KEY_SHA1, klips, klipsOk, useDaemon } from './cli-harness.js';
+import { assertUsageError, jsonRecords, KEY_3DES, KEY_SHA1, klips, klipsOk, useDaemon } from './cli-harness.js';
 
 const kd = useDaemon({}, async (S) => {
   await klipsOk(['spi', ...S, '--said', 'esp.12345678@192.0.2.2', '--src', '192.0.2.1', '--esp', '3des-sha1-96', '--enckey', KEY_3DES, '--authkey', KEY_SHA1]);
@@ -68,15 +68,20 @@ test('every shunt, a port-specific trap, IPv6, listing and --clear', async () =>
   ].join('\n'));
   const withPort = [...kd.d.server.engine.spd.entries()].find((e) => e.flow.proto === 6)!;
   assert.deepEqual([withPort.flow.sport, withPort.flow.dport], [1234, 80]);
-  const json = JSON.parse(await klipsOk(['eroute', ...kd.S, '--json']));
-  assert.equal(json.length, 9);
-  assert.equal(json[1].said, '%trap');
+  const rows = jsonRecords(await klipsOk(['eroute', ...kd.S, '--json']));
+  assert.equal(rows.length, 9, 'one JSON line per eroute');
+  const { pid, created, lastUsed, ...trap } = rows[1];
+  assert.deepEqual(trap, { count: 0, src: '10.0.1.1/32', dst: '10.0.2.1/32', proto: 17, sport: 0, dport: 53, said: '%trap' });
+  assert.deepEqual([typeof pid, typeof created, typeof lastUsed], ['number', 'number', 'number']);
+  assert.equal(rows[0].said, 'esp0x12345678@192.0.2.2');
 
   await klipsOk(['eroute', ...kd.S, '--del', '--src', '10.0.1.1/32', '--dst', '10.0.2.1/32', '--transport-proto', 'udp', '--dst-port', '53']);
   assert.equal(kd.d.server.engine.spd.size, 8);
-  assert.equal(await klipsOk(['eroute', ...kd.S, '--clear']), '');
+  const [cleared] = jsonRecords(await klipsOk(['eroute', ...kd.S, '--clear', '--json']));
+  assert.deepEqual([cleared.type, cleared.satype, cleared.errno, Object.keys(cleared.extensions)], ['SADB_X_DELFLOW', 'UNSPEC', null, ['SA']], "klipsd's reply as a message record");
   assert.equal(kd.d.server.engine.spd.size, 0);
   assert.equal(await klipsOk(['eroute', ...kd.S]), '');
+  assert.equal(await klipsOk(['eroute', ...kd.S, '--json']), '');
 });
 
 test('--addin puts an inbound policy on the IPIP SA of a group; ENOENT without one', async () => {
@@ -96,7 +101,7 @@ test('--addin puts an inbound policy on the IPIP SA of a group; ENOENT without o
   assert.equal(r.stderr, 'eroute: ADDIN 10.0.2.0/24 -> 10.0.1.0/24 => tun0x1fff@192.0.2.1 failed: ENOENT (no such SA (an inbound policy needs an IPIP SA in the group))\n');
 });
 
-test('bad eroute arguments: usage and exit 2, nothing sent', async () => {
+test('bad eroute arguments: one line, exit 2, nothing sent', async () => {
   const before = kd.d.server.stats.framesIn;
   const bad: Array<[string[], RegExp]> = [
     [['--add', '--dst', '10.0.2.0/24', '--said', '%pass'], /--add needs --src/],
@@ -112,10 +117,7 @@ test('bad eroute arguments: usage and exit 2, nothing sent', async () => {
     [['--src', '10.0.1.0/24'], /exactly one of --add/],
   ];
   for (const [args, why] of bad) {
-    const r = await klips(['eroute', ...kd.S, ...args]);
-    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
-    assert.match(r.stderr, why);
-    assert.match(r.stderr, /Usage: klips eroute/);
+    assertUsageError(await klips(['eroute', ...kd.S, ...args]), 'eroute', why, args.join(' '));
   }
   assert.equal(kd.d.server.stats.framesIn, before);
 });

@@ -221,3 +221,29 @@ export function useDaemon(
     get S() { return ['--socket', d!.socket]; },
   };
 }
+
+/** JSON Lines output: every line one JSON object (none for empty output). */
+export function jsonRecords(stdout: string): Array<Record<string, any>> {
+  if (stdout === '') return [];
+  assert.ok(stdout.endsWith('\n'), 'JSON Lines end with a newline');
+  return stdout.slice(0, -1).split('\n').map((line) => {
+    const v = JSON.parse(line);
+    assert.ok(v && typeof v === 'object' && !Array.isArray(v), `a JSON object per line: ${line}`);
+    return v;
+  });
+}
+
+/**
+ * A bad-arguments exit as every tool reports it: status 2, nothing on stdout, and on
+ * stderr exactly two lines, "klips TOOL: <why>" and "Try 'klips TOOL --help'.".
+ */
+export function assertUsageError(r: Run, tool: string, why: RegExp, what = ''): void {
+  assert.equal(r.code, 2, `${what}: exit ${r.code}\n${r.stderr}`);
+  assert.equal(r.stdout, '', what);
+  const lines = r.stderr.split('\n');
+  assert.equal(lines.length, 3, `${what}: two lines on stderr, got\n${r.stderr}`);
+  assert.ok(lines[0].startsWith(`klips ${tool}: `), `${what}: ${lines[0]}`);
+  assert.match(lines[0], why, what);
+  assert.equal(lines[1], `Try 'klips ${tool} --help'.`, what);
+  assert.equal(lines[2], '');
+}

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import os from 'node:os';
-import { KEY_3DES, KEY_SHA1, klipsOk, useDaemon } from './cli-harness.js';
+import { jsonRecords, KEY_3DES, KEY_SHA1, klipsOk, useDaemon } from './cli-harness.js';
 
 const kd = useDaemon();
 
@@ -36,8 +36,12 @@ test('look shows eroutes with their SA groups, interfaces and sorted SAs', async
 
   const labelled = await klipsOk(['look', ...kd.S]);
   assert.equal(labelled.split('\n')[0].split(' ')[0], os.hostname());
-  const j = JSON.parse(await klipsOk(['look', ...kd.S, '--json']));
+  const [j, ...more] = jsonRecords(await klipsOk(['look', ...kd.S, '--json']));
+  assert.equal(more.length, 0, 'one screen, one JSON line');
   assert.deepEqual(Object.keys(j), ['host', 'date', 'eroute', 'spigrp', 'tncfg', 'spi']);
   assert.equal(j.eroute[0].count, 1);
-  assert.equal(j.spi.length, 2);
+  assert.deepEqual(j.spigrp[0], { said: 'tun0x1002@192.0.2.2', group: ['tun0x1002@192.0.2.2', 'esp0x12345678@192.0.2.2'] });
+  assert.deepEqual(j.spi.map((r: { said: string }) => r.said).sort(), ['esp0x12345678@192.0.2.2', 'tun0x1002@192.0.2.2'], 'SA records, SAIDs as everywhere');
+  const noAge = (r: Record<string, any>) => ({ ...r, current: { ...r.current, addtime: 0 } });
+  assert.deepEqual(j.spi.map(noAge), jsonRecords(await klipsOk(['spi', ...kd.S, '--json'])).map(noAge), "the same records as spi's listing");
 });

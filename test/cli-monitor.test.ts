@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SPI_TRAP } from '../src/wire/index.js';
 import { queryViews } from '../src/cli/client.js';
-import { KEY_3DES, KEY_SHA1, klips, klipsBackground, klipsOk, useDaemon, startDaemon, waitUntil, within } from './cli-harness.js';
+import { jsonRecords, KEY_3DES, KEY_SHA1, klips, klipsBackground, klipsOk, RawClient, useDaemon, startDaemon, waitUntil, within } from './cli-harness.js';
 
 const kd = useDaemon();
 
@@ -72,6 +72,78 @@ test('--promisc --json shows requests from everyone, keys hidden; --show-keys sh
     await k.stop();
   }
 });
+
+/**
+ * Messages monitor cannot parse when it sees their promiscuous copies: a client's EXPIRE
+ * carrying KEY_AUTH (no rule lets a client send that), one whose second extension claims
+ * length 0, and one with an extension of a type klips has no name for.
+ */
+const KEY = Buffer.from('secret key bytes');
+function hostileMessages(): Buffer[] {
+  const header = (len: number, seq: number) => {
+    const h = Buffer.alloc(16);
+    h.writeUInt8(2, 0); // version
+    h.writeUInt8(8, 1); // SADB_EXPIRE
+    h.writeUInt8(3, 3); // ESP
+    h.writeUInt16LE(len / 8, 4);
+    h.writeUInt32LE(seq, 8);
+    h.writeUInt32LE(4242, 12);
+    return h;
+  };
+  // SA: len 2, type 1, spi 0x1234 (network order), replay 0, state MATURE, auth SHA1, encrypt 3DES, flags 0.
+  const sa = Buffer.from('0200010000001234000103030000000000', 'hex').subarray(0, 16);
+  // KEY_AUTH: len 3, type 8, 128 bits, reserved, then the key.
+  const keyAuth = Buffer.concat([Buffer.from('0300080080000000', 'hex'), KEY]);
+  const zeroLen = Buffer.concat([Buffer.from('00000900', 'hex'), KEY.subarray(0, 4)]);
+  const unknown = Buffer.concat([Buffer.from('01002800', 'hex'), KEY.subarray(0, 4)]);
+  return [Buffer.concat([header(56, 1), sa, keyAuth]), Buffer.concat([header(40, 2), sa, zeroLen]), Buffer.concat([header(40, 3), sa, unknown])];
+}
+
+test('--promisc: a message klips cannot parse shows its parts, key material hidden unless --show-keys', async () => {
+  const json = klipsBackground(['monitor', ...kd.S, '--esp', '--promisc', '--json']);
+  const text = klipsBackground(['monitor', ...kd.S, '--esp', '--promisc']);
+  const keys = klipsBackground(['monitor', ...kd.S, '--esp', '--promisc', '--json', '--show-keys']);
+  const raw = await RawClient.connect(kd.d.socket);
+  try {
+    await waitUntil('three monitors ready', () => [json, text, keys].every((m) => m.stdout().includes('X_PROMISC')));
+    for (const m of hostileMessages()) raw.write(m);
+    await waitUntil('the copies at every monitor', () => [json, text, keys].every((m) => (m.stdout().match(/unparsable/g) ?? []).length === 3));
+    for (const m of [json, text, keys]) assert.equal(await m.stop(), 0, m.stderr());
+    const keyHex = KEY.toString('hex');
+    for (const m of [json, text]) assert.ok(!m.stdout().includes(keyHex) && !m.stdout().includes(keyHex.slice(0, 8)), `no key bytes:\n${m.stdout()}`);
+
+    const hostile = (out: string) => jsonRecords(out).filter((r) => 'unparsable' in r);
+    const [expire, zero, unknown] = hostile(json.stdout());
+    assert.deepEqual(expire, {
+      type: 'SADB_EXPIRE', satype: 'ESP', errno: null,
+      header: { version: 2, type: 8, errno: 0, satype: 3, len: 7, reserved: 0, seq: 1, pid: 4242 },
+      unparsable: expire.unparsable,
+      parts: [
+        { ext: 'SA', offset: 16, len: 16, hex: sa16() },
+        { ext: 'KEY_AUTH', offset: 32, len: 24, hex: '[hidden]' },
+      ],
+    });
+    assert.match(expire.unparsable, /^EINVAL at byte \d+: /);
+    assert.equal('hex' in expire, false, 'no raw hex without --show-keys');
+    assert.deepEqual(zero.parts, [{ ext: 'SA', offset: 16, len: 16, hex: sa16() }, { ext: null, offset: 32, len: 8, hex: '[hidden]' }], 'bytes no extension accounts for are hidden');
+    assert.deepEqual(unknown.parts[1], { ext: 'ext40', offset: 32, len: 8, hex: '[hidden]' }, 'an extension klips has no name for is hidden');
+
+    const t = text.stdout();
+    assert.match(t, /^SADB_EXPIRE satype=ESP seq=1 pid=4242 len=7: unparsable \(EINVAL at byte \d+: .+\)\n {2}SA at byte 16, 16 bytes: [0-9a-f]{32}\n {2}KEY_AUTH at byte 32, 24 bytes: \[hidden\]\n\n/m);
+
+    assert.match(t, /^SADB_EXPIRE satype=ESP seq=2 pid=4242 len=5: unparsable \(.+\)\n {2}SA at byte 16, 16 bytes: [0-9a-f]{32}\n {2}\(no extension\) at byte 32, 8 bytes: \[hidden\]\n\n/m);
+
+    const shown = hostile(keys.stdout());
+    assert.equal(shown[0].parts[1].hex, `0300080080000000${keyHex}`, '--show-keys: the key extension as it came');
+    assert.deepEqual(shown.map((r) => r.hex), hostileMessages().map((b) => b.toString('hex')), '--show-keys: the raw hex too');
+    assert.equal(shown[1].parts[1].hex, `00000900${keyHex.slice(0, 8)}`);
+  } finally {
+    raw.close();
+    for (const m of [json, text, keys]) await m.stop();
+  }
+});
+
+const sa16 = () => hostileMessages()[0].subarray(16, 32).toString('hex');
 
 test('monitor exits 1 when klipsd goes away, and 2 on bad arguments', async () => {
   const r = await klips(['monitor', ...kd.S, '--count', 'many']);

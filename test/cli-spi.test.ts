@@ -1,8 +1,8 @@
 /**
  * `klips spi` end to end against a real klipsd (in this process, so the SA table can be
  * inspected): add with every algorithm form, get, delete, flush, dump, getspi, listing,
- * and every error path (errno replies exit 1 with one line; bad arguments exit 2 with
- * usage; an unreachable klipsd exits 1).
+ * and every error path (errno replies exit 1 with one line; bad arguments exit 2 with one
+ * line and a --help pointer; an unreachable klipsd exits 1).
  */
 
 import { test } from 'node:test';
@@ -11,7 +11,8 @@ import path from 'node:path';
 import {
   IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, IPPROTO_IPIP, SADB_SASTATE_LARVAL, SADB_SASTATE_MATURE,
 } from '../src/wire/index.js';
-import { KEY_3DES, KEY_MD5, KEY_SHA1, klips, klipsOk, useDaemon, waitUntil } from './cli-harness.js';
+import { formatSaidOld } from '../src/sadb/said.js';
+import { assertUsageError, jsonRecords, KEY_3DES, KEY_MD5, KEY_SHA1, klips, klipsOk, useDaemon, waitUntil } from './cli-harness.js';
 
 const kd = useDaemon();
 
@@ -100,11 +101,42 @@ test('GET shows one SA, keys hidden unless --show-keys; --json', async () => {
   const shown = await klipsOk(['spi', ...kd.S, '--get', '--said', 'esp.4001@192.0.2.3', '--show-keys']);
   assert.match(shown, /KEY_AUTH: bits=128 0102030405060708090a0b0c0d0e0f10\n/);
   const json = JSON.parse(await klipsOk(['spi', ...kd.S, '--get', '--said', 'esp.4001@192.0.2.3', '--json']));
-  assert.equal(json.type, 'SADB_GET');
-  assert.equal(json.extensions.KEY_ENCRYPT.key, '[hidden]');
+  assert.equal(json.said, 'esp0x4001@192.0.2.3');
+  assert.deepEqual([json.authKeyBits, json.encryptKeyBits, 'authKey' in json, 'encryptKey' in json], [128, 192, false, false], 'key sizes, no key bytes');
+  const keyed = JSON.parse(await klipsOk(['spi', ...kd.S, '--get', '--said', 'esp.4001@192.0.2.3', '--json', '--show-keys']));
+  assert.deepEqual([keyed.authKey, keyed.encryptKey], [KEY_MD5.slice(2), KEY_3DES.slice(2)]);
   const missing = await klips(['spi', ...kd.S, '--get', '--said', 'esp.4fff@192.0.2.3']);
   assert.equal(missing.code, 1);
   assert.equal(missing.stderr, 'spi: GET esp0x4fff@192.0.2.3 failed: ESRCH (no such SA)\n');
+});
+
+test('--json: the listing, --get and --dump give each SA as the same record', async () => {
+  const added = jsonRecords(await klipsOk(['spi', ...kd.S, '--said', 'esp.4101@192.0.2.7', '--src', '192.0.2.1', '--esp', 'aes128-sha2_256', '--enckey', AES128,
+    '--authkey', `${KEY_SHA1}000102030405060708090a0b`, '--replay_window', '32', '--life', 'soft-bytes=1000000,hard-bytes=2000000,hard-addtime=3600',
+    '--natt', 'nonesp', '--sport', '4500', '--dport', '4501', '--json']));
+  assert.deepEqual(added.map((m) => [m.type, m.errno, m.extensions.SA.spi]), [['SADB_ADD', null, 0x4101]], "a change prints klipsd's reply as a message record");
+  kd.d.server.engine.countTraffic({ proto: IPPROTO_ESP, spi: 0x4101, dst: '192.0.2.7' }, 1500, 3);
+  const get = JSON.parse(await klipsOk(['spi', ...kd.S, '--get', '--said', 'esp.4101@192.0.2.7', '--json']));
+  assert.deepEqual({ ...get, current: { ...get.current, addtime: 0, usetime: 0 } }, {
+    said: 'esp0x4101@192.0.2.7', satype: 'ESP', spi: 0x4101, src: '192.0.2.1', dst: '192.0.2.7', state: 'MATURE', replay: 32,
+    auth: 'sha2_256', encrypt: 'aes', flags: 0, authKeyBits: 256, encryptKeyBits: 128,
+    current: { allocations: 0, bytes: 1500, addtime: 0, usetime: 0, packets: 3 },
+    soft: { allocations: 0, bytes: 1000000, addtime: 0, usetime: 0, packets: 0 },
+    hard: { allocations: 0, bytes: 2000000, addtime: 3600, usetime: 0, packets: 0 },
+    natT: { type: 'nonesp', sport: 4501, dport: 4500 },
+  });
+  assert.ok(get.current.addtime >= 0 && get.current.addtime <= 2 && get.current.usetime >= 0 && get.current.usetime <= 2, 'ages in seconds');
+  const list = (await klipsOk(['spi', ...kd.S, '--json'])).trim().split('\n').map((l) => JSON.parse(l));
+  const dump = (await klipsOk(['spi', ...kd.S, '--dump', '--json'])).trim().split('\n').map((l) => JSON.parse(l));
+  const noAge = (r: { current: object }) => ({ ...r, current: { ...r.current, addtime: 0, usetime: 0 } });
+  for (const other of [list.find((r) => r.said === get.said), dump.find((r) => r.said === get.said)]) {
+    assert.deepEqual(noAge(other), noAge(get), 'the same fields, types and values');
+    assert.ok(Math.abs(other.current.addtime - get.current.addtime) <= 1);
+  }
+  // Every record of either view has the same keys with the same JSON types (natT: an object or null).
+  const shape = (r: Record<string, unknown>) => Object.entries(r).map(([k, v]) => `${k}:${v === null ? 'null' : typeof v}`).join(' ');
+  const shapes = new Set([...list, ...dump].map((r) => shape({ ...r, natT: r.natT ?? {} })));
+  assert.equal(shapes.size, 1, [...shapes].join('\n'));
 });
 
 test('DELETE removes the SA; a missing SA is ESRCH', async () => {
@@ -136,10 +168,9 @@ test('listing, DUMP, FLUSH of one type, FLUSH of all, and an empty DUMP', async 
   assert.equal(list.split('\n').filter(Boolean).length, kd.d.server.engine.sadb.size);
 
   const dump = await klipsOk(['spi', ...kd.S, '--dump', '--json']);
-  const msgs = dump.trim().split('\n').map((l) => JSON.parse(l));
-  assert.equal(msgs.length, kd.d.server.engine.sadb.size);
-  assert.ok(msgs.every((m) => m.type === 'SADB_DUMP'));
-  assert.equal(msgs.at(-1).header.seq, 0, 'the last DUMP message has seq 0');
+  const records = dump.trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(records.length, kd.d.server.engine.sadb.size, 'one SA record per line, the whole table');
+  assert.deepEqual(records.map((r) => r.said).sort(), [...kd.d.server.engine.sadb.values()].map((x) => formatSaidOld(x.said)).sort());
   const text = await klipsOk(['spi', ...kd.S, '--dump', '--proto', 'ah']);
   assert.equal((text.match(/^SADB_DUMP satype=AH/gm) ?? []).length, [...kd.d.server.engine.sadb.values()].filter((s) => s.satype === 2).length);
 
@@ -151,20 +182,31 @@ test('listing, DUMP, FLUSH of one type, FLUSH of all, and an empty DUMP', async 
   assert.equal(await klipsOk(['spi', ...kd.S, '--clear']), '');
   assert.equal(kd.d.server.engine.sadb.size, 0);
   assert.equal(await klipsOk(['spi', ...kd.S, '--dump']), '', 'nothing to dump: no output, exit 0');
+  assert.equal(await klipsOk(['spi', ...kd.S, '--dump', '--json']), '');
   assert.equal(await klipsOk(['spi', ...kd.S]), '');
+  assert.equal(await klipsOk(['spi', ...kd.S, '--json']), '', 'an empty table: no JSON lines');
 });
 
-test('refusals from the engine: unsupported algorithm and wrong key length are EINVAL', async () => {
+test('refusals from the engine: an algorithm klips knows but klipsd does not run is EINVAL', async () => {
   const lzs = await klips(['spi', ...kd.S, '--said', 'comp.4002@192.0.2.2', '--comp', 'lzs']);
   assert.equal(lzs.code, 1);
   assert.equal(lzs.stderr, 'spi: ADD comp0x4002@192.0.2.2 failed: EINVAL (invalid argument or unsupported algorithm/key)\n');
-  const short = await klips(['spi', ...kd.S, '--said', 'esp.8001@192.0.2.2', '--esp', '3des-sha1-96', '--enckey', '0x0102030405060708', '--authkey', KEY_SHA1]);
-  assert.equal(short.code, 1);
-  assert.match(short.stderr, /^spi: ADD esp0x8001@192\.0\.2\.2 failed: EINVAL/);
+  const blowfish = await klips(['spi', ...kd.S, '--said', 'esp.8001@192.0.2.2', '--esp', 'blowfish-sha1', '--enckey', AES128, '--authkey', KEY_SHA1]);
+  assert.equal(blowfish.code, 1);
+  assert.equal(blowfish.stderr, 'spi: ADD esp0x8001@192.0.2.2 failed: EINVAL (invalid argument or unsupported algorithm/key)\n');
   assert.equal(esp(0x8001), undefined);
 });
 
-test('bad arguments: usage text and exit 2, nothing sent', async () => {
+test("keys in openswan's three forms: 0x hex with '_' between byte pairs, 0s base64, 0t text", async () => {
+  await klipsOk(['spi', ...kd.S, '--said', 'ah.8101@192.0.2.2', '--ah', 'hmac-md5-96', '--authkey', '0x00010203_04050607_08090a0b_0c0d0e0f']);
+  assert.equal(Buffer.from(sa(IPPROTO_AH, 0x8101, '192.0.2.2')!.keyAuth!.key()).toString('hex'), '000102030405060708090a0b0c0d0e0f');
+  await klipsOk(['spi', ...kd.S, '--said', 'ah.8102@192.0.2.2', '--ah', 'hmac-sha1-96', '--authkey', `0s${Buffer.from('twenty bytes of key!').toString('base64')}`]);
+  assert.equal(Buffer.from(sa(IPPROTO_AH, 0x8102, '192.0.2.2')!.keyAuth!.key()).toString(), 'twenty bytes of key!');
+  await klipsOk(['spi', ...kd.S, '--said', 'esp.8103@192.0.2.2', '--esp', 'aes-sha1', '--enckey', '0tsixteen bytes!!!', '--authkey', '0ttwenty bytes of key!']);
+  assert.deepEqual([esp(0x8103)!.keyEncrypt!.bits, Buffer.from(esp(0x8103)!.keyAuth!.key()).toString()], [128, 'twenty bytes of key!']);
+});
+
+test('bad arguments: one line and a --help pointer, exit 2, nothing sent', async () => {
   const before = kd.d.server.stats.framesIn;
   const bad: Array<[string[], RegExp]> = [
     [['--af', 'inet'], /no action chosen/],
@@ -172,7 +214,21 @@ test('bad arguments: usage text and exit 2, nothing sent', async () => {
     [['--said', 'esp.ff@192.0.2.2', '--del'], /illegal reserved SPI 0xff/],
     [['--spi', '0x1000', '--proto', 'esp', '--del'], /SA destination not specified/],
     [['--said', 'esp.1000@192.0.2.2', '--esp', '3des'], /needs an encryption key \(--enckey\)/],
-    [['--said', 'esp.1000@192.0.2.2', '--esp', 'aes128-sha1', '--enckey', KEY_3DES, '--authkey', KEY_SHA1], /invalid encryption key length 192 bits: "aes128-sha1" requires 128/],
+    [['--said', 'esp.1000@192.0.2.2', '--esp', 'aes128-sha1', '--enckey', KEY_3DES, '--authkey', KEY_SHA1], /^klips spi: --enckey has 192 bits; "aes128-sha1" takes 128$/],
+    [['--said', 'esp.1000@192.0.2.2', '--esp', '3des-sha1-96', '--enckey', '0x0102030405060708', '--authkey', KEY_SHA1], /^klips spi: --enckey has 64 bits; "3des-sha1-96" takes 192$/],
+    [['--said', 'esp.1000@192.0.2.2', '--esp', '3des-sha1-96', '--enckey', KEY_3DES, '--authkey', KEY_MD5], /^klips spi: --authkey has 128 bits; "3des-sha1-96" takes 160$/],
+    [['--said', 'esp.1000@192.0.2.2', '--esp', 'aes-md5', '--enckey', KEY_3DES.slice(0, 36), '--authkey', KEY_MD5], /^klips spi: --enckey has 136 bits; "aes-md5" takes 128, 192 or 256$/],
+    [['--said', 'esp.1000@192.0.2.2', '--esp', 'aes_gcm128', '--enckey', AES128], /^klips spi: --enckey has 128 bits; "aes_gcm128" takes 160$/],
+    [['--said', 'esp.1000@192.0.2.2', '--esp', 'blowfish', '--enckey', '0x01020304'], /^klips spi: --enckey has 32 bits; "blowfish" takes 40 to 448$/],
+    [['--said', 'esp.1000@192.0.2.2', '--esp', 'aes100-sha1'], /^klips spi: invalid key length 100 in "aes100-sha1" \(aes takes 128, 192 or 256\)$/],
+    [['--said', 'esp.1000@192.0.2.2', '--esp', 'null128-sha1'], /^klips spi: invalid key length 128 in "null128-sha1" \(null takes no key\)$/],
+    [['--said', 'ah.1000@192.0.2.2', '--ah', 'sha2_512', '--authkey', `${KEY_SHA1}000000000000000000000000`], /^klips spi: --authkey has 256 bits; "sha2_512" takes 512$/],
+    [['--said', 'ah.1000@192.0.2.2', '--ah', 'md5'], /^klips spi: "md5" needs an authentication key \(--authkey\) of 128 bits$/],
+    [['--said', 'esp.1000@192.0.2.2', '--esp', '3des', '--enckey', KEY_3DES.slice(2)], /^klips spi: --enckey needs 0x, 0s or 0t prefix$/],
+    [['--said', 'esp.1000@192.0.2.2', '--esp', '3des', '--enckey', `0X${KEY_3DES.slice(2)}`], /^klips spi: --enckey needs 0x, 0s or 0t prefix$/],
+    [['--said', 'ah.1000@192.0.2.2', '--ah', 'md5', '--authkey', '0x0_102030405060708090a0b0c0d0e0f10'], /^klips spi: --authkey: '_' may only stand alone between byte pairs$/],
+    [['--said', 'ah.1000@192.0.2.2', '--ah', 'md5', '--authkey', '0sAB=='], /^klips spi: --authkey: malformed base64 after 0s$/],
+    [['--said', 'ah.1000@192.0.2.2', '--ah', 'md5', '--authkey', '0t'], /^klips spi: --authkey: no key bytes after 0t$/],
     [['--said', 'esp.1000@192.0.2.2', '--esp', 'rot13', '--enckey', KEY_3DES], /invalid encryption algorithm "rot13"/],
     [['--said', 'esp.1000@192.0.2.2', '--ah', 'hmac-md5-96', '--authkey', KEY_MD5], /--ah makes an SA of protocol ah, but the SA given is esp/],
     [['--said', 'esp.1000@999.0.2.2', '--del'], /invalid --said "esp\.1000@999\.0\.2\.2"/],
@@ -184,11 +240,7 @@ test('bad arguments: usage text and exit 2, nothing sent', async () => {
     [['--bogus'], /unknown option '--bogus'/],
   ];
   for (const [args, why] of bad) {
-    const r = await klips(['spi', ...kd.S, ...args]);
-    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
-    assert.match(r.stderr, why);
-    assert.match(r.stderr, /Usage: klips spi/);
-    assert.equal(r.stdout, '');
+    assertUsageError(await klips(['spi', ...kd.S, ...args]), 'spi', why, args.join(' '));
   }
   assert.equal(kd.d.server.stats.framesIn, before, 'no bad command reached klipsd');
 });

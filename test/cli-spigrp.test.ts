@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { IPPROTO_AH, IPPROTO_ESP, IPPROTO_IPIP } from '../src/wire/index.js';
 import { formatSaidOld } from '../src/sadb/said.js';
-import { KEY_3DES, KEY_MD5, klips, klipsOk, useDaemon } from './cli-harness.js';
+import { assertUsageError, jsonRecords, KEY_3DES, KEY_MD5, klips, klipsOk, useDaemon } from './cli-harness.js';
 
 const kd = useDaemon();
 
@@ -33,7 +33,11 @@ test('group three SAs with --said, list, ungroup', async () => {
     'ah0x1001@192.0.2.2 ',
     '',
   ].join('\n'));
-  assert.deepEqual(JSON.parse(await klipsOk(['spigrp', ...kd.S, '--json']))[0], ['tun0x1002@192.0.2.2', 'esp0x12345678@192.0.2.2', 'ah0x1001@192.0.2.2']);
+  assert.deepEqual(jsonRecords(await klipsOk(['spigrp', ...kd.S, '--json'])), [
+    { said: 'tun0x1002@192.0.2.2', group: ['tun0x1002@192.0.2.2', 'esp0x12345678@192.0.2.2', 'ah0x1001@192.0.2.2'] },
+    { said: 'esp0x12345678@192.0.2.2', group: ['esp0x12345678@192.0.2.2', 'ah0x1001@192.0.2.2'] },
+    { said: 'ah0x1001@192.0.2.2', group: ['ah0x1001@192.0.2.2'] },
+  ]);
 
   const again = await klips(['spigrp', ...kd.S, '--said', 'tun.1002@192.0.2.2', 'esp.12345678@192.0.2.2']);
   assert.equal(again.code, 1);
@@ -42,6 +46,14 @@ test('group three SAs with --said, list, ungroup', async () => {
   assert.equal(await klipsOk(['spigrp', ...kd.S, '--said', 'tun.1002@192.0.2.2']), '');
   assert.deepEqual(chain(IPPROTO_IPIP, 0x1002, '192.0.2.2'), ['tun0x1002@192.0.2.2']);
   assert.deepEqual(chain(IPPROTO_ESP, 0x12345678, '192.0.2.2'), ['esp0x12345678@192.0.2.2']);
+});
+
+test("SAIDs without --said, as README's example writes them", async () => {
+  await addTrio('192.0.2.4');
+  assert.equal(await klipsOk(['spigrp', ...kd.S, 'tun.1002@192.0.2.4', 'esp.12345678@192.0.2.4']), '');
+  assert.deepEqual(chain(IPPROTO_IPIP, 0x1002, '192.0.2.4'), ['tun0x1002@192.0.2.4', 'esp0x12345678@192.0.2.4']);
+  assert.equal(await klipsOk(['spigrp', ...kd.S, 'tun0x1002@192.0.2.4']), '', 'one SAID ungroups');
+  assert.deepEqual(chain(IPPROTO_IPIP, 0x1002, '192.0.2.4'), ['tun0x1002@192.0.2.4']);
 });
 
 test('group with quads; DELETE of a member removes the whole group', async () => {
@@ -67,11 +79,9 @@ test('spigrp errors: a missing SA is ENOENT; bad arguments exit 2', async () => 
     [['inet7', '192.0.2.2', '0x1002', 'tun'], /invalid address family of SA 1 "inet7"/],
     [['--said', 'tun.10@192.0.2.2', 'esp.1000@192.0.2.2'], /illegal reserved SPI 0x10/],
     [['--said'], /--said needs the SAs/],
+    [['tun.1002@192.0.2.2', 'inet'], /invalid SA 2 "inet" \(no @\)/],
   ];
   for (const [args, why] of bad) {
-    const x = await klips(['spigrp', ...kd.S, ...args]);
-    assert.equal(x.code, 2, `${args.join(' ')}: ${x.stderr}`);
-    assert.match(x.stderr, why);
-    assert.match(x.stderr, /Usage: klips spigrp/);
+    assertUsageError(await klips(['spigrp', ...kd.S, ...args]), 'spigrp', why, args.join(' '));
   }
 });

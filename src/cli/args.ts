@@ -8,7 +8,7 @@
  *          %pass %drop %reject %hold %trap %trapsubnet  (int256..int261 at the zero address)
  *          %passthrough %passthrough4 %passthrough6     (tun0x0 at the zero address)
  *   subnet 10.0.0.0/24, 10.0.0.0/255.255.255.0, 2001:db8::/48 (host bits must be clear)
- *   key    0x0102…  hex (underscores allowed, the 0x optional), 0s… base64
+ *   key    0x0102…  hex (a '_' allowed between byte pairs), 0s… base64, 0t… text
  */
 
 import {
@@ -162,18 +162,28 @@ export function protoByName(name: string): number {
   return p;
 }
 
-/** atodata for keys: 0x hex (or bare hex; '_' separators allowed) or 0s base64. */
+/**
+ * A key as openswan's spi takes it (atodata with base 0, after spi's own prefix check):
+ * `0x` hex in byte pairs, a single `_` allowed between pairs; `0s` base64 in groups of
+ * four with `=` padding; `0t` the text's own bytes. The prefix letter is lower case; no
+ * prefix, or any other, is refused.
+ */
 export function parseKey(text: string, what: string): Uint8Array {
-  if (text.startsWith('0s')) {
-    const b64 = text.slice(2);
-    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64) || b64.length % 4 !== 0) throw new UsageError(`invalid ${what}: malformed base64 after 0s`);
-    const b = Buffer.from(b64, 'base64');
-    if (b.length === 0) throw new UsageError(`invalid ${what}: empty key`);
+  const prefix = text.slice(0, 2);
+  const body = text.slice(2);
+  if (prefix !== '0x' && prefix !== '0s' && prefix !== '0t') throw new UsageError(`${what} needs 0x, 0s or 0t prefix`);
+  if (body === '') throw new UsageError(`${what}: no key bytes after ${prefix}`);
+  if (prefix === '0t') return new Uint8Array(Buffer.from(body, 'utf8'));
+  if (prefix === '0s') {
+    const canonical = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(body);
+    const b = canonical ? Buffer.from(body, 'base64') : undefined;
+    // Base64 whose padding bits are not zero does not re-encode to itself (ttodata: "bad padding").
+    if (!b || b.toString('base64') !== body) throw new UsageError(`${what}: malformed base64 after 0s`);
     return new Uint8Array(b);
   }
-  const hex = (text.startsWith('0x') || text.startsWith('0X') ? text.slice(2) : text).replace(/_/g, '');
-  if (hex.length === 0) throw new UsageError(`invalid ${what}: empty key`);
-  if (!/^[0-9a-fA-F]+$/.test(hex)) throw new UsageError(`invalid ${what}: keys are hexadecimal (0x…) or base64 (0s…)`);
-  if (hex.length % 2) throw new UsageError(`invalid ${what}: odd number of hex digits`);
-  return new Uint8Array(Buffer.from(hex, 'hex'));
+  if (!/^[0-9a-fA-F_]+$/.test(body)) throw new UsageError(`${what}: not hexadecimal after 0x`);
+  const digits = body.replace(/_/g, '');
+  if (digits.length % 2) throw new UsageError(`${what}: odd number of hex digits`);
+  if (!/^[0-9a-fA-F]{2}(?:_?[0-9a-fA-F]{2})*$/.test(body)) throw new UsageError(`${what}: '_' may only stand alone between byte pairs`);
+  return new Uint8Array(Buffer.from(digits, 'hex'));
 }

@@ -15,7 +15,7 @@ import {
 } from '../wire/index.js';
 import { FrameDecoder } from '../daemon/framing.js';
 import { infoPathFor } from '../daemon/paths.js';
-import { CliFailure } from './common.js';
+import { CliFailure, systemErrno } from './common.js';
 
 /** One message read from klipsd: its bytes, header, and the parse (or why it failed). */
 export interface Received {
@@ -50,7 +50,7 @@ export function decodeReceived(bytes: Uint8Array): Received {
 
 function connectError(tool: string, path: string, e: NodeJS.ErrnoException, what = 'klipsd'): CliFailure {
   const why = e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? `${e.code} (is klipsd running?)` : e.code ?? e.message;
-  return new CliFailure(`${tool}: cannot connect to ${what} at ${path}: ${why}`);
+  return new CliFailure(`${tool}: cannot connect to ${what} at ${path}: ${why}`, systemErrno(e));
 }
 
 function connect(tool: string, path: string, timeoutMs: number, what = 'klipsd'): Promise<net.Socket> {

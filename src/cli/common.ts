@@ -1,14 +1,16 @@
 /**
  * What every `klips` subcommand shares: the common options (--socket, --json, --timeout,
  * --dry-run), the three ways a command ends (success 0; an errno reply or an unreachable
- * klipsd 1; bad arguments 2 with the usage text), openswan's number syntax (strtoul with
- * base 0: 0x hex, leading-0 octal, decimal), and the one-line errno report.
+ * klipsd 1; bad arguments 2, reported in one line with a pointer to --help), openswan's
+ * number syntax (strtoul with base 0: 0x hex, leading-0 octal, decimal), and the
+ * one-line errno report.
  */
 
+import os from 'node:os';
 import { Command, Option } from 'commander';
 import { errnoName, errnoText, ERRNO } from '../wire/index.js';
 
-/** Bad arguments: the command prints its usage and exits 2. */
+/** Bad arguments: one line naming the problem, a pointer to --help, exit 2. */
 export class UsageError extends Error {
   constructor(message: string) {
     super(message);
@@ -16,12 +18,31 @@ export class UsageError extends Error {
   }
 }
 
-/** A failure to report in one line with exit status 1 (errno reply, klipsd unreachable). */
+/**
+ * A failure to report in one line with exit status 1: an errno reply (`errno` is its
+ * sadb_msg_errno), klipsd unreachable (`errno` from the socket error, when it has one),
+ * no answer in time.
+ */
 export class CliFailure extends Error {
-  constructor(message: string, readonly exitCode = 1) {
+  constructor(message: string, readonly errno?: Errno) {
     super(message);
     this.name = 'CliFailure';
   }
+}
+
+/** An errno by name and number (Linux numbering, as sadb_msg_errno). */
+export interface Errno {
+  name: string;
+  code: number;
+}
+
+/** The errno of a sadb_msg_errno value. */
+export const pfkeyErrno = (code: number): Errno => ({ name: errnoName(code), code });
+
+/** The errno of a Node system error (ENOENT, ECONNREFUSED, …), if it names one. */
+export function systemErrno(e: NodeJS.ErrnoException): Errno | undefined {
+  const code = e.code ? (os.constants.errno as Record<string, number>)[e.code] : undefined;
+  return code === undefined ? undefined : { name: e.code!, code };
 }
 
 export interface CommonOptions {
@@ -36,7 +57,7 @@ export const DEFAULT_TIMEOUT_MS = 5000;
 /** Add the options every tool takes. */
 export function addCommonOptions(cmd: Command, o: { json?: boolean; dryRun?: boolean } = {}): Command {
   cmd.option('--socket <path>', 'klipsd socket (default: $KLIPS_SOCKET, else the per-user default)');
-  if (o.json !== false) cmd.option('--json', 'machine-readable output, one JSON object per line');
+  if (o.json !== false) cmd.option('--json', 'machine-readable output: JSON Lines (one object per line)');
   cmd.addOption(
     new Option('--timeout <ms>', 'how long to wait for klipsd to answer')
       .default(DEFAULT_TIMEOUT_MS)
@@ -90,7 +111,10 @@ export function out(text: string): Promise<void> {
   });
 }
 
-/** A subcommand configured as every klips command is: usage after errors, errors thrown not exited. */
+/**
+ * A command configured as every klips command is: errors thrown, not printed or exited
+ * (main.ts reports them in one line), excess arguments refused.
+ */
 export function newCommand(name: string): Command {
-  return new Command(name).exitOverride().showHelpAfterError().allowExcessArguments(false);
+  return new Command(name).exitOverride().configureOutput({ outputError: () => {} }).allowExcessArguments(false);
 }

@@ -10,7 +10,8 @@ import { DEBUG_SUBSYSTEMS, SADB_X_DEBUG, type DebugSubsystem, type MessageInput,
 import { resolveSocketPath } from '../daemon/paths.js';
 import { queryViews } from './client.js';
 import { addCommonOptions, newCommand, out, UsageError, type CommonOptions } from './common.js';
-import { dryRun, expectOk, withClient } from './session.js';
+import { dryRun, expectOk, showMessage, withClient } from './session.js';
+import { jsonLines } from './json.js';
 
 export interface DebugOptions extends CommonOptions {
   set?: string;
@@ -91,7 +92,7 @@ export async function runDebug(o: DebugOptions): Promise<void> {
   if (!action) {
     if (o.dryRun) return;
     const v = await queryViews(TOOL, resolveSocketPath(o.socket), ['klipsdebug'], o.timeout);
-    await out(o.json ? `${JSON.stringify(v.klipsdebug.data)}\n` : v.klipsdebug.text);
+    await out(o.json ? jsonLines([v.klipsdebug.data]) : v.klipsdebug.text);
     return;
   }
   const name = action === 'set' ? o.set : action === 'clear' ? o.clear : undefined;
@@ -99,12 +100,13 @@ export async function runDebug(o: DebugOptions): Promise<void> {
   if (await dryRun(o, [m])) return;
   await withClient(TOOL, o, async (c) => {
     const r = await expectOk(c, m, o, { tool: TOOL, op: 'X_DEBUG', subject: name ? `${action} ${name}` : action });
-    if (o.json) await out(`${JSON.stringify(r.msg!.debug)}\n`);
+    if (o.json) await out(showMessage(r.msg!, o));
   });
 }
 
 export function debugCommand() {
   const cmd = newCommand('debug')
+    .alias('klipsdebug')
     .description('set or clear KLIPS debug flags (openswan ipsec klipsdebug)')
     .usage('--set <flag> | --clear <flag> | --all | --none')
     .option('--set <flag>', `turn a flag on: ${Object.keys(FLAG_NAMES).join(', ')}, all`)

@@ -1,13 +1,14 @@
 /**
  * `klips decode [HEX]`: parse PF_KEY bytes given as hex (the argument, or stdin when
- * there is none) and print them decoded, or as JSON with --json. Requests are parsed with
+ * there is none) and print them decoded, or as message records (JSON Lines) with --json. Requests are parsed with
  * the user→kernel rules; --out parses with the kernel→user rules. Several whole messages
  * back to back are decoded one after the other. A refusal prints
  * "decode: <ERRNO> at byte <offset> (<reason>)" on stderr and exits 1.
  */
 
-import { PfkeyError, messageToJSON, parseMessage, renderMessage, type PfkeyMessage } from '../wire/index.js';
-import { CliFailure, newCommand, out, UsageError } from './common.js';
+import { PfkeyError, parseMessage, renderMessage, type PfkeyMessage } from '../wire/index.js';
+import { CliFailure, newCommand, out, pfkeyErrno, UsageError } from './common.js';
+import { jsonLines, messageRecord } from './json.js';
 
 export interface DecodeOptions {
   json?: boolean;
@@ -56,12 +57,12 @@ export function decodeText(bytes: Uint8Array, o: DecodeOptions): string {
     } catch (e) {
       if (!(e instanceof PfkeyError)) throw e;
       const reason = e.message.startsWith(`${e.errnoName}: `) ? e.message.slice(e.errnoName.length + 2) : e.message;
-      throw new CliFailure(`decode: ${e.errnoName} at byte ${base + (e.offset ?? 0)} (${reason})`);
+      throw new CliFailure(`decode: ${e.errnoName} at byte ${base + (e.offset ?? 0)} (${reason})`, pfkeyErrno(e.errno));
     }
     base += part.length;
   }
   return msgs
-    .map((m) => (o.json ? `${JSON.stringify(messageToJSON(m, { showKeys: o.showKeys }))}\n` : `${renderMessage(m, { showKeys: o.showKeys })}\n`))
+    .map((m) => (o.json ? jsonLines([messageRecord(m, o)]) : `${renderMessage(m, { showKeys: o.showKeys })}\n`))
     .join('');
 }
 

@@ -21,6 +21,7 @@ import {
   type SaidArg, type Subnet,
 } from './args.js';
 import { dryRun, expectOk, showMessage, withClient } from './session.js';
+import { jsonLines } from './json.js';
 
 export interface ErouteOptions extends CommonOptions {
   add?: boolean;
@@ -182,7 +183,7 @@ export async function runEroute(o: ErouteOptions): Promise<void> {
   if (!r) {
     if (o.dryRun) return;
     const v = await queryViews(TOOL, resolveSocketPath(o.socket), ['eroute'], o.timeout);
-    await out(o.json ? `${JSON.stringify(v.eroute.data)}\n` : v.eroute.text);
+    await out(o.json ? jsonLines(v.eroute.data as unknown[]) : v.eroute.text);
     return;
   }
   if (await dryRun(o, [r.m])) return;

@@ -11,6 +11,7 @@ import os from 'node:os';
 import { resolveSocketPath } from '../daemon/paths.js';
 import { queryViews } from './client.js';
 import { addCommonOptions, newCommand, out, type CommonOptions } from './common.js';
+import { jsonLines, saRecordsFromView, spigrpRecords } from './json.js';
 
 export interface LookOptions extends CommonOptions {
   label?: boolean;
@@ -40,10 +41,10 @@ export async function runLook(o: LookOptions): Promise<void> {
   const views = await queryViews('look', resolveSocketPath(o.socket), ['eroute', 'spigrp', 'tncfg', 'spi'], o.timeout);
   const date = new Date();
   if (o.json) {
-    await out(`${JSON.stringify({
+    await out(jsonLines([{
       host: os.hostname(), date: date.toISOString(),
-      eroute: views.eroute.data, spigrp: views.spigrp.data, tncfg: views.tncfg.data, spi: views.spi.data,
-    })}\n`);
+      eroute: views.eroute.data, spigrp: spigrpRecords(views.spigrp.data), tncfg: views.tncfg.data, spi: saRecordsFromView(views.spi.data),
+    }]));
     return;
   }
   await out(lookText(views, o.label === false ? undefined : `${os.hostname()} ${date.toString()}`));

@@ -5,11 +5,15 @@
  * klipsd over its Unix socket, plus `decode` for PF_KEY bytes in hex.
  *
  * Exit status: 0 success; 1 an errno reply ("spi: ADD esp0x1234@192.0.2.2 failed: EEXIST
- * (SA already exists)"), klipsd unreachable or silent; 2 bad arguments (with usage).
+ * (SA already exists)"), klipsd unreachable or silent; 2 bad arguments. Every failure is
+ * one line on stderr (bad arguments add "Try 'klips spi --help'."); with --json it is one
+ * JSON object instead: {"error":{"errno":"EEXIST","code":17,"message":"…"}}, errno and
+ * code null when the failure has no errno.
  */
 
+import fs from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { CliFailure, UsageError } from './common.js';
+import { CliFailure, UsageError, type Errno } from './common.js';
 import { spiCommand } from './spi.js';
 import { erouteCommand } from './eroute.js';
 import { spigrpCommand } from './spigrp.js';
@@ -19,12 +23,19 @@ import { debugCommand } from './debug.js';
 import { tncfgCommand } from './tncfg.js';
 import { decodeCommand } from './decode.js';
 
+/** The package's version (package.json sits three levels above dist/src/cli/). */
+function packageVersion(): string {
+  const pkg = JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
 export function buildProgram(): Command {
   const program = new Command('klips')
     .description("openswan's KLIPS tools for klipsd: spi, eroute, spigrp, look, monitor (pf_key), debug (klipsdebug), tncfg, decode")
     .usage('<command> [options]')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .exitOverride()
-    .showHelpAfterError();
+    .configureOutput({ outputError: () => {} });
   for (const cmd of [spiCommand(), erouteCommand(), spigrpCommand(), lookCommand(), monitorCommand(), debugCommand(), tncfgCommand(), decodeCommand()]) {
     program.addCommand(cmd);
   }
@@ -37,29 +48,42 @@ function subcommandOf(program: Command, argv: string[]): Command | undefined {
   return program.commands.find((c) => c.name() === name || c.aliases().includes(name ?? ''));
 }
 
+/** The one report of a failure: a line (and a --help pointer for bad arguments), or JSON. */
+function report(json: boolean, message: string, errno: Errno | undefined, hint?: string): void {
+  if (json) {
+    process.stderr.write(`${JSON.stringify({ error: { errno: errno?.name ?? null, code: errno?.code ?? null, message } })}\n`);
+  } else {
+    process.stderr.write(`${message}\n${hint ? `${hint}\n` : ''}`);
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   if (argv.length === 0) {
     process.stderr.write(program.helpInformation());
     return 2;
   }
+  const json = argv.includes('--json');
+  const usage = (why: string): number => {
+    const sub = subcommandOf(program, argv);
+    const name = sub ? `klips ${sub.name()}` : 'klips';
+    report(json, `${name}: ${why}`, undefined, `Try '${name} --help'.`);
+    return 2;
+  };
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) {
-      return e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help' ? 0 : 2;
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      return usage(e.message.replace(/^error: /, ''));
     }
-    if (e instanceof UsageError) {
-      const sub = subcommandOf(program, argv);
-      process.stderr.write(`klips ${sub?.name() ?? ''}: ${e.message}\n\n${(sub ?? program).helpInformation()}`);
-      return 2;
-    }
+    if (e instanceof UsageError) return usage(e.message);
     if (e instanceof CliFailure) {
-      process.stderr.write(`${e.message}\n`);
-      return e.exitCode;
+      report(json, e.message, e.errno);
+      return 1;
     }
-    process.stderr.write(`klips: internal error: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+    report(json, `klips: internal error: ${e instanceof Error ? e.stack ?? e.message : String(e)}`, undefined);
     return 1;
   }
 }

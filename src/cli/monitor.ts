@@ -3,17 +3,21 @@
  * the chosen SA types (--ah --esp --ipip --ipcomp; all four by default, as pf_key) and
  * print every message klipsd delivers, decoded, until interrupted. --promisc also asks
  * for a copy of every message any socket sends or receives (X_PROMISC). --json prints
- * one JSON object per line; keys show as [hidden] unless --show-keys. --count N stops
- * after N messages.
+ * one message record per line; keys show as [hidden] unless --show-keys. A message that
+ * cannot be parsed is shown as its header and its parts (extensions by their lengths),
+ * with every part that may hold key material hidden unless --show-keys (and its raw hex
+ * only then). --count N stops after N messages.
  */
 
 import {
-  ERRNO, SADB_REGISTER, SADB_SATYPE_AH, SADB_SATYPE_ESP, SADB_X_PROMISC, SADB_X_SATYPE_COMP,
-  SADB_X_SATYPE_IPIP, errnoName, type MessageInput,
+  ERRNO, EXT_TYPE_NAMES, MSG_TYPE_NAMES, SADB_EXT_KEY_AUTH, SADB_EXT_KEY_ENCRYPT, SADB_REGISTER,
+  SADB_SATYPE_AH, SADB_SATYPE_ESP, SADB_X_PROMISC, SADB_X_SATYPE_COMP, SADB_X_SATYPE_IPIP,
+  SATYPE_NAMES, errnoName, nameOf, type MessageInput,
 } from '../wire/index.js';
 import type { Received } from './client.js';
 import { addCommonOptions, CliFailure, hexOf, newCommand, out, requireUlong, type CommonOptions } from './common.js';
 import { dryRun, showMessage, withClient } from './session.js';
+import { jsonLines } from './json.js';
 
 export interface MonitorOptions extends CommonOptions {
   ah?: boolean;
@@ -40,13 +44,56 @@ export function monitorRequests(o: MonitorOptions): MessageInput[] {
   return msgs;
 }
 
+/** A stretch of a message that could not be parsed: an extension by its header, or bytes no extension accounts for. */
+interface Part {
+  /** The extension's name (ext<N> for a type klips has no name for); null for unaccounted bytes. */
+  ext: string | null;
+  offset: number;
+  len: number;
+  /** The bytes in hex, or "[hidden]" where they may hold key material and keys were not asked for. */
+  hex: string;
+}
+
+/**
+ * The parts of an unparsable message, walked by the extensions' own lengths. Without
+ * --show-keys, KEY_AUTH and KEY_ENCRYPT bodies, extensions of unknown type and bytes no
+ * well-formed extension header accounts for are hidden: any of them may hold a key.
+ */
+function partsOf(b: Uint8Array, showKeys = false): Part[] {
+  const parts: Part[] = [];
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const part = (ext: string | null, offset: number, len: number, shown: boolean): void => {
+    parts.push({ ext, offset, len, hex: shown || showKeys ? hexOf(b.subarray(offset, offset + len)) : '[hidden]' });
+  };
+  let off = 16;
+  while (off + 4 <= b.length) {
+    const len = dv.getUint16(off, true) * 8;
+    const type = dv.getUint16(off + 2, true);
+    if (len === 0 || off + len > b.length) break;
+    const name = type > 0 ? EXT_TYPE_NAMES[type] : undefined;
+    part(name ?? `ext${type}`, off, len, name !== undefined && type !== SADB_EXT_KEY_AUTH && type !== SADB_EXT_KEY_ENCRYPT);
+    off += len;
+  }
+  if (off < b.length) part(null, off, b.length - off, false);
+  return parts;
+}
+
 /** One received message as monitor prints it. */
 export function formatReceived(r: Received, o: MonitorOptions): string {
   if (r.msg) return showMessage(r.msg, o) + (o.json ? '' : '\n');
   const h = r.header;
   const why = r.error ? `${r.error.errnoName} at byte ${r.error.offset ?? 0}: ${r.error.message.replace(/^[A-Z0-9]+: /, '')}` : 'unparsable';
-  if (o.json) return `${JSON.stringify({ unparsable: why, header: h, hex: hexOf(r.bytes) })}\n`;
-  return `type=${h.type} satype=${h.satype} seq=${h.seq} pid=${h.pid} len=${h.len} errno=${h.errno}: unparsable (${why})\n  ${hexOf(r.bytes)}\n\n`;
+  const type = `SADB_${nameOf(MSG_TYPE_NAMES, h.type)}`;
+  const satype = nameOf(SATYPE_NAMES, h.satype);
+  const parts = partsOf(r.bytes, o.showKeys);
+  if (o.json) {
+    const rec: Record<string, unknown> = { type, satype, errno: h.errno ? errnoName(h.errno) : null, header: h, unparsable: why, parts };
+    if (o.showKeys) rec.hex = hexOf(r.bytes);
+    return jsonLines([rec]);
+  }
+  const lines = [`${type} satype=${satype} seq=${h.seq} pid=${h.pid} len=${h.len}${h.errno ? ` errno=${errnoName(h.errno)}(${h.errno})` : ''}: unparsable (${why})`];
+  for (const p of parts) lines.push(`  ${p.ext ?? '(no extension)'} at byte ${p.offset}, ${p.len} bytes: ${p.hex}`);
+  return `${lines.join('\n')}\n\n`;
 }
 
 export async function runMonitor(o: MonitorOptions): Promise<void> {

@@ -19,15 +19,16 @@ import { formatSaid, formatSaidOld } from '../sadb/said.js';
 import { resolveSocketPath } from '../daemon/paths.js';
 import { queryViews, type Received } from './client.js';
 import {
-  addCommonOptions, CliFailure, errnoLine, newCommand, out, parseUlong, requireUlong, UsageError,
+  addCommonOptions, CliFailure, errnoLine, newCommand, out, parseUlong, pfkeyErrno, requireUlong, UsageError,
   type CommonOptions, type ErrnoWords,
 } from './common.js';
 import {
   anyAddr, familyByName, parseAddr, parseKey, parseSaidArg, protoByName, satypeOf,
   type Addr, type SaidArg,
 } from './args.js';
-import { parseAhAlgorithm, parseCompAlgorithm, parseEspAlgorithm, type AlgChoice } from './algorithms.js';
+import { parseAhAlgorithm, parseCompAlgorithm, parseEspAlgorithm, sizesText, type AlgChoice } from './algorithms.js';
 import { dryRun, expectOk, showMessage, withClient } from './session.js';
+import { jsonLines, saRecordFromMessage, saRecordsFromView } from './json.js';
 
 export interface SpiOptions extends CommonOptions {
   af?: string;
@@ -182,6 +183,19 @@ export function buildGetspi(said: SaidArg, src: Addr | undefined, min: number, m
 
 // ---------- arguments ----------
 
+/** A key option, parsed and checked against the sizes the algorithm takes (none: no key). */
+function keyFor(option: string, text: string | undefined, sizes: readonly number[], what: string): Uint8Array | undefined {
+  const kind = option === '--authkey' ? 'an authentication' : 'an encryption';
+  if (sizes.length === 0) {
+    if (text !== undefined) throw new UsageError(`"${what}" takes no ${kind.slice(kind.indexOf(' ') + 1)} key; ${option} does not apply`);
+    return undefined;
+  }
+  if (text === undefined) throw new UsageError(`"${what}" needs ${kind} key (${option}) of ${sizesText(sizes)} bits`);
+  const key = parseKey(text, option);
+  if (!sizes.includes(key.length * 8)) throw new UsageError(`${option} has ${key.length * 8} bits; "${what}" takes ${sizesText(sizes)}`);
+  return key;
+}
+
 function pick(o: SpiOptions): (typeof ACTIONS)[number] | undefined {
   const chosen = ACTIONS.filter((a) => o[a] !== undefined && o[a] !== false);
   if (chosen.length > 1) {
@@ -239,23 +253,13 @@ export function addRequestOf(o: SpiOptions, action: 'ah' | 'esp' | 'comp' | 'ip4
   }
   const src = o.src ? parseAddr(o.src, said.family, '--src') : anyAddr(said.family);
   if (o.dst) parseAddr(o.dst, said.family, '--dst');
-  let alg: AlgChoice = { auth: SADB_AALG_NONE, encrypt: SADB_EALG_NONE, aead: false, needsEncryptKey: false };
+  let alg: AlgChoice = { auth: SADB_AALG_NONE, encrypt: SADB_EALG_NONE, encryptKeyBits: [], authKeyBits: [] };
   if (action === 'esp') alg = parseEspAlgorithm(o.esp!);
   else if (action === 'ah') alg = parseAhAlgorithm(o.ah!);
   else if (action === 'comp') alg = { ...alg, encrypt: parseCompAlgorithm(o.comp!) };
-  const authKey = o.authkey !== undefined ? parseKey(o.authkey, '--authkey') : undefined;
-  const encryptKey = o.enckey !== undefined ? parseKey(o.enckey, '--enckey') : undefined;
   const what = o.esp ?? o.ah ?? o.comp ?? action;
-  if (alg.auth !== SADB_AALG_NONE && !authKey) throw new UsageError(`"${what}" needs an authentication key (--authkey)`);
-  if (alg.auth === SADB_AALG_NONE && authKey) throw new UsageError(`"${what}" has no authentication algorithm; --authkey does not apply`);
-  if (alg.needsEncryptKey && !encryptKey) throw new UsageError(`"${what}" needs an encryption key (--enckey)`);
-  if (!alg.needsEncryptKey && encryptKey) throw new UsageError(`"${what}" takes no encryption key; --enckey does not apply`);
-  if (alg.encryptKeyBits !== undefined && encryptKey && encryptKey.length * 8 !== alg.encryptKeyBits) {
-    throw new UsageError(`invalid encryption key length ${encryptKey.length * 8} bits: "${what}" requires ${alg.encryptKeyBits}`);
-  }
-  if (alg.authKeyBits !== undefined && authKey && authKey.length * 8 !== alg.authKeyBits) {
-    throw new UsageError(`invalid authentication key length ${authKey.length * 8} bits: "${what}" requires ${alg.authKeyBits}`);
-  }
+  const authKey = keyFor('--authkey', o.authkey, alg.authKeyBits, what);
+  const encryptKey = keyFor('--enckey', o.enckey, alg.encryptKeyBits, what);
   let replay = 0;
   if (o.replay_window !== undefined) {
     replay = requireUlong('--replay_window', o.replay_window, 0xffffffff);
@@ -309,7 +313,7 @@ export async function runSpi(o: SpiOptions): Promise<void> {
     if (others.length) throw new UsageError(`no action chosen (one of --ah, --esp, --comp, --ip4, --ip6, --del, --clear, --get, --dump, --getspi)`);
     if (o.dryRun) return;
     const v = await queryViews(TOOL, resolveSocketPath(o.socket), ['spi'], o.timeout);
-    await out(o.json ? `${JSON.stringify(v.spi.data)}\n` : v.spi.text);
+    await out(o.json ? jsonLines(saRecordsFromView(v.spi.data)) : v.spi.text);
     return;
   }
   const family = o.af ? familyByName(o.af) : 0;
@@ -337,7 +341,7 @@ export async function runSpi(o: SpiOptions): Promise<void> {
             if (r.header.errno !== 0) {
               clearTimeout(timer);
               if (r.header.errno === 2 /* ENOENT: nothing to dump */) resolve();
-              else reject(new CliFailure(errnoLine(TOOL, 'DUMP', '', r.header.errno, WORDS)));
+              else reject(new CliFailure(errnoLine(TOOL, 'DUMP', '', r.header.errno, WORDS), pfkeyErrno(r.header.errno)));
               return;
             }
             got.push(r);
@@ -349,7 +353,8 @@ export async function runSpi(o: SpiOptions): Promise<void> {
         });
         c.send(m);
         await done;
-        await out(got.map((r) => (r.msg ? showMessage(r.msg, o) : '')).join(o.json ? '' : '\n'));
+        const msgs = got.flatMap((r) => (r.msg ? [r.msg] : []));
+        await out(o.json ? jsonLines(msgs.map((m) => saRecordFromMessage(m, o))) : msgs.map((m) => showMessage(m, o)).join('\n'));
       });
       return;
     }
@@ -362,7 +367,8 @@ export async function runSpi(o: SpiOptions): Promise<void> {
       if (await dryRun(o, [m])) return;
       await withClient(TOOL, o, async (c) => {
         const r = await expectOk(c, m, o, { tool: TOOL, op: action === 'del' ? 'DELETE' : 'GET', subject: formatSaidOld(said), words: WORDS });
-        if (action === 'get' || o.json) await out(showMessage(r.msg!, o));
+        if (action === 'get' && o.json) await out(jsonLines([saRecordFromMessage(r.msg!, o)]));
+        else if (action === 'get' || o.json) await out(showMessage(r.msg!, o));
       });
       return;
     }
@@ -417,8 +423,8 @@ export function spiCommand() {
     .option('--get', 'show one SA')
     .option('--dump', 'show every SA (with --proto: of one protocol)')
     .option('--getspi [range]', 'allocate a larval SA with an SPI from MIN-MAX (default 0x100-0xffffffff)')
-    .option('--enckey <key>', 'encryption key: 0x hex or 0s base64')
-    .option('--authkey <key>', 'authentication key: 0x hex or 0s base64')
+    .option('--enckey <key>', 'encryption key: 0x hex, 0s base64 or 0t text')
+    .option('--authkey <key>', 'authentication key: 0x hex, 0s base64 or 0t text')
     .option('--replay_window <n>', 'replay window, 1 to 64')
     .option('--life <spec>', 'lifetime: <soft|hard>-<allocations|bytes|addtime|usetime|packets>=<value>[,…]', (v: string, prev: string[] = []) => [...prev, v])
     .option('--natt <type>', 'UDP encapsulation: nonesp, nonike, none or a number')

@@ -1,8 +1,9 @@
 /**
  * `klips spigrp`: openswan's `ipsec spigrp` (programs/spigrp/spigrp.8): group 2 to 4 SAs,
  * inner to outer, or ungroup the group an SA belongs to when one SA is given. The SAs
- * are `--said SA1 SA2 …` or quads `af dst spi proto …`. One X_GRPSA per adjacent pair,
- * in order. With no arguments, list the groups as /proc/net/ipsec_spigrp did.
+ * are `--said SA1 SA2 …` or quads `af dst spi proto …`; SAIDs are also recognised without
+ * --said (an SAID has an '@', a quad's first word is inet or inet6). One X_GRPSA per
+ * adjacent pair, in order. With no arguments, list the groups as /proc/net/ipsec_spigrp did.
  */
 
 import { SADB_X_GRPSA, type MessageInput } from '../wire/index.js';
@@ -12,6 +13,7 @@ import { queryViews } from './client.js';
 import { addCommonOptions, newCommand, out, requireUlong, UsageError, type CommonOptions, type ErrnoWords } from './common.js';
 import { familyByName, parseAddr, parseSaidArg, protoByName, satypeOf, type SaidArg } from './args.js';
 import { dryRun, expectOk, showMessage, withClient } from './session.js';
+import { jsonLines, spigrpRecords } from './json.js';
 
 export interface SpigrpOptions extends CommonOptions {
   said?: boolean;
@@ -72,10 +74,10 @@ export async function runSpigrp(args: string[], o: SpigrpOptions): Promise<void>
     if (o.said) throw new UsageError('--said needs the SAs to group');
     if (o.dryRun) return;
     const v = await queryViews(TOOL, resolveSocketPath(o.socket), ['spigrp'], o.timeout);
-    await out(o.json ? `${JSON.stringify(v.spigrp.data)}\n` : v.spigrp.text);
+    await out(o.json ? jsonLines(spigrpRecords(v.spigrp.data)) : v.spigrp.text);
     return;
   }
-  const list = parseSpigrpArgs(args, Boolean(o.said));
+  const list = parseSpigrpArgs(args, Boolean(o.said) || args[0].includes('@'));
   const msgs = spigrpRequests(list);
   if (await dryRun(o, msgs)) return;
   await withClient(TOOL, o, async (c) => {
@@ -92,7 +94,7 @@ export function spigrpCommand() {
     .description('group or ungroup IPsec SAs (openswan ipsec spigrp)')
     .usage('[--said] SA1 [SA2 [SA3 [SA4]]] | af1 dst1 spi1 proto1 [af2 dst2 spi2 proto2 …]')
     .argument('[sa...]', 'SAIDs (with --said) or "af dst spi proto" quads, inner to outer; one SA ungroups')
-    .option('--said', 'the SAs are given as SAIDs (esp.12345678@192.0.2.2)');
+    .option('--said', 'the SAs are given as SAIDs (esp.12345678@192.0.2.2); implied when the first has an @');
   addCommonOptions(cmd, { dryRun: true });
   cmd.action(async (args: string[], opts: SpigrpOptions) => runSpigrp(args, opts));
   return cmd;

@@ -11,6 +11,7 @@ import { resolveSocketPath } from '../daemon/paths.js';
 import { queryViews } from './client.js';
 import { addCommonOptions, newCommand, out, UsageError, type CommonOptions } from './common.js';
 import { dryRun, expectOk, showMessage, withClient } from './session.js';
+import { jsonLines } from './json.js';
 
 export interface TncfgOptions extends CommonOptions {
   create?: string;
@@ -39,7 +40,7 @@ export async function runTncfg(o: TncfgOptions): Promise<void> {
   if (name === undefined) {
     if (o.dryRun) return;
     const v = await queryViews(TOOL, resolveSocketPath(o.socket), ['tncfg'], o.timeout);
-    await out(o.json ? `${JSON.stringify(v.tncfg.data)}\n` : v.tncfg.text);
+    await out(o.json ? jsonLines(v.tncfg.data as unknown[]) : v.tncfg.text);
     return;
   }
   const create = o.create !== undefined;
