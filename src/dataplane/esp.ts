@@ -1,0 +1,257 @@
+/**
+ * ESP (RFC 4303; KLIPS's ipsec_esp.c): espSeal/espOpen turn a payload and next header into
+ * the ESP bytes (SPI, sequence number, IV, ciphertext with self-describing padding, ICV)
+ * and back; espOutput/espInput do it to whole IPv4/IPv6 packets in transport mode, or in
+ * tunnel mode by way of IPIP (KLIPS's tun → esp chain). Ciphers: AES-CBC, 3DES-CBC,
+ * AES-CTR (RFC 3686, nonce from the key's tail), AES-GCM with 8/12/16-byte ICV (RFC 4106,
+ * salt from the key's tail, 8-byte explicit IV) and NULL; integrity: the HMACs of
+ * algorithms.ts. With ESN the high 32 bits of the sequence number enter the ICV (after
+ * the trailer for an HMAC, in the AAD for GCM) but never the wire. The sequence number
+ * comes from the caller (the SA holds it); inbound, an optional ReplayWindow is checked
+ * before and updated only after the ICV verifies.
+ */
+
+import { createCipheriv, createDecipheriv, randomFillSync, timingSafeEqual } from 'node:crypto';
+import { IPPROTO_ESP, IPPROTO_IPIP } from '../wire/constants.js';
+import { hmacIcv } from './algorithms.js';
+import { drop, type Result } from './drop.js';
+import { ipipEncap, type IpipOptions } from './ipip.js';
+import {
+  IPPROTO_HOPOPTS, IPPROTO_IPV6, IPPROTO_NONE, asBuffer, assemble, findHeader, insertionPoint, parseIp,
+} from './packet.js';
+import type { ReplayWindow } from './replay.js';
+import { prepareSA, type PreparedSA, type TransformSA } from './sa.js';
+
+export const ESP_HEADER_BYTES = 8;
+const UINT32 = 0xffffffff;
+
+export type Mode = 'transport' | 'tunnel';
+
+export interface EspSealInput {
+  payload: Uint8Array;
+  nextHeader: number;
+  /** Sequence number (its low 32 bits with ESN). */
+  seq: number;
+  /** ESN high 32 bits (0 without ESN). */
+  seqHi?: number;
+  /** Explicit IV to use (test vectors); otherwise random for CBC, the 64-bit sequence number for CTR/GCM. */
+  iv?: Uint8Array;
+}
+
+/** Is (seqHi, seq) a sequence number this SA may send? Never 0, never past 2^32-1 without ESN. */
+function sendable(sa: TransformSA, seq: number, seqHi: number): boolean {
+  if (!Number.isInteger(seq) || seq < 0 || seq > UINT32 || !Number.isInteger(seqHi) || seqHi < 0 || seqHi > UINT32) return false;
+  if (!sa.esn && seqHi !== 0) return false;
+  return seq !== 0 || seqHi !== 0;
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(n >>> 0, 0);
+  return b;
+}
+
+/** The 16-byte initial counter block of RFC 3686 §4: nonce ‖ IV ‖ 1. */
+function ctrBlock(salt: Buffer, iv: Uint8Array): Buffer {
+  const b = Buffer.alloc(16);
+  salt.copy(b, 0);
+  b.set(iv, 4);
+  b[15] = 1;
+  return b;
+}
+
+/** The GCM AAD of RFC 4106 §5: SPI ‖ sequence number, or SPI ‖ high ‖ low bits with ESN. */
+function gcmAad(esp: Buffer, esn: boolean, seqHi: number): Buffer {
+  return esn ? Buffer.concat([esp.subarray(0, 4), u32(seqHi), esp.subarray(4, 8)]) : esp.subarray(0, 8);
+}
+
+function cipherName(p: PreparedSA): string {
+  return p.enc!.cipher(p.encKey!.symmetricKeySize!);
+}
+
+
+/** Build the ESP bytes for one payload. */
+export function espSeal(sa: TransformSA, input: EspSealInput): Result<{ esp: Buffer }> {
+  const pr = prepareSA(sa);
+  if (!pr.ok) return pr;
+  const p = pr.prepared;
+  const enc = p.enc;
+  if (!enc) return drop('bad-sa');
+  const seqHi = input.seqHi ?? 0;
+  if (!sendable(sa, input.seq, seqHi)) return drop('seq-overflow');
+  if (input.iv && input.iv.length !== enc.ivBytes) return drop('bad-sa');
+
+  const plen = input.payload.length;
+  const padLen = (enc.align - ((plen + 2) % enc.align)) % enc.align;
+  const ctOff = ESP_HEADER_BYTES + enc.ivBytes;
+  const icvOff = ctOff + plen + padLen + 2;
+  const out = Buffer.allocUnsafe(icvOff + p.icvBytes);
+  out.writeUInt32BE(sa.spi >>> 0, 0);
+  out.writeUInt32BE(input.seq, 4);
+  if (input.iv) out.set(input.iv, ESP_HEADER_BYTES);
+  else if (enc.mode === 'cbc') randomFillSync(out, ESP_HEADER_BYTES, enc.ivBytes);
+  else if (enc.ivBytes) {
+    out.writeUInt32BE(seqHi, ESP_HEADER_BYTES);
+    out.writeUInt32BE(input.seq, ESP_HEADER_BYTES + 4);
+  }
+  const iv = out.subarray(ESP_HEADER_BYTES, ctOff);
+
+  // Plaintext in place: payload, padding 1, 2, 3, …, pad length, next header.
+  out.set(input.payload, ctOff);
+  for (let i = 0; i < padLen; i++) out[ctOff + plen + i] = i + 1;
+  out[icvOff - 2] = padLen;
+  out[icvOff - 1] = input.nextHeader;
+  const plain = out.subarray(ctOff, icvOff);
+
+  if (enc.mode === 'cbc' || enc.mode === 'ctr') {
+    const c = createCipheriv(cipherName(p), p.encKey!, enc.mode === 'cbc' ? iv : ctrBlock(p.salt, iv));
+    c.setAutoPadding(false);
+    out.set(c.update(plain), ctOff);
+    c.final();
+  } else if (enc.mode === 'gcm') {
+    const c = createCipheriv(cipherName(p) as 'aes-128-gcm', p.encKey!, Buffer.concat([p.salt, iv]), { authTagLength: enc.icvBytes });
+    c.setAAD(gcmAad(out, sa.esn === true, seqHi));
+    out.set(c.update(plain), ctOff);
+    c.final();
+    out.set(c.getAuthTag(), icvOff);
+  }
+  if (p.auth) {
+    hmacIcv(p.auth, p.authKey!, out.subarray(0, icvOff), sa.esn ? seqHi : undefined).copy(out, icvOff);
+  }
+  return { ok: true, esp: out };
+}
+
+/**
+ * Verify and decrypt ESP bytes. seqHi is the ESN high half to authenticate with (from the
+ * replay window). The payload may be a view into `esp` (NULL encryption).
+ */
+export function espOpen(sa: TransformSA, esp: Uint8Array, seqHi = 0): Result<{ payload: Buffer; nextHeader: number; seq: number }> {
+  const pr = prepareSA(sa);
+  if (!pr.ok) return pr;
+  const p = pr.prepared;
+  const enc = p.enc;
+  if (!enc) return drop('bad-sa');
+  const b = asBuffer(esp);
+  const ctOff = ESP_HEADER_BYTES + enc.ivBytes;
+  const icvOff = b.length - p.icvBytes;
+  const ctLen = icvOff - ctOff;
+  if (ctLen < Math.max(2, enc.blockSize)) return drop('too-short');
+  if (ctLen % enc.blockSize) return drop('bad-length');
+  if (b.readUInt32BE(0) !== sa.spi >>> 0) return drop('no-sa');
+
+  if (p.auth) {
+    const mac = hmacIcv(p.auth, p.authKey!, b.subarray(0, icvOff), sa.esn ? seqHi : undefined);
+    if (!timingSafeEqual(mac, b.subarray(icvOff))) return drop('icv');
+  }
+  const iv = b.subarray(ESP_HEADER_BYTES, ctOff);
+  const ct = b.subarray(ctOff, icvOff);
+  let plain: Buffer;
+  if (enc.mode === 'cbc' || enc.mode === 'ctr') {
+    const d = createDecipheriv(cipherName(p), p.encKey!, enc.mode === 'cbc' ? iv : ctrBlock(p.salt, iv));
+    d.setAutoPadding(false);
+    plain = d.update(ct);
+    d.final();
+  } else if (enc.mode === 'gcm') {
+    const d = createDecipheriv(cipherName(p) as 'aes-128-gcm', p.encKey!, Buffer.concat([p.salt, iv]), { authTagLength: enc.icvBytes });
+    d.setAAD(gcmAad(b, sa.esn === true, seqHi));
+    d.setAuthTag(b.subarray(icvOff));
+    plain = d.update(ct);
+    try {
+      d.final();
+    } catch {
+      return drop('icv');
+    }
+  } else plain = ct;
+
+  const padLen = plain[plain.length - 2];
+  const nextHeader = plain[plain.length - 1];
+  const end = plain.length - 2 - padLen;
+  if (end < 0) return drop('bad-padding');
+  for (let i = 0; i < padLen; i++) if (plain[end + i] !== i + 1) return drop('bad-padding');
+  if (nextHeader === IPPROTO_NONE) return drop('dummy');
+  return { ok: true, payload: plain.subarray(0, end), nextHeader, seq: b.readUInt32BE(4) };
+}
+
+export interface EspOutputOptions {
+  mode: Mode;
+  seq: number;
+  seqHi?: number;
+  iv?: Uint8Array;
+  /** Outer header options in tunnel mode. */
+  tunnel?: IpipOptions;
+}
+
+/** Protect an outbound IP packet: ESP after its header (transport) or around it (tunnel). */
+export function espOutput(sa: TransformSA, packet: Uint8Array, opts: EspOutputOptions): Result<{ packet: Buffer }> {
+  let pkt = packet;
+  if (opts.mode === 'tunnel') {
+    const t = ipipEncap(sa, packet, opts.tunnel);
+    if (!t.ok) return t;
+    pkt = t.packet;
+  }
+  const parsed = parseIp(pkt);
+  if (!parsed.ok) return parsed;
+  const ip = parsed.ip;
+  if (ip.fragmentOffset || ip.moreFragments) return drop('fragment');
+  const at = insertionPoint(ip);
+  if (!at.ok) return at;
+  const s = espSeal(sa, {
+    payload: ip.bytes.subarray(at.at.offset), nextHeader: at.at.protocol, seq: opts.seq, seqHi: opts.seqHi, iv: opts.iv,
+  });
+  if (!s.ok) return s;
+  return assemble(ip.bytes.subarray(0, at.at.offset), at.at.protocolField, IPPROTO_ESP, s.esp);
+}
+
+export interface EspInputOptions {
+  mode: Mode;
+  /** The SA's anti-replay window; checked before the ICV, updated after it verifies. */
+  replay?: ReplayWindow;
+  /** ESN high bits to use when no replay window is given. */
+  seqHi?: number;
+  /** Tunnel mode: require the outer source to be the SA's source (default true). */
+  policyCheck?: boolean;
+}
+
+export interface EspInputResult {
+  /** Transport: the packet without ESP; tunnel: the inner packet. */
+  packet: Buffer;
+  nextHeader: number;
+  seq: number;
+  seqHi: number;
+}
+
+/** Verify, decrypt and remove ESP from an inbound packet. */
+export function espInput(sa: TransformSA, packet: Uint8Array, opts: EspInputOptions): Result<EspInputResult> {
+  const parsed = parseIp(packet);
+  if (!parsed.ok) return parsed;
+  const ip = parsed.ip;
+  const at = findHeader(ip, IPPROTO_ESP);
+  if (!at.ok) return at;
+  if (at.at.fragmentOffset || at.at.moreFragments) return drop('fragment');
+  const esp = ip.bytes.subarray(at.at.offset);
+  if (esp.length < ESP_HEADER_BYTES) return drop('too-short');
+  if (esp.readUInt32BE(0) !== sa.spi >>> 0) return drop('no-sa');
+  const seq = esp.readUInt32BE(4);
+  let seqHi = opts.seqHi ?? 0;
+  if (opts.replay) {
+    const c = opts.replay.check(seq);
+    if (!c.ok) return c;
+    seqHi = c.seqHi;
+  }
+  const o = espOpen(sa, esp, seqHi);
+  if (!o.ok) return o;
+  const nh = o.nextHeader;
+  const tunnel = opts.mode === 'tunnel';
+  if (tunnel ? nh !== IPPROTO_IPIP && nh !== IPPROTO_IPV6 : nh === IPPROTO_HOPOPTS || nh === 255) return drop('bad-next-header');
+  if (opts.replay && !opts.replay.update(seqHi, seq)) return drop('replay');
+  if (tunnel) {
+    if (opts.policyCheck !== false && !ip.src.equals(sa.src)) return drop('policy');
+    const inner = parseIp(o.payload);
+    if (!inner.ok) return inner;
+    if ((inner.ip.version === 4) !== (nh === IPPROTO_IPIP)) return drop('bad-next-header');
+    return { ok: true, packet: inner.ip.bytes, nextHeader: nh, seq, seqHi };
+  }
+  const r = assemble(ip.bytes.subarray(0, at.at.offset), at.at.protocolField, nh, o.payload);
+  if (!r.ok) return r;
+  return { ok: true, packet: r.packet, nextHeader: nh, seq, seqHi };
+}
