@@ -8,7 +8,8 @@
  * The bitmap is a ring of 32-bit words (as RFC 6479 describes): advancing the window
  * clears only the words it passes, so a packet costs O(1) in the number of packets, and
  * at most size/32 word writes on a jump. With ESN the high 32 bits, which are never sent,
- * are inferred from the window as RFC 4303 appendix A2.2 says.
+ * are inferred from the window as RFC 4303 appendix A2.2 says; before the first packet the
+ * top is 0:0, so the highest W - 1 low values read as the epoch before 0 and are stale.
  */
 
 import { drop, type Drop } from './drop.js';
