@@ -55,6 +55,7 @@ export function udp(sport: number, dport: number, data: Uint8Array): Buffer {
   h.writeUInt16BE(sport, 0);
   h.writeUInt16BE(dport, 2);
   h.writeUInt16BE(8 + data.length, 4);
+  h.writeUInt16BE(0xffff, 6); // not "no checksum": ipv4()/ipv6() compute it
   return Buffer.concat([h, data]);
 }
 
@@ -223,10 +224,10 @@ export function scapyUnavailable(): string | undefined {
 }
 
 export interface ScapyCase {
-  op: 'encrypt' | 'decrypt';
-  proto: 'ESP' | 'AH';
-  spi: number;
-  seq: number;
+  op: 'encrypt' | 'decrypt' | 'checksums';
+  proto?: 'ESP' | 'AH';
+  spi?: number;
+  seq?: number;
   esn?: boolean;
   seqhi?: number;
   crypt?: string | null;

@@ -5,11 +5,12 @@
 stdin:  a JSON list of cases; stdout: a JSON list of results, one per case, in order:
   {"ok": true, "packet": hex} or {"ok": false, "error": text}.
 
-A case: op ("encrypt" | "decrypt"), proto ("ESP" | "AH"), spi, seq, esn (bool), seqhi,
+A case: op ("encrypt" | "decrypt" | "checksums"), proto ("ESP" | "AH"), spi, seq, esn (bool), seqhi,
 crypt (scapy name or null), ckey (hex), cicv (ICV bytes for GCM), auth (scapy name or
 null), akey (hex), tunnel (null or {v, src, dst, tos, id, ttl}), natt (null or
 {sport, dport}), iv (hex or null), packet (hex: the plaintext packet for "encrypt", the
-protected one for "decrypt").
+protected one for "decrypt"). "checksums" needs only the packet: scapy recomputes its IPv4
+header checksum and its TCP/UDP checksum and returns the packet.
 
 Where scapy 2.5 lacks a feature the script fills it in with the `cryptography` and
 `hmac` modules, still independent of klips: AES-GCM with an 8- or 12-byte ICV (scapy's
@@ -30,7 +31,7 @@ import warnings
 
 warnings.filterwarnings("ignore")
 
-from scapy.all import IP, IPv6, UDP, raw  # noqa: E402
+from scapy.all import IP, IPv6, TCP, UDP, raw  # noqa: E402
 from scapy.layers import ipsec  # noqa: E402
 from scapy.layers.ipsec import ESP, AH, SecurityAssociation, CryptAlgo, CRYPT_ALGOS  # noqa: E402
 from cryptography.hazmat.primitives.ciphers import algorithms, modes  # noqa: E402
@@ -92,9 +93,20 @@ def esp_icv(c, esp_bytes):
     return hmac.new(key, esp_bytes + struct.pack("!L", c.get("seqhi", 0)), hash_fn).digest()[:n]
 
 
+def checksums(pkt):
+    if pkt.version == 4:
+        del pkt.chksum
+    for layer in (TCP, UDP):
+        if pkt.haslayer(layer):
+            del pkt[layer].chksum
+    return raw(pkt)
+
+
 def run(c):
-    sa = make_sa(c)
     pkt = parse(bytes.fromhex(c["packet"]))
+    if c["op"] == "checksums":
+        return checksums(pkt)
+    sa = make_sa(c)
     if c["op"] == "encrypt":
         iv = bytes.fromhex(c["iv"]) if c.get("iv") else None
         kw = {"seq_num": c["seq"]}
