@@ -306,6 +306,14 @@ test('no key material in drops, results or the prepared SA as printed', () => {
   ];
   for (const t of texts) for (const k of keys) assert.ok(!t.includes(k) && !t.includes(k.slice(0, 16)), t);
   assert.equal(texts[0], '{"ok":false,"reason":"icv"}');
+  // The salt/nonce of counter modes is key material too (the last 4 bytes of the key).
+  for (const name of ['aes128gcm16', 'aes256ctr/HMAC-SHA1-96']) {
+    const s = espSA(pair(name));
+    const salt = Buffer.from(s.encryptKey!.subarray(-4)).toString('hex');
+    const p = prepareSA(s);
+    assert.ok(p.ok && p.prepared.salt.length === 4);
+    for (const t of [inspect(p, { depth: 5 }), JSON.stringify(p)]) assert.ok(!t.includes(salt) && !t.includes('salt:') && !t.includes('"salt"'), t);
+  }
 });
 
 test('UDP and TCP payloads of every size from 0 to 64 bytes keep their bytes through transport mode', () => {

@@ -20,8 +20,7 @@ import {
   assemble, findHeader, insertionPoint, parseIp,
 } from './packet.js';
 import type { ReplayWindow } from './replay.js';
-import { prepareSA, type TransformSA } from './sa.js';
-import type { Mode } from './esp.js';
+import { prepareSA, sendableSeq, type Mode, type TransformSA } from './sa.js';
 
 export const AH_HEADER_BYTES = 12;
 
@@ -131,9 +130,7 @@ export function ahOutput(sa: TransformSA, packet: Uint8Array, opts: AhOutputOpti
   const p = pr.prepared;
   if (p.enc) return drop('bad-sa');
   const seqHi = opts.seqHi ?? 0;
-  const okSeq = Number.isInteger(opts.seq) && opts.seq >= 0 && opts.seq <= 0xffffffff
-    && Number.isInteger(seqHi) && seqHi >= 0 && seqHi <= 0xffffffff && (sa.esn || seqHi === 0) && (opts.seq || seqHi);
-  if (!okSeq) return drop('seq-overflow');
+  if (!sendableSeq(sa, opts.seq, seqHi)) return drop('seq-overflow');
   let pkt = packet;
   if (opts.mode === 'tunnel') {
     const t = ipipEncap(sa, packet, opts.tunnel);

@@ -20,12 +20,9 @@ import {
   IPPROTO_HOPOPTS, IPPROTO_IPV6, IPPROTO_NONE, asBuffer, assemble, findHeader, insertionPoint, parseIp,
 } from './packet.js';
 import type { ReplayWindow } from './replay.js';
-import { prepareSA, type PreparedSA, type TransformSA } from './sa.js';
+import { prepareSA, sendableSeq, type Mode, type PreparedSA, type TransformSA } from './sa.js';
 
 export const ESP_HEADER_BYTES = 8;
-const UINT32 = 0xffffffff;
-
-export type Mode = 'transport' | 'tunnel';
 
 export interface EspSealInput {
   payload: Uint8Array;
@@ -36,13 +33,6 @@ export interface EspSealInput {
   seqHi?: number;
   /** Explicit IV to use (test vectors); otherwise random for CBC, the 64-bit sequence number for CTR/GCM. */
   iv?: Uint8Array;
-}
-
-/** Is (seqHi, seq) a sequence number this SA may send? Never 0, never past 2^32-1 without ESN. */
-function sendable(sa: TransformSA, seq: number, seqHi: number): boolean {
-  if (!Number.isInteger(seq) || seq < 0 || seq > UINT32 || !Number.isInteger(seqHi) || seqHi < 0 || seqHi > UINT32) return false;
-  if (!sa.esn && seqHi !== 0) return false;
-  return seq !== 0 || seqHi !== 0;
 }
 
 function u32(n: number): Buffer {
@@ -78,7 +68,7 @@ export function espSeal(sa: TransformSA, input: EspSealInput): Result<{ esp: Buf
   const enc = p.enc;
   if (!enc) return drop('bad-sa');
   const seqHi = input.seqHi ?? 0;
-  if (!sendable(sa, input.seq, seqHi)) return drop('seq-overflow');
+  if (!sendableSeq(sa, input.seq, seqHi)) return drop('seq-overflow');
   if (input.iv && input.iv.length !== enc.ivBytes) return drop('bad-sa');
 
   const plen = input.payload.length;

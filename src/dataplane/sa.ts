@@ -23,7 +23,10 @@ export interface NatT {
   readonly dport: number;
 }
 
-/** The SA as the transforms see it; an adapter fills this from an SA of src/sadb. */
+/**
+ * The SA as the transforms see it; an adapter fills this from an SA of src/sadb. Treat it
+ * as immutable: prepared keys are cached per object, so a changed SA is a new object.
+ */
 export interface TransformSA {
   /** sadb_msg_satype: SADB_SATYPE_ESP, SADB_SATYPE_AH, SADB_X_SATYPE_IPIP, SADB_X_SATYPE_COMP. */
   readonly satype: number;
@@ -46,11 +49,16 @@ export interface TransformSA {
   readonly dst: Uint8Array;
 }
 
-/** An ESP or AH SA's algorithms with their keys ready for node:crypto. */
+/**
+ * An ESP or AH SA's algorithms with their keys ready for node:crypto. The keys are
+ * KeyObjects and the salt/nonce is not enumerable, so printing or serialising this shows
+ * no key material.
+ */
 export interface PreparedSA {
   /** ESP only. */
   readonly enc?: EncryptAlgorithm;
   readonly encKey?: KeyObject;
+  /** The RFC 3686 nonce / RFC 4106 salt (empty for other ciphers). */
   readonly salt: Buffer;
   readonly auth?: AuthAlgorithm;
   readonly authKey?: KeyObject;
@@ -79,24 +87,24 @@ function prepareEsp(sa: TransformSA): Result<{ prepared: PreparedSA }> {
   // A combined mode carries its own ICV; ESP with neither encryption nor integrity is refused.
   if (enc.icvBytes && a.auth) return drop('bad-sa');
   if (enc.mode === 'null' && !a.auth) return drop('bad-sa');
-  return {
-    ok: true,
-    prepared: {
-      enc,
-      encKey: cipherBytes ? createSecretKey(key.subarray(0, cipherBytes)) : undefined,
-      salt: Buffer.from(key.subarray(cipherBytes)),
-      auth: a.auth,
-      authKey: a.authKey,
-      icvBytes: enc.icvBytes || (a.auth?.icvBytes ?? 0),
-    },
+  const prepared = {
+    enc,
+    encKey: cipherBytes ? createSecretKey(key.subarray(0, cipherBytes)) : undefined,
+    auth: a.auth,
+    authKey: a.authKey,
+    icvBytes: enc.icvBytes || (a.auth?.icvBytes ?? 0),
   };
+  Object.defineProperty(prepared, 'salt', { value: Buffer.from(key.subarray(cipherBytes)), enumerable: false });
+  return { ok: true, prepared: prepared as PreparedSA };
 }
 
 function prepareAh(sa: TransformSA): Result<{ prepared: PreparedSA }> {
   if (sa.auth === SADB_AALG_NONE) return drop('bad-sa');
   const a = prepareAuth(sa);
   if (!a.ok) return a;
-  return { ok: true, prepared: { salt: Buffer.alloc(0), auth: a.auth, authKey: a.authKey, icvBytes: a.auth!.icvBytes } };
+  const prepared = { auth: a.auth, authKey: a.authKey, icvBytes: a.auth!.icvBytes };
+  Object.defineProperty(prepared, 'salt', { value: Buffer.alloc(0), enumerable: false });
+  return { ok: true, prepared: prepared as PreparedSA };
 }
 
 /** The SA's algorithms and keys, checked once and cached for this TransformSA object. */
@@ -109,6 +117,21 @@ export function prepareSA(sa: TransformSA): Result<{ prepared: PreparedSA }> {
     prepared.set(sa, p);
   }
   return p;
+}
+
+/** IPsec modes: transport (after the IP header) or tunnel (KLIPS: IPIP, then the transform). */
+export type Mode = 'transport' | 'tunnel';
+
+const UINT32 = 0xffffffff;
+
+/**
+ * May this SA send sequence number (seqHi, seq)? Never 0:0 (the counter starts at 1), never
+ * with high bits without ESN, so a non-ESN counter never cycles (RFC 4303 §3.3.3).
+ */
+export function sendableSeq(sa: TransformSA, seq: number, seqHi: number): boolean {
+  if (!Number.isInteger(seq) || seq < 0 || seq > UINT32 || !Number.isInteger(seqHi) || seqHi < 0 || seqHi > UINT32) return false;
+  if (!sa.esn && seqHi !== 0) return false;
+  return seq !== 0 || seqHi !== 0;
 }
 
 /** 4 or 16 bytes → 4 or 6; anything else → 0. */
