@@ -15,9 +15,10 @@ import { createCipheriv, createDecipheriv, randomFillSync, timingSafeEqual } fro
 import { IPPROTO_ESP, IPPROTO_IPIP } from '../wire/constants.js';
 import { hmacIcv } from './algorithms.js';
 import { drop, type Result } from './drop.js';
-import { ipipEncap, type IpipOptions } from './ipip.js';
+import { ipipHeader, type IpipOptions } from './ipip.js';
 import {
-  IPPROTO_HOPOPTS, IPPROTO_IPV6, IPPROTO_NONE, asBuffer, assemble, findHeader, insertionPoint, parseIp,
+  IPPROTO_HOPOPTS, IPPROTO_IPV6, IPPROTO_NONE, asBuffer, assemble, findHeader, finishPacket, insertionPoint,
+  parseIp,
 } from './packet.js';
 import type { ReplayWindow } from './replay.js';
 import { prepareSA, sendableSeq, type Mode, type PreparedSA, type TransformSA } from './sa.js';
@@ -60,8 +61,30 @@ function cipherName(p: PreparedSA): string {
 }
 
 
+/**
+ * Random CBC IVs come from a pool refilled 4 KiB at a time: one CSPRNG call per 256
+ * packets instead of one per packet (a call costs more than the AES of a small packet).
+ * Each pooled byte is used once.
+ */
+const ivPool = Buffer.allocUnsafe(4096);
+let ivPoolOff = ivPool.length;
+function randomIv(out: Buffer, off: number, n: number): void {
+  if (ivPoolOff + n > ivPool.length) {
+    randomFillSync(ivPool);
+    ivPoolOff = 0;
+  }
+  ivPool.copy(out, off, ivPoolOff, ivPoolOff + n);
+  ivPoolOff += n;
+}
+
 /** Build the ESP bytes for one payload. */
 export function espSeal(sa: TransformSA, input: EspSealInput): Result<{ esp: Buffer }> {
+  const r = seal(sa, input, 0);
+  return r.ok ? { ok: true, esp: r.buf } : r;
+}
+
+/** espSeal into a buffer with `headroom` bytes free in front (for the IP header). */
+function seal(sa: TransformSA, input: EspSealInput, headroom: number): Result<{ buf: Buffer }> {
   const pr = prepareSA(sa);
   if (!pr.ok) return pr;
   const p = pr.prepared;
@@ -73,42 +96,42 @@ export function espSeal(sa: TransformSA, input: EspSealInput): Result<{ esp: Buf
 
   const plen = input.payload.length;
   const padLen = (enc.align - ((plen + 2) % enc.align)) % enc.align;
-  const ctOff = ESP_HEADER_BYTES + enc.ivBytes;
+  const espOff = headroom;
+  const ivOff = espOff + ESP_HEADER_BYTES;
+  const ctOff = ivOff + enc.ivBytes;
   const icvOff = ctOff + plen + padLen + 2;
-  const out = Buffer.allocUnsafe(icvOff + p.icvBytes);
-  out.writeUInt32BE(sa.spi >>> 0, 0);
-  out.writeUInt32BE(input.seq, 4);
-  if (input.iv) out.set(input.iv, ESP_HEADER_BYTES);
-  else if (enc.mode === 'cbc') randomFillSync(out, ESP_HEADER_BYTES, enc.ivBytes);
+  const buf = Buffer.allocUnsafe(icvOff + p.icvBytes);
+  buf.writeUInt32BE(sa.spi >>> 0, espOff);
+  buf.writeUInt32BE(input.seq, espOff + 4);
+  if (input.iv) buf.set(input.iv, ivOff);
+  else if (enc.mode === 'cbc') randomIv(buf, ivOff, enc.ivBytes);
   else if (enc.ivBytes) {
-    out.writeUInt32BE(seqHi, ESP_HEADER_BYTES);
-    out.writeUInt32BE(input.seq, ESP_HEADER_BYTES + 4);
+    buf.writeUInt32BE(seqHi, ivOff);
+    buf.writeUInt32BE(input.seq, ivOff + 4);
   }
-  const iv = out.subarray(ESP_HEADER_BYTES, ctOff);
+  const iv = buf.subarray(ivOff, ctOff);
 
   // Plaintext in place: payload, padding 1, 2, 3, …, pad length, next header.
-  out.set(input.payload, ctOff);
-  for (let i = 0; i < padLen; i++) out[ctOff + plen + i] = i + 1;
-  out[icvOff - 2] = padLen;
-  out[icvOff - 1] = input.nextHeader;
-  const plain = out.subarray(ctOff, icvOff);
+  buf.set(input.payload, ctOff);
+  for (let i = 0; i < padLen; i++) buf[ctOff + plen + i] = i + 1;
+  buf[icvOff - 2] = padLen;
+  buf[icvOff - 1] = input.nextHeader;
+  const plain = buf.subarray(ctOff, icvOff);
 
   if (enc.mode === 'cbc' || enc.mode === 'ctr') {
     const c = createCipheriv(cipherName(p), p.encKey!, enc.mode === 'cbc' ? iv : ctrBlock(p.salt, iv));
     c.setAutoPadding(false);
-    out.set(c.update(plain), ctOff);
+    buf.set(c.update(plain), ctOff);
     c.final();
   } else if (enc.mode === 'gcm') {
     const c = createCipheriv(cipherName(p) as 'aes-128-gcm', p.encKey!, Buffer.concat([p.salt, iv]), { authTagLength: enc.icvBytes });
-    c.setAAD(gcmAad(out, sa.esn === true, seqHi));
-    out.set(c.update(plain), ctOff);
+    c.setAAD(gcmAad(buf.subarray(espOff), sa.esn === true, seqHi));
+    buf.set(c.update(plain), ctOff);
     c.final();
-    out.set(c.getAuthTag(), icvOff);
+    buf.set(c.getAuthTag(), icvOff);
   }
-  if (p.auth) {
-    hmacIcv(p.auth, p.authKey!, out.subarray(0, icvOff), sa.esn ? seqHi : undefined).copy(out, icvOff);
-  }
-  return { ok: true, esp: out };
+  if (p.auth) hmacIcv(p.auth, p.authKey!, buf.subarray(espOff, icvOff), sa.esn ? seqHi : undefined).copy(buf, icvOff);
+  return { ok: true, buf };
 }
 
 /**
@@ -173,23 +196,30 @@ export interface EspOutputOptions {
 
 /** Protect an outbound IP packet: ESP after its header (transport) or around it (tunnel). */
 export function espOutput(sa: TransformSA, packet: Uint8Array, opts: EspOutputOptions): Result<{ packet: Buffer }> {
-  let pkt = packet;
-  if (opts.mode === 'tunnel') {
-    const t = ipipEncap(sa, packet, opts.tunnel);
-    if (!t.ok) return t;
-    pkt = t.packet;
-  }
-  const parsed = parseIp(pkt);
+  const parsed = parseIp(packet);
   if (!parsed.ok) return parsed;
   const ip = parsed.ip;
-  if (ip.fragmentOffset || ip.moreFragments) return drop('fragment');
-  const at = insertionPoint(ip);
-  if (!at.ok) return at;
-  const s = espSeal(sa, {
-    payload: ip.bytes.subarray(at.at.offset), nextHeader: at.at.protocol, seq: opts.seq, seqHi: opts.seqHi, iv: opts.iv,
-  });
+  let head: Uint8Array;
+  let protocolField: number;
+  let payload: Buffer;
+  let nextHeader: number;
+  if (opts.mode === 'tunnel') {
+    // KLIPS's tun → esp chain, without building the IPIP packet in between.
+    const h = ipipHeader(sa, ip, opts.tunnel);
+    if (!h.ok) return h;
+    ({ header: head, protocolField, protocol: nextHeader } = h);
+    payload = ip.bytes;
+  } else {
+    if (ip.fragmentOffset || ip.moreFragments) return drop('fragment');
+    const at = insertionPoint(ip);
+    if (!at.ok) return at;
+    head = ip.bytes.subarray(0, at.at.offset);
+    ({ protocolField, protocol: nextHeader } = at.at);
+    payload = ip.bytes.subarray(at.at.offset);
+  }
+  const s = seal(sa, { payload, nextHeader, seq: opts.seq, seqHi: opts.seqHi, iv: opts.iv }, head.length);
   if (!s.ok) return s;
-  return assemble(ip.bytes.subarray(0, at.at.offset), at.at.protocolField, IPPROTO_ESP, s.esp);
+  return finishPacket(s.buf, head, protocolField, IPPROTO_ESP);
 }
 
 export interface EspInputOptions {

@@ -14,7 +14,7 @@ import { IPPROTO_IPIP } from '../wire/constants.js';
 import { drop, type Result } from './drop.js';
 import {
   IP_DF, IP_MAXPACKET, IPPROTO_IPV6, IPV4_HEADER_BYTES, buildIPv4Header, buildIPv6Header, findHeader,
-  parseIp, trafficClassOf,
+  parseIp, trafficClassOf, type IpPacket,
 } from './packet.js';
 import { familyOf } from './sa.js';
 
@@ -37,32 +37,40 @@ export interface IpipOptions {
   df?: 'clear' | 'copy' | 'set';
 }
 
-/** Encapsulate `inner` (a whole IPv4 or IPv6 packet) in an outer header from sa.src to sa.dst. */
-export function ipipEncap(sa: TunnelEndpoints, inner: Uint8Array, opts: IpipOptions = {}): Result<{ packet: Buffer }> {
+/**
+ * The outer header for `inner` (already parsed), and the byte in it that names the next
+ * protocol: what ipipEncap puts in front, and what ESP tunnel mode puts in front of ESP.
+ */
+export function ipipHeader(sa: TunnelEndpoints, ip: IpPacket, opts: IpipOptions = {}): Result<{ header: Buffer; protocol: number; protocolField: number }> {
   const family = familyOf(sa.src);
   if (!family || familyOf(sa.dst) !== family) return drop('bad-sa');
-  const p = parseIp(inner);
-  if (!p.ok) return p;
-  const ip = p.ip;
   const protocol = ip.version === 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
   const tos = (opts.tos ?? (family === 4 ? 'copy' : 'clear')) === 'copy' ? trafficClassOf(ip.bytes) : 0;
   const ttl = opts.ttl ?? IPSEC_DEFAULT_TTL;
-  let header: Buffer;
   if (family === 4) {
     if (IPV4_HEADER_BYTES + ip.bytes.length > IP_MAXPACKET) return drop('too-big');
     const df = opts.df === 'set' || (opts.df === 'copy' && ip.dontFragment);
-    header = buildIPv4Header({
+    const header = buildIPv4Header({
       tos, id: opts.id ?? randomInt(0x10000), flags: df ? IP_DF : 0, ttl, protocol,
       src: sa.src, dst: sa.dst, payloadLength: ip.bytes.length,
     });
-  } else {
-    if (ip.bytes.length > IP_MAXPACKET) return drop('too-big');
-    header = buildIPv6Header({
-      trafficClass: tos, flowLabel: 0, hopLimit: ttl, nextHeader: protocol,
-      src: sa.src, dst: sa.dst, payloadLength: ip.bytes.length,
-    });
+    return { ok: true, header, protocol, protocolField: 9 };
   }
-  return { ok: true, packet: Buffer.concat([header, ip.bytes]) };
+  if (ip.bytes.length > IP_MAXPACKET) return drop('too-big');
+  const header = buildIPv6Header({
+    trafficClass: tos, flowLabel: 0, hopLimit: ttl, nextHeader: protocol,
+    src: sa.src, dst: sa.dst, payloadLength: ip.bytes.length,
+  });
+  return { ok: true, header, protocol, protocolField: 6 };
+}
+
+/** Encapsulate `inner` (a whole IPv4 or IPv6 packet) in an outer header from sa.src to sa.dst. */
+export function ipipEncap(sa: TunnelEndpoints, inner: Uint8Array, opts: IpipOptions = {}): Result<{ packet: Buffer }> {
+  const p = parseIp(inner);
+  if (!p.ok) return p;
+  const h = ipipHeader(sa, p.ip, opts);
+  if (!h.ok) return h;
+  return { ok: true, packet: Buffer.concat([h.header, p.ip.bytes]) };
 }
 
 export interface IpipDecapOptions {

@@ -287,19 +287,28 @@ export function trafficClassOf(b: Uint8Array): number {
 export function assemble(head: Uint8Array, protocolField: number, protocol: number, ...parts: Uint8Array[]): Result<{ packet: Buffer }> {
   let total = head.length;
   for (const p of parts) total += p.length;
-  const v6 = head[0] >> 4 === 6;
-  if ((v6 ? total - IPV6_HEADER_BYTES : total) > IP_MAXPACKET) return drop('too-big');
+  if (total - (head[0] >> 4 === 6 ? IPV6_HEADER_BYTES : 0) > IP_MAXPACKET) return drop('too-big');
   const out = Buffer.allocUnsafe(total);
-  out.set(head, 0);
   let off = head.length;
   for (const p of parts) {
     out.set(p, off);
     off += p.length;
   }
+  return finishPacket(out, head, protocolField, protocol);
+}
+
+/**
+ * Complete a packet whose payload already sits in `out` after room for `head`: copy the
+ * head in, set the protocol byte, then the length fields and IPv4 checksum.
+ */
+export function finishPacket(out: Buffer, head: Uint8Array, protocolField: number, protocol: number): Result<{ packet: Buffer }> {
+  const v6 = head[0] >> 4 === 6;
+  if (out.length - (v6 ? IPV6_HEADER_BYTES : 0) > IP_MAXPACKET) return drop('too-big');
+  out.set(head, 0);
   out[protocolField] = protocol;
-  if (v6) out.writeUInt16BE(total - IPV6_HEADER_BYTES, 4);
+  if (v6) out.writeUInt16BE(out.length - IPV6_HEADER_BYTES, 4);
   else {
-    out.writeUInt16BE(total, 2);
+    out.writeUInt16BE(out.length, 2);
     refreshIPv4Checksum(out);
   }
   return { ok: true, packet: out };
