@@ -32,7 +32,7 @@ test('IPv4 parse: fields, trailing bytes trimmed, and the drops', () => {
   assert.equal(p.ip.headerLength, 24);
   assert.equal(p.ip.bytes.length, pkt.length);
   assert.equal(p.ip.protocol, IPPROTO_TCP);
-  assert.deepEqual([p.ip.dontFragment, p.ip.moreFragments, p.ip.fragmentOffset], [true, false, 24]);
+  assert.deepEqual([p.ip.dontFragment, p.ip.moreFragments, p.ip.fragmentOffset, p.ip.ttl], [true, false, 24, 7]);
   assert.equal(Buffer.from(p.ip.src).toString('hex'), '0a010005');
   assert.equal(trafficClassOf(pkt), 0x10);
   const edit = (f: (b: Buffer) => void, fix = true) => {
@@ -54,7 +54,7 @@ test('IPv6 parse: fields and the drops; a zero payload length is an empty packet
   const pkt = ipv6({ payload: udp(1, 2, bytes(3)), nh: IPPROTO_UDP, tc: 0xab, fl: 0x54321, hlim: 3 });
   const p = parseIp(Buffer.concat([pkt, bytes(2)]));
   assert.ok(p.ok);
-  assert.deepEqual([p.ip.version, p.ip.headerLength, p.ip.protocol, p.ip.bytes.length], [6, 40, IPPROTO_UDP, pkt.length]);
+  assert.deepEqual([p.ip.version, p.ip.headerLength, p.ip.protocol, p.ip.bytes.length, p.ip.ttl], [6, 40, IPPROTO_UDP, pkt.length, 3]);
   assert.equal(trafficClassOf(pkt), 0xab);
   assert.equal(pkt.readUInt32BE(0), 0x6ab54321);
   assert.deepEqual(parseIp(pkt.subarray(0, 39)), { ok: false, reason: 'too-short' });

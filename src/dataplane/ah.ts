@@ -166,6 +166,7 @@ export interface AhInputOptions {
 }
 
 export interface AhInputResult {
+  /** Transport: the packet without AH; tunnel: the inner packet, a view into the input. */
   packet: Buffer;
   nextHeader: number;
   seq: number;

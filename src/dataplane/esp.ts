@@ -233,7 +233,7 @@ export interface EspInputOptions {
 }
 
 export interface EspInputResult {
-  /** Transport: the packet without ESP; tunnel: the inner packet. */
+  /** Transport: the packet without ESP; tunnel: the inner packet (with NULL encryption, a view into the input). */
   packet: Buffer;
   nextHeader: number;
   seq: number;

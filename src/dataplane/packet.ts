@@ -41,6 +41,8 @@ export interface IpPacket {
   readonly protocol: number;
   readonly src: Buffer;
   readonly dst: Buffer;
+  /** IPv4 TTL or IPv6 hop limit. */
+  readonly ttl: number;
   /** IPv4 only (IPv6 fragmentation lives in an extension header, see HeaderPosition). */
   readonly fragmentOffset: number;
   readonly moreFragments: boolean;
@@ -101,7 +103,7 @@ export function parseIp(input: Uint8Array): Result<{ ip: IpPacket }> {
       ok: true,
       ip: {
         version: 4, bytes, headerLength: hl, protocol: b[9],
-        src: bytes.subarray(12, 16), dst: bytes.subarray(16, 20),
+        src: bytes.subarray(12, 16), dst: bytes.subarray(16, 20), ttl: b[8],
         fragmentOffset: (frag & IP_OFFMASK) * 8, moreFragments: (frag & IP_MF) !== 0, dontFragment: (frag & IP_DF) !== 0,
       },
     };
@@ -115,7 +117,7 @@ export function parseIp(input: Uint8Array): Result<{ ip: IpPacket }> {
       ok: true,
       ip: {
         version: 6, bytes, headerLength: IPV6_HEADER_BYTES, protocol: b[6],
-        src: bytes.subarray(8, 24), dst: bytes.subarray(24, 40),
+        src: bytes.subarray(8, 24), dst: bytes.subarray(24, 40), ttl: b[7],
         fragmentOffset: 0, moreFragments: false, dontFragment: false,
       },
     };
