@@ -21,7 +21,7 @@ import {
   parseIp,
 } from './packet.js';
 import type { ReplayWindow } from './replay.js';
-import { prepareSA, sendableSeq, type Mode, type PreparedSA, type TransformSA } from './sa.js';
+import { prepareSA, sendableSeq, type Mode, type TransformSA } from './sa.js';
 
 export const ESP_HEADER_BYTES = 8;
 
@@ -54,10 +54,6 @@ function ctrBlock(salt: Buffer, iv: Uint8Array): Buffer {
 /** The GCM AAD of RFC 4106 §5: SPI ‖ sequence number, or SPI ‖ high ‖ low bits with ESN. */
 function gcmAad(esp: Buffer, esn: boolean, seqHi: number): Buffer {
   return esn ? Buffer.concat([esp.subarray(0, 4), u32(seqHi), esp.subarray(4, 8)]) : esp.subarray(0, 8);
-}
-
-function cipherName(p: PreparedSA): string {
-  return p.enc!.cipher(p.encKey!.symmetricKeySize!);
 }
 
 
@@ -119,12 +115,12 @@ function seal(sa: TransformSA, input: EspSealInput, headroom: number): Result<{ 
   const plain = buf.subarray(ctOff, icvOff);
 
   if (enc.mode === 'cbc' || enc.mode === 'ctr') {
-    const c = createCipheriv(cipherName(p), p.encKey!, enc.mode === 'cbc' ? iv : ctrBlock(p.salt, iv));
+    const c = createCipheriv(p.cipherName!, p.encKey!, enc.mode === 'cbc' ? iv : ctrBlock(p.salt, iv));
     c.setAutoPadding(false);
     buf.set(c.update(plain), ctOff);
     c.final();
   } else if (enc.mode === 'gcm') {
-    const c = createCipheriv(cipherName(p) as 'aes-128-gcm', p.encKey!, Buffer.concat([p.salt, iv]), { authTagLength: enc.icvBytes });
+    const c = createCipheriv(p.cipherName as 'aes-128-gcm', p.encKey!, Buffer.concat([p.salt, iv]), { authTagLength: enc.icvBytes });
     c.setAAD(gcmAad(buf.subarray(espOff), sa.esn === true, seqHi));
     buf.set(c.update(plain), ctOff);
     c.final();
@@ -160,12 +156,12 @@ export function espOpen(sa: TransformSA, esp: Uint8Array, seqHi = 0): Result<{ p
   const ct = b.subarray(ctOff, icvOff);
   let plain: Buffer;
   if (enc.mode === 'cbc' || enc.mode === 'ctr') {
-    const d = createDecipheriv(cipherName(p), p.encKey!, enc.mode === 'cbc' ? iv : ctrBlock(p.salt, iv));
+    const d = createDecipheriv(p.cipherName!, p.encKey!, enc.mode === 'cbc' ? iv : ctrBlock(p.salt, iv));
     d.setAutoPadding(false);
     plain = d.update(ct);
     d.final();
   } else if (enc.mode === 'gcm') {
-    const d = createDecipheriv(cipherName(p) as 'aes-128-gcm', p.encKey!, Buffer.concat([p.salt, iv]), { authTagLength: enc.icvBytes });
+    const d = createDecipheriv(p.cipherName as 'aes-128-gcm', p.encKey!, Buffer.concat([p.salt, iv]), { authTagLength: enc.icvBytes });
     d.setAAD(gcmAad(b, sa.esn === true, seqHi));
     d.setAuthTag(b.subarray(icvOff));
     plain = d.update(ct);

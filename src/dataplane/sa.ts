@@ -58,6 +58,8 @@ export interface PreparedSA {
   /** ESP only. */
   readonly enc?: EncryptAlgorithm;
   readonly encKey?: KeyObject;
+  /** node:crypto's name for the cipher at this key size ('aes-128-gcm', …). */
+  readonly cipherName?: string;
   /** The RFC 3686 nonce / RFC 4106 salt (empty for other ciphers). */
   readonly salt: Buffer;
   readonly auth?: AuthAlgorithm;
@@ -90,6 +92,7 @@ function prepareEsp(sa: TransformSA): Result<{ prepared: PreparedSA }> {
   const prepared = {
     enc,
     encKey: cipherBytes ? createSecretKey(key.subarray(0, cipherBytes)) : undefined,
+    cipherName: cipherBytes ? enc.cipher(cipherBytes) : undefined,
     auth: a.auth,
     authKey: a.authKey,
     icvBytes: enc.icvBytes || (a.auth?.icvBytes ?? 0),
