@@ -1,0 +1,18 @@
+/**
+ * The data plane's packet transforms (KLIPS's ipsec_xmit/ipsec_rcv building blocks) as pure
+ * functions on buffers: the IPv4/IPv6 codec and eroute selectors, ESP, AH, IPIP, IPCOMP,
+ * NAT-T encapsulation and the anti-replay window. Every function returns a Result; a
+ * Drop names its reason (drop.ts). The SA a transform needs is a TransformSA (sa.ts),
+ * which an adapter fills from src/sadb.
+ */
+
+export * from './drop.js';
+export * from './algorithms.js';
+export * from './sa.js';
+export * from './packet.js';
+export * from './replay.js';
+export * from './ipip.js';
+export * from './esp.js';
+export * from './ah.js';
+export * from './ipcomp.js';
+export * from './natt.js';

@@ -1,0 +1,94 @@
+/**
+ * IPIP, KLIPS's tunnel SA (satype X_IPIP; ipsec_xmit_ipip, ipsec_rcv_decap_ipip): wrap a
+ * packet in an outer IPv4 or IPv6 header addressed from the SA's source to its
+ * destination (IPv4-in-IPv4, IPv6-in-IPv6 and both mixes), and unwrap it on the way in.
+ * As KLIPS does: outer TTL/hop limit 64, DF cleared (frag_off = 0), IPv4 TOS copied from
+ * the inner packet (sysctl ipsec_tos = 0) and IPv6 traffic class and flow label zero.
+ * Inbound, the outer source must be the SA's source (KLIPS's inbound policy check).
+ * ESP and AH tunnel mode are this followed by the transport-mode transform, KLIPS's
+ * SA chain tun → esp.
+ */
+
+import { randomInt } from 'node:crypto';
+import { IPPROTO_IPIP } from '../wire/constants.js';
+import { drop, type Result } from './drop.js';
+import {
+  IP_DF, IP_MAXPACKET, IPPROTO_IPV6, IPV4_HEADER_BYTES, buildIPv4Header, buildIPv6Header, findHeader,
+  parseIp, trafficClassOf, type IpPacket,
+} from './packet.js';
+import { familyOf } from './sa.js';
+
+/** KLIPS's SYSCTL_IPSEC_DEFAULT_TTL. */
+export const IPSEC_DEFAULT_TTL = 64;
+
+export interface TunnelEndpoints {
+  readonly src: Uint8Array;
+  readonly dst: Uint8Array;
+}
+
+export interface IpipOptions {
+  /** IPv4 identification of the outer header (a random one when omitted). */
+  id?: number;
+  /** Outer TTL / hop limit (64). */
+  ttl?: number;
+  /** Outer TOS/traffic class: copy the inner one, or zero (KLIPS: copy for IPv4, zero for IPv6). */
+  tos?: 'copy' | 'clear';
+  /** Outer DF: cleared as KLIPS does, copied from an inner IPv4 packet, or set. */
+  df?: 'clear' | 'copy' | 'set';
+}
+
+/**
+ * The outer header for `inner` (already parsed), and the byte in it that names the next
+ * protocol: what ipipEncap puts in front, and what ESP tunnel mode puts in front of ESP.
+ */
+export function ipipHeader(sa: TunnelEndpoints, ip: IpPacket, opts: IpipOptions = {}): Result<{ header: Buffer; protocol: number; protocolField: number }> {
+  const family = familyOf(sa.src);
+  if (!family || familyOf(sa.dst) !== family) return drop('bad-sa');
+  const protocol = ip.version === 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
+  const tos = (opts.tos ?? (family === 4 ? 'copy' : 'clear')) === 'copy' ? trafficClassOf(ip.bytes) : 0;
+  const ttl = opts.ttl ?? IPSEC_DEFAULT_TTL;
+  if (family === 4) {
+    if (IPV4_HEADER_BYTES + ip.bytes.length > IP_MAXPACKET) return drop('too-big');
+    const df = opts.df === 'set' || (opts.df === 'copy' && ip.dontFragment);
+    const header = buildIPv4Header({
+      tos, id: opts.id ?? randomInt(0x10000), flags: df ? IP_DF : 0, ttl, protocol,
+      src: sa.src, dst: sa.dst, payloadLength: ip.bytes.length,
+    });
+    return { ok: true, header, protocol, protocolField: 9 };
+  }
+  if (ip.bytes.length > IP_MAXPACKET) return drop('too-big');
+  const header = buildIPv6Header({
+    trafficClass: tos, flowLabel: 0, hopLimit: ttl, nextHeader: protocol,
+    src: sa.src, dst: sa.dst, payloadLength: ip.bytes.length,
+  });
+  return { ok: true, header, protocol, protocolField: 6 };
+}
+
+/** Encapsulate `inner` (a whole IPv4 or IPv6 packet) in an outer header from sa.src to sa.dst. */
+export function ipipEncap(sa: TunnelEndpoints, inner: Uint8Array, opts: IpipOptions = {}): Result<{ packet: Buffer }> {
+  const p = parseIp(inner);
+  if (!p.ok) return p;
+  const h = ipipHeader(sa, p.ip, opts);
+  if (!h.ok) return h;
+  return { ok: true, packet: Buffer.concat([h.header, p.ip.bytes]) };
+}
+
+export interface IpipDecapOptions {
+  /** Check that the outer source is the SA's source (true, as KLIPS's inbound policy check). */
+  policyCheck?: boolean;
+}
+
+/** Remove the outer header of an IPIP packet; the inner packet is checked and returned. */
+export function ipipDecap(sa: TunnelEndpoints | undefined, outer: Uint8Array, opts: IpipDecapOptions = {}): Result<{ packet: Buffer }> {
+  const p = parseIp(outer);
+  if (!p.ok) return p;
+  let at = findHeader(p.ip, IPPROTO_IPIP);
+  if (!at.ok) at = findHeader(p.ip, IPPROTO_IPV6);
+  if (!at.ok) return drop('bad-next-header');
+  if (at.at.fragmentOffset || at.at.moreFragments) return drop('fragment');
+  if (sa && opts.policyCheck !== false && !p.ip.src.equals(sa.src)) return drop('policy');
+  const inner = parseIp(p.ip.bytes.subarray(at.at.offset));
+  if (!inner.ok) return inner;
+  if ((inner.ip.version === 4) !== (at.at.protocol === IPPROTO_IPIP)) return drop('bad-next-header');
+  return { ok: true, packet: inner.ip.bytes };
+}

@@ -1,0 +1,346 @@
+/**
+ * The IPv4/IPv6 packet codec the transforms share: parse and check a header (version,
+ * lengths, IPv4 checksum and fragment bits), build one, walk the IPv6 next-header chain
+ * as far as a task needs (the transport-mode insertion point, an IPsec header on input,
+ * the upper-layer header for eroute selectors), reassemble a packet around a new payload
+ * with its length and checksum fields right, and the internet checksum itself. Packets
+ * are plain Buffers (or Uint8Arrays on input); nothing here knows about SAs.
+ */
+
+import { AF_INET, AF_INET6 } from '../wire/constants.js';
+import { drop, type Result } from './drop.js';
+
+// IP protocol numbers used here beside the IPsec ones of src/wire/constants.ts (Linux names).
+export const IPPROTO_HOPOPTS = 0;
+export const IPPROTO_ICMP = 1;
+export const IPPROTO_TCP = 6;
+export const IPPROTO_UDP = 17;
+export const IPPROTO_IPV6 = 41;
+export const IPPROTO_ROUTING = 43;
+export const IPPROTO_FRAGMENT = 44;
+export const IPPROTO_ICMPV6 = 58;
+export const IPPROTO_NONE = 59;
+export const IPPROTO_DSTOPTS = 60;
+const IPPROTO_AH = 51;
+
+export const IPV4_HEADER_BYTES = 20;
+export const IPV6_HEADER_BYTES = 40;
+export const IP_MAXPACKET = 65535;
+/** IPv4 flag bits in the 16-bit flags/fragment-offset word. */
+export const IP_DF = 0x4000;
+export const IP_MF = 0x2000;
+export const IP_OFFMASK = 0x1fff;
+
+/** A checked IP packet: views into the input, trimmed to the length the header states. */
+export interface IpPacket {
+  readonly version: 4 | 6;
+  readonly bytes: Buffer;
+  /** IPv4: ihl × 4 (options included); IPv6: 40. */
+  readonly headerLength: number;
+  /** IPv4 protocol or the IPv6 header's next header. */
+  readonly protocol: number;
+  readonly src: Buffer;
+  readonly dst: Buffer;
+  /** IPv4 TTL or IPv6 hop limit. */
+  readonly ttl: number;
+  /** IPv4 only (IPv6 fragmentation lives in an extension header, see HeaderPosition). */
+  readonly fragmentOffset: number;
+  readonly moreFragments: boolean;
+  readonly dontFragment: boolean;
+}
+
+/** Where a header sits in a packet, and which byte names it (so a transform can relabel it). */
+export interface HeaderPosition {
+  readonly offset: number;
+  readonly protocol: number;
+  /** IPv4: 9; IPv6: 6, or the first byte of the extension header before it. */
+  readonly protocolField: number;
+  /** Fragment offset in bytes and the more-fragments flag seen on the way. */
+  readonly fragmentOffset: number;
+  readonly moreFragments: boolean;
+}
+
+export function asBuffer(b: Uint8Array): Buffer {
+  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/** Ones'-complement sum of bytes [start, end) folded to 16 bits, plus `seed` (unfolded). */
+export function onesSum(b: Uint8Array, start: number, end: number, seed = 0): number {
+  let sum = seed;
+  let i = start;
+  for (; i + 1 < end; i += 2) sum += (b[i] << 8) | b[i + 1];
+  if (i < end) sum += b[i] << 8;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return sum;
+}
+
+/** The internet checksum (RFC 1071) of bytes [start, end), with an optional seed sum. */
+export function internetChecksum(b: Uint8Array, start: number, end: number, seed = 0): number {
+  return ~onesSum(b, start, end, seed) & 0xffff;
+}
+
+/** Recompute an IPv4 header checksum in place. */
+export function refreshIPv4Checksum(b: Buffer): void {
+  b.writeUInt16BE(0, 10);
+  b.writeUInt16BE(internetChecksum(b, 0, (b[0] & 0x0f) * 4), 10);
+}
+
+/** Parse and check the IP header of `input` (a whole packet, possibly with trailing bytes). */
+export function parseIp(input: Uint8Array): Result<{ ip: IpPacket }> {
+  const b = asBuffer(input);
+  if (b.length < 1) return drop('too-short');
+  const version = b[0] >> 4;
+  if (version === 4) {
+    if (b.length < IPV4_HEADER_BYTES) return drop('too-short');
+    const hl = (b[0] & 0x0f) * 4;
+    const total = b.readUInt16BE(2);
+    if (hl < IPV4_HEADER_BYTES || total < hl) return drop('bad-ip-header');
+    if (total > b.length) return drop('too-short');
+    if (internetChecksum(b, 0, hl) !== 0) return drop('bad-ip-checksum');
+    const frag = b.readUInt16BE(6);
+    const bytes = b.subarray(0, total);
+    return {
+      ok: true,
+      ip: {
+        version: 4, bytes, headerLength: hl, protocol: b[9],
+        src: bytes.subarray(12, 16), dst: bytes.subarray(16, 20), ttl: b[8],
+        fragmentOffset: (frag & IP_OFFMASK) * 8, moreFragments: (frag & IP_MF) !== 0, dontFragment: (frag & IP_DF) !== 0,
+      },
+    };
+  }
+  if (version === 6) {
+    if (b.length < IPV6_HEADER_BYTES) return drop('too-short');
+    const total = IPV6_HEADER_BYTES + b.readUInt16BE(4);
+    if (total > b.length) return drop('too-short');
+    const bytes = b.subarray(0, total);
+    return {
+      ok: true,
+      ip: {
+        version: 6, bytes, headerLength: IPV6_HEADER_BYTES, protocol: b[6],
+        src: bytes.subarray(8, 24), dst: bytes.subarray(24, 40), ttl: b[7],
+        fragmentOffset: 0, moreFragments: false, dontFragment: false,
+      },
+    };
+  }
+  return drop('bad-ip-header');
+}
+
+/** Length of the IPv6 extension header of type `nh` at `off`, or -1 when it overruns. */
+function extLength(b: Buffer, off: number, nh: number): number {
+  if (off + 8 > b.length) return -1;
+  const len = nh === IPPROTO_FRAGMENT ? 8 : nh === IPPROTO_AH ? (b[off + 1] + 2) * 4 : (b[off + 1] + 1) * 8;
+  return off + len > b.length ? -1 : len;
+}
+
+/**
+ * Walk IPv6 extension headers from the base header while `more(nh, seenRouting)` holds;
+ * returns where the walk stopped. IPv4 has no chain: its position is after the header.
+ */
+function walk(ip: IpPacket, more: (nh: number, seenRouting: boolean) => boolean): Result<{ at: HeaderPosition }> {
+  if (ip.version === 4) {
+    return {
+      ok: true,
+      at: { offset: ip.headerLength, protocol: ip.protocol, protocolField: 9, fragmentOffset: ip.fragmentOffset, moreFragments: ip.moreFragments },
+    };
+  }
+  const b = ip.bytes;
+  let off = IPV6_HEADER_BYTES;
+  let field = 6;
+  let nh = b[6];
+  let fragmentOffset = 0;
+  let moreFragments = false;
+  let seenRouting = false;
+  while (more(nh, seenRouting)) {
+    const len = extLength(b, off, nh);
+    if (len < 0) return drop('bad-ip-header');
+    if (nh === IPPROTO_FRAGMENT) {
+      const f = b.readUInt16BE(off + 2);
+      fragmentOffset = f & 0xfff8;
+      moreFragments = (f & 1) !== 0;
+    }
+    if (nh === IPPROTO_ROUTING) seenRouting = true;
+    field = off;
+    nh = b[off];
+    off += len;
+  }
+  return { ok: true, at: { offset: off, protocol: nh, protocolField: field, fragmentOffset, moreFragments } };
+}
+
+const isExt = (nh: number) =>
+  nh === IPPROTO_HOPOPTS || nh === IPPROTO_ROUTING || nh === IPPROTO_FRAGMENT || nh === IPPROTO_DSTOPTS;
+
+/**
+ * Where a transport-mode ESP/AH/IPCOMP header goes: after the IPv4 header, or after the
+ * IPv6 headers that routers along the path read (hop-by-hop, routing, and destination
+ * options that precede a routing header), as Linux and scapy place it (RFC 4302 §3.1.1).
+ */
+export function insertionPoint(ip: IpPacket): Result<{ at: HeaderPosition }> {
+  return walk(ip, (nh, seenRouting) =>
+    nh === IPPROTO_HOPOPTS || nh === IPPROTO_ROUTING || (nh === IPPROTO_DSTOPTS && !seenRouting));
+}
+
+/** The header of protocol `proto` reached through IPv6 extension headers (or IPv4's one), if any. */
+export function findHeader(ip: IpPacket, proto: number): Result<{ at: HeaderPosition }> {
+  const r = walk(ip, (nh) => nh !== proto && isExt(nh));
+  if (!r.ok) return r;
+  return r.at.protocol === proto ? r : drop('no-sa');
+}
+
+/** The upper-layer header: every extension header (and AH) skipped, as KLIPS's ipsec_ipv6_skip_exthdr. */
+export function upperLayer(ip: IpPacket): Result<{ at: HeaderPosition }> {
+  return walk(ip, (nh) => isExt(nh) || nh === IPPROTO_AH);
+}
+
+/** An eroute lookup key: the shape of src/spd's PacketSelector. */
+export interface Selector {
+  /** AF_INET or AF_INET6. */
+  family: number;
+  src: Uint8Array;
+  dst: Uint8Array;
+  proto: number;
+  /** TCP/UDP ports of a first fragment or whole packet, else 0 (as KLIPS's ipsec_extract_ports). */
+  sport: number;
+  dport: number;
+}
+
+/** The eroute selector of a packet. src and dst are views into the packet. */
+export function selectorOf(packet: Uint8Array): Result<{ selector: Selector }> {
+  const p = parseIp(packet);
+  if (!p.ok) return p;
+  const u = upperLayer(p.ip);
+  if (!u.ok) return u;
+  const { offset, protocol, fragmentOffset } = u.at;
+  const b = p.ip.bytes;
+  const ports = (protocol === IPPROTO_TCP || protocol === IPPROTO_UDP) && fragmentOffset === 0 && offset + 4 <= b.length;
+  return {
+    ok: true,
+    selector: {
+      family: p.ip.version === 4 ? AF_INET : AF_INET6,
+      src: p.ip.src, dst: p.ip.dst, proto: protocol,
+      sport: ports ? b.readUInt16BE(offset) : 0,
+      dport: ports ? b.readUInt16BE(offset + 2) : 0,
+    },
+  };
+}
+
+export interface IPv4Fields {
+  tos: number;
+  id: number;
+  /** The 16-bit flags/fragment-offset word (IP_DF, IP_MF, offset in 8-byte units). */
+  flags: number;
+  ttl: number;
+  protocol: number;
+  src: Uint8Array;
+  dst: Uint8Array;
+  payloadLength: number;
+  options?: Uint8Array;
+}
+
+/** An IPv4 header (checksum filled in). Options must be a multiple of 4 bytes. */
+export function buildIPv4Header(f: IPv4Fields): Buffer {
+  const optLen = f.options?.length ?? 0;
+  const hl = IPV4_HEADER_BYTES + optLen;
+  const h = Buffer.alloc(hl);
+  h[0] = 0x40 | (hl >> 2);
+  h[1] = f.tos;
+  h.writeUInt16BE(hl + f.payloadLength, 2);
+  h.writeUInt16BE(f.id & 0xffff, 4);
+  h.writeUInt16BE(f.flags & 0xffff, 6);
+  h[8] = f.ttl;
+  h[9] = f.protocol;
+  h.set(f.src, 12);
+  h.set(f.dst, 16);
+  if (optLen) h.set(f.options!, IPV4_HEADER_BYTES);
+  h.writeUInt16BE(internetChecksum(h, 0, hl), 10);
+  return h;
+}
+
+export interface IPv6Fields {
+  trafficClass: number;
+  flowLabel: number;
+  hopLimit: number;
+  nextHeader: number;
+  src: Uint8Array;
+  dst: Uint8Array;
+  payloadLength: number;
+}
+
+export function buildIPv6Header(f: IPv6Fields): Buffer {
+  const h = Buffer.alloc(IPV6_HEADER_BYTES);
+  h.writeUInt32BE(((6 << 28) | ((f.trafficClass & 0xff) << 20) | (f.flowLabel & 0xfffff)) >>> 0, 0);
+  h.writeUInt16BE(f.payloadLength, 4);
+  h[6] = f.nextHeader;
+  h[7] = f.hopLimit;
+  h.set(f.src, 8);
+  h.set(f.dst, 24);
+  return h;
+}
+
+/** IPv4 TOS or IPv6 traffic class. */
+export function trafficClassOf(b: Uint8Array): number {
+  return b[0] >> 4 === 4 ? b[1] : ((b[0] & 0x0f) << 4) | (b[1] >> 4);
+}
+
+/**
+ * A new packet: `head` (the IP header and any extension headers kept in place) with the
+ * byte at `protocolField` set to `protocol`, followed by `parts`; the IPv4 total length and
+ * checksum or the IPv6 payload length are set for the result.
+ */
+export function assemble(head: Uint8Array, protocolField: number, protocol: number, ...parts: Uint8Array[]): Result<{ packet: Buffer }> {
+  let total = head.length;
+  for (const p of parts) total += p.length;
+  if (total - (head[0] >> 4 === 6 ? IPV6_HEADER_BYTES : 0) > IP_MAXPACKET) return drop('too-big');
+  const out = Buffer.allocUnsafe(total);
+  let off = head.length;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return finishPacket(out, head, protocolField, protocol);
+}
+
+/**
+ * Complete a packet whose payload already sits in `out` after room for `head`: copy the
+ * head in, set the protocol byte, then the length fields and IPv4 checksum.
+ */
+export function finishPacket(out: Buffer, head: Uint8Array, protocolField: number, protocol: number): Result<{ packet: Buffer }> {
+  const v6 = head[0] >> 4 === 6;
+  if (out.length - (v6 ? IPV6_HEADER_BYTES : 0) > IP_MAXPACKET) return drop('too-big');
+  out.set(head, 0);
+  out[protocolField] = protocol;
+  if (v6) out.writeUInt16BE(out.length - IPV6_HEADER_BYTES, 4);
+  else {
+    out.writeUInt16BE(out.length, 2);
+    refreshIPv4Checksum(out);
+  }
+  return { ok: true, packet: out };
+}
+
+/** The pseudo-header sum (RFC 768/793/8200) for an upper-layer segment of `length` bytes. */
+export function pseudoHeaderSum(ip: IpPacket, proto: number, length: number): number {
+  let s = onesSum(ip.src, 0, ip.src.length) + onesSum(ip.dst, 0, ip.dst.length) + proto;
+  s += ip.version === 4 ? length : (length >>> 16) + (length & 0xffff);
+  return s;
+}
+
+/**
+ * Recompute the TCP or UDP checksum of a whole (unfragmented) packet in place, for the
+ * addresses it now carries. An IPv4 UDP checksum of zero (none) stays zero. Returns false
+ * when the packet has no TCP/UDP header to fix.
+ */
+export function refreshTransportChecksum(packet: Buffer): boolean {
+  const p = parseIp(packet);
+  if (!p.ok) return false;
+  const u = upperLayer(p.ip);
+  if (!u.ok || u.at.fragmentOffset !== 0 || u.at.moreFragments) return false;
+  const { offset, protocol } = u.at;
+  const b = p.ip.bytes;
+  const field = protocol === IPPROTO_TCP ? offset + 16 : protocol === IPPROTO_UDP ? offset + 6 : -1;
+  if (field < 0 || field + 2 > b.length) return false;
+  if (protocol === IPPROTO_UDP && p.ip.version === 4 && b.readUInt16BE(field) === 0) return true;
+  b.writeUInt16BE(0, field);
+  let sum = internetChecksum(b, offset, b.length, pseudoHeaderSum(p.ip, protocol, b.length - offset));
+  if (sum === 0 && protocol === IPPROTO_UDP) sum = 0xffff;
+  b.writeUInt16BE(sum, field);
+  return true;
+}
