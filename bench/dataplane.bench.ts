@@ -17,7 +17,7 @@ import {
 import {
   ReplayWindow, buildIPv4Header, espInput, espOutput, type TransformSA,
 } from '../src/dataplane/index.js';
-import { batch, measure, percent, runAloneIfMain, type ResultRow, type Suite } from './harness.js';
+import { batch, measure, pairedExtra, runAloneIfMain, type ResultRow, type Suite } from './harness.js';
 
 /** Packets per timed batch. */
 const N = 50;
@@ -156,11 +156,11 @@ export const suite: Suite = {
     const rows: ResultRow[] = [];
     for (const c of cases) {
       for (const [floorName, oursName] of [[T(c, 'floor encrypt'), T(c, 'espOutput')], [T(c, 'floor decrypt'), T(c, 'espInput')]]) {
-        const floor = measured.get(floorName)!;
-        const ours = measured.get(oursName)!;
+        const floor = measured.row(floorName);
+        const ours = measured.row(oursName);
         const mbps = (row: ResultRow) => Number(((c.size * row.hz) / 1e6).toFixed(1));
         floor.extra = { 'MB/s': mbps(floor), 'vs floor': '100%' };
-        ours.extra = { 'MB/s': mbps(ours), 'vs floor': percent(floor.mean / ours.mean) };
+        ours.extra = { 'MB/s': mbps(ours), ...pairedExtra(measured.ratio(oursName, floorName)) };
         rows.push(floor, ours);
       }
     }
@@ -169,7 +169,7 @@ export const suite: Suite = {
       notes: [
         'espOutput/espInput: whole IPv4 packets in tunnel mode (outer header, ESP, padding, ICV; inbound also the replay window and decapsulation)',
         'floor: only the node:crypto calls per packet on a buffer of the same padded size',
-        `each sample is the per-packet mean over a batch of ${N}; each row is its task's fastest of ${opts.rounds ?? 1} interleaved rounds`,
+        `each sample is the per-packet mean over a batch of ${N}; a row is its task's median round, and vs floor is the median of per-round ratios`,
         "MB/s counts the inner packet's bytes",
       ],
     };
