@@ -15,7 +15,7 @@ test('views in process: eroute, spigrp, tncfg and spi reflect the tables; unknow
   c.ok(addReq({ satype: SADB_X_SATYPE_IPIP, spi: 0x1002 }));
   c.ok(grpsaReq({ satype: SADB_X_SATYPE_IPIP, spi: 0x1002 }, { satype: SADB_SATYPE_ESP, spi: 0x1234 }));
   c.ok(addflowReq({ satype: SADB_X_SATYPE_INT, spi: SPI_TRAP, src: '10.0.1.0', srcMask: '255.255.255.0', dst: '10.0.2.0', dstMask: '255.255.255.0' }));
-  c.ok(plumbReq(SADB_X_PLUMBIF, IPSECDEV_OFFSET));
+  c.ok(plumbReq(SADB_X_PLUMBIF, IPSECDEV_OFFSET + 3));
   drain(c);
 
   const eroute = renderView('eroute', w.engine)!;
@@ -26,7 +26,7 @@ test('views in process: eroute, spigrp, tncfg and spi reflect the tables; unknow
   assert.match(grp.text, /tun0x1002@192\.0\.2\.2 esp0x1234@192\.0\.2\.2/);
 
   const tn = renderView('tncfg', w.engine)!;
-  assert.match(tn.text, /ipsec0/);
+  assert.equal(tn.text, 'mast0 -> NULL mtu=0(0) -> 0\nipsec0 -> NULL mtu=0(0) -> 0\nipsec1 -> NULL mtu=0(0) -> 0\nipsec3 -> NULL mtu=0(0) -> 0\n');
 
   const spi = renderView('spi', w.engine)!;
   const lines = spi.text.trim().split('\n');
