@@ -1,9 +1,11 @@
 /**
  * Shared fixtures for the engine-*.test.ts and socket-*.test.ts files: an Engine on a fake
- * clock with a seeded SPI generator, PF_KEY clients (a PfkeySocket plus readers that run
- * every message through parseMessage(direction 'out'), so each read is also a check of the
- * engine's output against KLIPS's outbound extension rules), request builders for every
- * message type, a table snapshot for "a refusal changes nothing", and a refusal assertion.
+ * clock with a seeded SPI generator and no host addresses (unless a test gives some),
+ * PF_KEY clients (a PfkeySocket plus readers that run every message through
+ * parseMessage(direction 'out'), so each read is also a check of the engine's output
+ * against KLIPS's outbound extension rules), request builders for every message type, a
+ * table snapshot for "a refusal changes nothing", and refusal assertions (the errno
+ * broadcast, and the sender-only answer of X_PLUMBIF / X_UNPLUMBIF).
  */
 
 import assert from 'node:assert/strict';

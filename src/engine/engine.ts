@@ -1,7 +1,8 @@
 /**
  * The key engine: what KLIPS's kernel does when a PF_KEY message arrives. It owns the SA
- * table, the eroute table, the virtual-interface table, the supported-algorithm registry,
- * debug flags and a clock; it checks a message's header, parses it, dispatches it through
+ * table (with its SAref table), the eroute table, the virtual-interface table, the
+ * supported-algorithm registry, the host's addresses (which make an SA inbound), debug
+ * flags and a clock; it checks a message's header, parses it, dispatches it through
  * `HANDLERS[sadb_msg_type]` (the seed's msg_parsers[], in handlers.ts) and delivers the
  * replies: to the sender, to every open socket, to the sockets registered for an SA
  * type, and copies to promiscuous sockets. It also originates messages for the data

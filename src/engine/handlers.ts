@@ -1,8 +1,10 @@
 /**
  * HANDLERS[sadb_msg_type]: one handler per PF_KEY message type, the seed's msg_parsers[]
- * (pfkey_getspi_parse … pfkey_x_unplumbif). Each handler validates everything before it
- * changes a table, so a refusal (a thrown PfkeyError) leaves the tables as they were;
- * then it applies the change and delivers the replies KLIPS delivers.
+ * (pfkey_getspi_parse … pfkey_x_unplumbif), each wrapped in interp() for what KLIPS's
+ * pfkey_msg_interp checks around them. Each handler validates everything before it
+ * changes a table, so a refusal (a thrown PfkeyError, or a SenderRefusal answered to the
+ * sender alone) leaves the tables as they were; then it applies the change and delivers
+ * the replies KLIPS delivers, built as pfkey_v2_parser.c builds them.
  * docs/semantics.md lists delivery and errno per type and every departure from KLIPS.
  */
 
