@@ -18,7 +18,7 @@ import {
 import { renderView } from '../src/engine/views.js';
 import {
   world, addReq, updateReq, getspiReq, saidReq, hdrReq, grpsaReq, addflowReq, delflowReq,
-  debugReq, plumbReq, addr, lifetime, drain, expectRefusal, snapshot, espSaid, ipipSaid,
+  debugReq, plumbReq, addr, lifetime, drain, expectRefusal, snapshot, espSaid, ipipSaid, until,
   type Client, type World,
 } from './engine-helpers.js';
 
@@ -199,7 +199,7 @@ test('a client ACQUIRE: nobody registered is EPROTONOSUPPORT, a SENSITIVITY is E
 
 // ---------------------------------------------------------------- replies as KLIPS builds them
 
-test('GETSPI, full UPDATE and EXPIRE replies: 24-byte SA, LIFETIME_CURRENT always, no PROXY or NAT-T', () => {
+test('GETSPI, full UPDATE and EXPIRE replies: 24-byte SA, LIFETIME_CURRENT always, no PROXY or NAT-T', async () => {
   const { w, a, b, all } = setup();
   a.ok(getspiReq({ min: 0x900, max: 0x900, seq: 1, pid: 11 }));
   allGet(all, {
@@ -221,6 +221,9 @@ test('GETSPI, full UPDATE and EXPIRE replies: 24-byte SA, LIFETIME_CURRENT alway
   assert.equal(w.engine.sadb.get(espSaid(0x900))!.proxy!.addr, '192.0.2.9', 'the proxy is kept, only not in the reply');
   b.ok(saidReq(SADB_GET, { spi: 0x900 }));
   assert.equal(b.one('GET').addressProxy!.addr, '192.0.2.9', 'GET shows it');
+  b.ok(hdrReq(SADB_DUMP));
+  await until(() => b.sock.room() < b.sock.rcvbuf);
+  assert.equal(b.one('DUMP').addressProxy!.addr, '192.0.2.9', 'and DUMP');
   // UPDATE without lifetimes: none in the reply but LIFETIME_CURRENT.
   a.ok(updateReq({ spi: 0x900, seq: 3 }));
   const r = a.one();

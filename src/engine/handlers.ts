@@ -70,11 +70,14 @@ const interp = (handler: Handler): Handler => (r) => {
 
 /** Soft limits never exceed hard ones (KLIPS clamps soft to hard). */
 function clampSoft(soft: Limits, hard: Limits): Limits {
-  const out = { ...soft };
-  for (const k of Object.keys(out) as Array<keyof Limits>) {
-    if (hard[k] > 0 && (out[k] === 0 || out[k] > hard[k])) out[k] = out[k] === 0 ? 0 : hard[k];
-  }
-  return out;
+  const clamp = (s: number, h: number) => (h > 0 && s > h ? h : s);
+  return {
+    allocations: clamp(soft.allocations, hard.allocations),
+    bytes: clamp(soft.bytes, hard.bytes),
+    addtime: clamp(soft.addtime, hard.addtime),
+    usetime: clamp(soft.usetime, hard.usetime),
+    packets: clamp(soft.packets, hard.packets),
+  };
 }
 
 /** KLIPS marks an SA inbound when its destination is one of the host's addresses (EMT_INBOUND). */
@@ -339,7 +342,7 @@ const dump: Handler = ({ engine, ep, msg }) => {
       if (i >= list.length) return;
       const sa = list[i];
       const header = { type: msg.header.type, satype: sa.satype, seq: list.length - 1 - i, pid: msg.header.pid };
-      const bytes = buildMessage(saMessage(header, sa, { keys: true, current: true, limits: true, natT: true }));
+      const bytes = buildMessage(saMessage(header, sa, { keys: true, current: true, limits: true, proxy: true, natT: true }));
       // Wait for the reader unless the message could never fit (then it is dropped and counted).
       if (ep.room() < bytes.length && bytes.length <= ep.rcvbuf) { ep.onDrain(step); return; }
       i++;

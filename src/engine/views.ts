@@ -14,8 +14,7 @@
 
 import {
   DEBUG_SUBSYSTEMS, IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, IPPROTO_IPIP, IPSEC_SA_REF_TABLE_NUM_ENTRIES,
-  SADB_EXT_SUPPORTED_AUTH, SADB_EXT_SUPPORTED_ENCRYPT, SADB_X_SAFLAGS_INFLOW, SADB_X_SAFLAGS_POLICYONLY,
-  SADB_SATYPE_AH, SADB_SATYPE_ESP, SASTATE_NAMES,
+  SADB_EXT_SUPPORTED_AUTH, SADB_EXT_SUPPORTED_ENCRYPT, SADB_SATYPE_AH, SADB_SATYPE_ESP, SASTATE_NAMES,
   SATYPE_NAMES, ESPINUDP_WITH_NON_ESP, ESPINUDP_WITH_NON_IKE, maskToPrefix, nameOf,
   type Address,
 } from '../wire/index.js';
@@ -151,7 +150,7 @@ function outifText(engine: Engine, sa: SA): string | undefined {
 export function spiLine(engine: Engine, sa: SA, now: number, refs = 0): string {
   let s = `${formatSaidOld(sa.said)} ${xformName(sa)}: dir=${sa.dir === 'in' ? 'in ' : 'out'}`;
   s += ` src=${sa.src.addr}`;
-  if (sa.said.proto === IPPROTO_IPIP && sa.inbound && sa.flags & (SADB_X_SAFLAGS_INFLOW | SADB_X_SAFLAGS_POLICYONLY)) {
+  if (sa.said.proto === IPPROTO_IPIP && sa.inbound) {
     s += ` policy=${subnetText(sa.inbound.srcFlow, sa.inbound.srcMask)}->${subnetText(sa.inbound.dstFlow, sa.inbound.dstMask)}`;
   }
   if ((sa.encrypt || sa.auth) && sa.replay) s += ` ooowin=${sa.replay}`;
