@@ -56,23 +56,26 @@ test('debug: bad arguments exit 2', async () => {
   }
 });
 
-test('tncfg: create, list, EEXIST, delete, ENODEV', async () => {
-  assert.equal(await klipsOk(['tncfg', ...kd.S, '--create', 'ipsec0']), '');
+test('tncfg: create, list, EEXIST, delete, ENOENT (KLIPS numbering: ipsec0 is not reachable by number)', async () => {
+  const keys = () => [...kd.d.server.engine.interfaces.keys()].sort((a, b) => a - b);
+  assert.deepEqual(keys(), [0, 49152, 49153], 'mast0, ipsec0 and ipsec1 from the start');
+  const ipsec0 = await klips(['tncfg', ...kd.S, '--create', 'ipsec0']);
+  assert.equal(ipsec0.code, 1);
+  assert.equal(ipsec0.stderr, 'tncfg: PLUMBIF ipsec0 failed: ENOENT (no such interface)\n', 'KLIPS reads 49152 as mast49152');
   await klipsOk(['tncfg', ...kd.S, '--create', 'mast12']);
   await klipsOk(['tncfg', ...kd.S, '--plumb', 'ipsec3']);
-  assert.deepEqual([...kd.d.server.engine.interfaces.keys()].sort((a, b) => a - b), [12, 49152, 49155]);
-  assert.equal(await klipsOk(['tncfg', ...kd.S]), 'mast12 -> NULL mtu=0(0) -> 0\nipsec0 -> NULL mtu=0(0) -> 0\nipsec3 -> NULL mtu=0(0) -> 0\n');
-  const rows = jsonRecords(await klipsOk(['tncfg', ...kd.S, '--json']));
-  assert.deepEqual(rows.map((i) => [i.name, i.ifnum, i.transport]), [['mast12', 12, false], ['ipsec0', 49152, false], ['ipsec3', 49155, false]]);
-  const dup = await klips(['tncfg', ...kd.S, '--create', 'ipsec0']);
+  assert.deepEqual(keys(), [0, 12, 49152, 49153, 49155]);
+  assert.equal(await klipsOk(['tncfg', ...kd.S]), ['mast0', 'mast12', 'ipsec0', 'ipsec1', 'ipsec3'].map((n) => `${n} -> NULL mtu=0(0) -> 0\n`).join(''));
+  assert.deepEqual(jsonRecords(await klipsOk(['tncfg', ...kd.S, '--json'])).map((i) => i.name), ['mast0', 'mast12', 'ipsec0', 'ipsec1', 'ipsec3']);
+  const dup = await klips(['tncfg', ...kd.S, '--create', 'ipsec1']);
   assert.equal(dup.code, 1);
-  assert.equal(dup.stderr, 'tncfg: PLUMBIF ipsec0 failed: EEXIST (interface already exists)\n');
-  await klipsOk(['tncfg', ...kd.S, '--delete', 'ipsec0']);
+  assert.equal(dup.stderr, 'tncfg: PLUMBIF ipsec1 failed: EEXIST (interface already exists)\n');
+  await klipsOk(['tncfg', ...kd.S, '--delete', 'ipsec1']);
   await klipsOk(['tncfg', ...kd.S, '--unplumb', 'ipsec3']);
-  assert.deepEqual([...kd.d.server.engine.interfaces.keys()], [12]);
-  const gone = await klips(['tncfg', ...kd.S, '--delete', 'ipsec0']);
+  assert.deepEqual(keys(), [0, 12, 49152]);
+  const gone = await klips(['tncfg', ...kd.S, '--delete', 'ipsec1']);
   assert.equal(gone.code, 1);
-  assert.equal(gone.stderr, 'tncfg: UNPLUMBIF ipsec0 failed: ENODEV (no such interface)\n');
+  assert.equal(gone.stderr, 'tncfg: UNPLUMBIF ipsec1 failed: ENOENT (no such interface)\n');
   for (const [args, why] of [[['--create', 'eth0'], /invalid virtual interface "eth0"/], [['--create', 'mast1', '--delete', 'mast1'], /only one of --create or --delete/]] as const) {
     assertUsageError(await klips(['tncfg', ...kd.S, ...args]), 'tncfg', why, args.join(' '));
   }

@@ -93,7 +93,7 @@ test('--addin puts an inbound policy on the IPIP SA of a group; ENOENT without o
   assert.ok(tun.flags & SADB_X_SAFLAGS_INFLOW);
   assert.equal(tun.inbound!.srcFlow.addr, '10.0.2.0');
   assert.equal(kd.d.server.engine.spd.size, 0, 'an inbound policy is not an eroute');
-  assert.match(await klipsOk(['spi', ...kd.S]), /^tun0x1002@192\.0\.2\.1 IPIP: dir=in  src=192\.0\.2\.2 policy=10\.0\.2\.0\/24->10\.0\.1\.0\/24 flags=0x8<> /m);
+  assert.match(await klipsOk(['spi', ...kd.S]), /^tun0x1002@192\.0\.2\.1 IPIP: dir=out src=192\.0\.2\.2 policy=10\.0\.2\.0\/24->10\.0\.1\.0\/24 flags=0x8<> /m);
   await klipsOk(['eroute', ...kd.S, '--replacein', '--eraf', 'inet', '--src', '10.0.3.0/24', '--dst', '10.0.1.0/24', '--said', 'tun.1002@192.0.2.1']);
   assert.equal(tun.inbound!.srcFlow.addr, '10.0.3.0');
   const r = await klips(['eroute', ...kd.S, '--addin', '--eraf', 'inet', '--src', '10.0.2.0/24', '--dst', '10.0.1.0/24', '--said', 'tun0x1fff@192.0.2.1']);

@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer, type KlipsServer, type ServerOptions } from '../src/daemon/server.js';
+import { Engine } from '../src/engine/engine.js';
 import { FrameDecoder } from '../src/daemon/framing.js';
 import { parseMessage, type PfkeyMessage, buildMessage, type MessageInput } from '../src/wire/index.js';
 
@@ -58,11 +59,20 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
-/** klipsd in this process on a fresh temporary socket path. */
+/**
+ * klipsd in this process on a fresh temporary socket path. Its engine sees no host
+ * addresses (every SA outbound) unless a test gives its own engine, so views do not
+ * depend on the machine's interfaces.
+ */
 export async function startDaemon(opts: Partial<ServerOptions> = {}): Promise<Daemon> {
   const dir = tempDir();
   const socket = path.join(dir, 'pfkey.sock');
-  const server = await startServer({ socketPath: socket, ...opts });
+  const engine = opts.engine ?? new Engine({
+    supported: opts.config?.supported,
+    larvalLifetime: opts.config?.larvalLifetime,
+    localAddresses: () => [],
+  });
+  const server = await startServer({ socketPath: socket, ...opts, engine });
   return {
     server,
     socket,

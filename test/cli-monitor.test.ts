@@ -25,7 +25,7 @@ test("monitor registers for AH, ESP, IPIP and IPCOMP and prints other clients' m
     await klipsOk(['spi', ...kd.S, '--said', 'esp.1234@192.0.2.2', '--src', '192.0.2.1', '--esp', '3des-sha1-96', '--enckey', KEY_3DES, '--authkey', KEY_SHA1]);
     await waitUntil('the ADD reply', () => /^SADB_ADD satype=ESP/m.test(m.stdout()));
     const add = m.stdout().slice(m.stdout().indexOf('SADB_ADD'));
-    assert.match(add, /^SADB_ADD satype=ESP seq=1 pid=\d+ len=11\n {2}SA: spi=0x00001234 replay=0 state=MATURE auth=SHA1HMAC encrypt=3DESCBC flags=0 ref=0\n {2}ADDRESS_SRC: 192\.0\.2\.1\n {2}ADDRESS_DST: 192\.0\.2\.2\n\n/);
+    assert.match(add, /^SADB_ADD satype=ESP seq=1 pid=\d+ len=13\n {2}SA: spi=0x00001234 replay=0 state=MATURE auth=SHA1HMAC encrypt=3DESCBC flags=0 ref=0\n {2}ADDRESS_SRC: 192\.0\.2\.1\n {2}ADDRESS_DST: 192\.0\.2\.2\n {2}X_SAREF: me=1 him=0\n\n/);
     assert.doesNotMatch(m.stdout(), /KEY_/, 'the broadcast ADD reply carries no keys');
 
     await klips(['spi', ...kd.S, '--said', 'esp.9999@192.0.2.2', '--del']);

@@ -115,7 +115,7 @@ test('$KLIPS_SOCKET is honoured by klipsd and by the tools alike', async () => {
     const r = await klips(['tncfg', '--create', 'mast1'], { env });
     assert.equal(r.code, 0, r.stderr);
     const list = await klips(['tncfg'], { env });
-    assert.equal(list.stdout, 'mast1 -> NULL mtu=0(0) -> 0\n');
+    assert.equal(list.stdout, ['mast0', 'mast1', 'ipsec0', 'ipsec1'].map((n) => `${n} -> NULL mtu=0(0) -> 0\n`).join(''), 'mast1 beside the interfaces KLIPS starts with');
     assert.equal(await stopWith(p, 'SIGTERM'), 0);
   } finally {
     p.child.kill('SIGKILL');

@@ -1,16 +1,17 @@
 /**
  * Control messages through the engine: X_PROMISC, X_DEBUG (set/clear semantics and the
- * reply), a client's X_NAT_T_NEW_MAPPING (refused), X_PLUMBIF / X_UNPLUMBIF.
+ * reply), a client's X_NAT_T_NEW_MAPPING (refused), X_PLUMBIF / X_UNPLUMBIF (KLIPS's
+ * interface numbering, answers and refusals to the sender alone).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   ERRNO, SADB_X_PROMISC, SADB_X_DEBUG, SADB_X_NAT_T_NEW_MAPPING, SADB_X_PLUMBIF,
   SADB_X_UNPLUMBIF, SADB_SATYPE_ESP, IPSECDEV_OFFSET, MASTTRANSPORT_OFFSET, SADB_FLUSH,
-  DEBUG_SUBSYSTEMS, type DebugSubsystem, type MessageInput,
+  DEBUG_SUBSYSTEMS, buildMessage, type DebugSubsystem, type MessageInput,
 } from '../src/wire/index.js';
 import {
-  world, addReq, hdrReq, debugReq, plumbReq, drain, expectRefusal, addr, saExt,
+  world, addReq, hdrReq, debugReq, plumbReq, drain, expectRefusal, expectSenderRefusal, addr, saExt,
 } from './engine-helpers.js';
 
 test('X_PROMISC: satype 1 turns it on, 0 off, the reply goes to the sender; 2 is EINVAL', () => {
@@ -93,33 +94,45 @@ test('a client\'s X_NAT_T_NEW_MAPPING is EINVAL (only the engine sends it)', () 
   assert.equal(w.engine.sadb.get({ proto: 50, spi: 0x100, dst: '192.0.2.2' })!.natT!.sport, 4500);
 });
 
-test('X_PLUMBIF / X_UNPLUMBIF keep the interface table: ipsecN, mastN; duplicate EEXIST, missing ENODEV', () => {
-  const w = world();
+test('X_PLUMBIF / X_UNPLUMBIF: mast0, ipsec0, ipsec1 at start; ipsecN above 49152, mastN below 64; the answer goes to the sender alone', () => {
+  const w = world({ start: 500 });
   const [a, b] = [w.client(), w.client()];
-  a.ok(plumbReq(SADB_X_PLUMBIF, IPSECDEV_OFFSET, { seq: 6, pid: 60 }));
-  const r = a.one('PLUMBIF');
-  assert.equal(r.header.type, SADB_X_PLUMBIF);
-  assert.equal(r.header.seq, 6);
-  assert.equal(r.header.pid, 60);
-  assert.equal(r.plumbif!.ifnum, IPSECDEV_OFFSET);
+  const keys = () => [...w.engine.interfaces.keys()].sort((x, y) => x - y);
+  assert.deepEqual(keys(), [0, IPSECDEV_OFFSET, IPSECDEV_OFFSET + 1], 'KLIPS loads with mast0, ipsec0, ipsec1');
+  assert.deepEqual([...w.engine.interfaces.values()].map((i) => [i.name, i.pid, i.created]), [['mast0', 0, 500], ['ipsec0', 0, 500], ['ipsec1', 0, 500]]);
+
+  const req = plumbReq(SADB_X_PLUMBIF, IPSECDEV_OFFSET + 2, { seq: 6, pid: 60 });
+  a.ok(req);
+  const raw = a.raw();
+  assert.equal(raw.length, 1);
+  assert.equal(Buffer.from(raw[0]).toString('hex'), Buffer.from(buildMessage(req)).toString('hex'), 'the reply is the request itself (errno 0)');
   b.none('PLUMBIF reply is the sender\'s (KLIPS pfkey_x_simple_reply)');
-  assert.equal(w.engine.interfaces.get(IPSECDEV_OFFSET)!.name, 'ipsec0');
-  assert.equal(w.engine.interfaces.get(IPSECDEV_OFFSET)!.pid, 60);
-  a.ok(plumbReq(SADB_X_PLUMBIF, 3));
-  a.one();
-  assert.equal(w.engine.interfaces.get(3)!.name, 'mast3');
-  a.ok(plumbReq(SADB_X_PLUMBIF, IPSECDEV_OFFSET + 2));
-  a.ok(plumbReq(SADB_X_PLUMBIF, MASTTRANSPORT_OFFSET + 1));
-  a.read();
   assert.equal(w.engine.interfaces.get(IPSECDEV_OFFSET + 2)!.name, 'ipsec2');
-  assert.equal(w.engine.interfaces.get(MASTTRANSPORT_OFFSET + 1)!.name, 'mast1');
-  assert.equal(w.engine.interfaces.get(MASTTRANSPORT_OFFSET + 1)!.transport, true);
-  expectRefusal(w, a, [a, b], plumbReq(SADB_X_PLUMBIF, 3), ERRNO.EEXIST, 'duplicate PLUMBIF');
-  b.ok(plumbReq(SADB_X_UNPLUMBIF, 3, { seq: 7 }));
+  assert.equal(w.engine.interfaces.get(IPSECDEV_OFFSET + 2)!.pid, 60);
+  a.ok(plumbReq(SADB_X_PLUMBIF, 3));
+  a.ok(plumbReq(SADB_X_PLUMBIF, 63));
+  a.ok(plumbReq(SADB_X_PLUMBIF, IPSECDEV_OFFSET + 63));
+  assert.equal(a.read().length, 3);
+  assert.deepEqual([3, 63, IPSECDEV_OFFSET + 63].map((k) => w.engine.interfaces.get(k)!.name), ['mast3', 'mast63', 'ipsec63']);
+
+  expectSenderRefusal(w, a, [a, b], plumbReq(SADB_X_PLUMBIF, 3, { seq: 7, pid: 70 }), ERRNO.EEXIST, 'mast3 again');
+  expectSenderRefusal(w, a, [a, b], plumbReq(SADB_X_PLUMBIF, IPSECDEV_OFFSET + 1), ERRNO.EEXIST, 'ipsec1 exists from the start');
+  expectSenderRefusal(w, b, [a, b], plumbReq(SADB_X_PLUMBIF, 64), ERRNO.ENOENT, 'mast64: 64 units at most');
+  expectSenderRefusal(w, a, [a, b], plumbReq(SADB_X_PLUMBIF, IPSECDEV_OFFSET + 64), ERRNO.ENOENT, 'ipsec64');
+  expectSenderRefusal(w, a, [a, b], plumbReq(SADB_X_PLUMBIF, IPSECDEV_OFFSET), ERRNO.ENOENT, '49152 is read as mast49152, as KLIPS (only numbers above it are ipsecN)');
+  expectSenderRefusal(w, a, [a, b], plumbReq(SADB_X_PLUMBIF, MASTTRANSPORT_OFFSET + 1), ERRNO.ENOENT, 'a transport-mast number is no unit to make');
+
+  b.ok(plumbReq(SADB_X_UNPLUMBIF, 3, { seq: 8 }));
   assert.equal(b.one('UNPLUMBIF').plumbif!.ifnum, 3);
   a.none();
   assert.ok(!w.engine.interfaces.has(3));
-  expectRefusal(w, a, [a, b], plumbReq(SADB_X_UNPLUMBIF, 3), ERRNO.ENODEV, 'UNPLUMBIF of a missing interface');
-  expectRefusal(w, a, [a, b], plumbReq(SADB_X_UNPLUMBIF, 49999), ERRNO.ENODEV, 'UNPLUMBIF never plumbed');
-  assert.deepEqual([...w.engine.interfaces.keys()].sort((x, y) => x - y), [MASTTRANSPORT_OFFSET + 1, IPSECDEV_OFFSET, IPSECDEV_OFFSET + 2]);
+  expectSenderRefusal(w, a, [a, b], plumbReq(SADB_X_UNPLUMBIF, 3), ERRNO.ENOENT, 'UNPLUMBIF of a missing interface');
+  expectSenderRefusal(w, a, [a, b], plumbReq(SADB_X_UNPLUMBIF, IPSECDEV_OFFSET), ERRNO.ENOENT, 'ipsec0 cannot be named by 49152');
+  expectSenderRefusal(w, a, [a, b], plumbReq(SADB_X_UNPLUMBIF, 49999), ERRNO.ENOENT, 'UNPLUMBIF out of range');
+  a.ok(plumbReq(SADB_X_UNPLUMBIF, IPSECDEV_OFFSET + 1));
+  a.ok(plumbReq(SADB_X_UNPLUMBIF, 0));
+  a.read();
+  assert.deepEqual(keys(), [63, IPSECDEV_OFFSET, IPSECDEV_OFFSET + 2, IPSECDEV_OFFSET + 63]);
+  // An SA type above 11 is refused before the handler runs: the usual broadcast errno.
+  expectRefusal(w, a, [a, b], { ...plumbReq(SADB_X_PLUMBIF, 5), header: { type: SADB_X_PLUMBIF, satype: 99 } }, ERRNO.EINVAL, 'X_PLUMBIF satype 99');
 });

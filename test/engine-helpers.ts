@@ -1,9 +1,11 @@
 /**
  * Shared fixtures for the engine-*.test.ts and socket-*.test.ts files: an Engine on a fake
- * clock with a seeded SPI generator, PF_KEY clients (a PfkeySocket plus readers that run
- * every message through parseMessage(direction 'out'), so each read is also a check of the
- * engine's output against KLIPS's outbound extension rules), request builders for every
- * message type, a table snapshot for "a refusal changes nothing", and a refusal assertion.
+ * clock with a seeded SPI generator and no host addresses (unless a test gives some),
+ * PF_KEY clients (a PfkeySocket plus readers that run every message through
+ * parseMessage(direction 'out'), so each read is also a check of the engine's output
+ * against KLIPS's outbound extension rules), request builders for every message type, a
+ * table snapshot for "a refusal changes nothing", and refusal assertions (the errno
+ * broadcast, and the sender-only answer of X_PLUMBIF / X_UNPLUMBIF).
  */
 
 import assert from 'node:assert/strict';
@@ -50,7 +52,8 @@ export interface World {
 export function world(opts: Omit<EngineOptions, 'clock'> & { start?: number } = {}): World {
   const clock = { t: opts.start ?? 1000 };
   const { start: _s, ...rest } = opts;
-  const engine = new Engine({ random: seededRandom(), ...rest, clock: () => clock.t });
+  // No host addresses unless a test gives some: every SA is outbound, whatever machine runs the tests.
+  const engine = new Engine({ random: seededRandom(), localAddresses: () => [], ...rest, clock: () => clock.t });
   return {
     engine,
     clock,
@@ -321,6 +324,7 @@ export function snapshot(engine: Engine): string {
     replay: sa.replay, src: sa.src.addr, next: sa.next && saidKey(sa.next.said), prev: sa.prev && saidKey(sa.prev.said),
     ka: hex(sa.keyAuth?.key()), ke: hex(sa.keyEncrypt?.key()), cur: sa.current, soft: sa.soft, hard: sa.hard,
     softSent: sa.softSent, inbound: sa.inbound ? JSON.stringify(sa.inbound) : undefined, natT: sa.natT ? JSON.stringify(sa.natT) : undefined,
+    ref: sa.ref, refhim: sa.refhim, dir: sa.dir, sport: sa.src.port, dport: sa.dst.port,
   })).sort((a, b) => (a.k < b.k ? -1 : 1));
   const eroutes = [...engine.spd.entries()].map((e) => ({ flow: e.flow, said: saidKey(e.said), packets: e.packets, pid: e.pid, held: hex(e.held) }));
   return JSON.stringify({
@@ -330,6 +334,7 @@ export function snapshot(engine: Engine): string {
     ifs: [...engine.interfaces.values()].map((i) => `${i.ifnum}:${i.name}`).sort(),
     debug: engine.debug,
     pending: [...engine.pendingAcquires.keys()].sort(),
+    sarefs: [...engine.sadb.sarefs.entries()].map(([ref, sa]) => `${ref}:${saidKey(sa.said)}`),
   }, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
 }
 
@@ -363,6 +368,27 @@ export function expectRefusal(w: World, sender: Client, all: Client[], m: Messag
     out.push(r);
   }
   return out;
+}
+
+/**
+ * Send a request that must be refused to the sender alone (KLIPS's pfkey_x_simple_reply,
+ * X_PLUMBIF / X_UNPLUMBIF): send() returns `errno`, the tables are unchanged, the sender
+ * receives exactly the request's bytes with sadb_msg_errno set, and nobody else anything.
+ */
+export function expectSenderRefusal(w: World, sender: Client, all: Client[], m: MessageInput | Uint8Array, errno: number, what: string): void {
+  drain(...all);
+  const bytes = m instanceof Uint8Array ? m : buildMessage(m);
+  const before = snapshot(w.engine);
+  const rc = sender.send(bytes);
+  assert.equal(errnoName(rc), errnoName(errno), `${what}: send() result`);
+  assert.equal(snapshot(w.engine), before, `${what}: tables changed by a refused request`);
+  const want = Uint8Array.from(bytes);
+  want[2] = errno;
+  const got = sender.raw();
+  assert.equal(got.length, 1, `${what}: the sender should get one reply, got ${got.length}`);
+  assert.equal(Buffer.from(got[0]).toString('hex'), Buffer.from(want).toString('hex'), `${what}: the reply is the request with the errno`);
+  parseOut(got[0], what);
+  for (const c of all) if (c !== sender && !c.sock.closed) c.none(`${what}: only the sender hears of it`);
 }
 
 /** Assert fn throws a PfkeyError with this errno. */

@@ -513,18 +513,20 @@ test('an UPDATE of a DYING SA makes it MATURE again with fresh limits', () => {
   assert.equal(w.engine.countTraffic(espSaid(0xd00), 100), undefined);
 });
 
-test('the 24-byte KLIPS SA (sadb_x_sa_ref) and IPv6 SAs round-trip through ADD and GET', () => {
-  const { a, b } = three();
+test('the 24-byte KLIPS SA (sadb_x_sa_ref) names the SA\'s SAref; IPv6 SAs go through ADD and GET', () => {
+  const { w, a, b } = three();
   const m = addReq({ spi: 0xe00, src: '2001:db8::1', dst: '2001:db8::2' });
   m.sa = { ...m.sa!, ref: 77 };
   a.ok(m);
   const r = a.one('ADD');
-  assert.equal(r.sa!.ref, 77);
+  assert.equal(r.sa!.ref, 0, 'KLIPS\'s replies write sadb_x_sa_ref NULL');
+  assert.deepEqual(r.saref, { me: 77, him: 0 }, 'the ref is in X_SAREF');
+  assert.equal(w.engine.sadb.sarefs.get(77), w.engine.sadb.get({ proto: IPPROTO_ESP, spi: 0xe00, dst: '2001:db8::2' }));
   assert.equal(r.addressDst!.addr, '2001:db8::2');
   drain(b);
   b.ok(saidReq(SADB_GET, { spi: 0xe00, src: '2001:db8::1', dst: '2001:db8::2' }));
   const g = b.one('GET');
-  assert.equal(g.sa!.ref, 77);
+  assert.equal(g.sa!.ref, 0);
   assert.equal(g.addressSrc!.addr, '2001:db8::1');
   assert.equal(g.keyEncrypt!.bits, 128);
 });

@@ -51,7 +51,7 @@ export async function runTncfg(o: TncfgOptions): Promise<void> {
       tool: TOOL,
       op: create ? 'PLUMBIF' : 'UNPLUMBIF',
       subject: name,
-      words: { EEXIST: 'interface already exists', ENODEV: 'no such interface' },
+      words: { EEXIST: 'interface already exists', ENOENT: 'no such interface' },
     });
     if (o.json) await out(showMessage(r.msg!, o));
   });

@@ -1,14 +1,19 @@
 /**
  * The shapes the engine's parts meet through: an Endpoint (what the engine needs of a
  * PF_KEY socket; socket/ implements it), the operations a message handler may use on the
- * engine (EngineOps; engine.ts implements them), and a Request (what a handler is given).
+ * engine (EngineOps; engine.ts implements them), a Request (what a handler is given), and
+ * SenderRefusal (a refusal answered to the sender alone).
  * Keeping them here lets handlers.ts and engine.ts each depend on this file, not on each other.
  */
 
-import type { DebugSubsystem, PfkeyMessage } from '../wire/index.js';
+import { PfkeyError, type DebugSubsystem, type PfkeyMessage } from '../wire/index.js';
 import type { SA, Sadb } from '../sadb/sadb.js';
 import type { Eroute, ErouteTable } from '../spd/eroute-table.js';
 import type { SupportedLists } from './algorithms.js';
+import type { VirtualInterface } from './interfaces.js';
+import type { LocalAddresses } from './local-addresses.js';
+
+export type { VirtualInterface } from './interfaces.js';
 
 /** What the engine needs of a PF_KEY socket. */
 export interface Endpoint {
@@ -29,14 +34,6 @@ export interface Endpoint {
   pchange: boolean;
 }
 
-export interface VirtualInterface {
-  ifnum: number;
-  name: string;
-  transport: boolean;
-  created: number;
-  pid: number;
-}
-
 /** What a message handler may do with the engine. */
 export interface EngineOps {
   readonly sadb: Sadb;
@@ -45,11 +42,13 @@ export interface EngineOps {
   readonly supported: Map<number, SupportedLists>;
   readonly debug: Record<DebugSubsystem, number>;
   readonly larvalLifetime: number;
+  readonly localAddresses: LocalAddresses;
   now(): number;
   random(n: number): number;
   toAll(bytes: Uint8Array): void;
   toSender(ep: Endpoint, bytes: Uint8Array): void;
   toRegistered(satype: number, bytes: Uint8Array): number;
+  registeredFor(satype: number): Endpoint[];
   settleAcquire(seq: number): boolean;
   checkLimits(sa: SA): void;
   pchangeNotice(e: Eroute, flags: number, seq: number): void;
@@ -62,4 +61,15 @@ export interface Request {
   ep: Endpoint;
   msg: PfkeyMessage;
   bytes: Uint8Array;
+}
+
+/**
+ * A refusal answered to the sending socket alone with `reply` (KLIPS's
+ * pfkey_x_simple_reply: the request's own extensions with sadb_msg_errno set), instead of
+ * the header-only errno message every other refusal sends to every open socket.
+ */
+export class SenderRefusal extends PfkeyError {
+  constructor(errno: number, reason: string, readonly reply: Uint8Array) {
+    super(errno, reason);
+  }
 }

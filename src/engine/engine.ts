@@ -1,7 +1,8 @@
 /**
  * The key engine: what KLIPS's kernel does when a PF_KEY message arrives. It owns the SA
- * table, the eroute table, the virtual-interface table, the supported-algorithm registry,
- * debug flags and a clock; it checks a message's header, parses it, dispatches it through
+ * table (with its SAref table), the eroute table, the virtual-interface table, the
+ * supported-algorithm registry, the host's addresses (which make an SA inbound), debug
+ * flags and a clock; it checks a message's header, parses it, dispatches it through
  * `HANDLERS[sadb_msg_type]` (the seed's msg_parsers[], in handlers.ts) and delivers the
  * replies: to the sender, to every open socket, to the sockets registered for an SA
  * type, and copies to promiscuous sockets. It also originates messages for the data
@@ -24,7 +25,9 @@ import { formatSaid, type Said } from '../sadb/said.js';
 import { ErouteTable, type Eroute, type PacketSelector } from '../spd/eroute-table.js';
 import { defaultSupported, type SupportedLists } from './algorithms.js';
 import { HANDLERS } from './handlers.js';
-import type { Endpoint, EngineOps, VirtualInterface } from './endpoint.js';
+import { SenderRefusal, type Endpoint, type EngineOps, type VirtualInterface } from './endpoint.js';
+import { initialInterfaces } from './interfaces.js';
+import { LocalAddresses, type AddressSource } from './local-addresses.js';
 
 export type { Endpoint, VirtualInterface, Request, EngineOps } from './endpoint.js';
 import { lifetimeOf, saExtOf, saMessage } from './sa-extensions.js';
@@ -39,6 +42,10 @@ export interface EngineOptions {
   larvalLifetime?: number;
   /** An ACQUIRE nobody answered is forgotten after this many seconds (default 60). */
   acquireLifetime?: number;
+  /** The host's addresses, for marking SAs inbound. Default: os.networkInterfaces(). */
+  localAddresses?: AddressSource;
+  /** tick() reads the host's addresses again when this many seconds have passed (default 5). */
+  localAddressRefresh?: number;
   /** Where debug lines go when a subsystem's flag is set. */
   log?: (subsystem: DebugSubsystem, text: string) => void;
   /** Held packets (from %hold/%trap eroutes) released when an eroute is replaced. */
@@ -69,15 +76,21 @@ function acquireProposal(): Comb[] {
 export class Engine implements EngineOps {
   readonly sadb = new Sadb();
   readonly spd: ErouteTable;
-  readonly interfaces = new Map<number, VirtualInterface>();
+  readonly interfaces: Map<number, VirtualInterface>;
   readonly supported: Map<number, SupportedLists>;
   readonly debug: Record<DebugSubsystem, number>;
   readonly endpoints = new Set<Endpoint>();
   readonly pendingAcquires = new Map<number, PendingAcquire>();
   readonly larvalLifetime: number;
   readonly acquireLifetime: number;
-  /** Counters for /proc-style views and the daemon's stats. */
-  readonly stats = { requests: 0, errors: 0, acquires: 0, expires: 0, dropped: 0 };
+  readonly localAddresses: LocalAddresses;
+  private readonly localAddressRefresh: number;
+  private localAddressesRead: number;
+  /**
+   * Counters for /proc-style views and the daemon's stats. `traps`: calls of acquire()
+   * (KLIPS's trap_count); `acquires`: ACQUIREs sent (trap_sendcount).
+   */
+  readonly stats = { requests: 0, errors: 0, traps: 0, acquires: 0, expires: 0, dropped: 0 };
   private msgSeq = 0;
   readonly now: () => number;
   readonly random: (n: number) => number;
@@ -93,6 +106,10 @@ export class Engine implements EngineOps {
     this.logFn = opts.log;
     this.onRelease = opts.onRelease;
     this.spd = new ErouteTable(() => Math.floor(this.now()));
+    this.localAddresses = new LocalAddresses(opts.localAddresses);
+    this.localAddressRefresh = opts.localAddressRefresh ?? 5;
+    this.localAddressesRead = this.now();
+    this.interfaces = new Map(initialInterfaces(this.now()).map((i) => [i.ifnum, i]));
     this.debug = Object.fromEntries(DEBUG_SUBSYSTEMS.map((n) => [n, 0])) as Record<DebugSubsystem, number>;
   }
 
@@ -124,7 +141,8 @@ export class Engine implements EngineOps {
   /**
    * Handle one message a client sent on `ep`. Returns 0, or the errno that sendmsg would
    * return. A header-level fault produces no message (as KLIPS's sendmsg); any later
-   * refusal is also answered with a header-only errno message to every open socket.
+   * refusal is also answered with a header-only errno message to every open socket, or,
+   * for a SenderRefusal, with its own reply to the sender alone.
    */
   handle(ep: Endpoint, request: Uint8Array): number {
     this.stats.requests++;
@@ -152,8 +170,11 @@ export class Engine implements EngineOps {
       if (!(e instanceof PfkeyError)) throw e;
       this.stats.errors++;
       this.log('pfkey', `${MSG_TYPE_NAMES[header.type]} seq=${header.seq} refused: ${e.message}`);
-      const reply = headerOnly({ type: header.type, satype: header.satype, errno: e.errno, seq: header.seq, pid: header.pid });
-      this.toAll(reply);
+      if (e instanceof SenderRefusal) {
+        this.toSender(ep, e.reply);
+      } else {
+        this.toAll(headerOnly({ type: header.type, satype: header.satype, errno: e.errno, seq: header.seq, pid: header.pid }));
+      }
       return e.errno;
     }
   }
@@ -212,6 +233,7 @@ export class Engine implements EngineOps {
     trap?: Eroute,
     packet?: Uint8Array,
   ): number {
+    this.stats.traps++;
     const listeners = this.registeredFor(SADB_SATYPE_ESP);
     if (listeners.length === 0) throw new PfkeyError(ERRNO.EPROTONOSUPPORT, 'no socket registered for ESP');
     const portSpecific = trap ? trap.flow.proto !== 0 || trap.flow.sport !== 0 || trap.flow.dport !== 0 : true;
@@ -273,9 +295,16 @@ export class Engine implements EngineOps {
     if (kind) this.expire(sa, kind);
   }
 
-  /** Fire time-based expiries that are due. Call it periodically (klipsd: every second). */
+  /**
+   * Fire time-based expiries that are due, and read the host's addresses again when
+   * `localAddressRefresh` seconds have passed. Call it periodically (klipsd: every second).
+   */
   tick(): number {
     const now = this.now();
+    if (now - this.localAddressesRead >= this.localAddressRefresh) {
+      this.localAddresses.refresh();
+      this.localAddressesRead = now;
+    }
     for (const [seq, p] of this.pendingAcquires) if (now - p.sent >= this.acquireLifetime) this.pendingAcquires.delete(seq);
     const due = this.sadb.due(now);
     for (const { sa, kind } of due) this.expire(sa, kind);
@@ -285,7 +314,7 @@ export class Engine implements EngineOps {
   /** Send EXPIRE (to every open socket, as KLIPS) and apply it: soft → DYING, hard → deleted. */
   expire(sa: SA, kind: ExpiryKind): void {
     if (kind === 'soft') this.sadb.markSoft(sa);
-    const m = saMessage({ type: SADB_EXPIRE, satype: sa.satype, seq: this.nextSeq(), pid: 0 }, sa, { current: true, noProxy: true, noIdentities: true });
+    const m = saMessage({ type: SADB_EXPIRE, satype: sa.satype, seq: this.nextSeq(), pid: 0 }, sa, { current: true, noIdentities: true });
     if (kind === 'hard') m.lifetimeHard = lifetimeOf(sa.hard);
     else m.lifetimeSoft = lifetimeOf(sa.soft);
     this.toAll(buildMessage(m));

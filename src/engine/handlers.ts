@@ -1,26 +1,32 @@
 /**
  * HANDLERS[sadb_msg_type]: one handler per PF_KEY message type, the seed's msg_parsers[]
- * (pfkey_getspi_parse … pfkey_x_unplumbif). Each handler validates everything before it
- * changes a table, so a refusal (a thrown PfkeyError) leaves the tables as they were;
- * then it applies the change and delivers the replies KLIPS delivers.
+ * (pfkey_getspi_parse … pfkey_x_unplumbif), each wrapped in interp() for what KLIPS's
+ * pfkey_msg_interp checks around them. Each handler validates everything before it
+ * changes a table, so a refusal (a thrown PfkeyError, or a SenderRefusal answered to the
+ * sender alone) leaves the tables as they were; then it applies the change and delivers
+ * the replies KLIPS delivers, built as pfkey_v2_parser.c builds them.
  * docs/semantics.md lists delivery and errno per type and every departure from KLIPS.
  */
 
 import {
-  ERRNO, PfkeyError, buildMessage, headerOnly, SATYPE_TO_PROTO,
+  ERRNO, buildMessage, headerOnly, SATYPE_TO_PROTO, AF_INET, IPSEC_SAREF_NULL,
   SADB_SASTATE_LARVAL, SADB_SASTATE_MATURE, SADB_SATYPE_AH, SADB_SATYPE_ESP,
-  SADB_X_SATYPE_IPIP, SADB_X_SATYPE_COMP, SADB_SATYPE_MAX,
+  SADB_X_SATYPE_IPIP, SADB_X_SATYPE_COMP, SADB_SATYPE_MAX, ESPINUDP_WITH_NON_IKE, ESPINUDP_WITH_NON_ESP,
   SADB_X_SAFLAGS_REPLACEFLOW, SADB_X_SAFLAGS_CLEARFLOW, SADB_X_SAFLAGS_INFLOW,
-  SADB_X_SAFLAGS_POLICYONLY, SADB_MAX, IPPROTO_IPIP, IPSECDEV_OFFSET, MASTTRANSPORT_OFFSET,
-  DEBUG_SUBSYSTEMS, SADB_X_DEBUG, SADB_UPDATE,
-  type MessageInput, type PfkeyMessage,
+  SADB_X_SAFLAGS_POLICYONLY, SADB_MAX, IPPROTO_IPIP, DEBUG_SUBSYSTEMS, SADB_X_DEBUG, SADB_UPDATE,
+  SADB_ADD, PfkeyError,
+  type Address, type MessageInput, type PfkeyMessage, type Sa,
 } from '../wire/index.js';
 import { NO_LIMITS, StoredKey, sharedLimits, type Limits, type SA } from '../sadb/sadb.js';
 import { formatSaid, type Said } from '../sadb/said.js';
+import { isTableRef } from '../sadb/saref.js';
 import { ErouteTable, ErouteError, type ValidFlow } from '../spd/eroute-table.js';
 import { keyProblem } from './algorithms.js';
-import { limitsFrom, saMessage, saidOf } from './sa-extensions.js';
-import type { Request } from './endpoint.js';
+import {
+  addressOut, flowAddressOut, lifetimeOf, limitsFrom, requestSaExt, saMessage, saidOf,
+} from './sa-extensions.js';
+import { plumbTarget } from './interfaces.js';
+import { SenderRefusal, type EngineOps, type Request } from './endpoint.js';
 
 type Handler = (r: Request) => void;
 
@@ -38,24 +44,64 @@ function saidOfRequest(msg: PfkeyMessage): Said {
   return saidOf(msg.header.satype, msg.sa!.spi, msg.addressDst!.addr);
 }
 
-// ---------- SA construction (ADD / UPDATE) ----------
+// ---------- what pfkey_msg_interp does before every handler ----------
+
+/** The NAT-T encapsulations KLIPS accepts (pfkey_x_nat_t_type_process). */
+const NAT_T_TYPES: ReadonlySet<number> = new Set([ESPINUDP_WITH_NON_IKE, ESPINUDP_WITH_NON_ESP]);
+
+/**
+ * KLIPS's pfkey_msg_interp around each message parser: an SA type above SADB_SATYPE_MAX
+ * is refused whatever the message, then its extension processors (pfkey_v2_ext_process.c)
+ * refuse a LIFETIME_CURRENT, any SENSITIVITY, and a NAT-T type other than ESPINUDP
+ * (non-IKE or non-ESP marker), before the handler looks at any table. (KLIPS's PROPOSAL
+ * processor also refused every proposal; klips relays a client's ACQUIRE that has one:
+ * docs/semantics.md.)
+ */
+const interp = (handler: Handler): Handler => (r) => {
+  const { msg } = r;
+  if (msg.header.satype > SADB_SATYPE_MAX) refuse(ERRNO.EINVAL, `SA type ${msg.header.satype} > ${SADB_SATYPE_MAX}`);
+  if (msg.lifetimeCurrent) refuse(ERRNO.EINVAL, 'LIFETIME_CURRENT cannot be set by a client');
+  if (msg.sensitivity) refuse(ERRNO.EINVAL, 'sensitivity labels are not supported (KLIPS refuses them too)');
+  if (msg.natTType && !NAT_T_TYPES.has(msg.natTType.type)) refuse(ERRNO.EINVAL, `NAT-T type ${msg.natTType.type} is neither ESPINUDP_WITH_NON_IKE (1) nor ESPINUDP_WITH_NON_ESP (2)`);
+  handler(r);
+};
+
+// ---------- SA construction (GETSPI / ADD / UPDATE) ----------
 
 /** Soft limits never exceed hard ones (KLIPS clamps soft to hard). */
 function clampSoft(soft: Limits, hard: Limits): Limits {
-  const out = { ...soft };
-  for (const k of Object.keys(out) as Array<keyof Limits>) {
-    if (hard[k] > 0 && (out[k] === 0 || out[k] > hard[k])) out[k] = out[k] === 0 ? 0 : hard[k];
-  }
-  return out;
+  const clamp = (s: number, h: number) => (h > 0 && s > h ? h : s);
+  return {
+    allocations: clamp(soft.allocations, hard.allocations),
+    bytes: clamp(soft.bytes, hard.bytes),
+    addtime: clamp(soft.addtime, hard.addtime),
+    usetime: clamp(soft.usetime, hard.usetime),
+    packets: clamp(soft.packets, hard.packets),
+  };
 }
 
-/** Build an SA from ADD/UPDATE extensions, refusing what KLIPS's processors refuse. */
+/** KLIPS marks an SA inbound when its destination is one of the host's addresses (EMT_INBOUND). */
+function dirOf(engine: EngineOps, dst: Address): 'in' | 'out' {
+  return engine.localAddresses.has(dst.addr) ? 'in' : 'out';
+}
+
+/** `sadb_x_sa_ref` 0xFFFFFFFF is the older IPSEC_SAREF_NULL; KLIPS's parser reads it as none. */
+const OLD_SAREF_NULL = 0xffffffff;
+const givenRef = (ref: number | undefined): number => (ref === undefined || ref === OLD_SAREF_NULL ? IPSEC_SAREF_NULL : ref);
+
+/**
+ * The SAref an ADD asks for (pfkey_sa_process, then pfkey_add_parse): the SA extension's
+ * sadb_x_sa_ref, else X_SAREF's `me`, else none (the ADD then allocates one).
+ */
+function requestedRef(msg: PfkeyMessage): number {
+  return givenRef(msg.sa!.ref) || givenRef(msg.saref?.me);
+}
+
+/** Build an SA from ADD/UPDATE extensions, refusing what KLIPS's ipsec_sa_init refuses. */
 function saFromRequest(r: Request, old: SA | undefined): SA {
   const { msg, engine } = r;
   const satype = msg.header.satype;
   const sa = msg.sa!;
-  if (msg.sensitivity) refuse(ERRNO.EINVAL, 'sensitivity labels are not supported (KLIPS refuses them too)');
-  if (msg.lifetimeCurrent) refuse(ERRNO.EINVAL, 'LIFETIME_CURRENT cannot be set by a client');
   if (msg.addressSrc!.family !== msg.addressDst!.family) refuse(ERRNO.EINVAL, 'source and destination address families differ');
   const lists = engine.supported.get(satype);
   const check = (kind: 'auth' | 'encrypt', id: number, bits: number | undefined, keyless = false) => {
@@ -89,16 +135,18 @@ function saFromRequest(r: Request, old: SA | undefined): SA {
     auth: sa.auth,
     encrypt: sa.encrypt,
     flags: sa.flags,
-    src: msg.addressSrc!,
-    dst: msg.addressDst!,
+    src: addressOut(msg.addressSrc!),
+    dst: addressOut(msg.addressDst!),
     proxy: msg.addressProxy,
     keyAuth: msg.keyAuth && new StoredKey(msg.keyAuth.bits, msg.keyAuth.key),
     keyEncrypt: msg.keyEncrypt && new StoredKey(msg.keyEncrypt.bits, msg.keyEncrypt.key),
     identSrc: msg.identitySrc,
     identDst: msg.identityDst,
     plumbif: msg.plumbif?.ifnum,
-    saref: msg.saref,
-    ref: sa.ref,
+    // UPDATE keeps the SA's place in the SAref table and its pairing.
+    ref: old ? old.ref : requestedRef(msg),
+    refhim: old ? old.refhim : msg.saref?.him ?? IPSEC_SAREF_NULL,
+    dir: dirOf(engine, msg.addressDst!),
     soft: sharedLimits(clampSoft(limitsFrom(msg.lifetimeSoft), hard)),
     hard: sharedLimits(hard),
     // UPDATE keeps the counters and first use of the SA it replaces; a larval SA's life starts now.
@@ -115,14 +163,28 @@ function saFromRequest(r: Request, old: SA | undefined): SA {
   return out;
 }
 
-/** Reply for ADD/UPDATE: what was set, never keys (it goes to every socket), within KLIPS's permitted-out. */
+/**
+ * KLIPS's NAT-T UPDATE (pfkey_update_parse): when the request carries a non-zero NAT-T
+ * port, only the SA's NAT-T ports change (and the port of its IPv4 source/destination
+ * address with them); keys, algorithms, lifetimes and state stay.
+ */
+function patchNatTPorts(sa: SA, sport: number, dport: number): void {
+  const natT = sa.natT ?? { type: 0, sport: 0, dport: 0 };
+  sa.natT = { ...natT, sport: sport || natT.sport, dport: dport || natT.dport };
+  if (sport && sa.src.family === AF_INET) sa.src = { ...sa.src, port: sport };
+  if (dport && sa.dst.family === AF_INET) sa.dst = { ...sa.dst, port: dport };
+}
+
+/**
+ * Reply to ADD/UPDATE, as pfkey_add_parse / pfkey_update_parse build it (it goes to every
+ * socket, so never keys): SA, LIFETIME_HARD and _SOFT when the request had them, SRC,
+ * DST, the identities; UPDATE adds LIFETIME_CURRENT, ADD the SAREF (me, him).
+ */
 function saReply(msg: PfkeyMessage, sa: SA): MessageInput {
-  if (msg.header.type === SADB_UPDATE) {
-    return saMessage(replyHeader(msg), sa, { limits: true, natT: true, natTPortsOnly: true });
-  }
-  const m = saMessage(replyHeader(msg), sa, { limits: true, natT: true, noProxy: true });
-  if (msg.plumbif) m.plumbif = msg.plumbif;
-  if (msg.saref) m.saref = msg.saref;
+  const m = saMessage(replyHeader(msg), sa, { current: msg.header.type === SADB_UPDATE });
+  if (msg.lifetimeHard) m.lifetimeHard = lifetimeOf(sa.hard);
+  if (msg.lifetimeSoft) m.lifetimeSoft = lifetimeOf(sa.soft);
+  if (msg.header.type === SADB_ADD) m.saref = { me: sa.ref, him: sa.refhim };
   return m;
 }
 
@@ -141,45 +203,70 @@ const getspi: Handler = ({ engine, msg }) => {
     satype: msg.header.satype,
     state: SADB_SASTATE_LARVAL,
     replay: 0, auth: 0, encrypt: 0, flags: 0,
-    src: msg.addressSrc!, dst: msg.addressDst!, proxy: msg.addressProxy,
+    src: addressOut(msg.addressSrc!), dst: addressOut(msg.addressDst!), proxy: msg.addressProxy,
+    ref: IPSEC_SAREF_NULL, refhim: IPSEC_SAREF_NULL, dir: dirOf(engine, msg.addressDst!),
     soft: sharedLimits(NO_LIMITS()),
     hard: sharedLimits({ ...NO_LIMITS(), addtime: engine.larvalLifetime }),
     current: { ...NO_LIMITS(), addtime: now },
     used: false, softSent: false, pid: msg.header.pid, seq: msg.header.seq, gen: 0,
   };
   engine.sadb.insert(sa);
-  engine.toAll(buildMessage({ header: replyHeader(msg), sa: { spi: spi!, replay: 0, state: SADB_SASTATE_LARVAL, auth: 0, encrypt: 0, flags: 0 }, addressSrc: sa.src, addressDst: sa.dst }));
+  // KLIPS's reply: the SPI, LARVAL and nothing else in the SA extension.
+  const saExt: Sa = { spi: spi!, replay: 0, state: SADB_SASTATE_LARVAL, auth: 0, encrypt: 0, flags: 0, ref: IPSEC_SAREF_NULL };
+  engine.toAll(buildMessage({ header: replyHeader(msg), sa: saExt, addressSrc: sa.src, addressDst: sa.dst }));
 };
 
+/** UPDATE: a NAT-T port change (KLIPS's NAT-T path), or a new SA in place of the old one. */
 const update: Handler = (r) => {
   const { engine, msg } = r;
-  const old = engine.sadb.get(saidOfRequest(msg));
-  if (!old) refuse(ERRNO.ENOENT, `no SA ${formatSaid(saidOfRequest(msg))} to update`);
-  const sa = saFromRequest(r, old);
-  engine.sadb.replace(old!, sa);
+  const said = saidOfRequest(msg);
+  const old = engine.sadb.get(said);
+  if (!old) refuse(ERRNO.ENOENT, `no SA ${formatSaid(said)} to update`);
+  const sport = msg.natTSport?.port ?? 0;
+  const dport = msg.natTDport?.port ?? 0;
+  let sa = old!;
+  if (sport || dport) {
+    patchNatTPorts(sa, sport, dport);
+  } else {
+    sa = saFromRequest(r, old);
+    engine.sadb.replace(old!, sa);
+  }
   engine.settleAcquire(msg.header.seq);
   engine.toAll(buildMessage(saReply(msg, sa)));
   engine.checkLimits(sa);
 };
 
+/** ADD: a new MATURE SA, with an SAref from the request or from the SAref table (none once it is full). */
 const add: Handler = (r) => {
   const { engine, msg } = r;
   const said = saidOfRequest(msg);
   if (engine.sadb.has(said)) refuse(ERRNO.EEXIST, `SA ${formatSaid(said)} already exists`);
   const sa = saFromRequest(r, undefined);
+  if (sa.ref === IPSEC_SAREF_NULL) sa.ref = engine.sadb.sarefs.alloc();
   engine.sadb.insert(sa);
   engine.settleAcquire(msg.header.seq);
   engine.toAll(buildMessage(saReply(msg, sa)));
   engine.checkLimits(sa);
 };
 
-/** DELETE removes the whole group the SA belongs to (KLIPS walks to the head). */
+/**
+ * DELETE removes the whole group the SA belongs to (KLIPS walks to the head). The reply
+ * (pfkey_delete_parse): an SA extension with the SPI and the deleted SA's SAref and all
+ * else zero, and the request's SRC and DST.
+ */
 const del: Handler = ({ engine, msg }) => {
   const said = saidOfRequest(msg);
   const sa = engine.sadb.get(said);
   if (!sa) refuse(ERRNO.ESRCH, `no SA ${formatSaid(said)}`);
+  // A ref outside the table (e.g. pluto's IPSEC_SAREF_NA) cannot be written: KLIPS's reply build failed on it.
+  const ref = isTableRef(sa!.ref) ? sa!.ref : IPSEC_SAREF_NULL;
   for (const member of engine.sadb.group(sa!)) engine.sadb.remove(member);
-  engine.toAll(buildMessage({ header: replyHeader(msg), sa: msg.sa, addressSrc: msg.addressSrc, addressDst: msg.addressDst }));
+  engine.toAll(buildMessage({
+    header: replyHeader(msg),
+    sa: { spi: said.spi, replay: 0, state: 0, auth: 0, encrypt: 0, flags: 0, ref },
+    addressSrc: addressOut(msg.addressSrc!),
+    addressDst: addressOut(msg.addressDst!),
+  }));
 };
 
 /** GET answers the sender only, so it may carry keys (RFC 2367; KLIPS never sent them). */
@@ -187,18 +274,22 @@ const get: Handler = ({ engine, ep, msg }) => {
   const said = saidOfRequest(msg);
   const sa = engine.sadb.get(said);
   if (!sa) refuse(ERRNO.ESRCH, `no SA ${formatSaid(said)}`);
-  engine.toSender(ep, buildMessage(saMessage(replyHeader(msg), sa!, { keys: true, current: true, limits: true, natT: true })));
+  engine.toSender(ep, buildMessage(saMessage(replyHeader(msg), sa!, { keys: true, current: true, limits: true, proxy: true, natT: true })));
 };
 
-/** A client ACQUIRE (an IKE daemon's failure report, or a request) goes to the registered sockets. */
+/**
+ * A client ACQUIRE (an IKE daemon's failure report, or a request) goes to the sockets
+ * registered for its SA type; with none, EPROTONOSUPPORT (pfkey_acquire_parse).
+ */
 const acquire: Handler = ({ engine, bytes, msg }) => {
+  const satype = msg.header.satype;
+  if (engine.registeredFor(satype).length === 0) refuse(ERRNO.EPROTONOSUPPORT, `no socket registered for SA type ${satype}`);
   engine.settleAcquire(msg.header.seq);
-  engine.toRegistered(msg.header.satype, bytes);
+  engine.toRegistered(satype, bytes);
 };
 
 const register: Handler = ({ engine, ep, msg }) => {
   const satype = msg.header.satype;
-  if (satype > SADB_SATYPE_MAX) refuse(ERRNO.EINVAL, `SA type ${satype} out of range`);
   ep.registered.add(satype);
   const lists = engine.supported.get(satype);
   const m: MessageInput = { header: replyHeader(msg) };
@@ -211,9 +302,14 @@ const register: Handler = ({ engine, ep, msg }) => {
 /** A client EXPIRE changes nothing; KLIPS echoes it to every open socket. */
 const expire: Handler = ({ engine, bytes }) => engine.toAll(bytes);
 
-/** FLUSH of one SA type (KLIPS flushed everything whatever the type); eroutes stay. */
+/**
+ * FLUSH of one SA type, 0 for all (KLIPS flushed everything whatever the type); a type
+ * that names no protocol is EINVAL, as KLIPS (its satype2proto). Eroutes stay.
+ */
 const flush: Handler = ({ engine, msg }) => {
-  engine.sadb.flush(msg.header.satype);
+  const satype = msg.header.satype;
+  if (satype !== 0 && !SATYPE_TO_PROTO[satype]) refuse(ERRNO.EINVAL, `SA type ${satype} names no protocol`);
+  engine.sadb.flush(satype);
   engine.toAll(headerOnly(replyHeader(msg)));
 };
 
@@ -246,7 +342,7 @@ const dump: Handler = ({ engine, ep, msg }) => {
       if (i >= list.length) return;
       const sa = list[i];
       const header = { type: msg.header.type, satype: sa.satype, seq: list.length - 1 - i, pid: msg.header.pid };
-      const bytes = buildMessage(saMessage(header, sa, { keys: true, current: true, limits: true, natT: true }));
+      const bytes = buildMessage(saMessage(header, sa, { keys: true, current: true, limits: true, proxy: true, natT: true }));
       // Wait for the reader unless the message could never fit (then it is dropped and counted).
       if (ep.room() < bytes.length && bytes.length <= ep.rcvbuf) { ep.onDrain(step); return; }
       i++;
@@ -270,21 +366,35 @@ const pchange: Handler = ({ engine, ep, msg }) => {
   engine.toSender(ep, headerOnly(replyHeader(msg)));
 };
 
-/** X_GRPSA links SA → SA2 (spigrp, inner to outer), or with no SA2 unlinks SA's chain. */
+/**
+ * X_GRPSA links SA → SA2 (userspace lists them inner to outer), or with no SA2 unlinks
+ * SA's chain. When SA2 is inbound the pair is linked the other way (SA2 → SA), as KLIPS
+ * does, so an inbound chain runs in the order packets are unwrapped. Only the first SA of
+ * the link may not have a successor yet; a cycle is EEXIST. The reply (pfkey_x_grpsa_parse)
+ * echoes the request's SAs, DSTs and SATYPE2.
+ */
 const grpsa: Handler = ({ engine, msg }) => {
   const first = engine.sadb.get(saidOfRequest(msg));
   if (!first) refuse(ERRNO.ENOENT, `no SA ${formatSaid(saidOfRequest(msg))}`);
-  const has2 = [msg.sa2, msg.satype2, msg.addressDst2].filter(Boolean).length;
-  if (has2 === 0) {
+  const m: MessageInput = {
+    header: replyHeader(msg),
+    sa: requestSaExt(msg.sa!, first!.said.proto),
+    addressDst: addressOut(msg.addressDst!),
+  };
+  if (!msg.sa2 && !msg.satype2 && !msg.addressDst2) {
     engine.sadb.unlinkChain(first!);
   } else {
-    if (has2 !== 3) refuse(ERRNO.EINVAL, 'grouping needs X_SATYPE2, X_SA2 and X_ADDRESS_DST2 together');
-    const said2 = saidOf(msg.satype2!.satype, msg.sa2!.spi, msg.addressDst2!.addr);
-    const second = engine.sadb.get(said2);
-    if (!second) refuse(ERRNO.ENOENT, `no SA ${formatSaid(said2)}`);
-    if (engine.sadb.link(first!, second!)) refuse(ERRNO.EEXIST, `${formatSaid(first!.said)} or ${formatSaid(said2)} is already grouped`);
+    // Part of a second SAID names no SA (KLIPS looks up what it has, and finds nothing).
+    const said2 = msg.sa2 && msg.satype2 && msg.addressDst2 && saidOf(msg.satype2.satype, msg.sa2.spi, msg.addressDst2.addr);
+    const second = said2 && engine.sadb.get(said2);
+    if (!second) refuse(ERRNO.ENOENT, said2 ? `no SA ${formatSaid(said2)}` : 'X_SATYPE2, X_SA2 and X_ADDRESS_DST2 name no SA unless all three are given');
+    const [a, b] = second!.dir === 'in' ? [second!, first!] : [first!, second!];
+    if (engine.sadb.link(a, b)) refuse(ERRNO.EEXIST, `${formatSaid(a.said)} is already linked, or ${formatSaid(b.said)} leads to it`);
+    m.satype2 = msg.satype2;
+    m.sa2 = requestSaExt(msg.sa2!, second!.said.proto);
+    m.addressDst2 = addressOut(msg.addressDst2!);
   }
-  engine.toAll(buildMessage({ header: replyHeader(msg), sa: msg.sa, addressDst: msg.addressDst, satype2: msg.satype2, sa2: msg.sa2, addressDst2: msg.addressDst2 }));
+  engine.toAll(buildMessage(m));
 };
 
 /** The request's flow, validated once by the eroute table (ErouteError EINVAL if malformed). */
@@ -306,12 +416,25 @@ function erouteErrno(e: unknown): never {
   throw e;
 }
 
-const FLOW_REPLY = ['sa', 'addressSrc', 'addressDst', 'addressSrcFlow', 'addressDstFlow', 'addressSrcMask', 'addressDstMask', 'protocol'] as const;
-function flowReply(msg: PfkeyMessage): MessageInput {
-  const m: MessageInput = { header: replyHeader(msg) };
-  for (const k of FLOW_REPLY) if (msg[k] !== undefined) (m as unknown as Record<string, unknown>)[k] = msg[k];
+/**
+ * The reply to X_ADDFLOW / X_DELFLOW (pfkey_x_addflow_parse / _delflow_parse): the
+ * request's SA extension as KLIPS echoes it (the algorithms of `proto`: X_DELFLOW's has
+ * none; all zero if the request had none), SRC and DST when given, and the four flow and
+ * mask addresses alone (no ports, no X_PROTOCOL) unless `flows` is false.
+ */
+function flowReply(msg: PfkeyMessage, proto: number, flows: boolean): MessageInput {
+  const m: MessageInput = { header: replyHeader(msg), sa: requestSaExt(msg.sa ?? NO_SA, proto) };
+  if (msg.addressSrc) m.addressSrc = addressOut(msg.addressSrc);
+  if (msg.addressDst) m.addressDst = addressOut(msg.addressDst);
+  if (flows) {
+    m.addressSrcFlow = flowAddressOut(msg.addressSrcFlow!);
+    m.addressDstFlow = flowAddressOut(msg.addressDstFlow!);
+    m.addressSrcMask = flowAddressOut(msg.addressSrcMask!);
+    m.addressDstMask = flowAddressOut(msg.addressDstMask!);
+  }
   return m;
 }
+const NO_SA: Sa = { spi: 0, replay: 0, state: 0, auth: 0, encrypt: 0, flags: 0 };
 
 const addflow: Handler = ({ engine, msg }) => {
   const flags = msg.sa!.flags;
@@ -344,14 +467,14 @@ const addflow: Handler = ({ engine, msg }) => {
     const sa = engine.sadb.get(said);
     if (sa) { sa.current.allocations++; engine.checkLimits(sa); }
   }
-  engine.toAll(buildMessage(flowReply(msg)));
+  engine.toAll(buildMessage(flowReply(msg, said.proto, true)));
 };
 
+/** X_DELFLOW, in KLIPS's order: POLICYONLY does nothing, CLEARFLOW deletes every eroute, else the one flow. */
 const delflow: Handler = ({ engine, msg }) => {
   const flags = msg.sa?.flags ?? 0;
-  if (flags & SADB_X_SAFLAGS_CLEARFLOW) {
-    for (const e of engine.spd.clear()) engine.pchangeNotice(e, SADB_X_SAFLAGS_CLEARFLOW, msg.header.seq);
-  } else if (!(flags & SADB_X_SAFLAGS_POLICYONLY)) {
+  const oneFlow = !(flags & (SADB_X_SAFLAGS_POLICYONLY | SADB_X_SAFLAGS_CLEARFLOW));
+  if (oneFlow) {
     let e;
     try {
       e = engine.spd.delete(flowOfRequest(msg));
@@ -359,8 +482,10 @@ const delflow: Handler = ({ engine, msg }) => {
       erouteErrno(err);
     }
     engine.pchangeNotice(e!, SADB_X_SAFLAGS_CLEARFLOW, msg.header.seq);
+  } else if (!(flags & SADB_X_SAFLAGS_POLICYONLY)) {
+    for (const e of engine.spd.clear()) engine.pchangeNotice(e, SADB_X_SAFLAGS_CLEARFLOW, msg.header.seq);
   }
-  engine.toAll(buildMessage(flowReply(msg)));
+  engine.toAll(buildMessage(flowReply(msg, 0, oneFlow)));
 };
 
 /** X_DEBUG: the top bit of the netlink word selects OR (set) or AND (clear), as klipsdebug sends it. */
@@ -378,31 +503,42 @@ const debug: Handler = ({ engine, ep, msg }) => {
 /** KLIPS's inbound NAT_T_NEW_MAPPING handler refuses with EINVAL: only the engine sends it. */
 const natTNewMapping: Handler = () => refuse(ERRNO.EINVAL, 'X_NAT_T_NEW_MAPPING is sent by the kernel, not to it');
 
-function ifName(ifnum: number): { name: string; transport: boolean } {
-  if (ifnum >= IPSECDEV_OFFSET) return { name: `ipsec${ifnum - IPSECDEV_OFFSET}`, transport: false };
-  if (ifnum >= MASTTRANSPORT_OFFSET) return { name: `mast${ifnum - MASTTRANSPORT_OFFSET}`, transport: true };
-  return { name: `mast${ifnum}`, transport: false };
+/** The answer to X_PLUMBIF / X_UNPLUMBIF (pfkey_x_simple_reply): the request's header and X_PLUMBIF, with the errno. */
+function plumbReply(msg: PfkeyMessage, errno = 0): Uint8Array {
+  return buildMessage({ header: replyHeader(msg, errno), plumbif: msg.plumbif });
+}
+
+/** KLIPS answers a failed X_PLUMBIF / X_UNPLUMBIF to the sender alone, with the extension. */
+const refuseToSender = (msg: PfkeyMessage, errno: number, why: string): never => {
+  throw new SenderRefusal(errno, why, plumbReply(msg, errno));
+};
+
+/** The interface an X_PLUMBIF / X_UNPLUMBIF names; ENOENT (to the sender) beyond IPSEC_NUM_IFMAX units. */
+function targetOf(msg: PfkeyMessage) {
+  const ifnum = msg.plumbif!.ifnum;
+  return plumbTarget(ifnum) ?? refuseToSender(msg, ERRNO.ENOENT, `interface number ${ifnum} names no possible ipsecN or mastN`);
 }
 
 const plumbif: Handler = ({ engine, ep, msg }) => {
-  const ifnum = msg.plumbif!.ifnum;
-  if (engine.interfaces.has(ifnum)) refuse(ERRNO.EEXIST, `interface ${ifName(ifnum).name} exists`);
-  engine.interfaces.set(ifnum, { ifnum, ...ifName(ifnum), created: engine.now(), pid: msg.header.pid });
-  engine.toSender(ep, buildMessage({ header: replyHeader(msg), plumbif: msg.plumbif }));
+  const t = targetOf(msg);
+  if (engine.interfaces.has(t.key)) refuseToSender(msg, ERRNO.EEXIST, `interface ${t.name} exists`);
+  engine.interfaces.set(t.key, { ifnum: t.key, name: t.name, created: engine.now(), pid: msg.header.pid });
+  engine.toSender(ep, plumbReply(msg));
 };
 
 const unplumbif: Handler = ({ engine, ep, msg }) => {
-  const ifnum = msg.plumbif!.ifnum;
-  if (!engine.interfaces.delete(ifnum)) refuse(ERRNO.ENODEV, `no interface ${ifName(ifnum).name}`);
-  engine.toSender(ep, buildMessage({ header: replyHeader(msg), plumbif: msg.plumbif }));
+  const t = targetOf(msg);
+  if (!engine.interfaces.delete(t.key)) refuseToSender(msg, ERRNO.ENOENT, `no interface ${t.name}`);
+  engine.toSender(ep, plumbReply(msg));
 };
 
 /** The dispatch table, indexed by sadb_msg_type (0 is refused by the header check). */
 export const HANDLERS: readonly Handler[] = [
   /* RESERVED */ () => refuse(ERRNO.EINVAL, 'message type 0'),
-  getspi, update, add, del, get, acquire, register, expire, flush, dump,
-  promisc, pchange, grpsa, addflow, delflow, debug, natTNewMapping, plumbif, unplumbif,
+  ...[
+    getspi, update, add, del, get, acquire, register, expire, flush, dump,
+    promisc, pchange, grpsa, addflow, delflow, debug, natTNewMapping, plumbif, unplumbif,
+  ].map(interp),
 ];
 
 if (HANDLERS.length !== SADB_MAX + 1) throw new Error('HANDLERS must cover every message type');
-export { ifName };

@@ -1,31 +1,34 @@
 /**
  * Read-only views of the engine's tables in the text formats of KLIPS's /proc files
- * (linux/net/ipsec/ipsec_proc.c and pfkey_v2.c), each with a JSON twin: ipsec_eroute,
- * ipsec_spi, ipsec_spigrp, ipsec_tncfg, ipsec_klipsdebug, pf_key_registered and
- * pf_key_supported, plus a server's counters when given. They need no daemon (usable in
- * process); klipsd serves them on its view channel
+ * (linux/net/ipsec/ipsec_proc.c, ipsec_alg.c and pfkey_v2.c), each with a JSON twin:
+ * ipsec_eroute, ipsec_spi, ipsec_spigrp, ipsec_tncfg, ipsec_klipsdebug, ipsec/version,
+ * ipsec/saref, ipsec/natt, ipsec/xforms, ipsec/stats/trap_count and trap_sendcount,
+ * pf_key, pf_key_registered and pf_key_supported, plus a server's counters when given.
+ * They need no daemon (usable in process); klipsd serves them on its view channel
  * (`<socket>.info`); `klips look`, `klips eroute`, `klips spigrp`, `klips spi`,
- * `klips tncfg` and `klips debug` print them.
+ * `klips tncfg` and `klips debug` print some of them.
  *
- * Where KLIPS printed something klips does not have, the choice is stated at the field:
- * no IVs (the data plane owns them), `dir=` from the INFLOW flag (klips keeps no table of
- * local addresses), `ref`/`refhim` from the SA's SAref extension.
+ * Where KLIPS printed something klips does not have, the choice is stated at the field
+ * (no IVs: the data plane owns them; no kernel pointers: socket numbers instead).
  */
 
 import {
-  DEBUG_SUBSYSTEMS, IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, IPPROTO_IPIP,
-  SADB_EXT_SUPPORTED_AUTH, SADB_EXT_SUPPORTED_ENCRYPT, SADB_X_SAFLAGS_INFLOW, SASTATE_NAMES,
+  DEBUG_SUBSYSTEMS, IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, IPPROTO_IPIP, IPSEC_SA_REF_TABLE_NUM_ENTRIES,
+  SADB_EXT_SUPPORTED_AUTH, SADB_EXT_SUPPORTED_ENCRYPT, SADB_SATYPE_AH, SADB_SATYPE_ESP, SASTATE_NAMES,
   SATYPE_NAMES, ESPINUDP_WITH_NON_ESP, ESPINUDP_WITH_NON_IKE, maskToPrefix, nameOf,
   type Address,
 } from '../wire/index.js';
 import type { Engine, Endpoint } from './engine.js';
-import { ifName } from './handlers.js';
+import { outifOf } from './interfaces.js';
 import type { Limits, SA } from '../sadb/sadb.js';
 import { formatSaidOld, formatSaid } from '../sadb/said.js';
 import { formatErouteProc, type Eroute } from '../spd/eroute-table.js';
 import { authName, encryptName } from './algorithm-names.js';
 
-export const VIEW_NAMES = ['eroute', 'spi', 'spigrp', 'tncfg', 'klipsdebug', 'registered', 'supported', 'stats'] as const;
+export const VIEW_NAMES = [
+  'eroute', 'spi', 'spigrp', 'tncfg', 'klipsdebug', 'registered', 'supported', 'stats',
+  'pf_key', 'version', 'saref', 'natt', 'xforms', 'trap_count', 'trap_sendcount',
+] as const;
 export type ViewName = (typeof VIEW_NAMES)[number];
 
 export interface View {
@@ -45,6 +48,8 @@ export interface ViewContext {
 
 const padStart = (v: string | number, w: number) => String(v).padStart(w);
 const hex8 = (n: number) => (n >>> 0).toString(16).padStart(8, '0');
+/** C's %d of a 32-bit value. */
+const int32 = (n: number) => n | 0;
 
 // ---------- ipsec_eroute ----------
 
@@ -135,8 +140,15 @@ function referencingEroutes(engine: Engine): Map<string, number> {
   return m;
 }
 
-export function spiLine(sa: SA, now: number, refs = 0): string {
-  let s = `${formatSaidOld(sa.said)} ${xformName(sa)}: dir=${sa.flags & SADB_X_SAFLAGS_INFLOW ? 'in ' : 'out'}`;
+/** The output interface KLIPS shows for an SA: one named by a non-zero X_PLUMBIF that exists. */
+function outifText(engine: Engine, sa: SA): string | undefined {
+  if (!sa.plumbif) return undefined;
+  const o = outifOf(sa.plumbif);
+  return engine.interfaces.has(o.key) ? `${o.name}:${o.transport ? 1 : 0}` : undefined;
+}
+
+export function spiLine(engine: Engine, sa: SA, now: number, refs = 0): string {
+  let s = `${formatSaidOld(sa.said)} ${xformName(sa)}: dir=${sa.dir === 'in' ? 'in ' : 'out'}`;
   s += ` src=${sa.src.addr}`;
   if (sa.said.proto === IPPROTO_IPIP && sa.inbound) {
     s += ` policy=${subnetText(sa.inbound.srcFlow, sa.inbound.srcMask)}->${subnetText(sa.inbound.dstFlow, sa.inbound.dstMask)}`;
@@ -147,15 +159,17 @@ export function spiLine(sa: SA, now: number, refs = 0): string {
   if (sa.keyEncrypt) s += ` eklen=${sa.keyEncrypt.bits}`;
   s += ` life(c,s,h)=${lifetimes(sa, now)}`;
   s += ` natencap=${natName(sa.natT?.type ?? 0)} natsport=${sa.natT?.sport ?? 0} natdport=${sa.natT?.dport ?? 0}`;
-  s += ` refcount=${refs + 1} ref=${sa.saref?.me ?? sa.ref ?? 0} refhim=${sa.saref?.him ?? 0}`;
-  if (sa.plumbif !== undefined) s += ` outif=${ifName(sa.plumbif).name}:0`;
+  s += ` refcount=${refs + 1} ref=${int32(sa.ref)} refhim=${int32(sa.refhim)}`;
+  const outif = outifText(engine, sa);
+  if (outif) s += ` outif=${outif}`;
   return s;
 }
 
-function spiData(sa: SA, now: number) {
+function spiData(engine: Engine, sa: SA, now: number) {
   return {
     said: formatSaid(sa.said),
     xform: xformName(sa),
+    dir: sa.dir,
     satype: nameOf(SATYPE_NAMES, sa.satype),
     state: nameOf(SASTATE_NAMES, sa.state),
     src: sa.src.addr,
@@ -170,8 +184,10 @@ function spiData(sa: SA, now: number) {
     soft: { ...sa.soft },
     hard: { ...sa.hard },
     natT: sa.natT ? { type: natName(sa.natT.type), sport: sa.natT.sport, dport: sa.natT.dport } : undefined,
+    ref: sa.ref,
+    refhim: sa.refhim,
     next: sa.next ? formatSaid(sa.next.said) : undefined,
-    outif: sa.plumbif !== undefined ? ifName(sa.plumbif).name : undefined,
+    outif: outifText(engine, sa),
   };
 }
 
@@ -182,8 +198,8 @@ export function spiView(engine: Engine): View {
   const key = (sa: SA) => `${sa.said.proto}/${sa.said.spi}/${sa.said.dst}`;
   return {
     view: 'spi',
-    text: list.map((sa) => `${spiLine(sa, now, refs.get(key(sa)) ?? 0)}\n`).join(''),
-    data: list.map((sa) => spiData(sa, now)),
+    text: list.map((sa) => `${spiLine(engine, sa, now, refs.get(key(sa)) ?? 0)}\n`).join(''),
+    data: list.map((sa) => spiData(engine, sa, now)),
   };
 }
 
@@ -206,13 +222,16 @@ export function spigrpView(engine: Engine): View {
 
 // ---------- ipsec_tncfg ----------
 
-/** klips's interfaces are virtual and never attached to a physical device. */
+/**
+ * klips's interfaces are virtual and never attached to a physical device. Every
+ * interface is listed, mastN too (KLIPS's file listed ipsecN only).
+ */
 export function tncfgView(engine: Engine): View {
   const list = [...engine.interfaces.values()].sort((a, b) => a.ifnum - b.ifnum);
   return {
     view: 'tncfg',
     text: list.map((i) => `${i.name} -> NULL mtu=0(0) -> 0\n`).join(''),
-    data: list.map((i) => ({ name: i.name, ifnum: i.ifnum, transport: i.transport, pid: i.pid, created: i.created })),
+    data: list.map((i) => ({ name: i.name, ifnum: i.ifnum, pid: i.pid, created: i.created })),
   };
 }
 
@@ -277,17 +296,163 @@ export function statsView(engine: Engine, ctx: ViewContext = {}): View {
   return { view: 'stats', text: flat.join(''), data };
 }
 
+// ---------- pf_key: the open PF_KEY sockets ----------
+
+/** PF_KEY_V2, SOCK_RAW, SS_UNCONNECTED: what every KLIPS PF_KEY socket showed as protocol, type and state. */
+const PF_KEY_PROTOCOL = 2;
+const SOCK_RAW = 3;
+const SS_UNCONNECTED = 1;
+
+/**
+ * /proc/net/pf_key: one line per open socket. Where KLIPS printed kernel pointers (sock,
+ * socket) klips prints the socket number; the buffer size is the receive queue's (klips
+ * has no send buffer); KLIPS's header names two columns (next, prev) its lines lack.
+ */
+export function pfKeyView(engine: Engine, ctx: ViewContext = {}): View {
+  const rows = [...engine.endpoints].map((ep) => ({
+    socket: ep.id,
+    pid: ctx.pidOf?.(ep) ?? 0,
+    rcvbuf: ep.rcvbuf,
+    queued: ep.rcvbuf - ep.room(),
+    registered: [...ep.registered].sort((a, b) => a - b),
+    promisc: ep.promisc,
+    pchange: ep.pchange,
+  }));
+  const line = (r: (typeof rows)[number]) =>
+    `${hex8(r.socket)} ${padStart(r.pid, 5)} ${hex8(r.socket)} 0 ${PF_KEY_PROTOCOL} ${padStart(r.rcvbuf, 5)} ${hex8(0).toUpperCase()} ${padStart(SOCK_RAW.toString(16).toUpperCase(), 8)} ${padStart(SS_UNCONNECTED.toString(16).toUpperCase(), 2)}\n`;
+  return {
+    view: 'pf_key',
+    text: `    sock   pid   socket     next     prev e n p sndbf    Flags     Type St\n${rows.map(line).join('')}`,
+    data: rows,
+  };
+}
+
+// ---------- ipsec/version, ipsec/natt, ipsec/stats/trap_count, trap_sendcount ----------
+
+/** klips's version, as /proc/net/ipsec/version reports it (kept equal to package.json's by a test). */
+export const KLIPS_VERSION = '0.1.0';
+
+export function versionView(): View {
+  return { view: 'version', text: `Openswan version: klips-${KLIPS_VERSION}\n`, data: { version: KLIPS_VERSION } };
+}
+
+/** NAT-T encapsulation is built in (KLIPS's natt_available 1; pluto reads a '0' as "no NAT-T"). */
+export function nattView(): View {
+  return { view: 'natt', text: '1\n', data: { available: 1 } };
+}
+
+/** trap_count: packets that hit a %trap eroute (calls of engine.acquire). */
+export function trapCountView(engine: Engine): View {
+  return { view: 'trap_count', text: `${engine.stats.traps}\n`, data: { count: engine.stats.traps } };
+}
+
+/** trap_sendcount: the ACQUIREs those traps sent. */
+export function trapSendcountView(engine: Engine): View {
+  return { view: 'trap_sendcount', text: `${engine.stats.acquires}\n`, data: { count: engine.stats.acquires } };
+}
+
+// ---------- ipsec/saref ----------
+
+/**
+ * KLIPS's file says only "saref enabled"; klips follows that line with the SAref table,
+ * one line per ref in use: `ref=N refhim=M said=SAID`.
+ */
+export function sarefView(engine: Engine): View {
+  const entries = [...engine.sadb.sarefs.entries()];
+  return {
+    view: 'saref',
+    text: `saref enabled\n${entries.map(([ref, sa]) => `ref=${ref} refhim=${int32(sa.refhim)} said=${formatSaidOld(sa.said)}\n`).join('')}`,
+    data: {
+      enabled: true,
+      capacity: IPSEC_SA_REF_TABLE_NUM_ENTRIES - 1,
+      used: engine.sadb.sarefs.size,
+      entries: entries.map(([ref, sa]) => ({ ref, refhim: sa.refhim, said: formatSaid(sa.said) })),
+    },
+  };
+}
+
+// ---------- ipsec/xforms ----------
+
+/** ipsec_alg's IPSEC_ALG_VERSION, ixt_state SUPP|REGISTERED, and its two algorithm types. */
+const IPSEC_ALG_VERSION = 0x00080100;
+const IPSEC_ALG_ST_SUPP_REGISTERED = 0x03;
+const IPSEC_ALG_TYPE_AUTH = 14;
+const IPSEC_ALG_TYPE_ENCRYPT = 15;
+
+/** Block size in bytes (encryption: the cipher's; authentication: the hash's), and an auth algorithm's ICV length in bytes. */
+const ALG_SHAPE: Readonly<Record<string, { blocksize: number; authlen?: number }>> = {
+  [`${IPSEC_ALG_TYPE_ENCRYPT}/3`]: { blocksize: 8 }, // 3DES-CBC
+  [`${IPSEC_ALG_TYPE_ENCRYPT}/11`]: { blocksize: 1 }, // NULL
+  [`${IPSEC_ALG_TYPE_ENCRYPT}/12`]: { blocksize: 16 }, // AES-CBC
+  [`${IPSEC_ALG_TYPE_ENCRYPT}/13`]: { blocksize: 1 }, // AES-CTR
+  [`${IPSEC_ALG_TYPE_ENCRYPT}/18`]: { blocksize: 1 }, // AES-GCM, 8-byte ICV
+  [`${IPSEC_ALG_TYPE_ENCRYPT}/19`]: { blocksize: 1 }, // AES-GCM, 12
+  [`${IPSEC_ALG_TYPE_ENCRYPT}/20`]: { blocksize: 1 }, // AES-GCM, 16
+  [`${IPSEC_ALG_TYPE_AUTH}/2`]: { blocksize: 64, authlen: 12 }, // HMAC-MD5-96
+  [`${IPSEC_ALG_TYPE_AUTH}/3`]: { blocksize: 64, authlen: 12 }, // HMAC-SHA1-96
+  [`${IPSEC_ALG_TYPE_AUTH}/5`]: { blocksize: 64, authlen: 16 }, // HMAC-SHA2-256-128
+  [`${IPSEC_ALG_TYPE_AUTH}/6`]: { blocksize: 128, authlen: 24 }, // HMAC-SHA2-384-192
+  [`${IPSEC_ALG_TYPE_AUTH}/7`]: { blocksize: 128, authlen: 32 }, // HMAC-SHA2-512-256
+};
+
+/**
+ * /proc/net/ipsec/xforms: one line per ESP/AH algorithm the engine supports (KLIPS: per
+ * ipsec_alg module loaded), REFCNT the SAs using it. klips keeps no kernel context (CTXSIZE=0).
+ */
+export function xformsView(engine: Engine): View {
+  const inUse = new Map<string, number>();
+  for (const sa of engine.sadb.values()) {
+    if (sa.auth) inUse.set(`${IPSEC_ALG_TYPE_AUTH}/${sa.auth}`, (inUse.get(`${IPSEC_ALG_TYPE_AUTH}/${sa.auth}`) ?? 0) + 1);
+    if (sa.encrypt && sa.said.proto === IPPROTO_ESP) inUse.set(`${IPSEC_ALG_TYPE_ENCRYPT}/${sa.encrypt}`, (inUse.get(`${IPSEC_ALG_TYPE_ENCRYPT}/${sa.encrypt}`) ?? 0) + 1);
+  }
+  const rows: Array<{ type: number; id: number; name: string; refcnt: number; blocksize: number; ivlen: number; minbits: number; maxbits: number; keylen: number; authlen?: number }> = [];
+  const seen = new Set<string>();
+  const add = (type: number, satype: number, a: { id: number; ivlen: number; minbits: number; maxbits: number }) => {
+    const k = `${type}/${a.id}`;
+    if (seen.has(k)) return;
+    seen.add(k);
+    const shape = ALG_SHAPE[k] ?? { blocksize: 1 };
+    rows.push({
+      type, id: a.id, name: type === IPSEC_ALG_TYPE_AUTH ? authName(a.id) : encryptName(satype, a.id), refcnt: inUse.get(k) ?? 0,
+      blocksize: shape.blocksize, ivlen: a.ivlen, minbits: a.minbits, maxbits: a.maxbits, keylen: Math.ceil(a.maxbits / 8),
+      ...(shape.authlen !== undefined ? { authlen: shape.authlen } : {}),
+    });
+  };
+  for (const satype of [SADB_SATYPE_ESP, SADB_SATYPE_AH]) {
+    const lists = engine.supported.get(satype);
+    for (const a of lists?.encrypt ?? []) if (satype === SADB_SATYPE_ESP) add(IPSEC_ALG_TYPE_ENCRYPT, satype, a);
+    for (const a of lists?.auth ?? []) add(IPSEC_ALG_TYPE_AUTH, satype, a);
+  }
+  const line = (r: (typeof rows)[number]) =>
+    `VERSION=${IPSEC_ALG_VERSION} TYPE=${r.type} ID=${r.id} NAME=${r.name} REFCNT=${r.refcnt} ` +
+    `STATE=${hex8(IPSEC_ALG_ST_SUPP_REGISTERED)} BLOCKSIZE=${r.blocksize} IVLEN=${r.ivlen} KEYMINBITS=${r.minbits} KEYMAXBITS=${r.maxbits} ` +
+    `IVLEN=${r.ivlen} KEYMINBITS=${r.minbits} KEYMAXBITS=${r.maxbits} ` +
+    (r.authlen !== undefined ? `KEYLEN=${r.keylen} CTXSIZE=0 AUTHLEN=${r.authlen} ` : `KEYLEN=${r.keylen} CTXSIZE=0 `) + '\n';
+  return { view: 'xforms', text: rows.map(line).join(''), data: rows };
+}
+
+// ---------- by name ----------
+
+const RENDERERS: Readonly<Record<ViewName, (engine: Engine, ctx: ViewContext) => View>> = {
+  eroute: erouteView,
+  spi: spiView,
+  spigrp: spigrpView,
+  tncfg: tncfgView,
+  klipsdebug: klipsdebugView,
+  registered: registeredView,
+  supported: supportedView,
+  stats: statsView,
+  pf_key: pfKeyView,
+  version: versionView,
+  saref: sarefView,
+  natt: nattView,
+  xforms: xformsView,
+  trap_count: trapCountView,
+  trap_sendcount: trapSendcountView,
+};
+
 /** A view by name, or undefined for an unknown name. */
 export function renderView(name: string, engine: Engine, ctx: ViewContext = {}): View | undefined {
-  switch (name) {
-    case 'eroute': return erouteView(engine);
-    case 'spi': return spiView(engine);
-    case 'spigrp': return spigrpView(engine);
-    case 'tncfg': return tncfgView(engine);
-    case 'klipsdebug': return klipsdebugView(engine);
-    case 'registered': return registeredView(engine, ctx);
-    case 'supported': return supportedView(engine);
-    case 'stats': return statsView(engine, ctx);
-    default: return undefined;
-  }
+  const render = Object.hasOwn(RENDERERS, name) ? RENDERERS[name as ViewName] : undefined;
+  return render?.(engine, ctx);
 }

@@ -1,8 +1,9 @@
 /**
  * The SA table (KLIPS's ipsec_sadb): SAs keyed by SAID, their states LARVAL → MATURE →
  * DYING, SPI allocation for GETSPI, SA groups (KLIPS's ips_next/ips_prev chains built by
- * X_GRPSA), and lifetimes: current counters, soft and hard limits, and a deadline heap so
- * that time-based expiry costs nothing per SA per tick.
+ * X_GRPSA), the SAref table (saref.ts: an SA's ref is interned when it is inserted and
+ * freed when it is removed), and lifetimes: current counters, soft and hard limits, and a
+ * deadline heap so that time-based expiry costs nothing per SA per tick.
  *
  * The table decides nothing about messages; the engine calls it and builds replies.
  */
@@ -10,6 +11,7 @@
 import type { Address, Key } from '../wire/index.js';
 import { SADB_SASTATE_DYING, SADB_SASTATE_LARVAL } from '../wire/index.js';
 import type { Said } from './said.js';
+import { SarefTable } from './saref.js';
 
 export interface Limits {
   allocations: number;
@@ -51,8 +53,15 @@ export interface SA {
   identDst?: Ident;
   natT?: { type: number; sport: number; dport: number; oa?: Address };
   plumbif?: number;
-  saref?: { me: number; him: number };
-  ref?: number;
+  /** The SAref (KLIPS ips_ref): its number in the SAref table, IPSEC_SAREF_NULL (0) for none. */
+  ref: number;
+  /** The SAref of the paired SA, as the key manager gave it in X_SAREF (KLIPS ips_refhim). */
+  refhim: number;
+  /**
+   * The SA's direction (KLIPS's EMT_INBOUND flag): 'in' when its destination is one of the
+   * host's own addresses at GETSPI/ADD/UPDATE, else 'out'.
+   */
+  dir: 'in' | 'out';
   inbound?: InboundPolicy;
   soft: Readonly<Limits>;
   hard: Readonly<Limits>;
@@ -208,6 +217,8 @@ export class Sadb {
   private n = 0;
   private readonly deadlines = new DeadlineHeap();
   private readonly perType = new Map<number, number>();
+  /** SA reference numbers (KLIPS's refTable). */
+  readonly sarefs = new SarefTable<SA>();
 
   /** How many SAs of one SA type (0: all) the table holds. */
   count(satype = 0): number {
@@ -259,16 +270,18 @@ export class Sadb {
     } else this.bySpi.set(k, [v, sa]);
   }
 
-  /** Insert a new SA (the caller checked it is absent) and schedule its time limits. */
+  /** Insert a new SA (the caller checked it is absent), intern its ref and schedule its time limits. */
   insert(sa: SA): void {
     this.put(sa);
+    this.sarefs.intern(sa);
     this.n++;
     this.perType.set(sa.satype, this.count(sa.satype) + 1);
     this.schedule(sa);
   }
 
-  /** Put `sa` in place of the SA with the same SAID (UPDATE), keeping its group links. */
+  /** Put `sa` in place of the SA with the same SAID (UPDATE), keeping its group links and its SAref slot. */
   replace(old: SA, sa: SA): void {
+    this.sarefs.move(old, sa);
     sa.next = old.next;
     sa.prev = old.prev;
     if (old.next) old.next.prev = sa;
@@ -279,7 +292,7 @@ export class Sadb {
     this.schedule(sa);
   }
 
-  /** Remove one SA, unlinking it from its group. */
+  /** Remove one SA, unlinking it from its group and freeing its SAref. */
   remove(sa: SA): boolean {
     const k = spiKey(sa.said.proto, sa.said.spi);
     const v = this.bySpi.get(k);
@@ -290,6 +303,7 @@ export class Sadb {
     } else return false;
     this.n--;
     this.perType.set(sa.satype, this.count(sa.satype) - 1);
+    this.sarefs.untern(sa);
     if (sa.prev) sa.prev.next = sa.next;
     if (sa.next) sa.next.prev = sa.prev;
     sa.next = sa.prev = undefined;
@@ -306,7 +320,7 @@ export class Sadb {
       this.n = 0;
       this.perType.clear();
       this.deadlines.clear();
-      for (const sa of gone) { sa.next = sa.prev = undefined; sa.gen = -1; }
+      for (const sa of gone) { sa.next = sa.prev = undefined; sa.gen = -1; this.sarefs.untern(sa); }
     } else {
       for (const sa of gone) this.remove(sa);
     }
@@ -350,10 +364,16 @@ export class Sadb {
     return out;
   }
 
-  /** Link a → b. 'EEXIST' if a already has a next, b already a prev, or b's chain holds a. */
+  /**
+   * Link a → b, as KLIPS's X_GRPSA does: 'EEXIST' if a already has a next or b's chain
+   * holds a (b already having a predecessor is no obstacle). b leaves its former
+   * predecessor's chain, so every SA stays in exactly one chain (KLIPS left the former
+   * predecessor pointing at b too).
+   */
   link(a: SA, b: SA): 'EEXIST' | undefined {
-    if (a.next || b.prev || a === b) return 'EEXIST';
+    if (a.next) return 'EEXIST';
     for (let s: SA | undefined = b; s; s = s.next) if (s === a) return 'EEXIST';
+    if (b.prev) b.prev.next = undefined;
     a.next = b;
     b.prev = a;
     return undefined;

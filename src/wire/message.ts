@@ -10,7 +10,7 @@ import {
   SADB_GETSPI, SADB_UPDATE, SADB_ADD, SADB_DELETE, SADB_GET, SADB_X_GRPSA, SADB_X_ADDFLOW,
   SADB_ACQUIRE, SADB_REGISTER, SADB_EXPIRE, SADB_X_DELFLOW, SADB_X_SAFLAGS_CLEARFLOW,
   SADB_SASTATE_MATURE, SADB_SATYPE_AH, SADB_SATYPE_ESP, SADB_X_SATYPE_COMP,
-  SADB_AALG_NONE, SADB_EALG_NONE, SADB_EALG_NULL, SADB_EXT_SA, EXT_TYPE_NAMES, MSG_TYPE_NAMES,
+  SADB_AALG_NONE, SADB_EALG_NONE, SADB_EALG_NULL, SADB_EXT_SA, SADB_EXT_SPIRANGE, EXT_TYPE_NAMES, MSG_TYPE_NAMES,
 } from './constants.js';
 import { ERRNO, fail } from './errno.js';
 import { EXT_TABLE, type ExtEntry, type Extensions, type ExtField } from './extensions.js';
@@ -172,20 +172,48 @@ function checkMessageRules(msg: PfkeyMessage, seen: number): void {
   }
 }
 
+/** The extension table entry of each message field name. */
+const EXT_BY_FIELD: Readonly<Record<string, ExtEntry | undefined>> = Object.assign(
+  Object.create(null) as Record<string, ExtEntry>,
+  Object.fromEntries(EXT_TABLE.slice(1).map((e) => [e!.field, e!])),
+);
+
 /** The extensions present in a message with their values, ascending by type (or a parsed message's own order). */
 function presentEntries(m: MessageInput): { entries: ExtEntry[]; values: unknown[] } {
   const rec = m as unknown as Record<string, unknown>;
-  // Walk the table in ascending type, stopping once as many extensions were found as the
-  // message has other own properties (an upper bound): cheaper than a lookup per name.
-  const want = Object.keys(m).length - 1 - (m.extOrder !== undefined ? 1 : 0);
+  const keys = Object.keys(m);
   const entries: ExtEntry[] = [];
   const values: unknown[] = [];
-  for (let t = 1; t <= SADB_EXT_MAX && entries.length < want; t++) {
-    const e = EXT_TABLE[t]!;
-    const v = rec[e.field];
-    if (v === undefined) continue;
-    entries.push(e);
-    values.push(v);
+  if ((EXT_BY_FIELD[keys[keys.length - 1]]?.type ?? 0) > SADB_EXT_SPIRANGE) {
+    // A message that ends with one of KLIPS's high types (every ADD reply ends with
+    // X_SAREF, type 32): one lookup per name, kept in ascending type by insertion.
+    for (let i = 0; i < keys.length; i++) {
+      const e = EXT_BY_FIELD[keys[i]];
+      if (e === undefined) continue;
+      const v = rec[keys[i]];
+      if (v === undefined) continue;
+      let j = entries.length;
+      entries.push(e);
+      values.push(v);
+      for (; j > 0 && entries[j - 1].type > e.type; j--) {
+        entries[j] = entries[j - 1];
+        values[j] = values[j - 1];
+      }
+      entries[j] = e;
+      values[j] = v;
+    }
+  } else {
+    // Otherwise walk the table in ascending type, stopping once as many extensions were
+    // found as the message has other own properties (an upper bound): cheaper than a
+    // lookup per name when the types are low.
+    const want = keys.length - 1 - (m.extOrder !== undefined ? 1 : 0);
+    for (let t = 1; t <= SADB_EXT_MAX && entries.length < want; t++) {
+      const e = EXT_TABLE[t]!;
+      const v = rec[e.field];
+      if (v === undefined) continue;
+      entries.push(e);
+      values.push(v);
+    }
   }
   if (m.extOrder) {
     const order = m.extOrder;
