@@ -55,11 +55,15 @@ export interface EngineOps {
   release(e: Eroute | undefined): void;
 }
 
-/** What a handler is given: the engine, the sending socket, the parsed message and its bytes. */
-export interface Request {
+/**
+ * What a handler is given: the engine, the sending socket, the parsed message and its
+ * bytes. A handler of message type T gets `Request<InboundMessage<T>>`, in which the
+ * extensions the rules require for T are not optional.
+ */
+export interface Request<M extends PfkeyMessage = PfkeyMessage> {
   engine: EngineOps;
   ep: Endpoint;
-  msg: PfkeyMessage;
+  msg: M;
   bytes: Uint8Array;
 }
 

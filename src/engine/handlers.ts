@@ -14,8 +14,10 @@ import {
   SADB_X_SATYPE_IPIP, SADB_X_SATYPE_COMP, SADB_SATYPE_MAX, ESPINUDP_WITH_NON_IKE, ESPINUDP_WITH_NON_ESP,
   SADB_X_SAFLAGS_REPLACEFLOW, SADB_X_SAFLAGS_CLEARFLOW, SADB_X_SAFLAGS_INFLOW,
   SADB_X_SAFLAGS_POLICYONLY, SADB_MAX, IPPROTO_IPIP, DEBUG_SUBSYSTEMS, SADB_X_DEBUG, SADB_UPDATE,
-  SADB_ADD, PfkeyError,
-  type Address, type MessageInput, type PfkeyMessage, type Sa,
+  SADB_ADD, PfkeyError, SADB_GETSPI, SADB_DELETE, SADB_GET, SADB_ACQUIRE, SADB_REGISTER, SADB_EXPIRE,
+  SADB_FLUSH, SADB_DUMP, SADB_X_PROMISC, SADB_X_PCHANGE, SADB_X_GRPSA, SADB_X_ADDFLOW, SADB_X_DELFLOW,
+  SADB_X_NAT_T_NEW_MAPPING, SADB_X_PLUMBIF, SADB_X_UNPLUMBIF,
+  type Address, type InboundMessage, type MessageInput, type PfkeyMessage, type Sa,
 } from '../wire/index.js';
 import { NO_LIMITS, StoredKey, sharedLimits, type Limits, type SA } from '../sadb/sadb.js';
 import { formatSaid, type Said } from '../sadb/said.js';
@@ -28,11 +30,23 @@ import {
 import { plumbTarget } from './interfaces.js';
 import { SenderRefusal, type EngineOps, type Request } from './endpoint.js';
 
-type Handler = (r: Request) => void;
+/** A handler of message type T: its message has every extension RULES[T].in requires. */
+type Handler<T extends MsgType> = (r: Request<InboundMessage<T>>) => void;
+/** The message types 1..SADB_MAX, each with its own handler. */
+type MsgType = 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10 | 11 | 12 | 13 | 14 | 15 | 16 | 17 | 18 | 19;
+/** A message that names an SA: its header, SA extension and destination. */
+type SaidMessage = Pick<PfkeyMessage, 'header'> & { sa: Sa; addressDst: Address };
+/** ADD and UPDATE carry the same required extensions. */
+type SaRequest = Request<InboundMessage<typeof SADB_ADD> | InboundMessage<typeof SADB_UPDATE>>;
+/** X_PLUMBIF / X_UNPLUMBIF. */
+type PlumbMessage = InboundMessage<typeof SADB_X_PLUMBIF>;
+/** A message with the four flow and mask addresses. */
+type FlowMessage = PfkeyMessage & { addressSrcFlow: Address; addressDstFlow: Address; addressSrcMask: Address; addressDstMask: Address };
 
-const refuse = (errno: number, why: string): never => {
+/** Refuse the message: the verdict's errno and reason (the tables are untouched so far). */
+function refuse(errno: number, why: string): never {
   throw new PfkeyError(errno, why);
-};
+}
 
 /** The reply header: same type, satype, seq and pid as the request. */
 function replyHeader(msg: PfkeyMessage, errno = 0) {
@@ -40,8 +54,8 @@ function replyHeader(msg: PfkeyMessage, errno = 0) {
   return { type: h.type, satype: h.satype, seq: h.seq, pid: h.pid, errno };
 }
 
-function saidOfRequest(msg: PfkeyMessage): Said {
-  return saidOf(msg.header.satype, msg.sa!.spi, msg.addressDst!.addr);
+function saidOfRequest(msg: SaidMessage): Said {
+  return saidOf(msg.header.satype, msg.sa.spi, msg.addressDst.addr);
 }
 
 // ---------- what pfkey_msg_interp does before every handler ----------
@@ -57,7 +71,7 @@ const NAT_T_TYPES: ReadonlySet<number> = new Set([ESPINUDP_WITH_NON_IKE, ESPINUD
  * processor also refused every proposal; klips relays a client's ACQUIRE that has one:
  * docs/semantics.md.)
  */
-const interp = (handler: Handler): Handler => (r) => {
+const interp = <T extends MsgType>(handler: Handler<T>): Handler<T> => (r) => {
   const { msg } = r;
   if (msg.header.satype > SADB_SATYPE_MAX) refuse(ERRNO.EINVAL, `SA type ${msg.header.satype} > ${SADB_SATYPE_MAX}`);
   if (msg.lifetimeCurrent) refuse(ERRNO.EINVAL, 'LIFETIME_CURRENT cannot be set by a client');
@@ -93,16 +107,16 @@ const givenRef = (ref: number | undefined): number => (ref === undefined || ref 
  * The SAref an ADD asks for (pfkey_sa_process, then pfkey_add_parse): the SA extension's
  * sadb_x_sa_ref, else X_SAREF's `me`, else none (the ADD then allocates one).
  */
-function requestedRef(msg: PfkeyMessage): number {
-  return givenRef(msg.sa!.ref) || givenRef(msg.saref?.me);
+function requestedRef(msg: PfkeyMessage & { sa: Sa }): number {
+  return givenRef(msg.sa.ref) || givenRef(msg.saref?.me);
 }
 
 /** Build an SA from ADD/UPDATE extensions, refusing what KLIPS's ipsec_sa_init refuses. */
-function saFromRequest(r: Request, old: SA | undefined): SA {
+function saFromRequest(r: SaRequest, old: SA | undefined): SA {
   const { msg, engine } = r;
   const satype = msg.header.satype;
-  const sa = msg.sa!;
-  if (msg.addressSrc!.family !== msg.addressDst!.family) refuse(ERRNO.EINVAL, 'source and destination address families differ');
+  const sa = msg.sa;
+  if (msg.addressSrc.family !== msg.addressDst.family) refuse(ERRNO.EINVAL, 'source and destination address families differ');
   const lists = engine.supported.get(satype);
   const check = (kind: 'auth' | 'encrypt', id: number, bits: number | undefined, keyless = false) => {
     const p = keyProblem(lists, kind, id, bits, keyless);
@@ -135,8 +149,8 @@ function saFromRequest(r: Request, old: SA | undefined): SA {
     auth: sa.auth,
     encrypt: sa.encrypt,
     flags: sa.flags,
-    src: addressOut(msg.addressSrc!),
-    dst: addressOut(msg.addressDst!),
+    src: addressOut(msg.addressSrc),
+    dst: addressOut(msg.addressDst),
     proxy: msg.addressProxy,
     keyAuth: msg.keyAuth && new StoredKey(msg.keyAuth.bits, msg.keyAuth.key),
     keyEncrypt: msg.keyEncrypt && new StoredKey(msg.keyEncrypt.bits, msg.keyEncrypt.key),
@@ -146,7 +160,7 @@ function saFromRequest(r: Request, old: SA | undefined): SA {
     // UPDATE keeps the SA's place in the SAref table and its pairing.
     ref: old ? old.ref : requestedRef(msg),
     refhim: old ? old.refhim : msg.saref?.him ?? IPSEC_SAREF_NULL,
-    dir: dirOf(engine, msg.addressDst!),
+    dir: dirOf(engine, msg.addressDst),
     soft: sharedLimits(clampSoft(limitsFrom(msg.lifetimeSoft), hard)),
     hard: sharedLimits(hard),
     // UPDATE keeps the counters and first use of the SA it replaces; a larval SA's life starts now.
@@ -190,21 +204,21 @@ function saReply(msg: PfkeyMessage, sa: SA): MessageInput {
 
 // ---------- the handlers ----------
 
-const getspi: Handler = ({ engine, msg }) => {
+const getspi: Handler<typeof SADB_GETSPI> = ({ engine, msg }) => {
   const proto = SATYPE_TO_PROTO[msg.header.satype];
-  const dst = msg.addressDst!.addr;
-  const { min, max } = msg.spirange!;
+  const dst = msg.addressDst.addr;
+  const { min, max } = msg.spirange;
   if (min === max && engine.sadb.has({ proto, spi: min, dst })) refuse(ERRNO.EEXIST, `SPI 0x${min.toString(16)} is taken`);
   const spi = engine.sadb.allocateSpi(proto, dst, min, max, engine.random);
   if (spi === undefined) refuse(ERRNO.EEXIST, `no free SPI in 0x${min.toString(16)}-0x${max.toString(16)}`);
   const now = engine.now();
   const sa: SA = {
-    said: { proto, spi: spi!, dst },
+    said: { proto, spi: spi, dst },
     satype: msg.header.satype,
     state: SADB_SASTATE_LARVAL,
     replay: 0, auth: 0, encrypt: 0, flags: 0,
-    src: addressOut(msg.addressSrc!), dst: addressOut(msg.addressDst!), proxy: msg.addressProxy,
-    ref: IPSEC_SAREF_NULL, refhim: IPSEC_SAREF_NULL, dir: dirOf(engine, msg.addressDst!),
+    src: addressOut(msg.addressSrc), dst: addressOut(msg.addressDst), proxy: msg.addressProxy,
+    ref: IPSEC_SAREF_NULL, refhim: IPSEC_SAREF_NULL, dir: dirOf(engine, msg.addressDst),
     soft: sharedLimits(NO_LIMITS()),
     hard: sharedLimits({ ...NO_LIMITS(), addtime: engine.larvalLifetime }),
     current: { ...NO_LIMITS(), addtime: now },
@@ -212,24 +226,24 @@ const getspi: Handler = ({ engine, msg }) => {
   };
   engine.sadb.insert(sa);
   // KLIPS's reply: the SPI, LARVAL and nothing else in the SA extension.
-  const saExt: Sa = { spi: spi!, replay: 0, state: SADB_SASTATE_LARVAL, auth: 0, encrypt: 0, flags: 0, ref: IPSEC_SAREF_NULL };
+  const saExt: Sa = { spi: spi, replay: 0, state: SADB_SASTATE_LARVAL, auth: 0, encrypt: 0, flags: 0, ref: IPSEC_SAREF_NULL };
   engine.toAll(buildMessage({ header: replyHeader(msg), sa: saExt, addressSrc: sa.src, addressDst: sa.dst }));
 };
 
 /** UPDATE: a NAT-T port change (KLIPS's NAT-T path), or a new SA in place of the old one. */
-const update: Handler = (r) => {
+const update: Handler<typeof SADB_UPDATE> = (r) => {
   const { engine, msg } = r;
   const said = saidOfRequest(msg);
   const old = engine.sadb.get(said);
   if (!old) refuse(ERRNO.ENOENT, `no SA ${formatSaid(said)} to update`);
   const sport = msg.natTSport?.port ?? 0;
   const dport = msg.natTDport?.port ?? 0;
-  let sa = old!;
+  let sa = old;
   if (sport || dport) {
     patchNatTPorts(sa, sport, dport);
   } else {
     sa = saFromRequest(r, old);
-    engine.sadb.replace(old!, sa);
+    engine.sadb.replace(old, sa);
   }
   engine.settleAcquire(msg.header.seq);
   engine.toAll(buildMessage(saReply(msg, sa)));
@@ -237,7 +251,7 @@ const update: Handler = (r) => {
 };
 
 /** ADD: a new MATURE SA, with an SAref from the request or from the SAref table (none once it is full). */
-const add: Handler = (r) => {
+const add: Handler<typeof SADB_ADD> = (r) => {
   const { engine, msg } = r;
   const said = saidOfRequest(msg);
   if (engine.sadb.has(said)) refuse(ERRNO.EEXIST, `SA ${formatSaid(said)} already exists`);
@@ -254,41 +268,41 @@ const add: Handler = (r) => {
  * (pfkey_delete_parse): an SA extension with the SPI and the deleted SA's SAref and all
  * else zero, and the request's SRC and DST.
  */
-const del: Handler = ({ engine, msg }) => {
+const del: Handler<typeof SADB_DELETE> = ({ engine, msg }) => {
   const said = saidOfRequest(msg);
   const sa = engine.sadb.get(said);
   if (!sa) refuse(ERRNO.ESRCH, `no SA ${formatSaid(said)}`);
   // A ref outside the table (e.g. pluto's IPSEC_SAREF_NA) cannot be written: KLIPS's reply build failed on it.
-  const ref = isTableRef(sa!.ref) ? sa!.ref : IPSEC_SAREF_NULL;
-  for (const member of engine.sadb.group(sa!)) engine.sadb.remove(member);
+  const ref = isTableRef(sa.ref) ? sa.ref : IPSEC_SAREF_NULL;
+  for (const member of engine.sadb.group(sa)) engine.sadb.remove(member);
   engine.toAll(buildMessage({
     header: replyHeader(msg),
     sa: { spi: said.spi, replay: 0, state: 0, auth: 0, encrypt: 0, flags: 0, ref },
-    addressSrc: addressOut(msg.addressSrc!),
-    addressDst: addressOut(msg.addressDst!),
+    addressSrc: addressOut(msg.addressSrc),
+    addressDst: addressOut(msg.addressDst),
   }));
 };
 
 /** GET answers the sender only, so it may carry keys (RFC 2367; KLIPS never sent them). */
-const get: Handler = ({ engine, ep, msg }) => {
+const get: Handler<typeof SADB_GET> = ({ engine, ep, msg }) => {
   const said = saidOfRequest(msg);
   const sa = engine.sadb.get(said);
   if (!sa) refuse(ERRNO.ESRCH, `no SA ${formatSaid(said)}`);
-  engine.toSender(ep, buildMessage(saMessage(replyHeader(msg), sa!, { keys: true, current: true, limits: true, proxy: true, natT: true })));
+  engine.toSender(ep, buildMessage(saMessage(replyHeader(msg), sa, { keys: true, current: true, limits: true, proxy: true, natT: true })));
 };
 
 /**
  * A client ACQUIRE (an IKE daemon's failure report, or a request) goes to the sockets
  * registered for its SA type; with none, EPROTONOSUPPORT (pfkey_acquire_parse).
  */
-const acquire: Handler = ({ engine, bytes, msg }) => {
+const acquire: Handler<typeof SADB_ACQUIRE> = ({ engine, bytes, msg }) => {
   const satype = msg.header.satype;
   if (engine.registeredFor(satype).length === 0) refuse(ERRNO.EPROTONOSUPPORT, `no socket registered for SA type ${satype}`);
   engine.settleAcquire(msg.header.seq);
   engine.toRegistered(satype, bytes);
 };
 
-const register: Handler = ({ engine, ep, msg }) => {
+const register: Handler<typeof SADB_REGISTER> = ({ engine, ep, msg }) => {
   const satype = msg.header.satype;
   ep.registered.add(satype);
   const lists = engine.supported.get(satype);
@@ -300,13 +314,13 @@ const register: Handler = ({ engine, ep, msg }) => {
 };
 
 /** A client EXPIRE changes nothing; KLIPS echoes it to every open socket. */
-const expire: Handler = ({ engine, bytes }) => engine.toAll(bytes);
+const expire: Handler<typeof SADB_EXPIRE> = ({ engine, bytes }) => engine.toAll(bytes);
 
 /**
  * FLUSH of one SA type, 0 for all (KLIPS flushed everything whatever the type); a type
  * that names no protocol is EINVAL, as KLIPS (its satype2proto). Eroutes stay.
  */
-const flush: Handler = ({ engine, msg }) => {
+const flush: Handler<typeof SADB_FLUSH> = ({ engine, msg }) => {
   const satype = msg.header.satype;
   if (satype !== 0 && !SATYPE_TO_PROTO[satype]) refuse(ERRNO.EINVAL, `SA type ${satype} names no protocol`);
   engine.sadb.flush(satype);
@@ -322,7 +336,7 @@ const DUMP_SLICE_MS = 2;
  * before the listing reaches it is left out), then it sends them,
  * waiting whenever the sender's receive queue is full, so nothing is dropped.
  */
-const dump: Handler = ({ engine, ep, msg }) => {
+const dump: Handler<typeof SADB_DUMP> = ({ engine, ep, msg }) => {
   const satype = msg.header.satype;
   if (engine.sadb.count(satype) === 0) refuse(ERRNO.ENOENT, 'no SAs to dump');
   const list: SA[] = [];
@@ -353,14 +367,14 @@ const dump: Handler = ({ engine, ep, msg }) => {
 };
 
 /** X_PROMISC (KLIPS: unusable): satype 1 on, 0 off, as Linux. */
-const promisc: Handler = ({ engine, ep, msg }) => {
+const promisc: Handler<typeof SADB_X_PROMISC> = ({ engine, ep, msg }) => {
   if (msg.header.satype > 1) refuse(ERRNO.EINVAL, 'X_PROMISC takes satype 0 (off) or 1 (on)');
   ep.promisc = msg.header.satype === 1;
   engine.toSender(ep, headerOnly(replyHeader(msg)));
 };
 
 /** X_PCHANGE (defined by klips): satype 1 subscribes to eroute change notices, 0 stops. */
-const pchange: Handler = ({ engine, ep, msg }) => {
+const pchange: Handler<typeof SADB_X_PCHANGE> = ({ engine, ep, msg }) => {
   if (msg.header.satype > 1) refuse(ERRNO.EINVAL, 'X_PCHANGE takes satype 0 (unsubscribe) or 1 (subscribe)');
   ep.pchange = msg.header.satype === 1;
   engine.toSender(ep, headerOnly(replyHeader(msg)));
@@ -373,36 +387,38 @@ const pchange: Handler = ({ engine, ep, msg }) => {
  * the link may not have a successor yet; a cycle is EEXIST. The reply (pfkey_x_grpsa_parse)
  * echoes the request's SAs, DSTs and SATYPE2.
  */
-const grpsa: Handler = ({ engine, msg }) => {
+const grpsa: Handler<typeof SADB_X_GRPSA> = ({ engine, msg }) => {
   const first = engine.sadb.get(saidOfRequest(msg));
   if (!first) refuse(ERRNO.ENOENT, `no SA ${formatSaid(saidOfRequest(msg))}`);
   const m: MessageInput = {
     header: replyHeader(msg),
-    sa: requestSaExt(msg.sa!, first!.said.proto),
-    addressDst: addressOut(msg.addressDst!),
+    sa: requestSaExt(msg.sa, first.said.proto),
+    addressDst: addressOut(msg.addressDst),
   };
   if (!msg.sa2 && !msg.satype2 && !msg.addressDst2) {
-    engine.sadb.unlinkChain(first!);
+    engine.sadb.unlinkChain(first);
   } else {
     // Part of a second SAID names no SA (KLIPS looks up what it has, and finds nothing).
-    const said2 = msg.sa2 && msg.satype2 && msg.addressDst2 && saidOf(msg.satype2.satype, msg.sa2.spi, msg.addressDst2.addr);
-    const second = said2 && engine.sadb.get(said2);
-    if (!second) refuse(ERRNO.ENOENT, said2 ? `no SA ${formatSaid(said2)}` : 'X_SATYPE2, X_SA2 and X_ADDRESS_DST2 name no SA unless all three are given');
-    const [a, b] = second!.dir === 'in' ? [second!, first!] : [first!, second!];
+    const { sa2, satype2, addressDst2 } = msg;
+    if (!sa2 || !satype2 || !addressDst2) return refuse(ERRNO.ENOENT, 'X_SATYPE2, X_SA2 and X_ADDRESS_DST2 name no SA unless all three are given');
+    const said2 = saidOf(satype2.satype, sa2.spi, addressDst2.addr);
+    const second = engine.sadb.get(said2);
+    if (!second) return refuse(ERRNO.ENOENT, `no SA ${formatSaid(said2)}`);
+    const [a, b] = second.dir === 'in' ? [second, first] : [first, second];
     if (engine.sadb.link(a, b)) refuse(ERRNO.EEXIST, `${formatSaid(a.said)} is already linked, or ${formatSaid(b.said)} leads to it`);
-    m.satype2 = msg.satype2;
-    m.sa2 = requestSaExt(msg.sa2!, second!.said.proto);
-    m.addressDst2 = addressOut(msg.addressDst2!);
+    m.satype2 = satype2;
+    m.sa2 = requestSaExt(sa2, second.said.proto);
+    m.addressDst2 = addressOut(addressDst2);
   }
   engine.toAll(buildMessage(m));
 };
 
 /** The request's flow, validated once by the eroute table (ErouteError EINVAL if malformed). */
-function flowOfRequest(msg: PfkeyMessage): ValidFlow {
-  const sf = msg.addressSrcFlow!;
-  const df = msg.addressDstFlow!;
-  const sm = msg.addressSrcMask!;
-  const dm = msg.addressDstMask!;
+function flowOfRequest(msg: FlowMessage): ValidFlow {
+  const sf = msg.addressSrcFlow;
+  const df = msg.addressDstFlow;
+  const sm = msg.addressSrcMask;
+  const dm = msg.addressDstMask;
   if (sf.family !== df.family || sm.family !== sf.family || dm.family !== sf.family) refuse(ERRNO.EINVAL, 'flow and mask address families differ');
   try {
     return ErouteTable.makeFlow(sf.family, sf.addr, sm.addr, df.addr, dm.addr, msg.protocol?.proto ?? 0, sf.port, df.port);
@@ -422,22 +438,28 @@ function erouteErrno(e: unknown): never {
  * none; all zero if the request had none), SRC and DST when given, and the four flow and
  * mask addresses alone (no ports, no X_PROTOCOL) unless `flows` is false.
  */
-function flowReply(msg: PfkeyMessage, proto: number, flows: boolean): MessageInput {
+function flowReply(msg: PfkeyMessage, proto: number, flows?: FlowMessage): MessageInput {
   const m: MessageInput = { header: replyHeader(msg), sa: requestSaExt(msg.sa ?? NO_SA, proto) };
   if (msg.addressSrc) m.addressSrc = addressOut(msg.addressSrc);
   if (msg.addressDst) m.addressDst = addressOut(msg.addressDst);
   if (flows) {
-    m.addressSrcFlow = flowAddressOut(msg.addressSrcFlow!);
-    m.addressDstFlow = flowAddressOut(msg.addressDstFlow!);
-    m.addressSrcMask = flowAddressOut(msg.addressSrcMask!);
-    m.addressDstMask = flowAddressOut(msg.addressDstMask!);
+    m.addressSrcFlow = flowAddressOut(flows.addressSrcFlow);
+    m.addressDstFlow = flowAddressOut(flows.addressDstFlow);
+    m.addressSrcMask = flowAddressOut(flows.addressSrcMask);
+    m.addressDstMask = flowAddressOut(flows.addressDstMask);
   }
   return m;
 }
+
+/** X_DELFLOW carries the four flow extensions unless its SA has CLEARFLOW (parseMessage's rule). */
+function withFlows(msg: PfkeyMessage): FlowMessage {
+  if (msg.addressSrcFlow && msg.addressDstFlow && msg.addressSrcMask && msg.addressDstMask) return msg as FlowMessage;
+  return refuse(ERRNO.EINVAL, 'X_DELFLOW needs the four flow/mask extensions, or an SA with CLEARFLOW');
+}
 const NO_SA: Sa = { spi: 0, replay: 0, state: 0, auth: 0, encrypt: 0, flags: 0 };
 
-const addflow: Handler = ({ engine, msg }) => {
-  const flags = msg.sa!.flags;
+const addflow: Handler<typeof SADB_X_ADDFLOW> = ({ engine, msg }) => {
+  const flags = msg.sa.flags;
   const said = saidOfRequest(msg);
   const flow = flowOfRequest(msg);
   if (flags & (SADB_X_SAFLAGS_INFLOW | SADB_X_SAFLAGS_POLICYONLY)) {
@@ -447,8 +469,8 @@ const addflow: Handler = ({ engine, msg }) => {
     let tun: SA | undefined = sa;
     while (tun && tun.said.proto !== IPPROTO_IPIP) tun = tun.next;
     if (!tun) refuse(ERRNO.ENOENT, `no IPIP SA in the group of ${formatSaid(said)}`);
-    tun!.inbound = { srcFlow: msg.addressSrcFlow!, srcMask: msg.addressSrcMask!, dstFlow: msg.addressDstFlow!, dstMask: msg.addressDstMask!, proto: flow.proto };
-    tun!.flags |= flags & (SADB_X_SAFLAGS_INFLOW | SADB_X_SAFLAGS_POLICYONLY);
+    tun.inbound = { srcFlow: msg.addressSrcFlow, srcMask: msg.addressSrcMask, dstFlow: msg.addressDstFlow, dstMask: msg.addressDstMask, proto: flow.proto };
+    tun.flags |= flags & (SADB_X_SAFLAGS_INFLOW | SADB_X_SAFLAGS_POLICYONLY);
   } else {
     const ids = { pid: msg.header.pid, identSrc: msg.identitySrc, identDst: msg.identityDst };
     let e;
@@ -463,25 +485,25 @@ const addflow: Handler = ({ engine, msg }) => {
     } catch (err) {
       erouteErrno(err);
     }
-    engine.pchangeNotice(e!, flags & SADB_X_SAFLAGS_REPLACEFLOW, msg.header.seq);
+    engine.pchangeNotice(e, flags & SADB_X_SAFLAGS_REPLACEFLOW, msg.header.seq);
     const sa = engine.sadb.get(said);
     if (sa) { sa.current.allocations++; engine.checkLimits(sa); }
   }
-  engine.toAll(buildMessage(flowReply(msg, said.proto, true)));
+  engine.toAll(buildMessage(flowReply(msg, said.proto, msg)));
 };
 
 /** X_DELFLOW, in KLIPS's order: POLICYONLY does nothing, CLEARFLOW deletes every eroute, else the one flow. */
-const delflow: Handler = ({ engine, msg }) => {
+const delflow: Handler<typeof SADB_X_DELFLOW> = ({ engine, msg }) => {
   const flags = msg.sa?.flags ?? 0;
-  const oneFlow = !(flags & (SADB_X_SAFLAGS_POLICYONLY | SADB_X_SAFLAGS_CLEARFLOW));
+  const oneFlow = flags & (SADB_X_SAFLAGS_POLICYONLY | SADB_X_SAFLAGS_CLEARFLOW) ? undefined : withFlows(msg);
   if (oneFlow) {
     let e;
     try {
-      e = engine.spd.delete(flowOfRequest(msg));
+      e = engine.spd.delete(flowOfRequest(oneFlow));
     } catch (err) {
       erouteErrno(err);
     }
-    engine.pchangeNotice(e!, SADB_X_SAFLAGS_CLEARFLOW, msg.header.seq);
+    engine.pchangeNotice(e, SADB_X_SAFLAGS_CLEARFLOW, msg.header.seq);
   } else if (!(flags & SADB_X_SAFLAGS_POLICYONLY)) {
     for (const e of engine.spd.clear()) engine.pchangeNotice(e, SADB_X_SAFLAGS_CLEARFLOW, msg.header.seq);
   }
@@ -489,8 +511,8 @@ const delflow: Handler = ({ engine, msg }) => {
 };
 
 /** X_DEBUG: the top bit of the netlink word selects OR (set) or AND (clear), as klipsdebug sends it. */
-const debug: Handler = ({ engine, ep, msg }) => {
-  const d = msg.debug!;
+const debug: Handler<typeof SADB_X_DEBUG> = ({ engine, ep, msg }) => {
+  const d = msg.debug;
   const set = (d.netlink >>> 31) === 1;
   for (const name of DEBUG_SUBSYSTEMS) {
     const v = name === 'netlink' ? d.netlink & 0x7fffffff : d[name];
@@ -501,44 +523,55 @@ const debug: Handler = ({ engine, ep, msg }) => {
 };
 
 /** KLIPS's inbound NAT_T_NEW_MAPPING handler refuses with EINVAL: only the engine sends it. */
-const natTNewMapping: Handler = () => refuse(ERRNO.EINVAL, 'X_NAT_T_NEW_MAPPING is sent by the kernel, not to it');
+const natTNewMapping: Handler<typeof SADB_X_NAT_T_NEW_MAPPING> = () => refuse(ERRNO.EINVAL, 'X_NAT_T_NEW_MAPPING is sent by the kernel, not to it');
 
 /** The answer to X_PLUMBIF / X_UNPLUMBIF (pfkey_x_simple_reply): the request's header and X_PLUMBIF, with the errno. */
-function plumbReply(msg: PfkeyMessage, errno = 0): Uint8Array {
+function plumbReply(msg: PlumbMessage, errno = 0): Uint8Array {
   return buildMessage({ header: replyHeader(msg, errno), plumbif: msg.plumbif });
 }
 
 /** KLIPS answers a failed X_PLUMBIF / X_UNPLUMBIF to the sender alone, with the extension. */
-const refuseToSender = (msg: PfkeyMessage, errno: number, why: string): never => {
+const refuseToSender = (msg: PlumbMessage, errno: number, why: string): never => {
   throw new SenderRefusal(errno, why, plumbReply(msg, errno));
 };
 
 /** The interface an X_PLUMBIF / X_UNPLUMBIF names; ENOENT (to the sender) beyond IPSEC_NUM_IFMAX units. */
-function targetOf(msg: PfkeyMessage) {
-  const ifnum = msg.plumbif!.ifnum;
+function targetOf(msg: PlumbMessage) {
+  const ifnum = msg.plumbif.ifnum;
   return plumbTarget(ifnum) ?? refuseToSender(msg, ERRNO.ENOENT, `interface number ${ifnum} names no possible ipsecN or mastN`);
 }
 
-const plumbif: Handler = ({ engine, ep, msg }) => {
+const plumbif: Handler<typeof SADB_X_PLUMBIF> = ({ engine, ep, msg }) => {
   const t = targetOf(msg);
   if (engine.interfaces.has(t.key)) refuseToSender(msg, ERRNO.EEXIST, `interface ${t.name} exists`);
   engine.interfaces.set(t.key, { ifnum: t.key, name: t.name, created: engine.now(), pid: msg.header.pid });
   engine.toSender(ep, plumbReply(msg));
 };
 
-const unplumbif: Handler = ({ engine, ep, msg }) => {
+const unplumbif: Handler<typeof SADB_X_UNPLUMBIF> = ({ engine, ep, msg }) => {
   const t = targetOf(msg);
   if (!engine.interfaces.delete(t.key)) refuseToSender(msg, ERRNO.ENOENT, `no interface ${t.name}`);
   engine.toSender(ep, plumbReply(msg));
 };
 
-/** The dispatch table, indexed by sadb_msg_type (0 is refused by the header check). */
-export const HANDLERS: readonly Handler[] = [
-  /* RESERVED */ () => refuse(ERRNO.EINVAL, 'message type 0'),
-  ...[
-    getspi, update, add, del, get, acquire, register, expire, flush, dump,
-    promisc, pchange, grpsa, addflow, delflow, debug, natTNewMapping, plumbif, unplumbif,
-  ].map(interp),
-];
+/**
+ * The dispatch table (the seed's msg_parsers[]), keyed by sadb_msg_type: the type checks
+ * that each slot holds the handler for its own type, whose message type guarantees the
+ * extensions the rules require. Every handler runs behind interp (pfkey_msg_interp).
+ */
+const TABLE: { readonly [T in MsgType]: Handler<T> } = {
+  [SADB_GETSPI]: getspi, [SADB_UPDATE]: update, [SADB_ADD]: add, [SADB_DELETE]: del, [SADB_GET]: get,
+  [SADB_ACQUIRE]: acquire, [SADB_REGISTER]: register, [SADB_EXPIRE]: expire, [SADB_FLUSH]: flush,
+  [SADB_DUMP]: dump, [SADB_X_PROMISC]: promisc, [SADB_X_PCHANGE]: pchange, [SADB_X_GRPSA]: grpsa,
+  [SADB_X_ADDFLOW]: addflow, [SADB_X_DELFLOW]: delflow, [SADB_X_DEBUG]: debug,
+  [SADB_X_NAT_T_NEW_MAPPING]: natTNewMapping, [SADB_X_PLUMBIF]: plumbif, [SADB_X_UNPLUMBIF]: unplumbif,
+};
+
+/**
+ * HANDLERS[sadb_msg_type] for a message parseMessage accepted (so its required
+ * extensions are there); index 0 (RESERVED) is refused by the header check first.
+ */
+export const HANDLERS: ReadonlyArray<(r: Request) => void> = Array.from({ length: SADB_MAX + 1 }, (_, t) =>
+  t === 0 ? () => refuse(ERRNO.EINVAL, 'message type 0') : (interp(TABLE[t as MsgType] as Handler<MsgType>) as (r: Request) => void));
 
 if (HANDLERS.length !== SADB_MAX + 1) throw new Error('HANDLERS must cover every message type');
