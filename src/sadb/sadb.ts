@@ -195,27 +195,226 @@ class DeadlineHeap {
 
 export type ExpiryKind = 'soft' | 'hard';
 
-/** The numeric half of an SAID: protocol and SPI in one exact integer (< 2^40). */
-const spiKey = (proto: number, spi: number): number => proto * 4294967296 + spi;
+const EMPTY = -1;
+
+/**
+ * The SAs by SAID, in insertion order. Two parts, neither with an object per SA:
+ *
+ * - `list`: the SAs in the order they were inserted (a removed SA leaves a hole, holes are
+ *   squeezed out once they outnumber the SAs), with each one's insertion number in `seqs`;
+ * - an open-addressing index (linear probing, at most half full) from the SPI to list
+ *   positions, in two Int32Arrays; protocol and destination are compared on a hit, as
+ *   Linux's byspi hash does. SPIs are hashed as int32 (Fibonacci hashing), so no key is
+ *   ever a heap number, and SAs sharing an SPI simply take neighbouring slots.
+ *
+ * Iteration follows `list`, so SAs come out in insertion order, and an iterator survives
+ * anything done to the table between two steps: it resumes after the insertion number it
+ * last yielded, wherever compaction moved the SAs.
+ */
+class SaTable {
+  private list: Array<SA | undefined> = [];
+  private seqs = new Float64Array(1024);
+  /** Used length of list/seqs (holes included). */
+  private len = 0;
+  private live = 0;
+  private nextSeq = 0;
+  /** Bumped whenever list positions move (compaction). */
+  private epoch = 0;
+  private shift = 32 - 10;
+  private mask = 1023;
+  private keys = new Int32Array(1024);
+  private pos = new Int32Array(1024).fill(EMPTY);
+
+  get size(): number {
+    return this.live;
+  }
+
+  private slotOf(spi: number): number {
+    return Math.imul(spi, 0x9e3779b1) >>> this.shift;
+  }
+
+  find(proto: number, spi: number, dst: string): SA | undefined {
+    const k = spi | 0;
+    const keys = this.keys;
+    const pos = this.pos;
+    const mask = this.mask;
+    for (let i = this.slotOf(k); ; i = (i + 1) & mask) {
+      const p = pos[i];
+      if (p === EMPTY) return undefined;
+      if (keys[i] === k) {
+        const sa = this.list[p]!;
+        if (sa.said.proto === proto && sa.said.dst === dst) return sa;
+      }
+    }
+  }
+
+  /** The index slot holding `sa`'s list position, or -1. */
+  private slotHolding(sa: SA): number {
+    const k = sa.said.spi | 0;
+    const mask = this.mask;
+    for (let i = this.slotOf(k); ; i = (i + 1) & mask) {
+      const p = this.pos[i];
+      if (p === EMPTY) return -1;
+      if (this.keys[i] === k && this.list[p] === sa) return i;
+    }
+  }
+
+  private index(spi: number, p: number): void {
+    const k = spi | 0;
+    const mask = this.mask;
+    let i = this.slotOf(k);
+    while (this.pos[i] !== EMPTY) i = (i + 1) & mask;
+    this.keys[i] = k;
+    this.pos[i] = p;
+  }
+
+  /** Empty slot i, shifting later entries of its probe run back (no tombstones). */
+  private unindex(i: number): void {
+    const mask = this.mask;
+    let j = i;
+    for (;;) {
+      j = (j + 1) & mask;
+      if (this.pos[j] === EMPTY) break;
+      const home = this.slotOf(this.keys[j]);
+      // Move j into the hole at i unless its home lies cyclically in (i, j].
+      if (i <= j ? home <= i || home > j : home <= i && home > j) {
+        this.keys[i] = this.keys[j];
+        this.pos[i] = this.pos[j];
+        i = j;
+      }
+    }
+    this.pos[i] = EMPTY;
+  }
+
+  /** Rebuild the index for `capacity` slots (a power of two) from the list. */
+  private reindex(capacity: number): void {
+    this.shift = 32 - Math.log2(capacity);
+    this.mask = capacity - 1;
+    this.keys = new Int32Array(capacity);
+    this.pos = new Int32Array(capacity).fill(EMPTY);
+    for (let p = 0; p < this.len; p++) {
+      const sa = this.list[p];
+      if (sa !== undefined) this.index(sa.said.spi, p);
+    }
+  }
+
+  add(sa: SA): void {
+    if (2 * (this.live + 1) > this.pos.length) {
+      this.live++;
+      this.append(sa);
+      this.reindex(this.pos.length * 2);
+      return;
+    }
+    this.live++;
+    this.index(sa.said.spi, this.append(sa));
+  }
+
+  private append(sa: SA): number {
+    const p = this.len++;
+    if (p === this.seqs.length) {
+      const seqs = new Float64Array(2 * p);
+      seqs.set(this.seqs);
+      this.seqs = seqs;
+    }
+    this.list[p] = sa;
+    this.seqs[p] = this.nextSeq++;
+    return p;
+  }
+
+  /** Put `sa` where `old` (same SAID) is, keeping its place in the order; false if old is absent. */
+  swap(old: SA, sa: SA): boolean {
+    const i = this.slotHolding(old);
+    if (i < 0) return false;
+    const p = this.pos[i];
+    this.list[p] = sa;
+    if ((sa.said.spi | 0) !== this.keys[i]) {
+      this.unindex(i);
+      this.index(sa.said.spi, p);
+    }
+    return true;
+  }
+
+  remove(sa: SA): boolean {
+    const i = this.slotHolding(sa);
+    if (i < 0) return false;
+    this.list[this.pos[i]] = undefined;
+    this.unindex(i);
+    this.live--;
+    const holes = this.len - this.live;
+    if (holes > 1024 && holes > this.live) this.compact();
+    return true;
+  }
+
+  clear(): void {
+    this.list = [];
+    this.seqs = new Float64Array(1024);
+    this.len = this.live = 0;
+    this.epoch++;
+    this.reindex(1024);
+  }
+
+  /** Squeeze out the holes (order kept) and shrink the index to fit. */
+  private compact(): void {
+    let j = 0;
+    for (let p = 0; p < this.len; p++) {
+      const sa = this.list[p];
+      if (sa === undefined) continue;
+      this.list[j] = sa;
+      this.seqs[j] = this.seqs[p];
+      j++;
+    }
+    this.list.length = j;
+    this.len = j;
+    this.epoch++;
+    let capacity = 1024;
+    while (capacity < 2 * j) capacity *= 2;
+    this.reindex(capacity);
+  }
+
+  /** The first list position whose insertion number is above `seq`. */
+  private after(seq: number): number {
+    let lo = 0;
+    let hi = this.len;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.seqs[mid] <= seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  *values(): IterableIterator<SA> {
+    let epoch = this.epoch;
+    let p = 0;
+    let last = -1;
+    for (;;) {
+      if (epoch !== this.epoch) {
+        epoch = this.epoch;
+        p = this.after(last);
+      }
+      if (p >= this.len) return;
+      const sa = this.list[p];
+      const seq = this.seqs[p];
+      p++;
+      if (sa === undefined) continue;
+      last = seq;
+      yield sa;
+    }
+  }
+}
 
 export class Sadb {
-  /**
-   * SAs by (protocol, SPI), the destination compared on a hit, as Linux's byspi hash does:
-   * a numeric key needs no string per lookup, and SPIs rarely repeat across destinations
-   * (those that do share a small array).
-   */
-  private readonly bySpi = new Map<number, SA | SA[]>();
-  private n = 0;
+  private readonly table = new SaTable();
   private readonly deadlines = new DeadlineHeap();
   private readonly perType = new Map<number, number>();
 
   /** How many SAs of one SA type (0: all) the table holds. */
   count(satype = 0): number {
-    return satype === 0 ? this.n : this.perType.get(satype) ?? 0;
+    return satype === 0 ? this.table.size : this.perType.get(satype) ?? 0;
   }
 
   get size(): number {
-    return this.n;
+    return this.table.size;
   }
 
   /** Deadlines queued, stale ones included (bounded by compaction). */
@@ -224,45 +423,21 @@ export class Sadb {
   }
 
   get(said: Said): SA | undefined {
-    return this.find(said.proto, said.spi, said.dst);
+    return this.table.find(said.proto, said.spi, said.dst);
   }
 
   has(said: Said): boolean {
-    return this.find(said.proto, said.spi, said.dst) !== undefined;
+    return this.table.find(said.proto, said.spi, said.dst) !== undefined;
   }
 
-  private find(proto: number, spi: number, dst: string): SA | undefined {
-    const v = this.bySpi.get(spiKey(proto, spi));
-    if (v === undefined) return undefined;
-    if (!Array.isArray(v)) return v.said.dst === dst ? v : undefined;
-    for (const sa of v) if (sa.said.dst === dst) return sa;
-    return undefined;
-  }
-
-  /** Every SA, in no particular order. */
-  *values(): IterableIterator<SA> {
-    for (const v of this.bySpi.values()) {
-      if (Array.isArray(v)) yield* v.slice();
-      else yield v;
-    }
-  }
-
-  /** Store `sa` under its SAID, replacing `old` (same SAID) when given. */
-  private put(sa: SA, old?: SA): void {
-    const k = spiKey(sa.said.proto, sa.said.spi);
-    const v = this.bySpi.get(k);
-    if (v === undefined || v === old) this.bySpi.set(k, sa);
-    else if (Array.isArray(v)) {
-      const i = old ? v.indexOf(old) : -1;
-      if (i >= 0) v[i] = sa;
-      else v.push(sa);
-    } else this.bySpi.set(k, [v, sa]);
+  /** Every SA, in the order they were inserted (an UPDATE keeps its SA's place). */
+  values(): IterableIterator<SA> {
+    return this.table.values();
   }
 
   /** Insert a new SA (the caller checked it is absent) and schedule its time limits. */
   insert(sa: SA): void {
-    this.put(sa);
-    this.n++;
+    this.table.add(sa);
     this.perType.set(sa.satype, this.count(sa.satype) + 1);
     this.schedule(sa);
   }
@@ -275,20 +450,16 @@ export class Sadb {
     if (old.prev) old.prev.next = sa;
     sa.gen = old.gen + 1;
     old.gen = -1;
-    this.put(sa, old);
+    if (!this.table.swap(old, sa)) {
+      this.table.add(sa);
+      this.perType.set(sa.satype, this.count(sa.satype) + 1);
+    }
     this.schedule(sa);
   }
 
   /** Remove one SA, unlinking it from its group. */
   remove(sa: SA): boolean {
-    const k = spiKey(sa.said.proto, sa.said.spi);
-    const v = this.bySpi.get(k);
-    if (v === sa) this.bySpi.delete(k);
-    else if (Array.isArray(v) && v.includes(sa)) {
-      const rest = v.filter((x) => x !== sa);
-      this.bySpi.set(k, rest.length === 1 ? rest[0] : rest);
-    } else return false;
-    this.n--;
+    if (!this.table.remove(sa)) return false;
     this.perType.set(sa.satype, this.count(sa.satype) - 1);
     if (sa.prev) sa.prev.next = sa.next;
     if (sa.next) sa.next.prev = sa.prev;
@@ -301,9 +472,8 @@ export class Sadb {
   flush(satype: number): SA[] {
     const gone: SA[] = [];
     for (const sa of this.values()) if (satype === 0 || sa.satype === satype) gone.push(sa);
-    if (gone.length === this.n) {
-      this.bySpi.clear();
-      this.n = 0;
+    if (gone.length === this.size) {
+      this.table.clear();
       this.perType.clear();
       this.deadlines.clear();
       for (const sa of gone) { sa.next = sa.prev = undefined; sa.gen = -1; }
@@ -319,13 +489,13 @@ export class Sadb {
    */
   allocateSpi(proto: number, dst: string, min: number, max: number, random: (n: number) => number): number | undefined {
     const span = max - min + 1;
-    const free = (spi: number) => this.find(proto, spi, dst) === undefined;
+    const free = (spi: number) => this.table.find(proto, spi, dst) === undefined;
     for (let i = 0; i < Math.min(16, span); i++) {
       const spi = min + random(span);
       if (free(spi)) return spi;
     }
     const start = random(span);
-    const limit = Math.min(span, this.n + 1);
+    const limit = Math.min(span, this.size + 1);
     // At most size+1 SPIs can be taken-or-checked before a free one appears.
     for (let i = 0; i < limit; i++) {
       const spi = min + ((start + i) % span);
@@ -380,7 +550,7 @@ export class Sadb {
    */
   private deadline(when: number, sa: SA): void {
     this.deadlines.push(when, sa, sa.gen);
-    if (this.deadlines.size > 4 * this.n + 1024) this.deadlines.compact();
+    if (this.deadlines.size > 4 * this.size + 1024) this.deadlines.compact();
   }
 
   private schedule(sa: SA): void {
