@@ -42,6 +42,7 @@ export interface SA {
   auth: number;
   encrypt: number;
   flags: number;
+  /** Once inserted, shared with other SAs that have the same peer, and frozen: replace it, never change it. */
   src: Address;
   dst: Address;
   proxy?: Address;
@@ -190,6 +191,28 @@ class DeadlineHeap {
       this.swap(m, i);
       i = m;
     }
+  }
+}
+
+/**
+ * Equal addresses shared between SAs: an SA's source and destination are the peers', and
+ * many SAs have the same peers, so one frozen copy per distinct address (by its text, the
+ * latest variant of port/protocol kept) saves two objects per SA. Frozen because several
+ * SAs hold each one: an address is replaced, never changed in place.
+ */
+const POOL_MAX = 16384;
+class AddressPool {
+  private readonly byText = new Map<string, Address>();
+  intern(a: Address): Address {
+    const hit = this.byText.get(a.addr);
+    if (hit !== undefined) {
+      if (hit === a) return a;
+      if (hit.port === a.port && hit.family === a.family && hit.proto === a.proto && hit.prefixlen === a.prefixlen &&
+          hit.flowinfo === a.flowinfo && hit.scopeId === a.scopeId) return hit;
+    } else if (this.byText.size >= POOL_MAX) this.byText.clear();
+    const shared = Object.freeze({ ...a });
+    this.byText.set(a.addr, shared);
+    return shared;
   }
 }
 
@@ -407,6 +430,7 @@ export class Sadb {
   private readonly table = new SaTable();
   private readonly deadlines = new DeadlineHeap();
   private readonly perType = new Map<number, number>();
+  private readonly addresses = new AddressPool();
 
   /** How many SAs of one SA type (0: all) the table holds. */
   count(satype = 0): number {
@@ -437,6 +461,7 @@ export class Sadb {
 
   /** Insert a new SA (the caller checked it is absent) and schedule its time limits. */
   insert(sa: SA): void {
+    this.share(sa);
     this.table.add(sa);
     this.perType.set(sa.satype, this.count(sa.satype) + 1);
     this.schedule(sa);
@@ -450,11 +475,18 @@ export class Sadb {
     if (old.prev) old.prev.next = sa;
     sa.gen = old.gen + 1;
     old.gen = -1;
+    this.share(sa);
     if (!this.table.swap(old, sa)) {
       this.table.add(sa);
       this.perType.set(sa.satype, this.count(sa.satype) + 1);
     }
     this.schedule(sa);
+  }
+
+  /** Hold the SA's source and destination as the shared copies (equal values, frozen). */
+  private share(sa: SA): void {
+    sa.src = this.addresses.intern(sa.src);
+    sa.dst = this.addresses.intern(sa.dst);
   }
 
   /** Remove one SA, unlinking it from its group. */
