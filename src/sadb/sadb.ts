@@ -96,14 +96,26 @@ export function sharedLimits(l: Limits): Readonly<Limits> {
 }
 
 /**
+ * Bytes as a one-byte (latin1) string. Node's Buffer.prototype.latin1Slice accepts any
+ * Uint8Array (a view included) and is several times faster than String.fromCharCode.apply
+ * for key-sized inputs; the latter stays as the fallback.
+ */
+type Latin1Slice = (this: Uint8Array, start: number, end: number) => string;
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice?: Latin1Slice }).latin1Slice;
+const latin1 = typeof latin1Slice === 'function'
+  ? (b: Uint8Array): string => latin1Slice.call(b, 0, b.length)
+  : (b: Uint8Array): string => String.fromCharCode.apply(null, b as unknown as number[]);
+
+/**
  * Key material held by an SA: the bits, and the bytes as a one-byte string, which costs a
  * fraction of a typed array per SA (about 0.4 KiB less for an ESP SA's two keys).
- * `key()` gives the bytes back as a fresh copy.
+ * `key()` gives the bytes back as a fresh copy. The constructor copies: `bytes` may be a
+ * view of a message.
  */
 export class StoredKey {
   private readonly data: string;
   constructor(readonly bits: number, bytes: Uint8Array) {
-    this.data = String.fromCharCode.apply(null, bytes as unknown as number[]);
+    this.data = latin1(bytes);
   }
   key(): Uint8Array {
     const out = new Uint8Array(this.data.length);
