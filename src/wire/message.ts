@@ -172,44 +172,124 @@ function checkMessageRules(msg: PfkeyMessage, seen: number): void {
   }
 }
 
-/** The extensions present in a message with their values, ascending by type (or a parsed message's own order). */
-function presentEntries(m: MessageInput): { entries: ExtEntry[]; values: unknown[] } {
-  const rec = m as unknown as Record<string, unknown>;
-  // Walk the table in ascending type, stopping once as many extensions were found as the
-  // message has other own properties (an upper bound): cheaper than a lookup per name.
-  const want = Object.keys(m).length - 1 - (m.extOrder !== undefined ? 1 : 0);
+/** Message field name → its row of the extension table. */
+const ENTRY_OF = new Map<string, ExtEntry>(EXT_TABLE.filter((e): e is ExtEntry => e !== undefined).map((e) => [e.field, e]));
+
+/*
+ * Scratch space for one build (buildMessage never re-enters itself): the value and encoded
+ * length of each present extension, by type. Cleared after each build so that nothing
+ * stays reachable from here.
+ */
+const VALS: unknown[] = new Array<unknown>(SADB_EXT_MAX + 1).fill(undefined);
+const LENS = new Int32Array(SADB_EXT_MAX + 1);
+
+/** The lowest extension type in a non-empty set (bit t-1 for type t). */
+const lowestType = (set: number): number => 32 - Math.clz32(set & -set);
+
+/**
+ * Note each extension present in `m` (VALS) and return their set. A for-in walk reads the
+ * message's own fields in place, where probing all 32 field names would make a
+ * megamorphic keyed load per name.
+ */
+function collect(m: MessageInput): number {
+  let set = 0;
+  for (const k in m) {
+    const v = (m as unknown as Record<string, unknown>)[k];
+    if (v === undefined) continue;
+    const e = ENTRY_OF.get(k);
+    if (e === undefined) continue;
+    VALS[e.type] = v;
+    set |= 1 << (e.type - 1);
+  }
+  return set;
+}
+
+function release(set: number): void {
+  for (let b = set; b !== 0; b &= b - 1) VALS[lowestType(b)] = undefined;
+}
+
+/** The extensions present in a message with their values, in a parsed message's own order (unlisted ones last, ascending). */
+function orderedEntries(m: MessageInput, order: number[]): { entries: ExtEntry[]; values: unknown[] } {
   const entries: ExtEntry[] = [];
   const values: unknown[] = [];
-  for (let t = 1; t <= SADB_EXT_MAX && entries.length < want; t++) {
+  const rec = m as unknown as Record<string, unknown>;
+  for (let t = 1; t <= SADB_EXT_MAX; t++) {
     const e = EXT_TABLE[t]!;
     const v = rec[e.field];
     if (v === undefined) continue;
     entries.push(e);
     values.push(v);
   }
-  if (m.extOrder) {
-    const order = m.extOrder;
-    const rank = (t: number) => {
-      const i = order.indexOf(t);
-      return i === -1 ? 1000 + t : i;
-    };
-    const idx = entries.map((_, i) => i).sort((x, y) => rank(entries[x].type) - rank(entries[y].type));
-    return { entries: idx.map((i) => entries[i]), values: idx.map((i) => values[i]) };
-  }
-  return { entries, values };
+  const rank = (t: number) => {
+    const i = order.indexOf(t);
+    return i === -1 ? 1000 + t : i;
+  };
+  const idx = entries.map((_, i) => i).sort((x, y) => rank(entries[x].type) - rank(entries[y].type));
+  return { entries: idx.map((i) => entries[i]), values: idx.map((i) => values[i]) };
 }
 
 /** Encoded length in bytes of a message. */
 export function messageLength(m: MessageInput): number {
-  const { entries, values } = presentEntries(m);
   let n = SADB_MSG_HDR_LEN;
-  for (let i = 0; i < entries.length; i++) n += entries[i].codec.encodingLength(values[i]);
+  if (m.extOrder) {
+    const { entries, values } = orderedEntries(m, m.extOrder);
+    for (let i = 0; i < entries.length; i++) n += entries[i].codec.encodingLength(values[i]);
+    return n;
+  }
+  const set = collect(m);
+  try {
+    for (let b = set; b !== 0; b &= b - 1) {
+      const t = lowestType(b);
+      n += EXT_TABLE[t]!.codec.encodingLength(VALS[t]);
+    }
+  } finally {
+    release(set);
+  }
   return n;
+}
+
+/** The header, for a total length already checked to fit sadb_msg_len. */
+function writeHeader(u8: Uint8Array, h: MessageInput['header'], total: number): void {
+  u8[0] = h.version ?? PF_KEY_V2;
+  u8[1] = h.type;
+  u8[2] = h.errno ?? 0;
+  u8[3] = h.satype ?? 0;
+  wr16(u8, 4, total / 8);
+  wr16(u8, 6, h.reserved ?? 0);
+  wr32(u8, 8, h.seq ?? 0);
+  wr32(u8, 12, h.pid ?? 0);
 }
 
 /** Write a message's canonical bytes. The header's len is computed; other fields default to 0. */
 export function buildMessage(m: MessageInput): Uint8Array {
-  const { entries, values } = presentEntries(m);
+  if (m.extOrder) return buildOrdered(m, m.extOrder);
+  const set = collect(m);
+  try {
+    let total = SADB_MSG_HDR_LEN;
+    for (let b = set; b !== 0; b &= b - 1) {
+      const t = lowestType(b);
+      const n = EXT_TABLE[t]!.codec.encodingLength(VALS[t]);
+      LENS[t] = n;
+      total += n;
+    }
+    if (total / 8 > 0xffff) throw new RangeError(`message of ${total} bytes is too long for sadb_msg_len`);
+    const u8 = allocMessage(total);
+    writeHeader(u8, m.header, total);
+    let off = SADB_MSG_HDR_LEN;
+    for (let b = set; b !== 0; b &= b - 1) {
+      const t = lowestType(b);
+      EXT_TABLE[t]!.codec.encode(VALS[t], u8, off, t);
+      off += LENS[t];
+    }
+    return u8;
+  } finally {
+    release(set);
+  }
+}
+
+/** buildMessage for a parsed message whose extensions were not in ascending order. */
+function buildOrdered(m: MessageInput, order: number[]): Uint8Array {
+  const { entries, values } = orderedEntries(m, order);
   const lens: number[] = [];
   let total = SADB_MSG_HDR_LEN;
   for (let i = 0; i < entries.length; i++) {
@@ -219,15 +299,7 @@ export function buildMessage(m: MessageInput): Uint8Array {
   }
   if (total / 8 > 0xffff) throw new RangeError(`message of ${total} bytes is too long for sadb_msg_len`);
   const u8 = allocMessage(total);
-  const h = m.header;
-  u8[0] = h.version ?? PF_KEY_V2;
-  u8[1] = h.type;
-  u8[2] = h.errno ?? 0;
-  u8[3] = h.satype ?? 0;
-  wr16(u8, 4, total / 8);
-  wr16(u8, 6, h.reserved ?? 0);
-  wr32(u8, 8, h.seq ?? 0);
-  wr32(u8, 12, h.pid ?? 0);
+  writeHeader(u8, m.header, total);
   let off = SADB_MSG_HDR_LEN;
   for (let i = 0; i < entries.length; i++) {
     entries[i].codec.encode(values[i], u8, off, entries[i].type);
