@@ -56,6 +56,13 @@ export type MessageInput = Extensions & {
 export interface ParseOptions {
   /** 'in': a message a client sends to the kernel (default); 'out': one the kernel sends. */
   direction?: Direction;
+  /**
+   * Give key bytes (KEY_AUTH, KEY_ENCRYPT) as views of `u8` rather than copies: for a
+   * caller that owns `u8`, never changes it, and copies what it keeps (the engine parses
+   * its own private copy of each request, and StoredKey copies). Default false: a parsed
+   * key never shares memory with the caller's buffer.
+   */
+  keyViews?: boolean;
 }
 
 /** Header-level checks that KLIPS's sendmsg makes before its parser runs. */
@@ -88,6 +95,7 @@ const NEEDS_SATYPE = byType([...PROTO_TYPES, SADB_ACQUIRE, SADB_REGISTER, SADB_E
 /** Parse and validate one whole message. Throws PfkeyError (with errno and offset) on refusal. */
 export function parseMessage(u8: Uint8Array, opts: ParseOptions = {}): PfkeyMessage {
   const dir: Direction = opts.direction ?? 'in';
+  const keyViews = opts.keyViews === true;
   const header = checkHeader(u8);
   const type = header.type;
   // An error reply echoes whatever satype the refused request had.
@@ -122,7 +130,7 @@ export function parseMessage(u8: Uint8Array, opts: ParseOptions = {}): PfkeyMess
       fail(ERRNO.EINVAL, `extension ${EXT_TYPE_NAMES[extType]} not permitted in ${MSG_TYPE_NAMES[type]} (${dir})`, { offset: off, exttype: extType });
     }
     const entry = EXT_TABLE[extType]!;
-    entry.set(msg, entry.codec.decode(u8, off, extLen, extType));
+    entry.set(msg, entry.codec.decode(u8, off, extLen, extType, keyViews));
     seen = (seen | bit) >>> 0;
     if (extType < lastType) ascending = false;
     lastType = extType;
