@@ -215,12 +215,31 @@ class DeadlineHeap {
 const POOL_MAX = 16384;
 class AddressPool {
   private readonly byText = new Map<string, Address>();
+  /** The last two results: an SA's source and destination usually match the previous SA's. */
+  private last0: Address | undefined;
+  private last1: Address | undefined;
   intern(a: Address): Address {
+    const l0 = this.last0;
+    if (l0 !== undefined && l0.addr === a.addr && AddressPool.same(l0, a)) return l0;
+    const l1 = this.last1;
+    if (l1 !== undefined && l1.addr === a.addr && AddressPool.same(l1, a)) {
+      this.last1 = l0;
+      this.last0 = l1;
+      return l1;
+    }
+    const shared = this.lookup(a);
+    this.last1 = l0;
+    this.last0 = shared;
+    return shared;
+  }
+  private static same(x: Address, a: Address): boolean {
+    return x.port === a.port && x.family === a.family && x.proto === a.proto && x.prefixlen === a.prefixlen &&
+      x.flowinfo === a.flowinfo && x.scopeId === a.scopeId;
+  }
+  private lookup(a: Address): Address {
     const hit = this.byText.get(a.addr);
     if (hit !== undefined) {
-      if (hit === a) return a;
-      if (hit.port === a.port && hit.family === a.family && hit.proto === a.proto && hit.prefixlen === a.prefixlen &&
-          hit.flowinfo === a.flowinfo && hit.scopeId === a.scopeId) return hit;
+      if (hit === a || AddressPool.same(hit, a)) return hit;
     } else if (this.byText.size >= POOL_MAX) this.byText.clear();
     const shared = Object.freeze({ ...a });
     this.byText.set(a.addr, shared);
@@ -238,7 +257,7 @@ const EMPTY = -1;
  * - `list`: the SAs in the order they were inserted (a removed SA leaves a hole, holes are
  *   squeezed out once they outnumber the SAs), with each one's insertion number in `seqs`;
  * - an open-addressing index (linear probing, at most half full) from the SPI to list
- *   positions, in two Int32Arrays; protocol and destination are compared on a hit, as
+ *   positions, as (SPI, position) pairs in one Int32Array; protocol and destination are compared on a hit, as
  *   Linux's byspi hash does. SPIs are hashed as int32 (Fibonacci hashing), so no key is
  *   ever a heap number, and SAs sharing an SPI simply take neighbouring slots.
  *
@@ -255,10 +274,17 @@ class SaTable {
   private nextSeq = 0;
   /** Bumped whenever list positions move (compaction). */
   private epoch = 0;
+  /** Index slots: slot i is [2i] the SPI as int32, [2i+1] the list position or EMPTY (one cache line per probe). */
+  private slots = SaTable.emptySlots(1024);
+  private capacity = 1024;
   private shift = 32 - 10;
   private mask = 1023;
-  private keys = new Int32Array(1024);
-  private pos = new Int32Array(1024).fill(EMPTY);
+
+  private static emptySlots(capacity: number): Int32Array {
+    const slots = new Int32Array(2 * capacity);
+    for (let i = 1; i < slots.length; i += 2) slots[i] = EMPTY;
+    return slots;
+  }
 
   get size(): number {
     return this.live;
@@ -270,13 +296,12 @@ class SaTable {
 
   find(proto: number, spi: number, dst: string): SA | undefined {
     const k = spi | 0;
-    const keys = this.keys;
-    const pos = this.pos;
+    const slots = this.slots;
     const mask = this.mask;
     for (let i = this.slotOf(k); ; i = (i + 1) & mask) {
-      const p = pos[i];
+      const p = slots[2 * i + 1];
       if (p === EMPTY) return undefined;
-      if (keys[i] === k) {
+      if (slots[2 * i] === k) {
         const sa = this.list[p]!;
         if (sa.said.proto === proto && sa.said.dst === dst) return sa;
       }
@@ -286,60 +311,62 @@ class SaTable {
   /** The index slot holding `sa`'s list position, or -1. */
   private slotHolding(sa: SA): number {
     const k = sa.said.spi | 0;
+    const slots = this.slots;
     const mask = this.mask;
     for (let i = this.slotOf(k); ; i = (i + 1) & mask) {
-      const p = this.pos[i];
+      const p = slots[2 * i + 1];
       if (p === EMPTY) return -1;
-      if (this.keys[i] === k && this.list[p] === sa) return i;
+      if (slots[2 * i] === k && this.list[p] === sa) return i;
     }
   }
 
   private index(spi: number, p: number): void {
     const k = spi | 0;
+    const slots = this.slots;
     const mask = this.mask;
     let i = this.slotOf(k);
-    while (this.pos[i] !== EMPTY) i = (i + 1) & mask;
-    this.keys[i] = k;
-    this.pos[i] = p;
+    while (slots[2 * i + 1] !== EMPTY) i = (i + 1) & mask;
+    slots[2 * i] = k;
+    slots[2 * i + 1] = p;
   }
 
   /** Empty slot i, shifting later entries of its probe run back (no tombstones). */
   private unindex(i: number): void {
+    const slots = this.slots;
     const mask = this.mask;
     let j = i;
     for (;;) {
       j = (j + 1) & mask;
-      if (this.pos[j] === EMPTY) break;
-      const home = this.slotOf(this.keys[j]);
+      if (slots[2 * j + 1] === EMPTY) break;
+      const home = this.slotOf(slots[2 * j]);
       // Move j into the hole at i unless its home lies cyclically in (i, j].
       if (i <= j ? home <= i || home > j : home <= i && home > j) {
-        this.keys[i] = this.keys[j];
-        this.pos[i] = this.pos[j];
+        slots[2 * i] = slots[2 * j];
+        slots[2 * i + 1] = slots[2 * j + 1];
         i = j;
       }
     }
-    this.pos[i] = EMPTY;
+    slots[2 * i + 1] = EMPTY;
   }
 
-  /** Rebuild the index for `capacity` slots (a power of two) from the list. */
-  private reindex(capacity: number): void {
+  /**
+   * Index for `capacity` slots (a power of two), rebuilt from the old slots: positions
+   * mapped through `moved` when given (compaction), else kept (growth).
+   */
+  private reindex(capacity: number, moved?: Int32Array): void {
+    const old = this.slots;
+    this.capacity = capacity;
     this.shift = 32 - Math.log2(capacity);
     this.mask = capacity - 1;
-    this.keys = new Int32Array(capacity);
-    this.pos = new Int32Array(capacity).fill(EMPTY);
-    for (let p = 0; p < this.len; p++) {
-      const sa = this.list[p];
-      if (sa !== undefined) this.index(sa.said.spi, p);
+    this.slots = SaTable.emptySlots(capacity);
+    for (let i = 1; i < old.length; i += 2) {
+      const p = old[i];
+      if (p !== EMPTY) this.index(old[i - 1], moved ? moved[p] : p);
     }
   }
 
   add(sa: SA): void {
-    if (2 * (this.live + 1) > this.pos.length) {
-      this.live++;
-      this.append(sa);
-      this.reindex(this.pos.length * 2);
-      return;
-    }
+    if (2 * (this.live + 1) > this.capacity) this.reindex(this.capacity * 2);
     this.live++;
     this.index(sa.said.spi, this.append(sa));
   }
@@ -360,9 +387,9 @@ class SaTable {
   swap(old: SA, sa: SA): boolean {
     const i = this.slotHolding(old);
     if (i < 0) return false;
-    const p = this.pos[i];
+    const p = this.slots[2 * i + 1];
     this.list[p] = sa;
-    if ((sa.said.spi | 0) !== this.keys[i]) {
+    if ((sa.said.spi | 0) !== this.slots[2 * i]) {
       this.unindex(i);
       this.index(sa.said.spi, p);
     }
@@ -372,7 +399,7 @@ class SaTable {
   remove(sa: SA): boolean {
     const i = this.slotHolding(sa);
     if (i < 0) return false;
-    this.list[this.pos[i]] = undefined;
+    this.list[this.slots[2 * i + 1]] = undefined;
     this.unindex(i);
     this.live--;
     const holes = this.len - this.live;
@@ -385,25 +412,29 @@ class SaTable {
     this.seqs = new Float64Array(1024);
     this.len = this.live = 0;
     this.epoch++;
-    this.reindex(1024);
+    this.slots = SaTable.emptySlots(1024);
+    this.capacity = 1024;
+    this.shift = 32 - 10;
+    this.mask = 1023;
   }
 
   /** Squeeze out the holes (order kept) and shrink the index to fit. */
   private compact(): void {
+    const moved = new Int32Array(this.len);
     let j = 0;
     for (let p = 0; p < this.len; p++) {
       const sa = this.list[p];
       if (sa === undefined) continue;
       this.list[j] = sa;
       this.seqs[j] = this.seqs[p];
-      j++;
+      moved[p] = j++;
     }
     this.list.length = j;
     this.len = j;
     this.epoch++;
     let capacity = 1024;
     while (capacity < 2 * j) capacity *= 2;
-    this.reindex(capacity);
+    this.reindex(capacity, moved);
   }
 
   /** The first list position whose insertion number is above `seq`. */
@@ -441,12 +472,13 @@ class SaTable {
 export class Sadb {
   private readonly table = new SaTable();
   private readonly deadlines = new DeadlineHeap();
-  private readonly perType = new Map<number, number>();
+  /** SAs per SA type (a byte on the wire). */
+  private perType: number[] = new Array<number>(256).fill(0);
   private readonly addresses = new AddressPool();
 
   /** How many SAs of one SA type (0: all) the table holds. */
   count(satype = 0): number {
-    return satype === 0 ? this.table.size : this.perType.get(satype) ?? 0;
+    return satype === 0 ? this.table.size : this.perType[satype] ?? 0;
   }
 
   get size(): number {
@@ -475,7 +507,7 @@ export class Sadb {
   insert(sa: SA): void {
     this.share(sa);
     this.table.add(sa);
-    this.perType.set(sa.satype, this.count(sa.satype) + 1);
+    this.perType[sa.satype] = this.count(sa.satype) + 1;
     this.schedule(sa);
   }
 
@@ -490,7 +522,7 @@ export class Sadb {
     this.share(sa);
     if (!this.table.swap(old, sa)) {
       this.table.add(sa);
-      this.perType.set(sa.satype, this.count(sa.satype) + 1);
+      this.perType[sa.satype] = this.count(sa.satype) + 1;
     }
     this.schedule(sa);
   }
@@ -504,7 +536,7 @@ export class Sadb {
   /** Remove one SA, unlinking it from its group. */
   remove(sa: SA): boolean {
     if (!this.table.remove(sa)) return false;
-    this.perType.set(sa.satype, this.count(sa.satype) - 1);
+    this.perType[sa.satype] = this.count(sa.satype) - 1;
     if (sa.prev) sa.prev.next = sa.next;
     if (sa.next) sa.next.prev = sa.prev;
     sa.next = sa.prev = undefined;
@@ -518,7 +550,7 @@ export class Sadb {
     for (const sa of this.values()) if (satype === 0 || sa.satype === satype) gone.push(sa);
     if (gone.length === this.size) {
       this.table.clear();
-      this.perType.clear();
+      this.perType = new Array<number>(256).fill(0);
       this.deadlines.clear();
       for (const sa of gone) { sa.next = sa.prev = undefined; sa.gen = -1; }
     } else {
