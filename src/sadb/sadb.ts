@@ -114,8 +114,13 @@ const latin1 = typeof latin1Slice === 'function'
  */
 export class StoredKey {
   private readonly data: string;
-  constructor(readonly bits: number, bytes: Uint8Array) {
-    this.data = latin1(bytes);
+  /** `bytes` as an array, or already as a one-byte string (one character per byte). */
+  constructor(readonly bits: number, bytes: Uint8Array | string) {
+    this.data = typeof bytes === 'string' ? bytes : latin1(bytes);
+  }
+  /** The bytes as a one-byte string. */
+  text(): string {
+    return this.data;
   }
   key(): Uint8Array {
     const out = new Uint8Array(this.data.length);
@@ -126,6 +131,188 @@ export class StoredKey {
   toKey(): Key {
     return { bits: this.bits, key: this.key() };
   }
+}
+
+/** What newSA makes an SA from: the SA's fields, with keys as parsed and the counters' start. */
+export interface SaInit {
+  said: Said;
+  satype: number;
+  state: number;
+  replay: number;
+  auth: number;
+  encrypt: number;
+  flags: number;
+  src: Address;
+  dst: Address;
+  proxy?: Address;
+  /** Copied: the bytes may be a view of a message. */
+  keyAuth?: Key;
+  keyEncrypt?: Key;
+  identSrc?: Ident;
+  identDst?: Ident;
+  natT?: SA['natT'];
+  plumbif?: number;
+  saref?: { me: number; him: number };
+  ref?: number;
+  soft: Readonly<Limits>;
+  hard: Readonly<Limits>;
+  /** Counters carried over (UPDATE); without them the SA starts from zero, added at `addtime`. */
+  current?: Limits;
+  addtime: number;
+  used: boolean;
+  pid: number;
+  seq: number;
+}
+
+/** Scratch for joining an SA's two keys before one latin1 conversion. */
+let keyScratch = new Uint8Array(256);
+
+/**
+ * An SA in fewer objects than the plain-object form, with the same fields to its users:
+ *
+ * - both keys in one one-byte string; `keyAuth` / `keyEncrypt` give a StoredKey made on
+ *   each read (StoredKeys are immutable; only identity differs between reads);
+ * - no counters object until something reads `current` (GET, DUMP, views, traffic, an
+ *   eroute binding): until then the counters are zero but for addtime, kept inline, and
+ *   the table's lifetime checks read them without creating the object (currentOf).
+ *
+ * So an ESP SA is this object, its SAID and one string, where the plain form also holds a
+ * counters object, two StoredKeys and two strings.
+ */
+class SaRecord implements SA {
+  said: Said;
+  satype: number;
+  state: number;
+  replay: number;
+  auth: number;
+  encrypt: number;
+  flags: number;
+  src: Address;
+  dst: Address;
+  proxy: Address | undefined;
+  identSrc: Ident | undefined;
+  identDst: Ident | undefined;
+  natT: SA['natT'];
+  plumbif: number | undefined;
+  saref: { me: number; him: number } | undefined;
+  ref: number | undefined;
+  inbound: InboundPolicy | undefined;
+  soft: Readonly<Limits>;
+  hard: Readonly<Limits>;
+  used: boolean;
+  softSent: boolean;
+  next: SA | undefined;
+  prev: SA | undefined;
+  pid: number;
+  seq: number;
+  gen: number;
+  /** The auth key's bytes then the encryption key's, one character per byte. */
+  private keyText: string;
+  /** Bit counts, -1 for an absent key, and where the encryption key starts in keyText. */
+  private authBits: number;
+  private encryptBits: number;
+  private split: number;
+  /** The counters once created; until then all zero but addtime. */
+  private counters: Limits | undefined;
+  private readonly addtime: number;
+
+  constructor(i: SaInit) {
+    this.said = i.said;
+    this.satype = i.satype;
+    this.state = i.state;
+    this.replay = i.replay;
+    this.auth = i.auth;
+    this.encrypt = i.encrypt;
+    this.flags = i.flags;
+    this.src = i.src;
+    this.dst = i.dst;
+    this.proxy = i.proxy;
+    this.identSrc = i.identSrc;
+    this.identDst = i.identDst;
+    this.natT = i.natT;
+    this.plumbif = i.plumbif;
+    this.saref = i.saref;
+    this.ref = i.ref;
+    this.inbound = undefined;
+    this.soft = i.soft;
+    this.hard = i.hard;
+    this.used = i.used;
+    this.softSent = false;
+    this.next = undefined;
+    this.prev = undefined;
+    this.pid = i.pid;
+    this.seq = i.seq;
+    this.gen = 0;
+    const ka = i.keyAuth;
+    const ke = i.keyEncrypt;
+    this.authBits = ka ? ka.bits : -1;
+    this.encryptBits = ke ? ke.bits : -1;
+    this.split = ka ? ka.key.length : 0;
+    this.keyText = ka || ke ? joinKeys(ka?.key, ke?.key) : '';
+    this.counters = i.current;
+    this.addtime = i.current ? i.current.addtime : i.addtime;
+  }
+
+  get keyAuth(): StoredKey | undefined {
+    return this.authBits < 0 ? undefined : new StoredKey(this.authBits, this.keyText.substring(0, this.split));
+  }
+
+  set keyAuth(k: StoredKey | undefined) {
+    const auth = k ? k.text() : '';
+    this.keyText = auth + this.keyText.substring(this.split);
+    this.split = auth.length;
+    this.authBits = k ? k.bits : -1;
+  }
+
+  get keyEncrypt(): StoredKey | undefined {
+    return this.encryptBits < 0 ? undefined : new StoredKey(this.encryptBits, this.keyText.substring(this.split));
+  }
+
+  set keyEncrypt(k: StoredKey | undefined) {
+    this.keyText = this.keyText.substring(0, this.split) + (k ? k.text() : '');
+    this.encryptBits = k ? k.bits : -1;
+  }
+
+  get current(): Limits {
+    return (this.counters ??= { allocations: 0, bytes: 0, addtime: this.addtime, usetime: 0, packets: 0 });
+  }
+
+  set current(c: Limits) {
+    this.counters = c;
+  }
+
+  /** The counters without creating them: the live object, or a fresh all-but-addtime-zero one. */
+  peekCurrent(): Limits {
+    return this.counters ?? { allocations: 0, bytes: 0, addtime: this.addtime, usetime: 0, packets: 0 };
+  }
+}
+
+/** Both keys' bytes (either may be absent) as one one-byte string, with one conversion. */
+function joinKeys(a: Uint8Array | undefined, b: Uint8Array | undefined): string {
+  const na = a ? a.length : 0;
+  const n = na + (b ? b.length : 0);
+  if (n > keyScratch.length) keyScratch = new Uint8Array(Math.max(n, 2 * keyScratch.length));
+  const k = keyScratch;
+  if (a) for (let i = 0; i < na; i++) k[i] = a[i];
+  if (b) for (let i = 0; i < b.length; i++) k[na + i] = b[i];
+  return latin1Slice !== undefined ? latin1Slice.call(k, 0, n) : latin1(k.subarray(0, n));
+}
+
+/**
+ * An SA in its compact form (see SaRecord): it holds the same fields as a plain SA object,
+ * in fewer objects. The keys are copied.
+ */
+export function newSA(init: SaInit): SA {
+  return new SaRecord(init);
+}
+
+/**
+ * An SA's counters for reading, without making a compact SA create its counters object:
+ * the returned object is the SA's own only if it already has one, so change counters
+ * through `sa.current`, never through this.
+ */
+export function currentOf(sa: SA): Readonly<Limits> {
+  return sa instanceof SaRecord ? sa.peekCurrent() : sa.current;
 }
 
 /**
@@ -248,6 +435,15 @@ class AddressPool {
 }
 
 export type ExpiryKind = 'soft' | 'hard';
+
+/** Whether counters `c` have reached any of the limits `l` at `now`. */
+function over(l: Readonly<Limits>, c: Readonly<Limits>, used: boolean, now: number): boolean {
+  return (l.allocations > 0 && c.allocations >= l.allocations) ||
+    (l.bytes > 0 && c.bytes >= l.bytes) ||
+    (l.packets > 0 && c.packets >= l.packets) ||
+    (l.addtime > 0 && now >= c.addtime + l.addtime) ||
+    (l.usetime > 0 && used && now >= c.usetime + l.usetime);
+}
 
 const EMPTY = -1;
 
@@ -630,29 +826,23 @@ export class Sadb {
   }
 
   private schedule(sa: SA): void {
-    const add = sa.current.addtime;
+    const add = currentOf(sa).addtime;
     if (sa.soft.addtime > 0) this.deadline(add + sa.soft.addtime, sa);
     if (sa.hard.addtime > 0) this.deadline(add + sa.hard.addtime, sa);
     if (sa.used) this.scheduleUse(sa);
   }
 
   private scheduleUse(sa: SA): void {
-    const use = sa.current.usetime;
+    const use = currentOf(sa).usetime;
     if (sa.soft.usetime > 0) this.deadline(use + sa.soft.usetime, sa);
     if (sa.hard.usetime > 0) this.deadline(use + sa.hard.usetime, sa);
   }
 
   /** Which limit (if any) the SA has reached now: hard wins over soft; soft reported once. */
   reached(sa: SA, now: number): ExpiryKind | undefined {
-    const c = sa.current;
-    const over = (l: Limits) =>
-      (l.allocations > 0 && c.allocations >= l.allocations) ||
-      (l.bytes > 0 && c.bytes >= l.bytes) ||
-      (l.packets > 0 && c.packets >= l.packets) ||
-      (l.addtime > 0 && now >= c.addtime + l.addtime) ||
-      (l.usetime > 0 && sa.used && now >= c.usetime + l.usetime);
-    if (over(sa.hard)) return 'hard';
-    if (!sa.softSent && over(sa.soft)) return 'soft';
+    const c = currentOf(sa);
+    if (over(sa.hard, c, sa.used, now)) return 'hard';
+    if (!sa.softSent && over(sa.soft, c, sa.used, now)) return 'soft';
     return undefined;
   }
 
