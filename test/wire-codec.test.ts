@@ -791,6 +791,24 @@ describe('codec bugs found by these tests (fixed; kept as regressions)', () => {
       assert.equal(hex(m.keyAuth!.key), '0102030405060708090a0b0c0d0e0f1011121314');
     });
 
+  test('parseMessage(u8, { keyViews: true }): key bytes are views of the input, nothing else changes', () => {
+      const KA = '0400 0800 a000 0000 0102030405060708090a0b0c0d0e0f1011121314 00000000';
+      const KE = '0300 0900 8000 0000 a1a2a3a4a5a6a7a8a9aaabacadaeafb0';
+      const whole = Buffer.from(`ffff${msgHex(3, 3, [SA16, SRC4, DST4, KA, KE])}`, 'hex');
+      const u8 = new Uint8Array(whole.buffer, whole.byteOffset + 2, whole.length - 2);
+      const copied = parseMessage(u8);
+      const viewed = parseMessage(u8, { keyViews: true });
+      assert.deepEqual({ ...viewed, keyAuth: undefined, keyEncrypt: undefined }, { ...copied, keyAuth: undefined, keyEncrypt: undefined });
+      for (const f of ['keyAuth', 'keyEncrypt'] as const) {
+        assert.equal(viewed[f]!.bits, copied[f]!.bits);
+        assert.equal(hex(viewed[f]!.key), hex(copied[f]!.key));
+        assert.equal(viewed[f]!.key.buffer, u8.buffer, `${f} is a view`);
+      }
+      u8.fill(0xee);
+      assert.equal(hex(viewed.keyAuth!.key), 'ee'.repeat(20));
+      assert.equal(hex(copied.keyAuth!.key), '0102030405060708090a0b0c0d0e0f1011121314');
+    });
+
   test('buildMessage: a message longer than 65535 units is refused, never wrapped', () => {
       const big = { header: { type: 3, satype: 3 }, kmprivate: { data: new Uint8Array(524288) } };
       let out: Uint8Array | undefined;

@@ -10,7 +10,7 @@ import {
   AF_INET6, SATYPE_TO_PROTO, IPPROTO_AH, IPPROTO_ESP, IPPROTO_COMP, IPSEC_SAREF_NULL,
   type Address, type Lifetime, type MessageInput, type Sa,
 } from '../wire/index.js';
-import { NO_LIMITS, type Limits, type SA } from '../sadb/sadb.js';
+import { NO_LIMITS, currentOf, type Limits, type SA } from '../sadb/sadb.js';
 import type { Said } from '../sadb/said.js';
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
@@ -98,7 +98,7 @@ export interface SaExtOptions {
  */
 export function saMessage(header: MessageInput['header'], sa: SA, o: SaExtOptions = {}): MessageInput {
   const e: MessageInput = { header, sa: saExtOf(sa) };
-  if (o.current) e.lifetimeCurrent = lifetimeOf(sa.current);
+  if (o.current) e.lifetimeCurrent = lifetimeOf(currentOf(sa));
   if (o.limits) {
     if (hasLimit(sa.hard)) e.lifetimeHard = lifetimeOf(sa.hard);
     if (hasLimit(sa.soft)) e.lifetimeSoft = lifetimeOf(sa.soft);

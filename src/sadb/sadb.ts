@@ -44,6 +44,7 @@ export interface SA {
   auth: number;
   encrypt: number;
   flags: number;
+  /** Once inserted, shared with other SAs that have the same peer, and frozen: replace it, never change it. */
   src: Address;
   dst: Address;
   proxy?: Address;
@@ -104,14 +105,31 @@ export function sharedLimits(l: Limits): Readonly<Limits> {
 }
 
 /**
+ * Bytes as a one-byte (latin1) string. Node's Buffer.prototype.latin1Slice accepts any
+ * Uint8Array (a view included) and is several times faster than String.fromCharCode.apply
+ * for key-sized inputs; the latter stays as the fallback.
+ */
+type Latin1Slice = (this: Uint8Array, start: number, end: number) => string;
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice?: Latin1Slice }).latin1Slice;
+const latin1 = typeof latin1Slice === 'function'
+  ? (b: Uint8Array): string => latin1Slice.call(b, 0, b.length)
+  : (b: Uint8Array): string => String.fromCharCode.apply(null, b as unknown as number[]);
+
+/**
  * Key material held by an SA: the bits, and the bytes as a one-byte string, which costs a
  * fraction of a typed array per SA (about 0.4 KiB less for an ESP SA's two keys).
- * `key()` gives the bytes back as a fresh copy.
+ * `key()` gives the bytes back as a fresh copy. The constructor copies: `bytes` may be a
+ * view of a message.
  */
 export class StoredKey {
   private readonly data: string;
-  constructor(readonly bits: number, bytes: Uint8Array) {
-    this.data = String.fromCharCode.apply(null, bytes as unknown as number[]);
+  /** `bytes` as an array, or already as a one-byte string (one character per byte). */
+  constructor(readonly bits: number, bytes: Uint8Array | string) {
+    this.data = typeof bytes === 'string' ? bytes : latin1(bytes);
+  }
+  /** The bytes as a one-byte string. */
+  text(): string {
+    return this.data;
   }
   key(): Uint8Array {
     const out = new Uint8Array(this.data.length);
@@ -122,6 +140,191 @@ export class StoredKey {
   toKey(): Key {
     return { bits: this.bits, key: this.key() };
   }
+}
+
+/** What newSA makes an SA from: the SA's fields, with keys as parsed and the counters' start. */
+export interface SaInit {
+  said: Said;
+  satype: number;
+  state: number;
+  replay: number;
+  auth: number;
+  encrypt: number;
+  flags: number;
+  src: Address;
+  dst: Address;
+  proxy?: Address;
+  /** Copied: the bytes may be a view of a message. */
+  keyAuth?: Key;
+  keyEncrypt?: Key;
+  identSrc?: Ident;
+  identDst?: Ident;
+  natT?: SA['natT'];
+  plumbif?: number;
+  ref: number;
+  refhim: number;
+  dir: 'in' | 'out';
+  soft: Readonly<Limits>;
+  hard: Readonly<Limits>;
+  /** Counters carried over (UPDATE); without them the SA starts from zero, added at `addtime`. */
+  current?: Limits;
+  addtime: number;
+  used: boolean;
+  pid: number;
+  seq: number;
+}
+
+/** Scratch for joining an SA's two keys before one latin1 conversion. */
+let keyScratch = new Uint8Array(256);
+
+/**
+ * An SA in fewer objects than the plain-object form, with the same fields to its users:
+ *
+ * - both keys in one one-byte string; `keyAuth` / `keyEncrypt` give a StoredKey made on
+ *   each read (StoredKeys are immutable; only identity differs between reads);
+ * - no counters object until something reads `current` (GET, DUMP, views, traffic, an
+ *   eroute binding): until then the counters are zero but for addtime, kept inline, and
+ *   the table's lifetime checks read them without creating the object (currentOf).
+ *
+ * So an ESP SA is this object, its SAID and one string, where the plain form also holds a
+ * counters object, two StoredKeys and two strings.
+ */
+class SaRecord implements SA {
+  said: Said;
+  satype: number;
+  state: number;
+  replay: number;
+  auth: number;
+  encrypt: number;
+  flags: number;
+  src: Address;
+  dst: Address;
+  proxy: Address | undefined;
+  identSrc: Ident | undefined;
+  identDst: Ident | undefined;
+  natT: SA['natT'];
+  plumbif: number | undefined;
+  ref: number;
+  refhim: number;
+  dir: 'in' | 'out';
+  inbound: InboundPolicy | undefined;
+  soft: Readonly<Limits>;
+  hard: Readonly<Limits>;
+  used: boolean;
+  softSent: boolean;
+  next: SA | undefined;
+  prev: SA | undefined;
+  pid: number;
+  seq: number;
+  gen: number;
+  /** The auth key's bytes then the encryption key's, one character per byte. */
+  private keyText: string;
+  /** Bit counts, -1 for an absent key, and where the encryption key starts in keyText. */
+  private authBits: number;
+  private encryptBits: number;
+  private split: number;
+  /** The counters once created; until then all zero but addtime. */
+  private counters: Limits | undefined;
+  private readonly addtime: number;
+
+  constructor(i: SaInit) {
+    this.said = i.said;
+    this.satype = i.satype;
+    this.state = i.state;
+    this.replay = i.replay;
+    this.auth = i.auth;
+    this.encrypt = i.encrypt;
+    this.flags = i.flags;
+    this.src = i.src;
+    this.dst = i.dst;
+    this.proxy = i.proxy;
+    this.identSrc = i.identSrc;
+    this.identDst = i.identDst;
+    this.natT = i.natT;
+    this.plumbif = i.plumbif;
+    this.ref = i.ref;
+    this.refhim = i.refhim;
+    this.dir = i.dir;
+    this.inbound = undefined;
+    this.soft = i.soft;
+    this.hard = i.hard;
+    this.used = i.used;
+    this.softSent = false;
+    this.next = undefined;
+    this.prev = undefined;
+    this.pid = i.pid;
+    this.seq = i.seq;
+    this.gen = 0;
+    const ka = i.keyAuth;
+    const ke = i.keyEncrypt;
+    this.authBits = ka ? ka.bits : -1;
+    this.encryptBits = ke ? ke.bits : -1;
+    this.split = ka ? ka.key.length : 0;
+    this.keyText = ka || ke ? joinKeys(ka?.key, ke?.key) : '';
+    this.counters = i.current;
+    this.addtime = i.current ? i.current.addtime : i.addtime;
+  }
+
+  get keyAuth(): StoredKey | undefined {
+    return this.authBits < 0 ? undefined : new StoredKey(this.authBits, this.keyText.substring(0, this.split));
+  }
+
+  set keyAuth(k: StoredKey | undefined) {
+    const auth = k ? k.text() : '';
+    this.keyText = auth + this.keyText.substring(this.split);
+    this.split = auth.length;
+    this.authBits = k ? k.bits : -1;
+  }
+
+  get keyEncrypt(): StoredKey | undefined {
+    return this.encryptBits < 0 ? undefined : new StoredKey(this.encryptBits, this.keyText.substring(this.split));
+  }
+
+  set keyEncrypt(k: StoredKey | undefined) {
+    this.keyText = this.keyText.substring(0, this.split) + (k ? k.text() : '');
+    this.encryptBits = k ? k.bits : -1;
+  }
+
+  get current(): Limits {
+    return (this.counters ??= { allocations: 0, bytes: 0, addtime: this.addtime, usetime: 0, packets: 0 });
+  }
+
+  set current(c: Limits) {
+    this.counters = c;
+  }
+
+  /** The counters without creating them: the live object, or a fresh all-but-addtime-zero one. */
+  peekCurrent(): Limits {
+    return this.counters ?? { allocations: 0, bytes: 0, addtime: this.addtime, usetime: 0, packets: 0 };
+  }
+}
+
+/** Both keys' bytes (either may be absent) as one one-byte string, with one conversion. */
+function joinKeys(a: Uint8Array | undefined, b: Uint8Array | undefined): string {
+  const na = a ? a.length : 0;
+  const n = na + (b ? b.length : 0);
+  if (n > keyScratch.length) keyScratch = new Uint8Array(Math.max(n, 2 * keyScratch.length));
+  const k = keyScratch;
+  if (a) for (let i = 0; i < na; i++) k[i] = a[i];
+  if (b) for (let i = 0; i < b.length; i++) k[na + i] = b[i];
+  return latin1Slice !== undefined ? latin1Slice.call(k, 0, n) : latin1(k.subarray(0, n));
+}
+
+/**
+ * An SA in its compact form (see SaRecord): it holds the same fields as a plain SA object,
+ * in fewer objects. The keys are copied.
+ */
+export function newSA(init: SaInit): SA {
+  return new SaRecord(init);
+}
+
+/**
+ * An SA's counters for reading, without making a compact SA create its counters object:
+ * the returned object is the SA's own only if it already has one, so change counters
+ * through `sa.current`, never through this.
+ */
+export function currentOf(sa: SA): Readonly<Limits> {
+  return sa instanceof SaRecord ? sa.peekCurrent() : sa.current;
 }
 
 /**
@@ -202,31 +405,294 @@ class DeadlineHeap {
   }
 }
 
+/**
+ * Equal addresses shared between SAs: an SA's source and destination are the peers', and
+ * many SAs have the same peers, so one frozen copy per distinct address (by its text, the
+ * latest variant of port/protocol kept) saves two objects per SA. Frozen because several
+ * SAs hold each one: an address is replaced, never changed in place.
+ */
+const POOL_MAX = 16384;
+class AddressPool {
+  private readonly byText = new Map<string, Address>();
+  /** The last two results: an SA's source and destination usually match the previous SA's. */
+  private last0: Address | undefined;
+  private last1: Address | undefined;
+  intern(a: Address): Address {
+    const l0 = this.last0;
+    if (l0 !== undefined && l0.addr === a.addr && AddressPool.same(l0, a)) return l0;
+    const l1 = this.last1;
+    if (l1 !== undefined && l1.addr === a.addr && AddressPool.same(l1, a)) {
+      this.last1 = l0;
+      this.last0 = l1;
+      return l1;
+    }
+    const shared = this.lookup(a);
+    this.last1 = l0;
+    this.last0 = shared;
+    return shared;
+  }
+  private static same(x: Address, a: Address): boolean {
+    return x.port === a.port && x.family === a.family && x.proto === a.proto && x.prefixlen === a.prefixlen &&
+      x.flowinfo === a.flowinfo && x.scopeId === a.scopeId;
+  }
+  private lookup(a: Address): Address {
+    const hit = this.byText.get(a.addr);
+    if (hit !== undefined) {
+      if (hit === a || AddressPool.same(hit, a)) return hit;
+    } else if (this.byText.size >= POOL_MAX) this.byText.clear();
+    const shared = Object.freeze({ ...a });
+    this.byText.set(a.addr, shared);
+    return shared;
+  }
+}
+
 export type ExpiryKind = 'soft' | 'hard';
 
-/** The numeric half of an SAID: protocol and SPI in one exact integer (< 2^40). */
-const spiKey = (proto: number, spi: number): number => proto * 4294967296 + spi;
+/** Whether counters `c` have reached any of the limits `l` at `now`. */
+function over(l: Readonly<Limits>, c: Readonly<Limits>, used: boolean, now: number): boolean {
+  return (l.allocations > 0 && c.allocations >= l.allocations) ||
+    (l.bytes > 0 && c.bytes >= l.bytes) ||
+    (l.packets > 0 && c.packets >= l.packets) ||
+    (l.addtime > 0 && now >= c.addtime + l.addtime) ||
+    (l.usetime > 0 && used && now >= c.usetime + l.usetime);
+}
+
+const EMPTY = -1;
+
+/**
+ * The SAs by SAID, in insertion order. Two parts, neither with an object per SA:
+ *
+ * - `list`: the SAs in the order they were inserted (a removed SA leaves a hole, holes are
+ *   squeezed out once they outnumber the SAs), with each one's insertion number in `seqs`;
+ * - an open-addressing index (linear probing, at most half full) from the SPI to list
+ *   positions, as (SPI, position) pairs in one Int32Array; protocol and destination are compared on a hit, as
+ *   Linux's byspi hash does. SPIs are hashed as int32 (Fibonacci hashing), so no key is
+ *   ever a heap number, and SAs sharing an SPI simply take neighbouring slots.
+ *
+ * Iteration follows `list`, so SAs come out in insertion order, and an iterator survives
+ * anything done to the table between two steps: it resumes after the insertion number it
+ * last yielded, wherever compaction moved the SAs.
+ */
+class SaTable {
+  private list: Array<SA | undefined> = [];
+  private seqs = new Float64Array(1024);
+  /** Used length of list/seqs (holes included). */
+  private len = 0;
+  private live = 0;
+  private nextSeq = 0;
+  /** Bumped whenever list positions move (compaction). */
+  private epoch = 0;
+  /** Index slots: slot i is [2i] the SPI as int32, [2i+1] the list position or EMPTY (one cache line per probe). */
+  private slots = SaTable.emptySlots(1024);
+  private capacity = 1024;
+  private shift = 32 - 10;
+  private mask = 1023;
+
+  private static emptySlots(capacity: number): Int32Array {
+    const slots = new Int32Array(2 * capacity);
+    for (let i = 1; i < slots.length; i += 2) slots[i] = EMPTY;
+    return slots;
+  }
+
+  get size(): number {
+    return this.live;
+  }
+
+  private slotOf(spi: number): number {
+    return Math.imul(spi, 0x9e3779b1) >>> this.shift;
+  }
+
+  find(proto: number, spi: number, dst: string): SA | undefined {
+    const k = spi | 0;
+    const slots = this.slots;
+    const mask = this.mask;
+    for (let i = this.slotOf(k); ; i = (i + 1) & mask) {
+      const p = slots[2 * i + 1];
+      if (p === EMPTY) return undefined;
+      if (slots[2 * i] === k) {
+        const sa = this.list[p]!;
+        if (sa.said.proto === proto && sa.said.dst === dst) return sa;
+      }
+    }
+  }
+
+  /** The index slot holding `sa`'s list position, or -1. */
+  private slotHolding(sa: SA): number {
+    const k = sa.said.spi | 0;
+    const slots = this.slots;
+    const mask = this.mask;
+    for (let i = this.slotOf(k); ; i = (i + 1) & mask) {
+      const p = slots[2 * i + 1];
+      if (p === EMPTY) return -1;
+      if (slots[2 * i] === k && this.list[p] === sa) return i;
+    }
+  }
+
+  private index(spi: number, p: number): void {
+    const k = spi | 0;
+    const slots = this.slots;
+    const mask = this.mask;
+    let i = this.slotOf(k);
+    while (slots[2 * i + 1] !== EMPTY) i = (i + 1) & mask;
+    slots[2 * i] = k;
+    slots[2 * i + 1] = p;
+  }
+
+  /** Empty slot i, shifting later entries of its probe run back (no tombstones). */
+  private unindex(i: number): void {
+    const slots = this.slots;
+    const mask = this.mask;
+    let j = i;
+    for (;;) {
+      j = (j + 1) & mask;
+      if (slots[2 * j + 1] === EMPTY) break;
+      const home = this.slotOf(slots[2 * j]);
+      // Move j into the hole at i unless its home lies cyclically in (i, j].
+      if (i <= j ? home <= i || home > j : home <= i && home > j) {
+        slots[2 * i] = slots[2 * j];
+        slots[2 * i + 1] = slots[2 * j + 1];
+        i = j;
+      }
+    }
+    slots[2 * i + 1] = EMPTY;
+  }
+
+  /**
+   * Index for `capacity` slots (a power of two), rebuilt from the old slots: positions
+   * mapped through `moved` when given (compaction), else kept (growth).
+   */
+  private reindex(capacity: number, moved?: Int32Array): void {
+    const old = this.slots;
+    this.capacity = capacity;
+    this.shift = 32 - Math.log2(capacity);
+    this.mask = capacity - 1;
+    this.slots = SaTable.emptySlots(capacity);
+    for (let i = 1; i < old.length; i += 2) {
+      const p = old[i];
+      if (p !== EMPTY) this.index(old[i - 1], moved ? moved[p] : p);
+    }
+  }
+
+  add(sa: SA): void {
+    if (2 * (this.live + 1) > this.capacity) this.reindex(this.capacity * 2);
+    this.live++;
+    this.index(sa.said.spi, this.append(sa));
+  }
+
+  private append(sa: SA): number {
+    const p = this.len++;
+    if (p === this.seqs.length) {
+      const seqs = new Float64Array(2 * p);
+      seqs.set(this.seqs);
+      this.seqs = seqs;
+    }
+    this.list[p] = sa;
+    this.seqs[p] = this.nextSeq++;
+    return p;
+  }
+
+  /** Put `sa` where `old` (same SAID) is, keeping its place in the order; false if old is absent. */
+  swap(old: SA, sa: SA): boolean {
+    const i = this.slotHolding(old);
+    if (i < 0) return false;
+    const p = this.slots[2 * i + 1];
+    this.list[p] = sa;
+    if ((sa.said.spi | 0) !== this.slots[2 * i]) {
+      this.unindex(i);
+      this.index(sa.said.spi, p);
+    }
+    return true;
+  }
+
+  remove(sa: SA): boolean {
+    const i = this.slotHolding(sa);
+    if (i < 0) return false;
+    this.list[this.slots[2 * i + 1]] = undefined;
+    this.unindex(i);
+    this.live--;
+    const holes = this.len - this.live;
+    if (holes > 1024 && holes > this.live) this.compact();
+    return true;
+  }
+
+  clear(): void {
+    this.list = [];
+    this.seqs = new Float64Array(1024);
+    this.len = this.live = 0;
+    this.epoch++;
+    this.slots = SaTable.emptySlots(1024);
+    this.capacity = 1024;
+    this.shift = 32 - 10;
+    this.mask = 1023;
+  }
+
+  /** Squeeze out the holes (order kept) and shrink the index to fit. */
+  private compact(): void {
+    const moved = new Int32Array(this.len);
+    let j = 0;
+    for (let p = 0; p < this.len; p++) {
+      const sa = this.list[p];
+      if (sa === undefined) continue;
+      this.list[j] = sa;
+      this.seqs[j] = this.seqs[p];
+      moved[p] = j++;
+    }
+    this.list.length = j;
+    this.len = j;
+    this.epoch++;
+    let capacity = 1024;
+    while (capacity < 2 * j) capacity *= 2;
+    this.reindex(capacity, moved);
+  }
+
+  /** The first list position whose insertion number is above `seq`. */
+  private after(seq: number): number {
+    let lo = 0;
+    let hi = this.len;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.seqs[mid] <= seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  *values(): IterableIterator<SA> {
+    let epoch = this.epoch;
+    let p = 0;
+    let last = -1;
+    for (;;) {
+      if (epoch !== this.epoch) {
+        epoch = this.epoch;
+        p = this.after(last);
+      }
+      if (p >= this.len) return;
+      const sa = this.list[p];
+      const seq = this.seqs[p];
+      p++;
+      if (sa === undefined) continue;
+      last = seq;
+      yield sa;
+    }
+  }
+}
 
 export class Sadb {
-  /**
-   * SAs by (protocol, SPI), the destination compared on a hit, as Linux's byspi hash does:
-   * a numeric key needs no string per lookup, and SPIs rarely repeat across destinations
-   * (those that do share a small array).
-   */
-  private readonly bySpi = new Map<number, SA | SA[]>();
-  private n = 0;
+  private readonly table = new SaTable();
   private readonly deadlines = new DeadlineHeap();
-  private readonly perType = new Map<number, number>();
+  /** SAs per SA type (a byte on the wire). */
+  private perType: number[] = new Array<number>(256).fill(0);
+  private readonly addresses = new AddressPool();
   /** SA reference numbers (KLIPS's refTable). */
   readonly sarefs = new SarefTable<SA>();
 
   /** How many SAs of one SA type (0: all) the table holds. */
   count(satype = 0): number {
-    return satype === 0 ? this.n : this.perType.get(satype) ?? 0;
+    return satype === 0 ? this.table.size : this.perType[satype] ?? 0;
   }
 
   get size(): number {
-    return this.n;
+    return this.table.size;
   }
 
   /** Deadlines queued, stale ones included (bounded by compaction). */
@@ -235,47 +701,24 @@ export class Sadb {
   }
 
   get(said: Said): SA | undefined {
-    return this.find(said.proto, said.spi, said.dst);
+    return this.table.find(said.proto, said.spi, said.dst);
   }
 
   has(said: Said): boolean {
-    return this.find(said.proto, said.spi, said.dst) !== undefined;
+    return this.table.find(said.proto, said.spi, said.dst) !== undefined;
   }
 
-  private find(proto: number, spi: number, dst: string): SA | undefined {
-    const v = this.bySpi.get(spiKey(proto, spi));
-    if (v === undefined) return undefined;
-    if (!Array.isArray(v)) return v.said.dst === dst ? v : undefined;
-    for (const sa of v) if (sa.said.dst === dst) return sa;
-    return undefined;
-  }
-
-  /** Every SA, in no particular order. */
-  *values(): IterableIterator<SA> {
-    for (const v of this.bySpi.values()) {
-      if (Array.isArray(v)) yield* v.slice();
-      else yield v;
-    }
-  }
-
-  /** Store `sa` under its SAID, replacing `old` (same SAID) when given. */
-  private put(sa: SA, old?: SA): void {
-    const k = spiKey(sa.said.proto, sa.said.spi);
-    const v = this.bySpi.get(k);
-    if (v === undefined || v === old) this.bySpi.set(k, sa);
-    else if (Array.isArray(v)) {
-      const i = old ? v.indexOf(old) : -1;
-      if (i >= 0) v[i] = sa;
-      else v.push(sa);
-    } else this.bySpi.set(k, [v, sa]);
+  /** Every SA, in the order they were inserted (an UPDATE keeps its SA's place). */
+  values(): IterableIterator<SA> {
+    return this.table.values();
   }
 
   /** Insert a new SA (the caller checked it is absent), intern its ref and schedule its time limits. */
   insert(sa: SA): void {
-    this.put(sa);
+    this.share(sa);
+    this.table.add(sa);
     this.sarefs.intern(sa);
-    this.n++;
-    this.perType.set(sa.satype, this.count(sa.satype) + 1);
+    this.perType[sa.satype] = this.count(sa.satype) + 1;
     this.schedule(sa);
   }
 
@@ -288,21 +731,24 @@ export class Sadb {
     if (old.prev) old.prev.next = sa;
     sa.gen = old.gen + 1;
     old.gen = -1;
-    this.put(sa, old);
+    this.share(sa);
+    if (!this.table.swap(old, sa)) {
+      this.table.add(sa);
+      this.perType[sa.satype] = this.count(sa.satype) + 1;
+    }
     this.schedule(sa);
+  }
+
+  /** Hold the SA's source and destination as the shared copies (equal values, frozen). */
+  private share(sa: SA): void {
+    sa.src = this.addresses.intern(sa.src);
+    sa.dst = this.addresses.intern(sa.dst);
   }
 
   /** Remove one SA, unlinking it from its group and freeing its SAref. */
   remove(sa: SA): boolean {
-    const k = spiKey(sa.said.proto, sa.said.spi);
-    const v = this.bySpi.get(k);
-    if (v === sa) this.bySpi.delete(k);
-    else if (Array.isArray(v) && v.includes(sa)) {
-      const rest = v.filter((x) => x !== sa);
-      this.bySpi.set(k, rest.length === 1 ? rest[0] : rest);
-    } else return false;
-    this.n--;
-    this.perType.set(sa.satype, this.count(sa.satype) - 1);
+    if (!this.table.remove(sa)) return false;
+    this.perType[sa.satype] = this.count(sa.satype) - 1;
     this.sarefs.untern(sa);
     if (sa.prev) sa.prev.next = sa.next;
     if (sa.next) sa.next.prev = sa.prev;
@@ -315,10 +761,9 @@ export class Sadb {
   flush(satype: number): SA[] {
     const gone: SA[] = [];
     for (const sa of this.values()) if (satype === 0 || sa.satype === satype) gone.push(sa);
-    if (gone.length === this.n) {
-      this.bySpi.clear();
-      this.n = 0;
-      this.perType.clear();
+    if (gone.length === this.size) {
+      this.table.clear();
+      this.perType = new Array<number>(256).fill(0);
       this.deadlines.clear();
       for (const sa of gone) { sa.next = sa.prev = undefined; sa.gen = -1; this.sarefs.untern(sa); }
     } else {
@@ -333,13 +778,13 @@ export class Sadb {
    */
   allocateSpi(proto: number, dst: string, min: number, max: number, random: (n: number) => number): number | undefined {
     const span = max - min + 1;
-    const free = (spi: number) => this.find(proto, spi, dst) === undefined;
+    const free = (spi: number) => this.table.find(proto, spi, dst) === undefined;
     for (let i = 0; i < Math.min(16, span); i++) {
       const spi = min + random(span);
       if (free(spi)) return spi;
     }
     const start = random(span);
-    const limit = Math.min(span, this.n + 1);
+    const limit = Math.min(span, this.size + 1);
     // At most size+1 SPIs can be taken-or-checked before a free one appears.
     for (let i = 0; i < limit; i++) {
       const spi = min + ((start + i) % span);
@@ -400,33 +845,27 @@ export class Sadb {
    */
   private deadline(when: number, sa: SA): void {
     this.deadlines.push(when, sa, sa.gen);
-    if (this.deadlines.size > 4 * this.n + 1024) this.deadlines.compact();
+    if (this.deadlines.size > 4 * this.size + 1024) this.deadlines.compact();
   }
 
   private schedule(sa: SA): void {
-    const add = sa.current.addtime;
+    const add = currentOf(sa).addtime;
     if (sa.soft.addtime > 0) this.deadline(add + sa.soft.addtime, sa);
     if (sa.hard.addtime > 0) this.deadline(add + sa.hard.addtime, sa);
     if (sa.used) this.scheduleUse(sa);
   }
 
   private scheduleUse(sa: SA): void {
-    const use = sa.current.usetime;
+    const use = currentOf(sa).usetime;
     if (sa.soft.usetime > 0) this.deadline(use + sa.soft.usetime, sa);
     if (sa.hard.usetime > 0) this.deadline(use + sa.hard.usetime, sa);
   }
 
   /** Which limit (if any) the SA has reached now: hard wins over soft; soft reported once. */
   reached(sa: SA, now: number): ExpiryKind | undefined {
-    const c = sa.current;
-    const over = (l: Limits) =>
-      (l.allocations > 0 && c.allocations >= l.allocations) ||
-      (l.bytes > 0 && c.bytes >= l.bytes) ||
-      (l.packets > 0 && c.packets >= l.packets) ||
-      (l.addtime > 0 && now >= c.addtime + l.addtime) ||
-      (l.usetime > 0 && sa.used && now >= c.usetime + l.usetime);
-    if (over(sa.hard)) return 'hard';
-    if (!sa.softSent && over(sa.soft)) return 'soft';
+    const c = currentOf(sa);
+    if (over(sa.hard, c, sa.used, now)) return 'hard';
+    if (!sa.softSent && over(sa.soft, c, sa.used, now)) return 'soft';
     return undefined;
   }
 

@@ -194,10 +194,11 @@ export type ExtField = keyof Extensions;
 /**
  * A codec sees the whole message's bytes, the extension's byte offset and its total
  * length in bytes (header included, from sadb_ext_len). `encode` writes into zeroed
- * bytes (buildMessage's buffers always are), so it never writes padding.
+ * bytes (buildMessage's buffers always are), so it never writes padding. `views` lets the
+ * key codec return a view of `u8` instead of a copy (ParseOptions.keyViews).
  */
 export interface ExtCodec<T> {
-  decode(u8: Uint8Array, off: number, len: number, exttype: number): T;
+  decode(u8: Uint8Array, off: number, len: number, exttype: number, views?: boolean): T;
   encodingLength(v: T): number;
   encode(v: T, u8: Uint8Array, off: number, exttype: number): void;
 }
@@ -358,7 +359,7 @@ const addressCodec: ExtCodec<Address> = {
 // ---------- key ----------
 
 const keyCodec: ExtCodec<Key> = {
-  decode(u8, off, len, exttype) {
+  decode(u8, off, len, exttype, views) {
     const bits = rd16(u8, off + 4);
     if (bits === 0) bad(ERRNO.EINVAL, off, exttype, 'key length is zero');
     const want = pad8(8 + Math.ceil(bits / 8));
@@ -366,7 +367,8 @@ const keyCodec: ExtCodec<Key> = {
     if (rd16(u8, off + 6) !== 0) bad(ERRNO.EINVAL, off, exttype, 'key reserved field must be zero');
     const nbytes = Math.ceil(bits / 8);
     requireZeroPad(u8, off + 8 + nbytes, off + len, off, exttype, 'key padding');
-    return { bits, key: copyBytes(u8, off + 8, off + 8 + nbytes) };
+    const from = off + 8;
+    return { bits, key: views ? new Uint8Array(u8.buffer, u8.byteOffset + from, nbytes) : copyBytes(u8, from, from + nbytes) };
   },
   encodingLength: (v) => pad8(8 + Math.ceil(v.bits / 8)),
   encode(v, u8, off, exttype) {

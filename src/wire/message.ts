@@ -56,6 +56,13 @@ export type MessageInput = Extensions & {
 export interface ParseOptions {
   /** 'in': a message a client sends to the kernel (default); 'out': one the kernel sends. */
   direction?: Direction;
+  /**
+   * Give key bytes (KEY_AUTH, KEY_ENCRYPT) as views of `u8` rather than copies: for a
+   * caller that owns `u8`, never changes it, and copies what it keeps (the engine parses
+   * its own private copy of each request, and StoredKey copies). Default false: a parsed
+   * key never shares memory with the caller's buffer.
+   */
+  keyViews?: boolean;
 }
 
 /** Header-level checks that KLIPS's sendmsg makes before its parser runs. */
@@ -88,6 +95,7 @@ const NEEDS_SATYPE = byType([...PROTO_TYPES, SADB_ACQUIRE, SADB_REGISTER, SADB_E
 /** Parse and validate one whole message. Throws PfkeyError (with errno and offset) on refusal. */
 export function parseMessage(u8: Uint8Array, opts: ParseOptions = {}): PfkeyMessage {
   const dir: Direction = opts.direction ?? 'in';
+  const keyViews = opts.keyViews === true;
   const header = checkHeader(u8);
   const type = header.type;
   // An error reply echoes whatever satype the refused request had.
@@ -122,7 +130,7 @@ export function parseMessage(u8: Uint8Array, opts: ParseOptions = {}): PfkeyMess
       fail(ERRNO.EINVAL, `extension ${EXT_TYPE_NAMES[extType]} not permitted in ${MSG_TYPE_NAMES[type]} (${dir})`, { offset: off, exttype: extType });
     }
     const entry = EXT_TABLE[extType]!;
-    entry.set(msg, entry.codec.decode(u8, off, extLen, extType));
+    entry.set(msg, entry.codec.decode(u8, off, extLen, extType, keyViews));
     seen = (seen | bit) >>> 0;
     if (extType < lastType) ascending = false;
     lastType = extType;
@@ -172,72 +180,124 @@ function checkMessageRules(msg: PfkeyMessage, seen: number): void {
   }
 }
 
-/** The extension table entry of each message field name. */
-const EXT_BY_FIELD: Readonly<Record<string, ExtEntry | undefined>> = Object.assign(
-  Object.create(null) as Record<string, ExtEntry>,
-  Object.fromEntries(EXT_TABLE.slice(1).map((e) => [e!.field, e!])),
-);
+/** Message field name → its row of the extension table. */
+const ENTRY_OF = new Map<string, ExtEntry>(EXT_TABLE.filter((e): e is ExtEntry => e !== undefined).map((e) => [e.field, e]));
 
-/** The extensions present in a message with their values, ascending by type (or a parsed message's own order). */
-function presentEntries(m: MessageInput): { entries: ExtEntry[]; values: unknown[] } {
-  const rec = m as unknown as Record<string, unknown>;
-  const keys = Object.keys(m);
+/*
+ * Scratch space for one build (buildMessage never re-enters itself): the value and encoded
+ * length of each present extension, by type. Cleared after each build so that nothing
+ * stays reachable from here.
+ */
+const VALS: unknown[] = new Array<unknown>(SADB_EXT_MAX + 1).fill(undefined);
+const LENS = new Int32Array(SADB_EXT_MAX + 1);
+
+/** The lowest extension type in a non-empty set (bit t-1 for type t). */
+const lowestType = (set: number): number => 32 - Math.clz32(set & -set);
+
+/**
+ * Note each extension present in `m` (VALS) and return their set. A for-in walk reads the
+ * message's own fields in place, where probing all 32 field names would make a
+ * megamorphic keyed load per name.
+ */
+function collect(m: MessageInput): number {
+  let set = 0;
+  for (const k in m) {
+    const v = (m as unknown as Record<string, unknown>)[k];
+    if (v === undefined) continue;
+    const e = ENTRY_OF.get(k);
+    if (e === undefined) continue;
+    VALS[e.type] = v;
+    set |= 1 << (e.type - 1);
+  }
+  return set;
+}
+
+function release(set: number): void {
+  for (let b = set; b !== 0; b &= b - 1) VALS[lowestType(b)] = undefined;
+}
+
+/** The extensions present in a message with their values, in a parsed message's own order (unlisted ones last, ascending). */
+function orderedEntries(m: MessageInput, order: number[]): { entries: ExtEntry[]; values: unknown[] } {
   const entries: ExtEntry[] = [];
   const values: unknown[] = [];
-  if ((EXT_BY_FIELD[keys[keys.length - 1]]?.type ?? 0) > SADB_EXT_SPIRANGE) {
-    // A message that ends with one of KLIPS's high types (every ADD reply ends with
-    // X_SAREF, type 32): one lookup per name, kept in ascending type by insertion.
-    for (let i = 0; i < keys.length; i++) {
-      const e = EXT_BY_FIELD[keys[i]];
-      if (e === undefined) continue;
-      const v = rec[keys[i]];
-      if (v === undefined) continue;
-      let j = entries.length;
-      entries.push(e);
-      values.push(v);
-      for (; j > 0 && entries[j - 1].type > e.type; j--) {
-        entries[j] = entries[j - 1];
-        values[j] = values[j - 1];
-      }
-      entries[j] = e;
-      values[j] = v;
-    }
-  } else {
-    // Otherwise walk the table in ascending type, stopping once as many extensions were
-    // found as the message has other own properties (an upper bound): cheaper than a
-    // lookup per name when the types are low.
-    const want = keys.length - 1 - (m.extOrder !== undefined ? 1 : 0);
-    for (let t = 1; t <= SADB_EXT_MAX && entries.length < want; t++) {
-      const e = EXT_TABLE[t]!;
-      const v = rec[e.field];
-      if (v === undefined) continue;
-      entries.push(e);
-      values.push(v);
-    }
+  const rec = m as unknown as Record<string, unknown>;
+  for (let t = 1; t <= SADB_EXT_MAX; t++) {
+    const e = EXT_TABLE[t]!;
+    const v = rec[e.field];
+    if (v === undefined) continue;
+    entries.push(e);
+    values.push(v);
   }
-  if (m.extOrder) {
-    const order = m.extOrder;
-    const rank = (t: number) => {
-      const i = order.indexOf(t);
-      return i === -1 ? 1000 + t : i;
-    };
-    const idx = entries.map((_, i) => i).sort((x, y) => rank(entries[x].type) - rank(entries[y].type));
-    return { entries: idx.map((i) => entries[i]), values: idx.map((i) => values[i]) };
-  }
-  return { entries, values };
+  const rank = (t: number) => {
+    const i = order.indexOf(t);
+    return i === -1 ? 1000 + t : i;
+  };
+  const idx = entries.map((_, i) => i).sort((x, y) => rank(entries[x].type) - rank(entries[y].type));
+  return { entries: idx.map((i) => entries[i]), values: idx.map((i) => values[i]) };
 }
 
 /** Encoded length in bytes of a message. */
 export function messageLength(m: MessageInput): number {
-  const { entries, values } = presentEntries(m);
   let n = SADB_MSG_HDR_LEN;
-  for (let i = 0; i < entries.length; i++) n += entries[i].codec.encodingLength(values[i]);
+  if (m.extOrder) {
+    const { entries, values } = orderedEntries(m, m.extOrder);
+    for (let i = 0; i < entries.length; i++) n += entries[i].codec.encodingLength(values[i]);
+    return n;
+  }
+  const set = collect(m);
+  try {
+    for (let b = set; b !== 0; b &= b - 1) {
+      const t = lowestType(b);
+      n += EXT_TABLE[t]!.codec.encodingLength(VALS[t]);
+    }
+  } finally {
+    release(set);
+  }
   return n;
+}
+
+/** The header, for a total length already checked to fit sadb_msg_len. */
+function writeHeader(u8: Uint8Array, h: MessageInput['header'], total: number): void {
+  u8[0] = h.version ?? PF_KEY_V2;
+  u8[1] = h.type;
+  u8[2] = h.errno ?? 0;
+  u8[3] = h.satype ?? 0;
+  wr16(u8, 4, total / 8);
+  wr16(u8, 6, h.reserved ?? 0);
+  wr32(u8, 8, h.seq ?? 0);
+  wr32(u8, 12, h.pid ?? 0);
 }
 
 /** Write a message's canonical bytes. The header's len is computed; other fields default to 0. */
 export function buildMessage(m: MessageInput): Uint8Array {
-  const { entries, values } = presentEntries(m);
+  if (m.extOrder) return buildOrdered(m, m.extOrder);
+  const set = collect(m);
+  try {
+    let total = SADB_MSG_HDR_LEN;
+    for (let b = set; b !== 0; b &= b - 1) {
+      const t = lowestType(b);
+      const n = EXT_TABLE[t]!.codec.encodingLength(VALS[t]);
+      LENS[t] = n;
+      total += n;
+    }
+    if (total / 8 > 0xffff) throw new RangeError(`message of ${total} bytes is too long for sadb_msg_len`);
+    const u8 = allocMessage(total);
+    writeHeader(u8, m.header, total);
+    let off = SADB_MSG_HDR_LEN;
+    for (let b = set; b !== 0; b &= b - 1) {
+      const t = lowestType(b);
+      EXT_TABLE[t]!.codec.encode(VALS[t], u8, off, t);
+      off += LENS[t];
+    }
+    return u8;
+  } finally {
+    release(set);
+  }
+}
+
+/** buildMessage for a parsed message whose extensions were not in ascending order. */
+function buildOrdered(m: MessageInput, order: number[]): Uint8Array {
+  const { entries, values } = orderedEntries(m, order);
   const lens: number[] = [];
   let total = SADB_MSG_HDR_LEN;
   for (let i = 0; i < entries.length; i++) {
@@ -247,15 +307,7 @@ export function buildMessage(m: MessageInput): Uint8Array {
   }
   if (total / 8 > 0xffff) throw new RangeError(`message of ${total} bytes is too long for sadb_msg_len`);
   const u8 = allocMessage(total);
-  const h = m.header;
-  u8[0] = h.version ?? PF_KEY_V2;
-  u8[1] = h.type;
-  u8[2] = h.errno ?? 0;
-  u8[3] = h.satype ?? 0;
-  wr16(u8, 4, total / 8);
-  wr16(u8, 6, h.reserved ?? 0);
-  wr32(u8, 8, h.seq ?? 0);
-  wr32(u8, 12, h.pid ?? 0);
+  writeHeader(u8, m.header, total);
   let off = SADB_MSG_HDR_LEN;
   for (let i = 0; i < entries.length; i++) {
     entries[i].codec.encode(values[i], u8, off, entries[i].type);

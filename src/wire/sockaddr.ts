@@ -76,11 +76,24 @@ export function formatIPv4(b: Uint8Array, off = 0): string {
   return `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}`;
 }
 
-/** IPv4 text as a 32-bit number; throws RangeError if malformed. */
+/**
+ * IPv4 text as a 32-bit number; throws RangeError if malformed. Built messages repeat a
+ * few peers' addresses, so results are kept in a small direct-mapped cache keyed by the
+ * text's length and last two characters (a hit costs a string comparison, no parse).
+ */
 const scratch = new Uint8Array(4);
+const N4_SLOTS = 256;
+const n4Text: string[] = new Array<string>(N4_SLOTS).fill('');
+const n4Value = new Float64Array(N4_SLOTS);
 export function ipv4Number(s: string): number {
+  const n = s.length;
+  const slot = n < 7 ? 0 : (n * 31 + s.charCodeAt(n - 1) * 7 + s.charCodeAt(n - 2)) & (N4_SLOTS - 1);
+  if (n4Text[slot] === s) return n4Value[slot];
   if (!parseIPv4Into(s, scratch, 0)) throw new RangeError(`not an IPv4 address: ${s}`);
-  return ((scratch[0] << 24) | (scratch[1] << 16) | (scratch[2] << 8) | scratch[3]) >>> 0;
+  const v = ((scratch[0] << 24) | (scratch[1] << 16) | (scratch[2] << 8) | scratch[3]) >>> 0;
+  n4Text[slot] = s;
+  n4Value[slot] = v;
+  return v;
 }
 
 /**
