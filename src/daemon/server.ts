@@ -17,10 +17,11 @@
  * on a slow one.
  *
  * Over a stream there is no send() result, so where KLIPS's sendmsg fails without
- * sending a message (a header with a bad version, reserved field or type), klipsd writes
- * a header-only copy of the request's header carrying the errno to that connection
- * alone. Later refusals are already answered by the engine (to every open socket, as
- * KLIPS). A header that cannot even be framed (length under 2 units or over 64 KiB) is
+ * sending a message (a header with a bad version, reserved field or type), klipsd finds
+ * it at its boundary (wire's headerFault, once per frame) and writes a header-only copy
+ * of the request's header carrying the errno to that connection alone; such a frame
+ * never reaches the engine. Later refusals are answered by the engine (to every open
+ * socket, as KLIPS). A header that cannot even be framed (length under 2 units or over 64 KiB) is
  * answered with EMSGSIZE and the connection is closed; nobody else notices. When a
  * connection's PF_KEY queue overflowed, the next message it receives is a header-only
  * notice: type 0, errno ENOBUFS, seq = messages dropped so far, pid 0.
@@ -31,12 +32,12 @@ import net from 'node:net';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import {
-  ERRNO, PfkeyError, checkHeader, headerOnly, errnoName, MSG_TYPE_NAMES, nameOf,
+  ERRNO, PfkeyError, FrameDecoder, errnoReplyTo, framingErrorReply, headerFault, headerOnly, errnoName,
+  MSG_TYPE_NAMES, nameOf, type FrameError,
 } from '../wire/index.js';
 import { Engine, type Endpoint } from '../engine/engine.js';
 import { PfkeySocket } from '../socket/pfkey-socket.js';
 import { DEFAULT_CONFIG, type DaemonConfig } from './config.js';
-import { FrameDecoder, errnoReplyTo, framingErrorReply, type FrameError } from './framing.js';
 import { infoPathFor, MAX_UNIX_PATH } from './paths.js';
 import { renderView, VIEW_NAMES, type View } from '../engine/views.js';
 
@@ -202,7 +203,7 @@ class Connection {
   readonly sock: PfkeySocket;
   private readonly decoder = new FrameDecoder();
   private readonly halfQueue: number;
-  /** The last sadb_msg_pid seen from this client (for the registered view). */
+  /** The sadb_msg_pid of the last message the engine accepted from this client (for the registered view). */
   lastPid = 0;
   private closed = false;
   private waiting = false;
@@ -237,7 +238,17 @@ class Connection {
     if (this.closed) return;
     const stats = this.srv.stats;
     stats.framesIn++;
-    this.lastPid = le32(frame, 12);
+    const fault = headerFault(frame);
+    if (fault) {
+      // Refused before dispatch: KLIPS's sendmsg fails and no message exists, so this
+      // connection alone gets a header-only errno reply; the engine never sees it.
+      stats.headerRefusals++;
+      if (this.srv.logger.isLevelEnabled('debug')) {
+        this.srv.logger.debug({ conn: this.id, errno: errnoName(fault.errno), offset: fault.offset, why: fault.why }, 'message refused at the header');
+      }
+      this.writeDirect(errnoReplyTo(frame, fault.errno));
+      return;
+    }
     let errno: number;
     try {
       errno = this.sock.send(frame);
@@ -249,22 +260,12 @@ class Connection {
       return;
     }
     if (errno === 0) {
+      this.lastPid = le32(frame, 12);
       // A burst of requests can produce more replies than the PF_KEY queue holds; move
       // them to the connection as we go (up to its high-water mark), as a reading client would.
       if (this.sock.room() < this.halfQueue) this.flush();
-      return;
     }
-    try {
-      checkHeader(frame);
-    } catch {
-      // Refused before dispatch: KLIPS's sendmsg fails and no message exists, so this
-      // connection alone gets a header-only errno reply.
-      stats.headerRefusals++;
-      if (this.srv.logger.isLevelEnabled('debug')) {
-        this.srv.logger.debug({ conn: this.id, errno: errnoName(errno), type: frame[1] }, 'message refused at the header');
-      }
-      this.writeDirect(errnoReplyTo(frame, errno));
-    }
+    // A refusal after the header is already answered by the engine (to every socket, as KLIPS).
   };
 
   private framingFailure(err: FrameError): void {
