@@ -6,51 +6,15 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import {
   SADB_REGISTER, SADB_SATYPE_ESP, SADB_X_AALG_SHA2_256HMAC, SADB_X_EALG_AESCBC, SADB_AALG_SHA1HMAC,
 } from '../src/wire/index.js';
 import { defaultSocketPath, infoPathFor, resolveSocketPath } from '../src/daemon/paths.js';
 import { ConfigError, parseConfig } from '../src/daemon/config.js';
-import { DAEMON, RawClient, klips, tempDir, waitUntil, within } from './cli-harness.js';
-
-interface Proc {
-  child: ChildProcess;
-  stderr(): string;
-  exited: Promise<number>;
-}
-
-function spawnDaemon(args: string[], env: NodeJS.ProcessEnv = process.env): Proc {
-  const child = spawn(process.execPath, [DAEMON, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env });
-  let err = '';
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => { err += s; });
-  const exited = new Promise<number>((resolve) => child.on('exit', (code, sig) => resolve(code ?? (sig === 'SIGKILL' ? 137 : 128))));
-  return { child, stderr: () => err, exited };
-}
-
-function connectable(p: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = net.connect(p, () => { c.destroy(); resolve(true); });
-    c.on('error', () => resolve(false));
-  });
-}
-
-async function ready(p: Proc, socket: string): Promise<void> {
-  let exited = false;
-  p.exited.then(() => { exited = true; });
-  await waitUntil(`klipsd to listen on ${socket}`, async () => {
-    if (exited) throw new Error(`klipsd exited early: ${p.stderr()}`);
-    return (await connectable(socket)) && (await connectable(infoPathFor(socket)));
-  }, 10000);
-}
-
-async function stopWith(p: Proc, signal: NodeJS.Signals): Promise<number> {
-  p.child.kill(signal);
-  return within(10000, `klipsd to exit on ${signal}`, p.exited);
-}
+import { RawClient, klips, tempDir, waitUntil, within } from './cli-harness.js';
+import { connectable, ready, spawnDaemon, stopWith } from './daemon-child.js';
 
 test('socket path: --socket, then $KLIPS_SOCKET, then /run/klips for root, $XDG_RUNTIME_DIR or a per-user temp dir', () => {
   assert.equal(defaultSocketPath({ uid: 0, env: {} }), '/run/klips/pfkey.sock');
@@ -109,7 +73,7 @@ test('$KLIPS_SOCKET is honoured by klipsd and by the tools alike', async () => {
   const dir = tempDir();
   const socket = path.join(dir, 'env.sock');
   const env = { ...process.env, KLIPS_SOCKET: socket };
-  const p = spawnDaemon(['--log-level', 'warn'], env);
+  const p = spawnDaemon(['--log-level', 'warn'], { env });
   try {
     await ready(p, socket);
     const r = await klips(['tncfg', '--create', 'mast1'], { env });

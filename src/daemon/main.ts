@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * The klipsd binary: resolve the socket path, load the configuration (embedded default
- * or --config FILE), start the server, log as JSON lines on stderr (pino), and on
+ * or --config FILE), start the server, log as JSON lines on stderr (pino; a line that
+ * cannot be written is dropped and counted, see log-sink.ts), and on
  * SIGTERM/SIGINT stop accepting, close every connection, remove the socket files and
  * exit 0. Bad arguments: usage and exit 2; a refusal to start (live socket, bad
  * configuration): one line on stderr and exit 1.
@@ -10,6 +11,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { pino, type Logger } from 'pino';
 import { ConfigError, DEFAULT_CONFIG, LOG_LEVELS, loadConfigFile, type DaemonConfig, type LogLevel } from './config.js';
+import { LogSink } from './log-sink.js';
 import { defaultSocketPath, resolveSocketPath } from './paths.js';
 import { ServerError, startServer, type KlipsServer } from './server.js';
 
@@ -55,7 +57,10 @@ async function main(): Promise<void> {
     throw e;
   }
   if (opts.logLevel) config.logLevel = opts.logLevel;
-  const logger: Logger = pino({ name: 'klipsd', level: config.logLevel }, pino.destination({ fd: 2, sync: true }));
+  // A log that cannot be written (full disk, closed pipe) is dropped and counted, never fatal.
+  const logSink = new LogSink(2);
+  process.stderr.on('error', (e: NodeJS.ErrnoException) => logSink.lose(e.code));
+  const logger: Logger = pino({ name: 'klipsd', level: config.logLevel }, logSink);
   const explicit = Boolean(opts.socket || process.env.KLIPS_SOCKET);
   const socketPath = resolveSocketPath(opts.socket);
 
@@ -79,7 +84,7 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
 
   try {
-    server = await startServer({ socketPath, config, logger, group: opts.group, privateDir: !explicit && !socketPath.startsWith('/run/') });
+    server = await startServer({ socketPath, config, logger, logSink, group: opts.group, privateDir: !explicit && !socketPath.startsWith('/run/') });
   } catch (e) {
     if (e instanceof ServerError) {
       process.stderr.write(`klipsd: ${e.message}\n`);

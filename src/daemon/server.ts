@@ -38,6 +38,7 @@ import {
 import { Engine, type Endpoint } from '../engine/engine.js';
 import { PfkeySocket } from '../socket/pfkey-socket.js';
 import { DEFAULT_CONFIG, type DaemonConfig } from './config.js';
+import type { LogSink } from './log-sink.js';
 import { infoPathFor, MAX_UNIX_PATH } from './paths.js';
 import { renderView, VIEW_NAMES, type View } from '../engine/views.js';
 
@@ -54,6 +55,8 @@ export interface ServerOptions {
   engine?: Engine;
   /** Engine tick period in ms (lifetime expiry); default 1000. */
   tickMs?: number;
+  /** Where `logger` writes, for the stats view's log counters (klipsd's main passes it). */
+  logSink?: LogSink;
 }
 
 export interface ServerStats {
@@ -410,6 +413,7 @@ class Server implements KlipsServer {
     readonly config: DaemonConfig,
     readonly logger: Logger,
     engine: Engine | undefined,
+    private readonly logSink: LogSink | undefined,
   ) {
     this.infoPath = infoPathFor(socketPath);
     this.engine = engine ?? new Engine({
@@ -480,7 +484,12 @@ class Server implements KlipsServer {
   view(name: string): View | undefined {
     return renderView(name, this.engine, {
       pidOf: this.pidOf,
-      serverStats: () => ({ ...this.stats, dropped: this.engine.stats.dropped }),
+      serverStats: () => ({
+        ...this.stats,
+        dropped: this.engine.stats.dropped,
+        logDropped: this.logSink?.dropped ?? 0,
+        logLastError: this.logSink?.lastError ?? '',
+      }),
     });
   }
 
@@ -559,7 +568,7 @@ class Server implements KlipsServer {
 export async function startServer(opts: ServerOptions): Promise<KlipsServer> {
   const config = opts.config ?? { ...DEFAULT_CONFIG };
   const logger = opts.logger ?? silentLogger();
-  const server = new Server(path.resolve(opts.socketPath), config, logger, opts.engine);
+  const server = new Server(path.resolve(opts.socketPath), config, logger, opts.engine, opts.logSink);
   await server.start(opts);
   return server;
 }

@@ -1,0 +1,99 @@
+/**
+ * klipsd's life as a process under hostile surroundings: a log it cannot write (stderr
+ * on a full disk, a pipe nobody drains) is dropped and counted while it keeps serving.
+ */
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ERRNO, SADB_REGISTER, SADB_SATYPE_ESP } from '../src/wire/index.js';
+import { infoPathFor } from '../src/daemon/paths.js';
+import { LogSink } from '../src/daemon/log-sink.js';
+import { RawClient, header, tempDir, waitUntil } from './cli-harness.js';
+import { infoView, ready, spawnDaemon, stopWith } from './daemon-child.js';
+
+interface ServerCounters {
+  framingErrors: number;
+  logDropped: number;
+  logLastError: string;
+}
+
+test('stderr on a full disk (/dev/full): every log line is dropped and counted, klipsd keeps serving and stops cleanly', async () => {
+  const dir = tempDir();
+  const socket = path.join(dir, 'pfkey.sock');
+  const full = fs.openSync('/dev/full', 'w');
+  const p = spawnDaemon(['--socket', socket], { stderrFd: full });
+  fs.closeSync(full);
+  try {
+    await ready(p, socket);
+    // sadb_msg_len 0: unframeable, answered with EMSGSIZE, logged as a warning each time.
+    const N = 60;
+    const bad = Buffer.from('02090000000000000000000000000000', 'hex');
+    for (let i = 0; i < N; i += 20) {
+      const clients = await Promise.all(Array.from({ length: 20 }, () => RawClient.connect(socket)));
+      for (const c of clients) c.write(bad);
+      await waitUntil('the EMSGSIZE replies and closes', () => clients.every((c) => c.closed && c.messages.length === 1));
+      for (const c of clients) assert.deepEqual([header(c.messages[0]).type, header(c.messages[0]).errno], [9, ERRNO.EMSGSIZE]);
+    }
+    const c = await RawClient.connect(socket);
+    c.send({ header: { type: SADB_REGISTER, satype: SADB_SATYPE_ESP, seq: 1, pid: 42 } });
+    const reply = await c.waitFor('REGISTER reply', (m) => m.header.type === SADB_REGISTER && m.header.seq === 1);
+    assert.equal(reply.header.errno, 0);
+    c.close();
+    const stats = (await infoView<{ server: ServerCounters }>(socket, 'stats')).server;
+    // "klipsd listening" and one warning per unframeable message; nothing else at info.
+    assert.deepEqual([stats.framingErrors, stats.logDropped, stats.logLastError], [N, N + 1, 'ENOSPC']);
+    assert.equal(await stopWith(p, 'SIGTERM'), 0);
+    assert.equal(fs.existsSync(socket), false, 'socket file removed');
+    assert.equal(fs.existsSync(infoPathFor(socket)), false, 'info socket file removed');
+  } finally {
+    p.child.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('LogSink: lines a full pipe refuses are counted; once it drains, the first line written says how many were lost', () => {
+  const dir = tempDir();
+  const fifo = path.join(dir, 'log.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const r = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  const w = fs.openSync(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+  try {
+    const sink = new LogSink(w, 'test');
+    const line = `${JSON.stringify({ msg: 'x'.repeat(1000) })}\n`;
+    let i = 0;
+    while (sink.dropped === 0 && i++ < 1000) sink.write(line);
+    assert.equal(sink.lastError, 'EAGAIN');
+    const writtenWhenFull = sink.written;
+    for (let k = 0; k < 4; k++) sink.write(line);
+    assert.equal(sink.dropped, 5, 'the line that hit the full pipe and the 4 after it');
+    // Drain the pipe; the next line is preceded by the notice.
+    const buf = Buffer.alloc(1 << 20);
+    let got = '';
+    for (;;) {
+      try {
+        const n = fs.readSync(r, buf);
+        if (n === 0) break;
+        got += buf.toString('utf8', 0, n);
+      } catch {
+        break; // EAGAIN: empty
+      }
+    }
+    sink.write('{"msg":"after"}\n');
+    assert.equal(sink.written, writtenWhenFull + 1);
+    const n = fs.readSync(r, buf);
+    // Every line in the pipe is whole JSON, even if the refused line was cut short.
+    const all = (got + buf.toString('utf8', 0, n)).split('\n').filter(Boolean);
+    assert.ok(all.slice(0, -2).every((l) => l === line.trimEnd() || l.startsWith('{"msg":"xxx')), 'only whole lines or the one cut short');
+    const lines = all.slice(-2).map((l) => JSON.parse(l));
+    assert.equal(lines.length, 2);
+    assert.deepEqual([lines[0].msg, lines[0].lost, lines[0].lastError, lines[0].name, lines[0].level], ['log lines could not be written', 5, 'EAGAIN', 'test', 40]);
+    assert.deepEqual(lines[1], { msg: 'after' });
+  } finally {
+    fs.closeSync(w);
+    fs.closeSync(r);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
