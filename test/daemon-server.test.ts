@@ -230,7 +230,8 @@ test('bad klipsd arguments print usage and exit 2', async () => {
 test('parseConfig fills defaults and resolves algorithm names, numbers and objects', () => {
   const c = parseConfig({ supported: { esp: { auth: [3, { name: 'sha2_256' }], encrypt: ['aes_gcm_16', { id: 12, minbits: 128, maxbits: 128 }] } } });
   assert.equal(c.rcvbuf, 212992);
-  assert.equal(c.writeHighWater, 1 << 20);
+  assert.equal(c.writeHighWater, 65536);
+  assert.equal(c.rcvbufTotal, 64 << 20);
   const esp = c.supported!.get(SADB_SATYPE_ESP)!;
   assert.deepEqual(esp.auth.map((a) => a.id), [3, 5]);
   assert.deepEqual(esp.encrypt[0], { id: 20, ivlen: 64, minbits: 160, maxbits: 288, sizes: [160, 224, 288] });

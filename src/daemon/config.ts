@@ -33,6 +33,7 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export interface DaemonConfig {
   rcvbuf: number;
+  rcvbufTotal: number;
   writeHighWater: number;
   maxConnections: number;
   larvalLifetime: number;
@@ -44,7 +45,8 @@ export interface DaemonConfig {
 
 export const DEFAULT_CONFIG: Readonly<DaemonConfig> = Object.freeze({
   rcvbuf: 212992,
-  writeHighWater: 1024 * 1024,
+  rcvbufTotal: 64 * 1024 * 1024,
+  writeHighWater: 64 * 1024,
   maxConnections: 1024,
   larvalLifetime: 0,
   logLevel: 'info',
@@ -58,7 +60,7 @@ export class ConfigError extends Error {
   }
 }
 
-const KNOWN_KEYS = ['rcvbuf', 'writeHighWater', 'maxConnections', 'larvalLifetime', 'logLevel', 'debug', 'supported'];
+const KNOWN_KEYS = ['rcvbuf', 'rcvbufTotal', 'writeHighWater', 'maxConnections', 'larvalLifetime', 'logLevel', 'debug', 'supported'];
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -158,6 +160,7 @@ export function parseConfig(value: unknown, src = 'config'): DaemonConfig {
   }
   const cfg: DaemonConfig = { ...DEFAULT_CONFIG, debug: [] };
   if (value.rcvbuf !== undefined) cfg.rcvbuf = intField(src, 'rcvbuf', value.rcvbuf, 1024, 1 << 30);
+  if (value.rcvbufTotal !== undefined) cfg.rcvbufTotal = intField(src, 'rcvbufTotal', value.rcvbufTotal, 65536, 2 ** 40);
   if (value.writeHighWater !== undefined) cfg.writeHighWater = intField(src, 'writeHighWater', value.writeHighWater, 16384, 1 << 30);
   if (value.maxConnections !== undefined) cfg.maxConnections = intField(src, 'maxConnections', value.maxConnections, 1, 1 << 20);
   if (value.larvalLifetime !== undefined) cfg.larvalLifetime = intField(src, 'larvalLifetime', value.larvalLifetime, 0, 0x7fffffff);

@@ -36,7 +36,7 @@ import {
   MSG_TYPE_NAMES, nameOf, type FrameError,
 } from '../wire/index.js';
 import { Engine, type Endpoint } from '../engine/engine.js';
-import { PfkeySocket } from '../socket/pfkey-socket.js';
+import { PfkeySocket, ReceiveBudget } from '../socket/pfkey-socket.js';
 import { DEFAULT_CONFIG, type DaemonConfig } from './config.js';
 import type { LogSink } from './log-sink.js';
 import { infoPathFor, MAX_UNIX_PATH } from './paths.js';
@@ -68,6 +68,8 @@ export interface ServerStats {
   framingErrors: number;
   headerRefusals: number;
   enobufsNotices: number;
+  /** Replies klipsd made itself (header refusals, engine faults) that did not fit a client's queue. */
+  repliesDropped: number;
   midMessageDisconnects: number;
   internalErrors: number;
   infoRequests: number;
@@ -208,6 +210,10 @@ class Connection {
   private readonly halfQueue: number;
   /** The sadb_msg_pid of the last message the engine accepted from this client (for the registered view). */
   lastPid = 0;
+  /** Bytes charged to the PF_KEY socket as held by this connection (taken, or in its write buffer). */
+  private charged = 0;
+  /** An ENOBUFS notice is in the write buffer, not yet taken by the kernel. */
+  private noticeInFlight = false;
   private closed = false;
   private waiting = false;
   private draining = false;
@@ -217,7 +223,7 @@ class Connection {
     private readonly c: net.Socket,
     private readonly srv: Server,
   ) {
-    this.sock = new PfkeySocket(srv.engine, { rcvbuf: srv.config.rcvbuf });
+    this.sock = new PfkeySocket(srv.engine, { rcvbuf: srv.config.rcvbuf, budget: srv.budget });
     this.halfQueue = srv.config.rcvbuf >> 1;
     c.on('data', this.onData);
     c.on('end', this.onEnd);
@@ -249,7 +255,7 @@ class Connection {
       if (this.srv.logger.isLevelEnabled('debug')) {
         this.srv.logger.debug({ conn: this.id, errno: errnoName(fault.errno), offset: fault.offset, why: fault.why }, 'message refused at the header');
       }
-      this.writeDirect(errnoReplyTo(frame, fault.errno));
+      this.answer(errnoReplyTo(frame, fault.errno));
       return;
     }
     let errno: number;
@@ -259,7 +265,7 @@ class Connection {
       // A fault inside the engine: report it to this client only and carry on.
       stats.internalErrors++;
       this.srv.logger.error({ conn: this.id, err: e, type: nameOf(MSG_TYPE_NAMES, frame[1]) }, 'engine fault while handling a message');
-      this.writeDirect(errnoReplyTo(frame, ERRNO.EINVAL));
+      this.answer(errnoReplyTo(frame, ERRNO.EINVAL));
       return;
     }
     if (errno === 0) {
@@ -274,44 +280,86 @@ class Connection {
   private framingFailure(err: FrameError): void {
     this.srv.stats.framingErrors++;
     this.srv.logger.warn({ conn: this.id, reason: err.reason }, 'unframeable message, closing the connection');
-    this.writeDirect(framingErrorReply(err.header));
+    this.writeLast(framingErrorReply(err.header));
     this.shut();
   }
 
-  /** Write `bytes` after everything already queued for this client (ignoring the high-water mark). */
-  private writeDirect(bytes: Uint8Array): void {
+  /**
+   * A reply klipsd makes itself, to this client alone: through the PF_KEY socket's
+   * bounded queue like any other, so a client that never reads cannot grow it (a reply
+   * that does not fit is dropped, counted, and reported by the ENOBUFS notice).
+   */
+  private answer(bytes: Uint8Array): void {
+    if (!this.sock.deliver(bytes)) this.srv.stats.repliesDropped++;
+    if (this.sock.room() < this.halfQueue) this.flush();
+  }
+
+  /** Write `bytes` after everything already queued for this client, then nothing more (the connection ends). */
+  private writeLast(bytes: Uint8Array): void {
     if (this.closed) return;
     this.flush(true);
     this.write(bytes);
   }
 
-  private write(data: Uint8Array): void {
+  private write(data: Uint8Array, done: () => void = this.settle): void {
     this.srv.stats.bytesOut += data.length;
-    this.c.write(data);
+    this.c.write(data, done);
+    this.settle();
   }
 
-  /** Move queued PF_KEY messages to the connection, up to the high-water mark. */
+  /**
+   * Charge the PF_KEY socket with what the connection's write buffer holds (bytes the
+   * kernel has not taken yet): they count against this client's rcvbuf and klipsd's
+   * total. Runs after each write and when each write completes.
+   */
+  private readonly settle = (): void => {
+    const now = this.closed ? 0 : this.c.writableLength;
+    if (now > this.charged) this.sock.hold(now - this.charged);
+    else if (now < this.charged) this.sock.release(this.charged - now);
+    this.charged = now;
+  };
+
+  /** The write carrying an ENOBUFS notice is done: the next notice may go (see flush). */
+  private readonly noticeWritten = (): void => {
+    this.settle();
+    this.noticeInFlight = false;
+    this.flush();
+  };
+
+  /**
+   * Move queued PF_KEY messages to the connection, up to the high-water mark. After a
+   * drop, an ENOBUFS notice goes first; while one is still in the write buffer (the
+   * client has not read it), later drops wait and fold into the next notice (its seq is
+   * the count so far), so a client that never reads cannot pile notices up.
+   */
   flush(force = false): void {
     if (this.closed) return;
+    if (!force && this.noticeInFlight && this.sock.overflowed) return; // noticeWritten() calls again
     const room = force ? Infinity : this.srv.config.writeHighWater - this.c.writableLength;
     let first: Uint8Array | undefined;
     let parts: Uint8Array[] | undefined;
     let bytes = 0;
+    let notice = false;
     while (bytes < room) {
       let m: Uint8Array | undefined;
       try {
-        m = this.sock.recv();
+        m = this.sock.take();
       } catch (e) {
         if (!(e instanceof PfkeyError) || e.errno !== ERRNO.ENOBUFS) throw e;
         this.srv.stats.enobufsNotices++;
+        notice = true;
         m = headerOnly({ type: 0, errno: ERRNO.ENOBUFS, seq: this.sock.dropped, pid: 0 });
+        this.sock.hold(m.length);
       }
       if (m === undefined) break;
+      this.charged += m.length;
       if (first === undefined) first = m;
       else (parts ??= [first]).push(m);
       bytes += m.length;
+      if (notice && this.sock.overflowed && !force) break; // another drop meanwhile: its notice waits for this one's write
     }
-    if (first !== undefined) this.write(parts ? Buffer.concat(parts, bytes) : first);
+    if (notice) this.noticeInFlight = true;
+    if (first !== undefined) this.write(parts ? Buffer.concat(parts, bytes) : first, notice ? this.noticeWritten : this.settle);
     if (force) return;
     if (this.sock.pending > 0 || bytes >= room) this.waitForDrain();
     else this.arm();
@@ -391,13 +439,24 @@ class Connection {
 
 // ---------- the server ----------
 
+/**
+ * What a connection may still hold once klipsd's total is reached: its share of the
+ * total (rcvbufTotal / maxConnections, at most its rcvbuf), so a client that reads is
+ * still served while clients that never read have used up the total.
+ */
+function reserveOf(config: DaemonConfig): number {
+  return Math.min(config.rcvbuf, Math.floor(config.rcvbufTotal / config.maxConnections));
+}
+
 class Server implements KlipsServer {
   readonly infoPath: string;
   readonly engine: Engine;
   readonly stats: ServerStats = {
     accepted: 0, active: 0, framesIn: 0, bytesIn: 0, bytesOut: 0, framingErrors: 0,
-    headerRefusals: 0, enobufsNotices: 0, midMessageDisconnects: 0, internalErrors: 0, infoRequests: 0,
+    headerRefusals: 0, enobufsNotices: 0, repliesDropped: 0, midMessageDisconnects: 0, internalErrors: 0, infoRequests: 0,
   };
+  /** What every connection holds together (PF_KEY queues and write buffers), bounded by rcvbufTotal. */
+  readonly budget: ReceiveBudget;
   private readonly conns = new Set<Connection>();
   private readonly byEndpoint = new Map<number, Connection>();
   private readonly infoConns = new Set<net.Socket>();
@@ -416,6 +475,7 @@ class Server implements KlipsServer {
     private readonly logSink: LogSink | undefined,
   ) {
     this.infoPath = infoPathFor(socketPath);
+    this.budget = new ReceiveBudget(config.rcvbufTotal, reserveOf(config));
     this.engine = engine ?? new Engine({
       supported: config.supported,
       larvalLifetime: config.larvalLifetime,
@@ -487,6 +547,8 @@ class Server implements KlipsServer {
       serverStats: () => ({
         ...this.stats,
         dropped: this.engine.stats.dropped,
+        heldBytes: this.budget.used,
+        totalLimitDrops: this.budget.dropped,
         logDropped: this.logSink?.dropped ?? 0,
         logLastError: this.logSink?.lastError ?? '',
       }),
