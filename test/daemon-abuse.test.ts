@@ -9,6 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import { pino } from 'pino';
 import {
   ERRNO, IPPROTO_ESP, SADB_ADD, SADB_DUMP, SADB_FLUSH, SADB_SASTATE_MATURE, SADB_SATYPE_ESP, SADB_X_DEBUG,
   SADB_X_PROMISC, buildMessage, type MessageInput,
@@ -321,4 +322,35 @@ test('a client that sends refused headers and never reads: its errno replies sta
   assert.equal(notices.at(-1), dropped, 'the last notice carries the number dropped in all');
   assert.ok(notices.every((n, i) => i === 0 || n > notices[i - 1]), `notices count up: ${notices}`);
   a.close();
+});
+
+test('beyond maxConnections: each connection gets a header-only ENFILE and is closed; counted; one log line per 10 s', async () => {
+  const lines: string[] = [];
+  const logger = pino({ level: 'warn' }, { write: (s: string) => { lines.push(s); } });
+  const own = await startDaemon({ config: { ...DEFAULT_CONFIG, debug: [], maxConnections: 4 }, logger });
+  try {
+    const served = await Promise.all(Array.from({ length: 4 }, () => RawClient.connect(own.socket)));
+    await waitUntil('four connections', () => own.server.connectionCount() === 4);
+    const over = await Promise.all(Array.from({ length: 6 }, () => RawClient.connect(own.socket)));
+    await waitUntil('the six over the limit to be closed', () => over.every((c) => c.closed), 5000);
+    for (const c of over) {
+      assert.equal(c.messages.length, 1);
+      assert.equal(Buffer.from(c.messages[0]).toString('hex'), `0200${ERRNO.ENFILE.toString(16).padStart(2, '0')}00020000000000000000000000`);
+    }
+    assert.equal(own.server.stats.refusedConnections, 6);
+    assert.equal(own.server.connectionCount(), 4);
+    const refusals = lines.map((l) => JSON.parse(l)).filter((l) => /too many connections/.test(l.msg));
+    assert.equal(refusals.length, 1, 'rate-limited to one line');
+    assert.deepEqual([refusals[0].since, refusals[0].total, refusals[0].maxConnections], [1, 1, 4]);
+    // The four are served throughout; when one leaves, a newcomer is accepted.
+    await bIsServed(served[0]);
+    served[3].close();
+    await waitUntil('a free place', () => own.server.connectionCount() === 3);
+    const late = await RawClient.connect(own.socket);
+    await bIsServed(late);
+    assert.equal(own.server.stats.refusedConnections, 6);
+    for (const c of [...served, late]) c.close();
+  } finally {
+    await own.stop();
+  }
 });

@@ -97,3 +97,25 @@ test('LogSink: lines a full pipe refuses are counted; once it drains, the first 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('out of file descriptors (prlimit --nofile=48): klipsd says so at start, survives the connections the OS refuses, and serves again', async () => {
+  const dir = tempDir();
+  const socket = path.join(dir, 'pfkey.sock');
+  const p = spawnDaemon(['--socket', socket], { wrap: ['prlimit', '--nofile=48', '--'] });
+  try {
+    await ready(p, socket);
+    await waitUntil('the warning', () => /"openFileLimit":48,"maxConnections":1024,.*"msg":"the open-file limit is below maxConnections/.test(p.stderr()));
+    const many = await Promise.all(Array.from({ length: 80 }, () => RawClient.connect(socket).catch(() => undefined)));
+    await waitUntil('the OS to close the connections over the limit', () => many.some((c) => c === undefined || c.closed));
+    for (const c of many) c?.close();
+    await waitUntil('klipsd to see them go', async () => (await infoView<{ server: { active: number } }>(socket, 'stats')).server.active === 0);
+    const c = await RawClient.connect(socket);
+    c.send({ header: { type: SADB_REGISTER, satype: SADB_SATYPE_ESP, seq: 2, pid: 42 } });
+    assert.equal((await c.waitFor('REGISTER reply', (m) => m.header.seq === 2)).header.errno, 0);
+    c.close();
+    assert.equal(await stopWith(p, 'SIGTERM'), 0);
+  } finally {
+    p.child.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -39,6 +39,7 @@ import { Engine, type Endpoint } from '../engine/engine.js';
 import { PfkeySocket, ReceiveBudget } from '../socket/pfkey-socket.js';
 import { DEFAULT_CONFIG, type DaemonConfig } from './config.js';
 import type { LogSink } from './log-sink.js';
+import { Throttle } from './throttle.js';
 import { infoPathFor, MAX_UNIX_PATH } from './paths.js';
 import { renderView, VIEW_NAMES, type View } from '../engine/views.js';
 
@@ -70,6 +71,10 @@ export interface ServerStats {
   enobufsNotices: number;
   /** Replies klipsd made itself (header refusals, engine faults) that did not fit a client's queue. */
   repliesDropped: number;
+  /** Connections over maxConnections, answered with ENFILE and closed. */
+  refusedConnections: number;
+  /** Accepts that failed (e.g. EMFILE when klipsd is out of file descriptors). */
+  acceptErrors: number;
   midMessageDisconnects: number;
   internalErrors: number;
   infoRequests: number;
@@ -439,6 +444,21 @@ class Connection {
 
 // ---------- the server ----------
 
+const REFUSED_NOTICE = headerOnly({ type: 0, errno: ERRNO.ENFILE, seq: 0, pid: 0 });
+
+/** Descriptors klipsd uses besides its PF_KEY connections: Node's own, the listeners, view-channel clients. */
+const FDS_BESIDES_CONNECTIONS = 64;
+
+/** The soft RLIMIT_NOFILE from /proc/self/limits (Linux), or undefined where it cannot be read. */
+function openFileLimit(): number | undefined {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+    return m && m[1] !== 'unlimited' ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * What a connection may still hold once klipsd's total is reached: its share of the
  * total (rcvbufTotal / maxConnections, at most its rcvbuf), so a client that reads is
@@ -453,7 +473,8 @@ class Server implements KlipsServer {
   readonly engine: Engine;
   readonly stats: ServerStats = {
     accepted: 0, active: 0, framesIn: 0, bytesIn: 0, bytesOut: 0, framingErrors: 0,
-    headerRefusals: 0, enobufsNotices: 0, repliesDropped: 0, midMessageDisconnects: 0, internalErrors: 0, infoRequests: 0,
+    headerRefusals: 0, enobufsNotices: 0, repliesDropped: 0, refusedConnections: 0, acceptErrors: 0,
+    midMessageDisconnects: 0, internalErrors: 0, infoRequests: 0,
   };
   /** What every connection holds together (PF_KEY queues and write buffers), bounded by rcvbufTotal. */
   readonly budget: ReceiveBudget;
@@ -483,7 +504,6 @@ class Server implements KlipsServer {
     });
     for (const name of config.debug) this.engine.debug[name] = 0xffffffff;
     this.pfkeyServer = net.createServer({ allowHalfOpen: true }, (c) => this.accept(c));
-    this.pfkeyServer.maxConnections = config.maxConnections;
     this.infoServer = net.createServer((c) => this.acceptInfo(c));
   }
 
@@ -504,6 +524,8 @@ class Server implements KlipsServer {
       removeIfOurs(p, this.inodes.main);
       throw e;
     }
+    // From now on a server error is a failed accept (EMFILE: out of descriptors): never fatal.
+    for (const srv of [this.pfkeyServer, this.infoServer]) srv.on('error', this.onAcceptError);
     this.tick = setInterval(() => {
       try {
         this.engine.tick();
@@ -513,11 +535,39 @@ class Server implements KlipsServer {
     }, opts.tickMs ?? 1000);
     this.tick.unref();
     this.logger.info({ socket: p, info: this.infoPath, rcvbuf: this.config.rcvbuf, group: opts.group }, 'klipsd listening');
+    this.checkFileLimit();
   }
+
+  /**
+   * Past the process's descriptor limit the OS refuses connections before klipsd sees
+   * them (libuv accepts and closes them: no errno reply, no count), so say at start when
+   * maxConnections cannot be reached.
+   */
+  private checkFileLimit(): void {
+    const limit = openFileLimit();
+    const needed = this.config.maxConnections + FDS_BESIDES_CONNECTIONS;
+    if (limit !== undefined && limit < needed) {
+      this.logger.warn({ openFileLimit: limit, maxConnections: this.config.maxConnections, needed },
+        'the open-file limit is below maxConnections: connections beyond it are closed by the OS without an errno reply (raise ulimit -n, or lower maxConnections)');
+    }
+  }
+
+  private readonly refusals = new Throttle(10_000);
+  private readonly acceptErrors = new Throttle(10_000);
+
+  private readonly onAcceptError = (e: NodeJS.ErrnoException): void => {
+    this.stats.acceptErrors++;
+    const n = this.acceptErrors.hit();
+    if (n) this.logger.warn({ code: e.code ?? e.message, since: n, total: this.stats.acceptErrors }, 'cannot accept a connection');
+  };
 
   private accept(c: net.Socket): void {
     if (this.closing) {
       c.destroy();
+      return;
+    }
+    if (this.conns.size >= this.config.maxConnections) {
+      this.refuse(c);
       return;
     }
     const conn = new Connection(this.nextConnId++, c, this);
@@ -526,6 +576,23 @@ class Server implements KlipsServer {
     this.stats.accepted++;
     this.stats.active = this.conns.size;
     this.logger.debug({ conn: conn.id, socket: conn.sock.id }, 'connection opened');
+  }
+
+  /**
+   * Over maxConnections: the client gets a header-only message (type 0, errno ENFILE,
+   * seq 0, pid 0), as socket() fails when the system's file table is full, and the
+   * connection is closed. Counted, and logged at most once per 10 s.
+   */
+  private refuse(c: net.Socket): void {
+    this.stats.refusedConnections++;
+    const n = this.refusals.hit();
+    if (n) {
+      this.logger.warn({ maxConnections: this.config.maxConnections, since: n, total: this.stats.refusedConnections }, 'connection refused: too many connections (ENFILE)');
+    }
+    c.on('error', () => c.destroy());
+    c.resume(); // whatever it sends is discarded, so closing cannot reset the reply away
+    c.end(REFUSED_NOTICE);
+    setTimeout(() => c.destroy(), 2000).unref();
   }
 
   forget(conn: Connection): void {
