@@ -354,3 +354,39 @@ test('beyond maxConnections: each connection gets a header-only ENFILE and is cl
     await own.stop();
   }
 });
+
+test('a connection stalled mid-message is closed after partialFrameTimeoutMs with EMSGSIZE; idle ones at a boundary, and slow ones making progress, stay', async () => {
+  const own = await startDaemon({ config: { ...DEFAULT_CONFIG, debug: [], partialFrameTimeoutMs: 300 } });
+  try {
+    const whole = buildMessage(add(0x7000, 31, 86));
+    const short = await RawClient.connect(own.socket); // stops inside the header
+    short.write(whole.subarray(0, 10));
+    const long = await RawClient.connect(own.socket); // stops inside the body
+    long.write(whole.subarray(0, 40));
+    const idle = await RawClient.connect(own.socket); // one whole message, then silence
+    await bIsServed(idle);
+    const slow = await RawClient.connect(own.socket); // a byte every 100 ms: progress
+    let sent = 0;
+    const trickle = setInterval(() => { if (sent < 12) slow.write(whole.subarray(sent, ++sent)); }, 100);
+    try {
+      await waitUntil('the two stalled connections to be closed', () => short.closed && long.closed, 5000);
+      assert.equal(own.server.stats.partialFrameTimeouts, 2);
+      // The reply copies what the header had: short held 10 bytes (up to seq's low half; no pid), long the whole header.
+      assert.deepEqual(short.messages.map(header).map((h) => [h.type, h.errno, h.satype, h.seq, h.pid, h.len]), [[SADB_ADD, ERRNO.EMSGSIZE, SADB_SATYPE_ESP, 31, 0, 2]]);
+      assert.deepEqual(long.messages.map(header).map((h) => [h.type, h.errno, h.satype, h.seq, h.pid, h.len]), [[SADB_ADD, ERRNO.EMSGSIZE, SADB_SATYPE_ESP, 31, 86, 2]]);
+      // Three timeouts' worth later: the idle and the slow connections are still open.
+      await new Promise((r) => setTimeout(r, 900));
+      assert.deepEqual([idle.closed, slow.closed, own.server.stats.partialFrameTimeouts], [false, false, 2]);
+    } finally {
+      clearInterval(trickle);
+    }
+    slow.write(whole.subarray(sent));
+    await slow.waitFor('the slow ADD', (m) => m.header.type === SADB_ADD && m.header.seq === 31 && m.header.errno === 0);
+    await bIsServed(idle);
+    assert.equal(own.server.stats.midMessageDisconnects, 0, 'a timeout is not counted as a client leaving');
+    assert.equal(own.server.engine.sadb.size, 1, 'only the completed ADD took effect');
+    for (const c of [idle, slow]) c.close();
+  } finally {
+    await own.stop();
+  }
+});

@@ -36,6 +36,7 @@ export interface DaemonConfig {
   rcvbufTotal: number;
   writeHighWater: number;
   maxConnections: number;
+  partialFrameTimeoutMs: number;
   larvalLifetime: number;
   logLevel: LogLevel;
   debug: DebugSubsystem[];
@@ -48,6 +49,7 @@ export const DEFAULT_CONFIG: Readonly<DaemonConfig> = Object.freeze({
   rcvbufTotal: 64 * 1024 * 1024,
   writeHighWater: 64 * 1024,
   maxConnections: 1024,
+  partialFrameTimeoutMs: 10_000,
   larvalLifetime: 0,
   logLevel: 'info',
   debug: [],
@@ -60,7 +62,7 @@ export class ConfigError extends Error {
   }
 }
 
-const KNOWN_KEYS = ['rcvbuf', 'rcvbufTotal', 'writeHighWater', 'maxConnections', 'larvalLifetime', 'logLevel', 'debug', 'supported'];
+const KNOWN_KEYS = ['rcvbuf', 'rcvbufTotal', 'writeHighWater', 'maxConnections', 'partialFrameTimeoutMs', 'larvalLifetime', 'logLevel', 'debug', 'supported'];
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -163,6 +165,9 @@ export function parseConfig(value: unknown, src = 'config'): DaemonConfig {
   if (value.rcvbufTotal !== undefined) cfg.rcvbufTotal = intField(src, 'rcvbufTotal', value.rcvbufTotal, 65536, 2 ** 40);
   if (value.writeHighWater !== undefined) cfg.writeHighWater = intField(src, 'writeHighWater', value.writeHighWater, 16384, 1 << 30);
   if (value.maxConnections !== undefined) cfg.maxConnections = intField(src, 'maxConnections', value.maxConnections, 1, 1 << 20);
+  if (value.partialFrameTimeoutMs !== undefined) {
+    cfg.partialFrameTimeoutMs = intField(src, 'partialFrameTimeoutMs', value.partialFrameTimeoutMs, 0, 24 * 3600 * 1000);
+  }
   if (value.larvalLifetime !== undefined) cfg.larvalLifetime = intField(src, 'larvalLifetime', value.larvalLifetime, 0, 0x7fffffff);
   if (value.logLevel !== undefined) {
     if (typeof value.logLevel !== 'string' || !(LOG_LEVELS as readonly string[]).includes(value.logLevel)) {

@@ -71,6 +71,8 @@ export interface ServerStats {
   enobufsNotices: number;
   /** Replies klipsd made itself (header refusals, engine faults) that did not fit a client's queue. */
   repliesDropped: number;
+  /** Connections closed after partialFrameTimeoutMs without progress in the middle of a message. */
+  partialFrameTimeouts: number;
   /** Connections over maxConnections, answered with ENFILE and closed. */
   refusedConnections: number;
   /** Accepts that failed (e.g. EMFILE when klipsd is out of file descriptors). */
@@ -219,6 +221,8 @@ class Connection {
   private charged = 0;
   /** An ENOBUFS notice is in the write buffer, not yet taken by the kernel. */
   private noticeInFlight = false;
+  /** Running while the decoder holds part of a message (see watchPartial). */
+  private partialTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private waiting = false;
   private draining = false;
@@ -245,7 +249,41 @@ class Connection {
       this.framingFailure(err);
       return;
     }
+    this.watchPartial();
     this.flush();
+  };
+
+  /**
+   * A connection that stops in the middle of a message is closed after
+   * partialFrameTimeoutMs without progress; one idle at a message boundary is never
+   * (pluto keeps its PF_KEY socket idle for hours).
+   */
+  private watchPartial(): void {
+    const ms = this.srv.config.partialFrameTimeoutMs;
+    if (this.decoder.buffered === 0 || ms === 0) {
+      if (this.partialTimer) {
+        clearTimeout(this.partialTimer);
+        this.partialTimer = undefined;
+      }
+    } else if (this.partialTimer) {
+      this.partialTimer.refresh();
+    } else {
+      this.partialTimer = setTimeout(this.onPartialTimeout, ms);
+    }
+  }
+
+  /** The partial message gets EMSGSIZE (it is shorter than its header says), its header's fields copied, and the connection ends. */
+  private readonly onPartialTimeout = (): void => {
+    this.partialTimer = undefined;
+    if (this.closed) return;
+    const stats = this.srv.stats;
+    stats.partialFrameTimeouts++;
+    const n = this.srv.partialTimeouts.hit();
+    if (n) {
+      this.srv.logger.warn({ conn: this.id, held: this.decoder.buffered, since: n, total: stats.partialFrameTimeouts }, 'closing a connection stalled in the middle of a message');
+    }
+    this.writeLast(errnoReplyTo(this.decoder.partial, ERRNO.EMSGSIZE));
+    this.shut();
   };
 
   private readonly onFrame = (frame: Uint8Array): void => {
@@ -425,6 +463,7 @@ class Connection {
   private release(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.partialTimer) clearTimeout(this.partialTimer);
     this.decoder.reset();
     this.sock.close();
   }
@@ -473,7 +512,7 @@ class Server implements KlipsServer {
   readonly engine: Engine;
   readonly stats: ServerStats = {
     accepted: 0, active: 0, framesIn: 0, bytesIn: 0, bytesOut: 0, framingErrors: 0,
-    headerRefusals: 0, enobufsNotices: 0, repliesDropped: 0, refusedConnections: 0, acceptErrors: 0,
+    headerRefusals: 0, enobufsNotices: 0, repliesDropped: 0, refusedConnections: 0, acceptErrors: 0, partialFrameTimeouts: 0,
     midMessageDisconnects: 0, internalErrors: 0, infoRequests: 0,
   };
   /** What every connection holds together (PF_KEY queues and write buffers), bounded by rcvbufTotal. */
@@ -553,6 +592,7 @@ class Server implements KlipsServer {
   }
 
   private readonly refusals = new Throttle(10_000);
+  readonly partialTimeouts = new Throttle(10_000);
   private readonly acceptErrors = new Throttle(10_000);
 
   private readonly onAcceptError = (e: NodeJS.ErrnoException): void => {

@@ -51,6 +51,11 @@ export class FrameDecoder {
     return this.part ? this.filled : 0;
   }
 
+  /** The bytes of the incomplete message held so far (a view; empty at a message boundary). */
+  get partial(): Uint8Array {
+    return this.part ? this.part.subarray(0, this.filled) : new Uint8Array(0);
+  }
+
   /** The error that stopped this decoder, if any. */
   get error(): FrameError | null {
     return this.failed;
