@@ -11,7 +11,7 @@ import path from 'node:path';
 import { ERRNO, SADB_REGISTER, SADB_SATYPE_ESP } from '../src/wire/index.js';
 import { infoPathFor } from '../src/daemon/paths.js';
 import { LogSink } from '../src/daemon/log-sink.js';
-import { RawClient, header, tempDir, waitUntil } from './cli-harness.js';
+import { RawClient, header, tempDir, waitUntil, within } from './cli-harness.js';
 import { infoView, ready, spawnDaemon, stopWith } from './daemon-child.js';
 
 interface ServerCounters {
@@ -116,6 +116,37 @@ test('out of file descriptors (prlimit --nofile=48): klipsd says so at start, su
     assert.equal(await stopWith(p, 'SIGTERM'), 0);
   } finally {
     p.child.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/**
+ * Run klipsd in a private mount namespace (unshare: no effect outside it, nothing to
+ * undo) where `dir` is a read-only tmpfs holding one directory, `existing`.
+ */
+function onReadOnlyFs(dir: string): string[] {
+  const script = 'mount -t tmpfs -o size=64k none "$0" && mkdir "$0/existing" && mount -o remount,ro "$0" && exec "$@"';
+  return ['unshare', '--map-root-user', '--mount', 'sh', '-c', script, dir];
+}
+
+test('on a read-only filesystem klipsd reports EROFS with the path, for a directory it must create and for the socket itself', async () => {
+  const dir = tempDir();
+  try {
+    const cases: Array<[string, string]> = [
+      [path.join(dir, 'run/klips/pfkey.sock'), `klipsd: cannot create ${path.join(dir, 'run')}: EROFS\n`],
+      [path.join(dir, 'existing/pfkey.sock'), `klipsd: cannot listen on ${path.join(dir, 'existing/pfkey.sock')}: EROFS\n`],
+    ];
+    for (const [socket, want] of cases) {
+      const p = spawnDaemon(['--socket', socket], { wrap: onReadOnlyFs(dir) });
+      assert.equal(await within(10000, 'refusal', p.exited), 1, socket);
+      assert.equal(p.stderr(), want);
+    }
+    // Where the kernel itself says ENOENT (procfs), that is what is reported, and promptly
+    // (Node's recursive mkdir never returns there).
+    const proc = spawnDaemon(['--socket', '/proc/klips-test/run/pfkey.sock']);
+    assert.equal(await within(10000, 'refusal', proc.exited), 1);
+    assert.equal(proc.stderr(), 'klipsd: cannot create /proc/klips-test: ENOENT\n');
+  } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -158,16 +158,30 @@ function resolveGroup(group: string): number {
   throw new ServerError(`no such group "${group}"`);
 }
 
-function prepareDirectory(dir: string, opts: { privateDir: boolean; gid?: number }): void {
-  const existed = fs.existsSync(dir);
-  if (!existed) {
-    try {
-      fs.mkdirSync(dir, { recursive: true, mode: opts.gid === undefined ? 0o700 : 0o710 });
-    } catch (e) {
-      throw new ServerError(`cannot create ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
-    if (opts.gid !== undefined) fs.chownSync(dir, -1, opts.gid);
+/**
+ * mkdir -p, one component at a time, so a failure names the directory and its own errno:
+ * Node's recursive mkdir reports ENOENT where the filesystem said EROFS, and under /proc
+ * it never returns.
+ */
+function makeDirectories(dir: string, mode: number, gid: number | undefined): void {
+  const missing: string[] = [];
+  for (let d = dir; !fs.existsSync(d); d = path.dirname(d)) {
+    missing.unshift(d);
+    if (path.dirname(d) === d) break;
   }
+  for (const d of missing) {
+    try {
+      fs.mkdirSync(d, { mode });
+    } catch (e) {
+      if (isErrno(e, 'EEXIST')) continue;
+      throw new ServerError(`cannot create ${d}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    if (gid !== undefined) fs.chownSync(d, -1, gid);
+  }
+}
+
+function prepareDirectory(dir: string, opts: { privateDir: boolean; gid?: number }): void {
+  makeDirectories(dir, opts.gid === undefined ? 0o700 : 0o710, opts.gid);
   const st = fs.lstatSync(dir);
   if (!st.isDirectory()) throw new ServerError(`${dir} is not a directory`);
   if (opts.privateDir && typeof process.getuid === 'function') {
