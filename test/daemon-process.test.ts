@@ -5,13 +5,13 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ERRNO, SADB_REGISTER, SADB_SATYPE_ESP } from '../src/wire/index.js';
 import { infoPathFor } from '../src/daemon/paths.js';
 import { LogSink } from '../src/daemon/log-sink.js';
-import { RawClient, header, tempDir, waitUntil, within } from './cli-harness.js';
+import { DIST, RawClient, header, tempDir, waitUntil, within } from './cli-harness.js';
 import { infoView, ready, spawnDaemon, stopWith } from './daemon-child.js';
 
 interface ServerCounters {
@@ -150,3 +150,44 @@ test('on a read-only filesystem klipsd reports EROFS with the path, for a direct
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('SIGTERM to `npm start` stops klipsd too (the start script execs node): no orphan, socket files removed', async () => {
+  const dir = tempDir();
+  const socket = path.join(dir, 'pfkey.sock');
+  // npm's own CLI when the tests run under npm, else the npm on PATH; --ignore-scripts skips the prestart build.
+  const npm = process.env.npm_execpath ? [process.execPath, process.env.npm_execpath] : ['npm'];
+  const child = spawn(npm[0], [...npm.slice(1), 'start', '--ignore-scripts'], {
+    cwd: path.resolve(DIST, '..'), env: { ...process.env, KLIPS_SOCKET: socket }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  for (const s of [child.stdout!, child.stderr!]) s.setEncoding('utf8').on('data', (x: string) => { out += x; });
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  let pid = 0;
+  try {
+    await waitUntil('klipsd listening under npm', () => {
+      const m = /"pid":(\d+)[^\n]*"msg":"klipsd listening"/.exec(out);
+      if (m) pid = Number(m[1]);
+      return pid > 0;
+    }, 20000);
+    assert.notEqual(pid, child.pid, 'klipsd is a child of npm');
+    child.kill('SIGTERM');
+    await within(10000, 'npm to exit', exited);
+    await waitUntil('klipsd to be gone', () => !alive(pid), 5000);
+    assert.match(out, /"signal":"SIGTERM","msg":"stopping"/);
+    assert.equal(fs.existsSync(socket), false, 'socket file removed');
+    assert.equal(fs.existsSync(infoPathFor(socket)), false, 'info socket file removed');
+  } finally {
+    child.kill('SIGKILL');
+    if (pid && alive(pid)) process.kill(pid, 'SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
