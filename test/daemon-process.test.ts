@@ -11,8 +11,8 @@ import path from 'node:path';
 import { ERRNO, SADB_REGISTER, SADB_SATYPE_ESP } from '../src/wire/index.js';
 import { infoPathFor } from '../src/daemon/paths.js';
 import { LogSink } from '../src/daemon/log-sink.js';
-import { DIST, RawClient, header, tempDir, waitUntil, within } from './cli-harness.js';
-import { infoView, ready, spawnDaemon, stopWith } from './daemon-child.js';
+import { DAEMON, DIST, RawClient, header, tempDir, waitUntil, within } from './cli-harness.js';
+import { infoView, ready, spawnDaemon, stopWith, type Proc } from './daemon-child.js';
 
 interface ServerCounters {
   framingErrors: number;
@@ -191,3 +191,96 @@ function alive(pid: number): boolean {
     return false;
   }
 }
+
+/** The JSON log lines klipsd wrote whose msg matches (other lines, e.g. Node's own, are skipped). */
+function logLines(p: Proc, msg: RegExp): Array<Record<string, unknown>> {
+  return p.stderr().split('\n').filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => msg.test(String(l.msg)));
+}
+
+test('SIGHUP reloads --config: log level, limits and debug flags at once, rcvbuf for new connections; what needs a restart is logged and kept; a bad file changes nothing', async () => {
+  const dir = tempDir();
+  const socket = path.join(dir, 'pfkey.sock');
+  const cfg = path.join(dir, 'klipsd.json');
+  fs.writeFileSync(cfg, JSON.stringify({ logLevel: 'info', maxConnections: 8, larvalLifetime: 0 }));
+  const p = spawnDaemon(['--socket', socket, '--config', cfg]);
+  try {
+    await ready(p, socket);
+    fs.writeFileSync(cfg, JSON.stringify({ logLevel: 'debug', maxConnections: 2, rcvbuf: 65536, larvalLifetime: 30, debug: ['spi'] }));
+    p.child.kill('SIGHUP');
+    await waitUntil('the reload', () => logLines(p, /^configuration reloaded$/).length === 1);
+    const [reloaded] = logLines(p, /^configuration reloaded$/);
+    assert.deepEqual([reloaded.applied, reloaded.newConnections, reloaded.needRestart], [['maxConnections', 'logLevel', 'debug'], ['rcvbuf'], ['larvalLifetime']]);
+    assert.deepEqual(logLines(p, /take effect only after a restart/)[0].keys, ['larvalLifetime']);
+    // maxConnections 2: the third connection is refused with ENFILE.
+    const a = await RawClient.connect(socket);
+    const b = await RawClient.connect(socket);
+    await waitUntil('the debug level: connections logged', () => logLines(p, /^connection opened$/).length === 2);
+    const c = await RawClient.connect(socket);
+    await waitUntil('the third to be refused', () => c.closed);
+    assert.equal(header(c.messages[0]).errno, ERRNO.ENFILE);
+    const debug = await infoView<Record<string, number>>(socket, 'klipsdebug');
+    assert.equal(Object.entries(debug).filter(([, v]) => v !== 0).map(([k]) => k).join(), 'spi');
+    // A bad file: logged, nothing changes.
+    fs.writeFileSync(cfg, '{"maxConnections": "many"}');
+    p.child.kill('SIGHUP');
+    await waitUntil('the refusal', () => logLines(p, /^configuration not reloaded/).length === 1);
+    assert.match(String(logLines(p, /^configuration not reloaded/)[0].error), /"maxConnections" must be an integer/);
+    const d = await RawClient.connect(socket);
+    await waitUntil('still two at most', () => d.closed);
+    for (const x of [a, b]) x.close();
+    assert.equal(await stopWith(p, 'SIGTERM'), 0);
+  } finally {
+    p.child.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** Inodes of the listening TCP sockets on this host (/proc/net/tcp and tcp6, state 0A). */
+function listeningTcpInodes(): Set<string> {
+  const out = new Set<string>();
+  for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    const rows = fs.existsSync(f) ? fs.readFileSync(f, 'utf8').split('\n').slice(1) : [];
+    for (const row of rows) {
+      const col = row.trim().split(/\s+/);
+      if (col[3] === '0A') out.add(col[9]);
+    }
+  }
+  return out;
+}
+
+/** The TCP sockets process `pid` listens on. */
+function listensOnTcp(pid: number): string[] {
+  const listening = listeningTcpInodes();
+  return fs.readdirSync(`/proc/${pid}/fd`)
+    .map((fd) => { try { return fs.readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { return ''; } })
+    .map((l) => /^socket:\[(\d+)\]$/.exec(l)?.[1] ?? '')
+    .filter((inode) => listening.has(inode));
+}
+
+test('SIGUSR1 does not open the Node inspector (no TCP listener, no "Debugger listening"); klipsd logs it and keeps serving', async () => {
+  const dir = tempDir();
+  const socket = path.join(dir, 'pfkey.sock');
+  const p = spawnDaemon(['--socket', socket]);
+  try {
+    await ready(p, socket);
+    p.child.kill('SIGUSR1');
+    await waitUntil('klipsd to react', () => logLines(p, /^SIGUSR1 ignored/).length === 1 || /Debugger listening/.test(p.stderr()));
+    assert.deepEqual(listensOnTcp(p.child.pid!), [], 'klipsd listens on no TCP port (the inspector would be 127.0.0.1:9229)');
+    assert.doesNotMatch(p.stderr(), /Debugger listening/);
+    assert.equal(logLines(p, /^SIGUSR1 ignored/).length, 1);
+    const c = await RawClient.connect(socket);
+    c.send({ header: { type: SADB_REGISTER, satype: SADB_SATYPE_ESP, seq: 3, pid: 42 } });
+    assert.equal((await c.waitFor('REGISTER reply', (m) => m.header.seq === 3)).header.errno, 0);
+    c.close();
+    assert.equal(await stopWith(p, 'SIGTERM'), 0);
+  } finally {
+    p.child.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('klipsd --version prints the package version', () => {
+  const version = (JSON.parse(fs.readFileSync(path.resolve(DIST, '../package.json'), 'utf8')) as { version: string }).version;
+  assert.equal(execFileSync(process.execPath, [DAEMON, '--version'], { encoding: 'utf8' }), `${version}\n`);
+});

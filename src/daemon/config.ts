@@ -55,6 +55,23 @@ export const DEFAULT_CONFIG: Readonly<DaemonConfig> = Object.freeze({
   debug: [],
 });
 
+/**
+ * How a changed key takes effect when klipsd reloads its configuration (SIGHUP): at
+ * once, for connections accepted from then on, or only after a restart (the engine was
+ * built with it; the running value stays).
+ */
+export const RELOAD: Readonly<Record<keyof DaemonConfig, 'live' | 'new connections' | 'restart'>> = Object.freeze({
+  rcvbuf: 'new connections',
+  rcvbufTotal: 'live',
+  writeHighWater: 'live',
+  maxConnections: 'live',
+  partialFrameTimeoutMs: 'live',
+  larvalLifetime: 'restart',
+  logLevel: 'live',
+  debug: 'live',
+  supported: 'restart',
+});
+
 export class ConfigError extends Error {
   constructor(message: string) {
     super(message);

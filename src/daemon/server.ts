@@ -32,12 +32,12 @@ import net from 'node:net';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import {
-  ERRNO, PfkeyError, FrameDecoder, errnoReplyTo, framingErrorReply, headerFault, headerOnly, errnoName,
+  DEBUG_SUBSYSTEMS, ERRNO, PfkeyError, FrameDecoder, errnoReplyTo, framingErrorReply, headerFault, headerOnly, errnoName,
   MSG_TYPE_NAMES, nameOf, type FrameError,
 } from '../wire/index.js';
 import { Engine, type Endpoint } from '../engine/engine.js';
 import { PfkeySocket, ReceiveBudget } from '../socket/pfkey-socket.js';
-import { DEFAULT_CONFIG, type DaemonConfig } from './config.js';
+import { DEFAULT_CONFIG, RELOAD, type DaemonConfig } from './config.js';
 import type { LogSink } from './log-sink.js';
 import { Throttle } from './throttle.js';
 import { infoPathFor, MAX_UNIX_PATH } from './paths.js';
@@ -90,8 +90,17 @@ export interface KlipsServer {
   readonly stats: ServerStats;
   /** Open PF_KEY connections. */
   connectionCount(): number;
+  /** Apply a new configuration (SIGHUP) as config.ts's RELOAD table says; logs what changed. */
+  reconfigure(next: DaemonConfig): Reconfigured;
   /** Stop accepting, close every connection, remove the socket files. */
   close(): Promise<void>;
+}
+
+/** The keys a reload changed, by how they took effect. */
+export interface Reconfigured {
+  applied: string[];
+  newConnections: string[];
+  needRestart: string[];
 }
 
 /** A start-up refusal with a message meant for the operator. */
@@ -543,7 +552,7 @@ class Server implements KlipsServer {
 
   constructor(
     readonly socketPath: string,
-    readonly config: DaemonConfig,
+    public config: DaemonConfig,
     readonly logger: Logger,
     engine: Engine | undefined,
     private readonly logSink: LogSink | undefined,
@@ -658,6 +667,31 @@ class Server implements KlipsServer {
 
   connectionCount(): number {
     return this.conns.size;
+  }
+
+  reconfigure(next: DaemonConfig): Reconfigured {
+    const done: Reconfigured = { applied: [], newConnections: [], needRestart: [] };
+    const config = { ...this.config };
+    const same = (a: unknown, b: unknown) => JSON.stringify(a instanceof Map ? [...a] : a) === JSON.stringify(b instanceof Map ? [...b] : b);
+    for (const key of Object.keys(RELOAD) as Array<keyof DaemonConfig>) {
+      if (same(this.config[key], next[key])) continue;
+      const how = RELOAD[key];
+      if (how === 'restart') {
+        done.needRestart.push(key);
+        continue;
+      }
+      (config as Record<string, unknown>)[key] = next[key];
+      (how === 'live' ? done.applied : done.newConnections).push(key);
+    }
+    this.config = config;
+    this.logger.level = config.logLevel;
+    // A changed debug list sets the klipsdebug flags to exactly that list (as at start, from zero).
+    if (done.applied.includes('debug')) for (const name of DEBUG_SUBSYSTEMS) this.engine.debug[name] = config.debug.includes(name) ? 0xffffffff : 0;
+    this.budget.limit = config.rcvbufTotal;
+    this.budget.reserve = reserveOf(config);
+    this.logger.info(done, 'configuration reloaded');
+    if (done.needRestart.length) this.logger.warn({ keys: done.needRestart }, 'configuration keys that take effect only after a restart were left as they are');
+    return done;
   }
 
   private pidOf = (ep: Endpoint): number => this.byEndpoint.get(ep.id)?.lastPid ?? 0;
