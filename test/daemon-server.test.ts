@@ -12,8 +12,8 @@ import {
   SADB_REGISTER, SADB_SATYPE_ESP, SADB_X_AALG_SHA2_256HMAC, SADB_X_EALG_AESCBC, SADB_AALG_SHA1HMAC,
 } from '../src/wire/index.js';
 import { defaultSocketPath, infoPathFor, resolveSocketPath } from '../src/daemon/paths.js';
-import { ConfigError, parseConfig } from '../src/daemon/config.js';
-import { RawClient, klips, tempDir, waitUntil, within } from './cli-harness.js';
+import { ConfigError, DEFAULT_CONFIG, RELOAD, parseConfig } from '../src/daemon/config.js';
+import { DIST, RawClient, klips, tempDir, waitUntil, within } from './cli-harness.js';
 import { connectable, ready, spawnDaemon, stopWith } from './daemon-child.js';
 
 test('socket path: --socket, then $KLIPS_SOCKET, then /run/klips for root, $XDG_RUNTIME_DIR or a per-user temp dir', () => {
@@ -242,4 +242,14 @@ test('parseConfig fills defaults and resolves algorithm names, numbers and objec
   assert.throws(() => parseConfig({ supported: { foo: {} } }), /unknown SA type/);
   assert.throws(() => parseConfig([]), /must be a JSON object/);
   assert.deepEqual(parseConfig({ debug: ['all'] }).debug.length, 12);
+});
+
+test('docs/klipsd.md: its example configuration is valid and shows every key', () => {
+  const doc = fs.readFileSync(path.resolve(DIST, '../docs/klipsd.md'), 'utf8');
+  const example = JSON.parse(/```json\n([\s\S]*?)```/.exec(doc)![1]) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(example).sort(), Object.keys(RELOAD).sort());
+  const c = parseConfig(example, 'docs/klipsd.md');
+  assert.deepEqual({ ...c, supported: undefined }, { ...DEFAULT_CONFIG, supported: undefined }, 'the example shows the defaults');
+  assert.deepEqual(c.supported!.get(SADB_SATYPE_ESP)!.encrypt.map((a) => a.id), [SADB_X_EALG_AESCBC, 3, 20]);
+  assert.equal(c.supported!.has(2), false, 'ah: null');
 });

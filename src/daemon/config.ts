@@ -1,22 +1,10 @@
 /**
  * klipsd's configuration: an embedded default (no file needed, no root needed), and an
- * optional JSON file (`--config FILE`) that narrows the supported algorithms, sizes the
- * queues and turns on debug flags. Every field is checked; a mistake is reported with
- * the file, the field and what was expected, never half-applied.
- *
- *   {
- *     "rcvbuf": 212992,                    PF_KEY receive queue per connection, bytes
- *     "writeHighWater": 1048576,           bytes queued on a connection before klipsd
- *                                          stops pushing and lets the PF_KEY queue absorb
- *     "maxConnections": 1024,
- *     "larvalLifetime": 0,                 seconds a GETSPI (larval) SA lives, 0 = forever
- *     "logLevel": "info",                  fatal error warn info debug trace silent
- *     "debug": ["pfkey", "spi"],           klipsdebug flags set at start ("all" for every one)
- *     "supported": {                       per SA type; an SA type left out keeps its default,
- *       "esp": { "auth": ["sha1", "sha2_256"], "encrypt": ["aes", "3des"] },
- *       "ah": null                         null: nothing supported for that SA type
- *     }
- *   }
+ * optional JSON file (`--config FILE`) that sizes the queues and limits, narrows the
+ * supported algorithms and turns on debug flags. Every field is checked; a mistake is
+ * reported with the file, the field and what was expected, never half-applied. The
+ * keys, their units and defaults, an example with every one, and what a reload (SIGHUP)
+ * changes (the RELOAD table below) are in docs/klipsd.md.
  *
  * An algorithm is a name (`aes`, `sha2_256`, `deflate`), a number, or an object
  * `{ "name" | "id", "ivlen", "minbits", "maxbits", "sizes" }`; the default entry for the
