@@ -1,9 +1,12 @@
 /**
  * klipsd under abuse, with a raw stream client of our own: unframeable headers,
  * headers KLIPS refuses before dispatch, clients that leave in the middle of a message,
- * clients that flood without reading, clients that never read while others broadcast,
- * and random bytes. Through all of it a second client's requests keep succeeding, and
- * nothing reaches it that was meant for the abuser alone.
+ * clients that flood without reading, clients that never read while others broadcast or
+ * while they DUMP (each within its rcvbuf, all within rcvbufTotal), refused headers
+ * from a client that never reads, connections beyond maxConnections (ENFILE), messages
+ * stalled half-way (EMSGSIZE after partialFrameTimeoutMs), and random bytes. Through all
+ * of it a second client's requests keep succeeding, and nothing reaches it that was
+ * meant for the abuser alone.
  */
 
 import { test, before, after } from 'node:test';
@@ -15,7 +18,7 @@ import {
   SADB_X_PROMISC, buildMessage, type MessageInput,
 } from '../src/wire/index.js';
 import { DEFAULT_CONFIG } from '../src/daemon/config.js';
-import type { PfkeySocket, ReceiveBudget } from '../src/socket/pfkey-socket.js';
+import type { PfkeySocket } from '../src/socket/pfkey-socket.js';
 import { RawClient, header, startDaemon, waitUntil, within, type Daemon } from './cli-harness.js';
 
 let d: Daemon;
@@ -254,7 +257,7 @@ test('clients that never read: each holds at most its rcvbuf, klipsd at most its
       n.sock.pause();
       n.send({ header: { type: SADB_DUMP, satype: SADB_SATYPE_ESP, seq: 1, pid: 900 + i } });
     }
-    const budget = (own.server as unknown as { budget: ReceiveBudget }).budget;
+    const budget = own.server.budget;
     const sockets = () => [...own.server.engine.endpoints] as PfkeySocket[];
     await settled('the DUMPs to stall', () => `${own.server.stats.bytesOut}/${budget.used}`);
     const held = sockets().map((s) => s.holding);

@@ -4,27 +4,32 @@
  *
  * The way a message travels here:
  *
- *   connection bytes ─► FrameDecoder (sadb_msg_len frames, zero-copy views)
+ *   connection bytes ─► FrameDecoder (wire/: sadb_msg_len frames, zero-copy views)
+ *                    ─► headerFault (wire/: KLIPS's sendmsg header checks, once)
  *                    ─► PfkeySocket.send()  = the engine's pfkey_sendmsg
  *   engine replies  ─► the PfkeySocket's bounded receive queue
- *                    ─► Connection.flush(): recv() until the connection's write buffer
- *                       reaches the high-water mark, one write per burst
+ *                    ─► Connection.flush(): take() until the connection's write buffer
+ *                       reaches writeHighWater, one write per burst
  *
- * Replies are read out of the PfkeySocket with recv() rather than pushed through
- * onMessage(): a push listener cannot be paused, and a client that does not read must
- * fill its own PF_KEY receive queue (messages dropped and counted for that socket only,
- * ENOBUFS reported once) instead of growing klipsd's memory. Other clients never wait
- * on a slow one.
+ * Replies are taken out of the PfkeySocket rather than pushed through onMessage(): a
+ * push listener cannot be paused, and a client that does not read must fill its own
+ * PF_KEY receive queue (messages dropped and counted for that socket only, ENOBUFS
+ * reported once) instead of growing klipsd's memory. What a connection holds, its queue
+ * and its write buffer together, is bounded by rcvbuf; what all of them hold by
+ * rcvbufTotal (a ReceiveBudget shared by every socket). Other clients never wait on a
+ * slow one.
  *
  * Over a stream there is no send() result, so where KLIPS's sendmsg fails without
  * sending a message (a header with a bad version, reserved field or type), klipsd finds
- * it at its boundary (wire's headerFault, once per frame) and writes a header-only copy
- * of the request's header carrying the errno to that connection alone; such a frame
- * never reaches the engine. Later refusals are answered by the engine (to every open
- * socket, as KLIPS). A header that cannot even be framed (length under 2 units or over 64 KiB) is
- * answered with EMSGSIZE and the connection is closed; nobody else notices. When a
- * connection's PF_KEY queue overflowed, the next message it receives is a header-only
- * notice: type 0, errno ENOBUFS, seq = messages dropped so far, pid 0.
+ * it at its boundary and queues a header-only copy of the request's header carrying the
+ * errno for that connection alone; such a frame never reaches the engine. Later refusals
+ * are answered by the engine (to every open socket, as KLIPS). Closing answers, each a
+ * header-only message and each counted: a header that cannot be framed (length under 2
+ * units or over 64 KiB) gets EMSGSIZE; a message stalled half-way for
+ * partialFrameTimeoutMs gets EMSGSIZE; a connection over maxConnections gets type 0,
+ * errno ENFILE. When a connection's PF_KEY queue overflowed, the next message it
+ * receives is a header-only notice: type 0, errno ENOBUFS, seq = messages dropped so
+ * far, pid 0. docs/klipsd.md has the table.
  */
 
 import fs from 'node:fs';
@@ -88,6 +93,8 @@ export interface KlipsServer {
   readonly engine: Engine;
   readonly logger: Logger;
   readonly stats: ServerStats;
+  /** What every connection holds together (PF_KEY queues and write buffers), bounded by rcvbufTotal. */
+  readonly budget: ReceiveBudget;
   /** Open PF_KEY connections. */
   connectionCount(): number;
   /** Apply a new configuration (SIGHUP) as config.ts's RELOAD table says; logs what changed. */
