@@ -243,15 +243,16 @@ async function settled(what: string, value: () => string, ms = 20000): Promise<v
 }
 
 test('clients that never read: each holds at most its rcvbuf, klipsd at most its total, and a reading client is still served', async () => {
-  const config = { ...DEFAULT_CONFIG, debug: [], rcvbuf: 32768, writeHighWater: 16384, rcvbufTotal: 131072, maxConnections: 16 };
-  const RESERVE = 131072 / 16;
+  // Total 256 KiB; reserve: 256 KiB / 16 is under the 64 KiB floor (the largest message), so 64 KiB.
+  const config = { ...DEFAULT_CONFIG, debug: [], rcvbuf: 131072, writeHighWater: 16384, rcvbufTotal: 262144, maxConnections: 16 };
+  const RESERVE = 65536;
   const own = await startDaemon({ config });
   try {
     const c = await RawClient.connect(own.socket);
     const SAS = 2000;
     c.write(Buffer.concat(Array.from({ length: SAS }, (_, i) => buildMessage(add(0x20000 + i, i + 1, 83)))));
     await c.waitFor('the last ADD reply', (m) => m.header.type === SADB_ADD && m.header.seq === SAS, 20000);
-    // Eight clients ask for a DUMP (~500 KB each, more than the kernel's socket buffers) and never read.
+    // Eight clients ask for a DUMP (~550 KB each, more than their rcvbuf and the kernel's socket buffers) and never read.
     const idle = await Promise.all(Array.from({ length: 8 }, () => RawClient.connect(own.socket)));
     for (const [i, n] of idle.entries()) {
       n.sock.pause();

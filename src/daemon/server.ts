@@ -37,7 +37,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import {
-  DEBUG_SUBSYSTEMS, ERRNO, PfkeyError, FrameDecoder, errnoReplyTo, framingErrorReply, headerFault, headerOnly, errnoName,
+  DEBUG_SUBSYSTEMS, ERRNO, MAX_MESSAGE_BYTES, PfkeyError, FrameDecoder, errnoReplyTo, framingErrorReply, headerFault, headerOnly, errnoName,
   MSG_TYPE_NAMES, nameOf, type FrameError,
 } from '../wire/index.js';
 import { Engine, type Endpoint } from '../engine/engine.js';
@@ -530,11 +530,13 @@ function openFileLimit(): number | undefined {
 
 /**
  * What a connection may still hold once klipsd's total is reached: its share of the
- * total (rcvbufTotal / maxConnections, at most its rcvbuf), so a client that reads is
- * still served while clients that never read have used up the total.
+ * total (rcvbufTotal / maxConnections), at least the largest message (so a client that
+ * reads, holding nothing, always has room for the next one) and at most its rcvbuf. A
+ * client that reads is thus still served while clients that never read have used up the
+ * total, and klipsd holds at most rcvbufTotal + connections x reserve.
  */
 function reserveOf(config: DaemonConfig): number {
-  return Math.min(config.rcvbuf, Math.floor(config.rcvbufTotal / config.maxConnections));
+  return Math.min(config.rcvbuf, Math.max(Math.floor(config.rcvbufTotal / config.maxConnections), MAX_MESSAGE_BYTES));
 }
 
 class Server implements KlipsServer {

@@ -174,7 +174,7 @@ export class PfkeySocket implements Endpoint {
     if (this.budget) this.budget.used += bytes;
   }
 
-  /** `bytes` from hold() are gone (written out); DUMP and other waiters may go on. */
+  /** `bytes` taken or held are gone (written out); DUMP and other waiters may go on. */
   release(bytes: number): void {
     this.held -= bytes;
     if (this.budget) this.budget.used -= bytes;
