@@ -182,7 +182,11 @@ async function startKlipsd(config: Record<string, unknown>, stderr: 'ignore' | n
       (await Client.connect(socket)).close();
       break;
     } catch {
-      if (Date.now() > end) throw new Error(`klipsd did not listen on ${socket}`);
+      if (Date.now() > end || child.exitCode !== null) {
+        child.kill('SIGKILL');
+        fs.rmSync(dir, { recursive: true, force: true });
+        throw new Error(`klipsd did not listen on ${socket} (exit ${await exited})`);
+      }
       await sleep(20);
     }
   }
