@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer, type KlipsServer, type ServerOptions } from '../src/daemon/server.js';
 import { Engine } from '../src/engine/engine.js';
-import { FrameDecoder } from '../src/daemon/framing.js';
+import { FrameDecoder } from '../src/wire/framing.js';
 import { parseMessage, type PfkeyMessage, buildMessage, type MessageInput } from '../src/wire/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

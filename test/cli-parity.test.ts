@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { FrameDecoder } from '../src/daemon/framing.js';
+import { FrameDecoder } from '../src/wire/framing.js';
 import { klips, tempDir } from './cli-harness.js';
 import { CLIENTS_DIR } from './vectors.js';
 

@@ -1,19 +1,24 @@
 /**
  * klipsd under abuse, with a raw stream client of our own: unframeable headers,
  * headers KLIPS refuses before dispatch, clients that leave in the middle of a message,
- * clients that flood without reading, clients that never read while others broadcast,
- * and random bytes. Through all of it a second client's requests keep succeeding, and
- * nothing reaches it that was meant for the abuser alone.
+ * clients that flood without reading, clients that never read while others broadcast or
+ * while they DUMP (each within its rcvbuf, all within rcvbufTotal), refused headers
+ * from a client that never reads, connections beyond maxConnections (ENFILE), messages
+ * stalled half-way (EMSGSIZE after partialFrameTimeoutMs), and random bytes. Through all
+ * of it a second client's requests keep succeeding, and nothing reaches it that was
+ * meant for the abuser alone.
  */
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import { pino } from 'pino';
 import {
-  ERRNO, IPPROTO_ESP, SADB_ADD, SADB_FLUSH, SADB_SASTATE_MATURE, SADB_SATYPE_ESP, SADB_X_DEBUG,
+  ERRNO, IPPROTO_ESP, SADB_ADD, SADB_DUMP, SADB_FLUSH, SADB_SASTATE_MATURE, SADB_SATYPE_ESP, SADB_X_DEBUG,
   SADB_X_PROMISC, buildMessage, type MessageInput,
 } from '../src/wire/index.js';
 import { DEFAULT_CONFIG } from '../src/daemon/config.js';
+import type { PfkeySocket } from '../src/socket/pfkey-socket.js';
 import { RawClient, header, startDaemon, waitUntil, within, type Daemon } from './cli-harness.js';
 
 let d: Daemon;
@@ -223,4 +228,169 @@ test('random bytes and random frames never stop klipsd', async () => {
   assert.equal(d.server.stats.internalErrors, 0, 'no exception escaped the engine');
   a.close();
   b.close();
+});
+
+/** Poll until `value()` stops changing for a few looks (bounded): klipsd has done what it can. */
+async function settled(what: string, value: () => string, ms = 20000): Promise<void> {
+  let last = '';
+  let same = 0;
+  await waitUntil(what, () => {
+    const v = value();
+    same = v === last ? same + 1 : 0;
+    last = v;
+    return same >= 10;
+  }, ms);
+}
+
+test('clients that never read: each holds at most its rcvbuf, klipsd at most its total, and a reading client is still served', async () => {
+  // Total 256 KiB; reserve: 256 KiB / 16 is under the 64 KiB floor (the largest message), so 64 KiB.
+  const config = { ...DEFAULT_CONFIG, debug: [], rcvbuf: 131072, writeHighWater: 16384, rcvbufTotal: 262144, maxConnections: 16 };
+  const RESERVE = 65536;
+  const own = await startDaemon({ config });
+  try {
+    const c = await RawClient.connect(own.socket);
+    const SAS = 2000;
+    c.write(Buffer.concat(Array.from({ length: SAS }, (_, i) => buildMessage(add(0x20000 + i, i + 1, 83)))));
+    await c.waitFor('the last ADD reply', (m) => m.header.type === SADB_ADD && m.header.seq === SAS, 20000);
+    // Eight clients ask for a DUMP (~550 KB each, more than their rcvbuf and the kernel's socket buffers) and never read.
+    const idle = await Promise.all(Array.from({ length: 8 }, () => RawClient.connect(own.socket)));
+    for (const [i, n] of idle.entries()) {
+      n.sock.pause();
+      n.send({ header: { type: SADB_DUMP, satype: SADB_SATYPE_ESP, seq: 1, pid: 900 + i } });
+    }
+    const budget = own.server.budget;
+    const sockets = () => [...own.server.engine.endpoints] as PfkeySocket[];
+    await settled('the DUMPs to stall', () => `${own.server.stats.bytesOut}/${budget.used}`);
+    const held = sockets().map((s) => s.holding);
+    assert.ok(held.every((h) => h <= config.rcvbuf), `each connection within its rcvbuf: ${held}`);
+    assert.ok(budget.used <= config.rcvbufTotal + idle.length * RESERVE, `klipsd's total ${budget.used}`);
+    assert.ok(budget.used > config.rcvbufTotal - 300, `the total was reached: ${budget.used}`);
+    assert.equal(budget.used, held.reduce((a, b) => a + b, 0), 'the total is the sum of what the connections hold');
+
+    // A reading client: its whole DUMP arrives (paced within its reserve, nothing dropped).
+    const r = await RawClient.connect(own.socket);
+    r.send({ header: { type: SADB_DUMP, satype: SADB_SATYPE_ESP, seq: 7, pid: 84 } });
+    await r.waitFor('the last DUMP message', (m) => m.header.type === SADB_DUMP && m.header.seq === 0 && m.header.pid === 84, 20000);
+    const dumped = r.messages.map(header).filter((h) => h.type === SADB_DUMP && h.pid === 84);
+    assert.deepEqual(dumped.map((h) => h.seq), Array.from({ length: SAS }, (_, i) => SAS - 1 - i));
+
+    // Broadcasts now: the idle clients lose them (over their rcvbuf or over the total), the readers do not.
+    const droppedBefore = own.server.engine.stats.dropped;
+    const perSocketBefore = sockets().reduce((a, s) => a + s.dropped, 0);
+    const totalDropsBefore = budget.dropped;
+    for (let i = 0; i < 10; i++) c.send(add(0x30000 + i, 1000 + i, 83));
+    await c.waitFor('the last broadcast ADD', (m) => m.header.seq === 1009, 5000);
+    await waitUntil('r to get every broadcast', () => r.messages.filter((m) => header(m).seq >= 1000 && header(m).pid === 83).length === 10);
+    const lost = own.server.engine.stats.dropped - droppedBefore;
+    assert.ok(lost > 0, 'the idle clients lost broadcasts');
+    assert.equal(sockets().reduce((a, s) => a + s.dropped, 0) - perSocketBefore, lost, "every loss is some socket's");
+    assert.ok(budget.dropped > totalDropsBefore, 'some were refused for the total alone');
+    assert.ok(budget.used <= config.rcvbufTotal + idle.length * RESERVE);
+
+    // When they read, each idle client gets the ENOBUFS notice; when all leave, nothing is held.
+    for (const n of idle) n.sock.resume();
+    await waitUntil('every idle client to see ENOBUFS', () => idle.every((n) => n.messages.some((m) => header(m).errno === ERRNO.ENOBUFS && header(m).type === 0)), 20000);
+    for (const n of [...idle, r, c]) n.close();
+    await waitUntil('every connection to go', () => own.server.connectionCount() === 0);
+    assert.equal(budget.used, 0);
+  } finally {
+    await own.stop();
+  }
+});
+
+test('a client that sends refused headers and never reads: its errno replies stay within its rcvbuf, and each is delivered or counted', async () => {
+  const a = await RawClient.connect(d.socket);
+  a.sock.pause();
+  const N = 20000;
+  const bad = Buffer.from(buildMessage({ header: { type: SADB_FLUSH, satype: 0, seq: 1, pid: 85 } }));
+  bad[0] = 3; // version 3: EINVAL at the header, answered by klipsd itself
+  const framesBefore = d.server.stats.framesIn;
+  const droppedBefore = d.server.stats.repliesDropped;
+  let written = 0;
+  while (written < N) {
+    const burst = Buffer.concat(Array.from({ length: 1000 }, () => bad));
+    if (!a.sock.write(burst)) await new Promise((r) => a.sock.once('drain', r));
+    written += 1000;
+  }
+  await waitUntil('klipsd to handle every frame', () => d.server.stats.framesIn - framesBefore === N, 20000);
+  const sock = [...d.server.engine.endpoints].map((e) => e as PfkeySocket).find((s) => s.dropped > 0);
+  assert.ok(sock, 'its socket dropped replies');
+  assert.ok(sock.holding <= 16384 + 16, `held ${sock.holding}: its rcvbuf and one ENOBUFS notice at most`);
+  const dropped = d.server.stats.repliesDropped - droppedBefore;
+  a.sock.resume();
+  await waitUntil('the ENOBUFS notice and every queued reply', () => {
+    const hs = a.messages.map(header);
+    return hs.some((h) => h.type === 0 && h.errno === ERRNO.ENOBUFS) && hs.filter((h) => h.errno === ERRNO.EINVAL).length + dropped === N;
+  }, 20000);
+  const notices = a.messages.map(header).filter((h) => h.type === 0).map((h) => h.seq);
+  assert.equal(notices.at(-1), dropped, 'the last notice carries the number dropped in all');
+  assert.ok(notices.every((n, i) => i === 0 || n > notices[i - 1]), `notices count up: ${notices}`);
+  a.close();
+});
+
+test('beyond maxConnections: each connection gets a header-only ENFILE and is closed; counted; one log line per 10 s', async () => {
+  const lines: string[] = [];
+  const logger = pino({ level: 'warn' }, { write: (s: string) => { lines.push(s); } });
+  const own = await startDaemon({ config: { ...DEFAULT_CONFIG, debug: [], maxConnections: 4 }, logger });
+  try {
+    const served = await Promise.all(Array.from({ length: 4 }, () => RawClient.connect(own.socket)));
+    await waitUntil('four connections', () => own.server.connectionCount() === 4);
+    const over = await Promise.all(Array.from({ length: 6 }, () => RawClient.connect(own.socket)));
+    await waitUntil('the six over the limit to be closed', () => over.every((c) => c.closed), 5000);
+    for (const c of over) {
+      assert.equal(c.messages.length, 1);
+      assert.equal(Buffer.from(c.messages[0]).toString('hex'), `0200${ERRNO.ENFILE.toString(16).padStart(2, '0')}00020000000000000000000000`);
+    }
+    assert.equal(own.server.stats.refusedConnections, 6);
+    assert.equal(own.server.connectionCount(), 4);
+    const refusals = lines.map((l) => JSON.parse(l)).filter((l) => /too many connections/.test(l.msg));
+    assert.equal(refusals.length, 1, 'rate-limited to one line');
+    assert.deepEqual([refusals[0].since, refusals[0].total, refusals[0].maxConnections], [1, 1, 4]);
+    // The four are served throughout; when one leaves, a newcomer is accepted.
+    await bIsServed(served[0]);
+    served[3].close();
+    await waitUntil('a free place', () => own.server.connectionCount() === 3);
+    const late = await RawClient.connect(own.socket);
+    await bIsServed(late);
+    assert.equal(own.server.stats.refusedConnections, 6);
+    for (const c of [...served, late]) c.close();
+  } finally {
+    await own.stop();
+  }
+});
+
+test('a connection stalled mid-message is closed after partialFrameTimeoutMs with EMSGSIZE; idle ones at a boundary, and slow ones making progress, stay', async () => {
+  const own = await startDaemon({ config: { ...DEFAULT_CONFIG, debug: [], partialFrameTimeoutMs: 300 } });
+  try {
+    const whole = buildMessage(add(0x7000, 31, 86));
+    const short = await RawClient.connect(own.socket); // stops inside the header
+    short.write(whole.subarray(0, 10));
+    const long = await RawClient.connect(own.socket); // stops inside the body
+    long.write(whole.subarray(0, 40));
+    const idle = await RawClient.connect(own.socket); // one whole message, then silence
+    await bIsServed(idle);
+    const slow = await RawClient.connect(own.socket); // a byte every 100 ms: progress
+    let sent = 0;
+    const trickle = setInterval(() => { if (sent < 12) slow.write(whole.subarray(sent, ++sent)); }, 100);
+    try {
+      await waitUntil('the two stalled connections to be closed', () => short.closed && long.closed, 5000);
+      assert.equal(own.server.stats.partialFrameTimeouts, 2);
+      // The reply copies what the header had: short held 10 bytes (up to seq's low half; no pid), long the whole header.
+      assert.deepEqual(short.messages.map(header).map((h) => [h.type, h.errno, h.satype, h.seq, h.pid, h.len]), [[SADB_ADD, ERRNO.EMSGSIZE, SADB_SATYPE_ESP, 31, 0, 2]]);
+      assert.deepEqual(long.messages.map(header).map((h) => [h.type, h.errno, h.satype, h.seq, h.pid, h.len]), [[SADB_ADD, ERRNO.EMSGSIZE, SADB_SATYPE_ESP, 31, 86, 2]]);
+      // Three timeouts' worth later: the idle and the slow connections are still open.
+      await new Promise((r) => setTimeout(r, 900));
+      assert.deepEqual([idle.closed, slow.closed, own.server.stats.partialFrameTimeouts], [false, false, 2]);
+    } finally {
+      clearInterval(trickle);
+    }
+    slow.write(whole.subarray(sent));
+    await slow.waitFor('the slow ADD', (m) => m.header.type === SADB_ADD && m.header.seq === 31 && m.header.errno === 0);
+    await bIsServed(idle);
+    assert.equal(own.server.stats.midMessageDisconnects, 0, 'a timeout is not counted as a client leaving');
+    assert.equal(own.server.engine.sadb.size, 1, 'only the completed ADD took effect');
+    for (const c of [idle, slow]) c.close();
+  } finally {
+    await own.stop();
+  }
 });

@@ -6,51 +6,15 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import {
   SADB_REGISTER, SADB_SATYPE_ESP, SADB_X_AALG_SHA2_256HMAC, SADB_X_EALG_AESCBC, SADB_AALG_SHA1HMAC,
 } from '../src/wire/index.js';
 import { defaultSocketPath, infoPathFor, resolveSocketPath } from '../src/daemon/paths.js';
-import { ConfigError, parseConfig } from '../src/daemon/config.js';
-import { DAEMON, RawClient, klips, tempDir, waitUntil, within } from './cli-harness.js';
-
-interface Proc {
-  child: ChildProcess;
-  stderr(): string;
-  exited: Promise<number>;
-}
-
-function spawnDaemon(args: string[], env: NodeJS.ProcessEnv = process.env): Proc {
-  const child = spawn(process.execPath, [DAEMON, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env });
-  let err = '';
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => { err += s; });
-  const exited = new Promise<number>((resolve) => child.on('exit', (code, sig) => resolve(code ?? (sig === 'SIGKILL' ? 137 : 128))));
-  return { child, stderr: () => err, exited };
-}
-
-function connectable(p: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = net.connect(p, () => { c.destroy(); resolve(true); });
-    c.on('error', () => resolve(false));
-  });
-}
-
-async function ready(p: Proc, socket: string): Promise<void> {
-  let exited = false;
-  p.exited.then(() => { exited = true; });
-  await waitUntil(`klipsd to listen on ${socket}`, async () => {
-    if (exited) throw new Error(`klipsd exited early: ${p.stderr()}`);
-    return (await connectable(socket)) && (await connectable(infoPathFor(socket)));
-  }, 10000);
-}
-
-async function stopWith(p: Proc, signal: NodeJS.Signals): Promise<number> {
-  p.child.kill(signal);
-  return within(10000, `klipsd to exit on ${signal}`, p.exited);
-}
+import { ConfigError, DEFAULT_CONFIG, RELOAD, parseConfig } from '../src/daemon/config.js';
+import { DIST, RawClient, klips, tempDir, waitUntil, within } from './cli-harness.js';
+import { connectable, ready, spawnDaemon, stopWith } from './daemon-child.js';
 
 test('socket path: --socket, then $KLIPS_SOCKET, then /run/klips for root, $XDG_RUNTIME_DIR or a per-user temp dir', () => {
   assert.equal(defaultSocketPath({ uid: 0, env: {} }), '/run/klips/pfkey.sock');
@@ -109,7 +73,7 @@ test('$KLIPS_SOCKET is honoured by klipsd and by the tools alike', async () => {
   const dir = tempDir();
   const socket = path.join(dir, 'env.sock');
   const env = { ...process.env, KLIPS_SOCKET: socket };
-  const p = spawnDaemon(['--log-level', 'warn'], env);
+  const p = spawnDaemon(['--log-level', 'warn'], { env });
   try {
     await ready(p, socket);
     const r = await klips(['tncfg', '--create', 'mast1'], { env });
@@ -266,7 +230,8 @@ test('bad klipsd arguments print usage and exit 2', async () => {
 test('parseConfig fills defaults and resolves algorithm names, numbers and objects', () => {
   const c = parseConfig({ supported: { esp: { auth: [3, { name: 'sha2_256' }], encrypt: ['aes_gcm_16', { id: 12, minbits: 128, maxbits: 128 }] } } });
   assert.equal(c.rcvbuf, 212992);
-  assert.equal(c.writeHighWater, 1 << 20);
+  assert.equal(c.writeHighWater, 65536);
+  assert.equal(c.rcvbufTotal, 64 << 20);
   const esp = c.supported!.get(SADB_SATYPE_ESP)!;
   assert.deepEqual(esp.auth.map((a) => a.id), [3, 5]);
   assert.deepEqual(esp.encrypt[0], { id: 20, ivlen: 64, minbits: 160, maxbits: 288, sizes: [160, 224, 288] });
@@ -277,4 +242,14 @@ test('parseConfig fills defaults and resolves algorithm names, numbers and objec
   assert.throws(() => parseConfig({ supported: { foo: {} } }), /unknown SA type/);
   assert.throws(() => parseConfig([]), /must be a JSON object/);
   assert.deepEqual(parseConfig({ debug: ['all'] }).debug.length, 12);
+});
+
+test('docs/klipsd.md: its example configuration is valid and shows every key', () => {
+  const doc = fs.readFileSync(path.resolve(DIST, '../docs/klipsd.md'), 'utf8');
+  const example = JSON.parse(/```json\n([\s\S]*?)```/.exec(doc)![1]) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(example).sort(), Object.keys(RELOAD).sort());
+  const c = parseConfig(example, 'docs/klipsd.md');
+  assert.deepEqual({ ...c, supported: undefined }, { ...DEFAULT_CONFIG, supported: undefined }, 'the example shows the defaults');
+  assert.deepEqual(c.supported!.get(SADB_SATYPE_ESP)!.encrypt.map((a) => a.id), [SADB_X_EALG_AESCBC, 3, 20]);
+  assert.equal(c.supported!.has(2), false, 'ah: null');
 });

@@ -13,7 +13,7 @@ import {
   buildMessage, parseMessage, PfkeyError, type MessageInput, type PfkeyMessage,
   type SadbMsg,
 } from '../wire/index.js';
-import { FrameDecoder } from '../daemon/framing.js';
+import { FrameDecoder, readHeader } from '../wire/index.js';
 import { infoPathFor } from '../daemon/paths.js';
 import { CliFailure, systemErrno } from './common.js';
 
@@ -25,17 +25,9 @@ export interface Received {
   error?: PfkeyError;
 }
 
-function rawHeader(b: Uint8Array): SadbMsg {
-  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  return {
-    version: b[0], type: b[1], errno: b[2], satype: b[3], len: dv.getUint16(4, true),
-    reserved: dv.getUint16(6, true), seq: dv.getUint32(8, true), pid: dv.getUint32(12, true),
-  };
-}
-
 /** Parse a message from klipsd: as kernel output first, then as a request (promiscuous copies). */
 export function decodeReceived(bytes: Uint8Array): Received {
-  const header = rawHeader(bytes);
+  const header = readHeader(bytes);
   try {
     return { bytes, header, msg: parseMessage(bytes, { direction: 'out' }) };
   } catch (e) {

@@ -1,22 +1,10 @@
 /**
  * klipsd's configuration: an embedded default (no file needed, no root needed), and an
- * optional JSON file (`--config FILE`) that narrows the supported algorithms, sizes the
- * queues and turns on debug flags. Every field is checked; a mistake is reported with
- * the file, the field and what was expected, never half-applied.
- *
- *   {
- *     "rcvbuf": 212992,                    PF_KEY receive queue per connection, bytes
- *     "writeHighWater": 1048576,           bytes queued on a connection before klipsd
- *                                          stops pushing and lets the PF_KEY queue absorb
- *     "maxConnections": 1024,
- *     "larvalLifetime": 0,                 seconds a GETSPI (larval) SA lives, 0 = forever
- *     "logLevel": "info",                  fatal error warn info debug trace silent
- *     "debug": ["pfkey", "spi"],           klipsdebug flags set at start ("all" for every one)
- *     "supported": {                       per SA type; an SA type left out keeps its default,
- *       "esp": { "auth": ["sha1", "sha2_256"], "encrypt": ["aes", "3des"] },
- *       "ah": null                         null: nothing supported for that SA type
- *     }
- *   }
+ * optional JSON file (`--config FILE`) that sizes the queues and limits, narrows the
+ * supported algorithms and turns on debug flags. Every field is checked; a mistake is
+ * reported with the file, the field and what was expected, never half-applied. The
+ * keys, their units and defaults, an example with every one, and what a reload (SIGHUP)
+ * changes (the RELOAD table below) are in docs/klipsd.md.
  *
  * An algorithm is a name (`aes`, `sha2_256`, `deflate`), a number, or an object
  * `{ "name" | "id", "ivlen", "minbits", "maxbits", "sizes" }`; the default entry for the
@@ -33,8 +21,10 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export interface DaemonConfig {
   rcvbuf: number;
+  rcvbufTotal: number;
   writeHighWater: number;
   maxConnections: number;
+  partialFrameTimeoutMs: number;
   larvalLifetime: number;
   logLevel: LogLevel;
   debug: DebugSubsystem[];
@@ -44,11 +34,30 @@ export interface DaemonConfig {
 
 export const DEFAULT_CONFIG: Readonly<DaemonConfig> = Object.freeze({
   rcvbuf: 212992,
-  writeHighWater: 1024 * 1024,
+  rcvbufTotal: 64 * 1024 * 1024,
+  writeHighWater: 64 * 1024,
   maxConnections: 1024,
+  partialFrameTimeoutMs: 10_000,
   larvalLifetime: 0,
   logLevel: 'info',
   debug: [],
+});
+
+/**
+ * How a changed key takes effect when klipsd reloads its configuration (SIGHUP): at
+ * once, for connections accepted from then on, or only after a restart (the engine was
+ * built with it; the running value stays).
+ */
+export const RELOAD: Readonly<Record<keyof DaemonConfig, 'live' | 'new connections' | 'restart'>> = Object.freeze({
+  rcvbuf: 'new connections',
+  rcvbufTotal: 'live',
+  writeHighWater: 'live',
+  maxConnections: 'live',
+  partialFrameTimeoutMs: 'live',
+  larvalLifetime: 'restart',
+  logLevel: 'live',
+  debug: 'live',
+  supported: 'restart',
 });
 
 export class ConfigError extends Error {
@@ -58,7 +67,7 @@ export class ConfigError extends Error {
   }
 }
 
-const KNOWN_KEYS = ['rcvbuf', 'writeHighWater', 'maxConnections', 'larvalLifetime', 'logLevel', 'debug', 'supported'];
+const KNOWN_KEYS = ['rcvbuf', 'rcvbufTotal', 'writeHighWater', 'maxConnections', 'partialFrameTimeoutMs', 'larvalLifetime', 'logLevel', 'debug', 'supported'];
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -158,8 +167,12 @@ export function parseConfig(value: unknown, src = 'config'): DaemonConfig {
   }
   const cfg: DaemonConfig = { ...DEFAULT_CONFIG, debug: [] };
   if (value.rcvbuf !== undefined) cfg.rcvbuf = intField(src, 'rcvbuf', value.rcvbuf, 1024, 1 << 30);
+  if (value.rcvbufTotal !== undefined) cfg.rcvbufTotal = intField(src, 'rcvbufTotal', value.rcvbufTotal, 65536, 2 ** 40);
   if (value.writeHighWater !== undefined) cfg.writeHighWater = intField(src, 'writeHighWater', value.writeHighWater, 16384, 1 << 30);
   if (value.maxConnections !== undefined) cfg.maxConnections = intField(src, 'maxConnections', value.maxConnections, 1, 1 << 20);
+  if (value.partialFrameTimeoutMs !== undefined) {
+    cfg.partialFrameTimeoutMs = intField(src, 'partialFrameTimeoutMs', value.partialFrameTimeoutMs, 0, 24 * 3600 * 1000);
+  }
   if (value.larvalLifetime !== undefined) cfg.larvalLifetime = intField(src, 'larvalLifetime', value.larvalLifetime, 0, 0x7fffffff);
   if (value.logLevel !== undefined) {
     if (typeof value.logLevel !== 'string' || !(LOG_LEVELS as readonly string[]).includes(value.logLevel)) {

@@ -1,15 +1,24 @@
 #!/usr/bin/env node
 /**
  * The klipsd binary: resolve the socket path, load the configuration (embedded default
- * or --config FILE), start the server, log as JSON lines on stderr (pino), and on
- * SIGTERM/SIGINT stop accepting, close every connection, remove the socket files and
- * exit 0. Bad arguments: usage and exit 2; a refusal to start (live socket, bad
- * configuration): one line on stderr and exit 1.
+ * or --config FILE), start the server, log as JSON lines on stderr (pino; a line that
+ * cannot be written is dropped and counted, see log-sink.ts). Signals:
+ *
+ *   SIGTERM, SIGINT  stop accepting, close every connection, remove the socket files, exit 0
+ *   SIGHUP           reload --config FILE (config.ts's RELOAD table says what applies live);
+ *                    a bad file is logged and the running configuration kept
+ *   SIGUSR1          ignored and logged: Node would open its inspector (a debugger on
+ *                    127.0.0.1:9229) in a process that holds keys
+ *
+ * --version prints the package's version. Bad arguments: usage and exit 2; a refusal to
+ * start (live socket, bad configuration): one line on stderr and exit 1.
  */
 
+import fs from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { pino, type Logger } from 'pino';
 import { ConfigError, DEFAULT_CONFIG, LOG_LEVELS, loadConfigFile, type DaemonConfig, type LogLevel } from './config.js';
+import { LogSink } from './log-sink.js';
 import { defaultSocketPath, resolveSocketPath } from './paths.js';
 import { ServerError, startServer, type KlipsServer } from './server.js';
 
@@ -20,9 +29,15 @@ interface Opts {
   logLevel?: LogLevel;
 }
 
+/** The version in package.json (dist/src/daemon/main.js is three levels below it). */
+function packageVersion(): string {
+  return (JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
 function parseArgs(argv: string[]): Opts {
   const program = new Command('klipsd')
     .description('KLIPS PF_KEY v2 kernel side, served on a Unix stream socket')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .option('--socket <path>', `socket path (default: $KLIPS_SOCKET, else ${defaultSocketPath()})`)
     .option('--config <file>', 'JSON configuration: supported algorithms, queue sizes, debug flags')
     .option('--group <group>', 'let this group use the socket (mode 0660 instead of 0600)')
@@ -43,6 +58,9 @@ function parseArgs(argv: string[]): Opts {
 }
 
 async function main(): Promise<void> {
+  // Before anything else: with no listener, SIGUSR1 opens Node's inspector.
+  let onUsr1 = (): void => {};
+  process.on('SIGUSR1', () => onUsr1());
   const opts = parseArgs(process.argv.slice(2));
   let config: DaemonConfig;
   try {
@@ -55,7 +73,10 @@ async function main(): Promise<void> {
     throw e;
   }
   if (opts.logLevel) config.logLevel = opts.logLevel;
-  const logger: Logger = pino({ name: 'klipsd', level: config.logLevel }, pino.destination({ fd: 2, sync: true }));
+  // A log that cannot be written (full disk, closed pipe) is dropped and counted, never fatal.
+  const logSink = new LogSink(2);
+  process.stderr.on('error', (e: NodeJS.ErrnoException) => logSink.lose(e.code));
+  const logger: Logger = pino({ name: 'klipsd', level: config.logLevel }, logSink);
   const explicit = Boolean(opts.socket || process.env.KLIPS_SOCKET);
   const socketPath = resolveSocketPath(opts.socket);
 
@@ -77,9 +98,27 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  onUsr1 = () => logger.warn({ signal: 'SIGUSR1' }, 'SIGUSR1 ignored: the Node inspector stays closed in a process that holds keys');
+  process.on('SIGHUP', () => {
+    if (!server || stopping) return;
+    if (!opts.config) {
+      logger.info({ signal: 'SIGHUP' }, 'no configuration file to reload (klipsd runs on its embedded default)');
+      return;
+    }
+    let next: DaemonConfig;
+    try {
+      next = loadConfigFile(opts.config);
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      logger.error({ signal: 'SIGHUP', error: e.message }, 'configuration not reloaded; the running one is kept');
+      return;
+    }
+    if (opts.logLevel) next.logLevel = opts.logLevel;
+    server.reconfigure(next);
+  });
 
   try {
-    server = await startServer({ socketPath, config, logger, group: opts.group, privateDir: !explicit && !socketPath.startsWith('/run/') });
+    server = await startServer({ socketPath, config, logger, logSink, group: opts.group, privateDir: !explicit && !socketPath.startsWith('/run/') });
   } catch (e) {
     if (e instanceof ServerError) {
       process.stderr.write(`klipsd: ${e.message}\n`);

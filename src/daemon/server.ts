@@ -4,26 +4,32 @@
  *
  * The way a message travels here:
  *
- *   connection bytes ─► FrameDecoder (sadb_msg_len frames, zero-copy views)
+ *   connection bytes ─► FrameDecoder (wire/: sadb_msg_len frames, zero-copy views)
+ *                    ─► headerFault (wire/: KLIPS's sendmsg header checks, once)
  *                    ─► PfkeySocket.send()  = the engine's pfkey_sendmsg
  *   engine replies  ─► the PfkeySocket's bounded receive queue
- *                    ─► Connection.flush(): recv() until the connection's write buffer
- *                       reaches the high-water mark, one write per burst
+ *                    ─► Connection.flush(): take() until the connection's write buffer
+ *                       reaches writeHighWater, one write per burst
  *
- * Replies are read out of the PfkeySocket with recv() rather than pushed through
- * onMessage(): a push listener cannot be paused, and a client that does not read must
- * fill its own PF_KEY receive queue (messages dropped and counted for that socket only,
- * ENOBUFS reported once) instead of growing klipsd's memory. Other clients never wait
- * on a slow one.
+ * Replies are taken out of the PfkeySocket rather than pushed through onMessage(): a
+ * push listener cannot be paused, and a client that does not read must fill its own
+ * PF_KEY receive queue (messages dropped and counted for that socket only, ENOBUFS
+ * reported once) instead of growing klipsd's memory. What a connection holds, its queue
+ * and its write buffer together, is bounded by rcvbuf; what all of them hold by
+ * rcvbufTotal (a ReceiveBudget shared by every socket). Other clients never wait on a
+ * slow one.
  *
  * Over a stream there is no send() result, so where KLIPS's sendmsg fails without
- * sending a message (a header with a bad version, reserved field or type), klipsd writes
- * a header-only copy of the request's header carrying the errno to that connection
- * alone. Later refusals are already answered by the engine (to every open socket, as
- * KLIPS). A header that cannot even be framed (length under 2 units or over 64 KiB) is
- * answered with EMSGSIZE and the connection is closed; nobody else notices. When a
- * connection's PF_KEY queue overflowed, the next message it receives is a header-only
- * notice: type 0, errno ENOBUFS, seq = messages dropped so far, pid 0.
+ * sending a message (a header with a bad version, reserved field or type), klipsd finds
+ * it at its boundary and queues a header-only copy of the request's header carrying the
+ * errno for that connection alone; such a frame never reaches the engine. Later refusals
+ * are answered by the engine (to every open socket, as KLIPS). Closing answers, each a
+ * header-only message and each counted: a header that cannot be framed (length under 2
+ * units or over 64 KiB) gets EMSGSIZE; a message stalled half-way for
+ * partialFrameTimeoutMs gets EMSGSIZE; a connection over maxConnections gets type 0,
+ * errno ENFILE. When a connection's PF_KEY queue overflowed, the next message it
+ * receives is a header-only notice: type 0, errno ENOBUFS, seq = messages dropped so
+ * far, pid 0. docs/klipsd.md has the table.
  */
 
 import fs from 'node:fs';
@@ -31,12 +37,14 @@ import net from 'node:net';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import {
-  ERRNO, PfkeyError, checkHeader, headerOnly, errnoName, MSG_TYPE_NAMES, nameOf,
+  DEBUG_SUBSYSTEMS, ERRNO, MAX_MESSAGE_BYTES, PfkeyError, FrameDecoder, errnoReplyTo, framingErrorReply, headerFault, headerOnly, errnoName,
+  MSG_TYPE_NAMES, nameOf, type FrameError,
 } from '../wire/index.js';
 import { Engine, type Endpoint } from '../engine/engine.js';
-import { PfkeySocket } from '../socket/pfkey-socket.js';
-import { DEFAULT_CONFIG, type DaemonConfig } from './config.js';
-import { FrameDecoder, errnoReplyTo, framingErrorReply, type FrameError } from './framing.js';
+import { PfkeySocket, ReceiveBudget } from '../socket/pfkey-socket.js';
+import { DEFAULT_CONFIG, RELOAD, type DaemonConfig } from './config.js';
+import type { LogSink } from './log-sink.js';
+import { Throttle } from './throttle.js';
 import { infoPathFor, MAX_UNIX_PATH } from './paths.js';
 import { renderView, VIEW_NAMES, type View } from '../engine/views.js';
 
@@ -53,6 +61,8 @@ export interface ServerOptions {
   engine?: Engine;
   /** Engine tick period in ms (lifetime expiry); default 1000. */
   tickMs?: number;
+  /** Where `logger` writes, for the stats view's log counters (klipsd's main passes it). */
+  logSink?: LogSink;
 }
 
 export interface ServerStats {
@@ -64,6 +74,14 @@ export interface ServerStats {
   framingErrors: number;
   headerRefusals: number;
   enobufsNotices: number;
+  /** Replies klipsd made itself (header refusals, engine faults) that did not fit a client's queue. */
+  repliesDropped: number;
+  /** Connections closed after partialFrameTimeoutMs without progress in the middle of a message. */
+  partialFrameTimeouts: number;
+  /** Connections over maxConnections, answered with ENFILE and closed. */
+  refusedConnections: number;
+  /** Accepts that failed (e.g. EMFILE when klipsd is out of file descriptors). */
+  acceptErrors: number;
   midMessageDisconnects: number;
   internalErrors: number;
   infoRequests: number;
@@ -75,10 +93,21 @@ export interface KlipsServer {
   readonly engine: Engine;
   readonly logger: Logger;
   readonly stats: ServerStats;
+  /** What every connection holds together (PF_KEY queues and write buffers), bounded by rcvbufTotal. */
+  readonly budget: ReceiveBudget;
   /** Open PF_KEY connections. */
   connectionCount(): number;
+  /** Apply a new configuration (SIGHUP) as config.ts's RELOAD table says; logs what changed. */
+  reconfigure(next: DaemonConfig): Reconfigured;
   /** Stop accepting, close every connection, remove the socket files. */
   close(): Promise<void>;
+}
+
+/** The keys a reload changed, by how they took effect. */
+export interface Reconfigured {
+  applied: string[];
+  newConnections: string[];
+  needRestart: string[];
 }
 
 /** A start-up refusal with a message meant for the operator. */
@@ -145,16 +174,30 @@ function resolveGroup(group: string): number {
   throw new ServerError(`no such group "${group}"`);
 }
 
-function prepareDirectory(dir: string, opts: { privateDir: boolean; gid?: number }): void {
-  const existed = fs.existsSync(dir);
-  if (!existed) {
-    try {
-      fs.mkdirSync(dir, { recursive: true, mode: opts.gid === undefined ? 0o700 : 0o710 });
-    } catch (e) {
-      throw new ServerError(`cannot create ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
-    if (opts.gid !== undefined) fs.chownSync(dir, -1, opts.gid);
+/**
+ * mkdir -p, one component at a time, so a failure names the directory and its own errno:
+ * Node's recursive mkdir reports ENOENT where the filesystem said EROFS, and under /proc
+ * it never returns.
+ */
+function makeDirectories(dir: string, mode: number, gid: number | undefined): void {
+  const missing: string[] = [];
+  for (let d = dir; !fs.existsSync(d); d = path.dirname(d)) {
+    missing.unshift(d);
+    if (path.dirname(d) === d) break;
   }
+  for (const d of missing) {
+    try {
+      fs.mkdirSync(d, { mode });
+    } catch (e) {
+      if (isErrno(e, 'EEXIST')) continue;
+      throw new ServerError(`cannot create ${d}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    if (gid !== undefined) fs.chownSync(d, -1, gid);
+  }
+}
+
+function prepareDirectory(dir: string, opts: { privateDir: boolean; gid?: number }): void {
+  makeDirectories(dir, opts.gid === undefined ? 0o700 : 0o710, opts.gid);
   const st = fs.lstatSync(dir);
   if (!st.isDirectory()) throw new ServerError(`${dir} is not a directory`);
   if (opts.privateDir && typeof process.getuid === 'function') {
@@ -202,8 +245,14 @@ class Connection {
   readonly sock: PfkeySocket;
   private readonly decoder = new FrameDecoder();
   private readonly halfQueue: number;
-  /** The last sadb_msg_pid seen from this client (for the registered view). */
+  /** The sadb_msg_pid of the last message the engine accepted from this client (for the registered view). */
   lastPid = 0;
+  /** Bytes charged to the PF_KEY socket as held by this connection (taken, or in its write buffer). */
+  private charged = 0;
+  /** An ENOBUFS notice is in the write buffer, not yet taken by the kernel. */
+  private noticeInFlight = false;
+  /** Running while the decoder holds part of a message (see watchPartial). */
+  private partialTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private waiting = false;
   private draining = false;
@@ -213,7 +262,7 @@ class Connection {
     private readonly c: net.Socket,
     private readonly srv: Server,
   ) {
-    this.sock = new PfkeySocket(srv.engine, { rcvbuf: srv.config.rcvbuf });
+    this.sock = new PfkeySocket(srv.engine, { rcvbuf: srv.config.rcvbuf, budget: srv.budget });
     this.halfQueue = srv.config.rcvbuf >> 1;
     c.on('data', this.onData);
     c.on('end', this.onEnd);
@@ -230,14 +279,58 @@ class Connection {
       this.framingFailure(err);
       return;
     }
+    this.watchPartial();
     this.flush();
+  };
+
+  /**
+   * A connection that stops in the middle of a message is closed after
+   * partialFrameTimeoutMs without progress; one idle at a message boundary is never
+   * (pluto keeps its PF_KEY socket idle for hours).
+   */
+  private watchPartial(): void {
+    const ms = this.srv.config.partialFrameTimeoutMs;
+    if (this.decoder.buffered === 0 || ms === 0) {
+      if (this.partialTimer) {
+        clearTimeout(this.partialTimer);
+        this.partialTimer = undefined;
+      }
+    } else if (this.partialTimer) {
+      this.partialTimer.refresh();
+    } else {
+      this.partialTimer = setTimeout(this.onPartialTimeout, ms);
+    }
+  }
+
+  /** The partial message gets EMSGSIZE (it is shorter than its header says), its header's fields copied, and the connection ends. */
+  private readonly onPartialTimeout = (): void => {
+    this.partialTimer = undefined;
+    if (this.closed) return;
+    const stats = this.srv.stats;
+    stats.partialFrameTimeouts++;
+    const n = this.srv.partialTimeouts.hit();
+    if (n) {
+      this.srv.logger.warn({ conn: this.id, held: this.decoder.buffered, since: n, total: stats.partialFrameTimeouts }, 'closing a connection stalled in the middle of a message');
+    }
+    this.writeLast(errnoReplyTo(this.decoder.partial, ERRNO.EMSGSIZE));
+    this.shut();
   };
 
   private readonly onFrame = (frame: Uint8Array): void => {
     if (this.closed) return;
     const stats = this.srv.stats;
     stats.framesIn++;
-    this.lastPid = le32(frame, 12);
+    const fault = headerFault(frame);
+    if (fault) {
+      // Refused before dispatch: KLIPS's sendmsg fails and no message exists, so this
+      // connection alone gets a header-only errno reply; the engine never sees it.
+      stats.headerRefusals++;
+      if (this.srv.logger.isLevelEnabled('debug')) {
+        this.srv.logger.debug({ conn: this.id, errno: errnoName(fault.errno), offset: fault.offset, why: fault.why }, 'message refused at the header');
+      }
+      this.answer(errnoReplyTo(frame, fault.errno));
+      return;
+    }
     let errno: number;
     try {
       errno = this.sock.send(frame);
@@ -245,69 +338,101 @@ class Connection {
       // A fault inside the engine: report it to this client only and carry on.
       stats.internalErrors++;
       this.srv.logger.error({ conn: this.id, err: e, type: nameOf(MSG_TYPE_NAMES, frame[1]) }, 'engine fault while handling a message');
-      this.writeDirect(errnoReplyTo(frame, ERRNO.EINVAL));
+      this.answer(errnoReplyTo(frame, ERRNO.EINVAL));
       return;
     }
     if (errno === 0) {
+      this.lastPid = le32(frame, 12);
       // A burst of requests can produce more replies than the PF_KEY queue holds; move
       // them to the connection as we go (up to its high-water mark), as a reading client would.
       if (this.sock.room() < this.halfQueue) this.flush();
-      return;
     }
-    try {
-      checkHeader(frame);
-    } catch {
-      // Refused before dispatch: KLIPS's sendmsg fails and no message exists, so this
-      // connection alone gets a header-only errno reply.
-      stats.headerRefusals++;
-      if (this.srv.logger.isLevelEnabled('debug')) {
-        this.srv.logger.debug({ conn: this.id, errno: errnoName(errno), type: frame[1] }, 'message refused at the header');
-      }
-      this.writeDirect(errnoReplyTo(frame, errno));
-    }
+    // A refusal after the header is already answered by the engine (to every socket, as KLIPS).
   };
 
   private framingFailure(err: FrameError): void {
     this.srv.stats.framingErrors++;
     this.srv.logger.warn({ conn: this.id, reason: err.reason }, 'unframeable message, closing the connection');
-    this.writeDirect(framingErrorReply(err.header));
+    this.writeLast(framingErrorReply(err.header));
     this.shut();
   }
 
-  /** Write `bytes` after everything already queued for this client (ignoring the high-water mark). */
-  private writeDirect(bytes: Uint8Array): void {
+  /**
+   * A reply klipsd makes itself, to this client alone: through the PF_KEY socket's
+   * bounded queue like any other, so a client that never reads cannot grow it (a reply
+   * that does not fit is dropped, counted, and reported by the ENOBUFS notice).
+   */
+  private answer(bytes: Uint8Array): void {
+    if (!this.sock.deliver(bytes)) this.srv.stats.repliesDropped++;
+    if (this.sock.room() < this.halfQueue) this.flush();
+  }
+
+  /** Write `bytes` after everything already queued for this client, then nothing more (the connection ends). */
+  private writeLast(bytes: Uint8Array): void {
     if (this.closed) return;
     this.flush(true);
     this.write(bytes);
   }
 
-  private write(data: Uint8Array): void {
+  private write(data: Uint8Array, done: () => void = this.settle): void {
     this.srv.stats.bytesOut += data.length;
-    this.c.write(data);
+    this.c.write(data, done);
+    this.settle();
   }
 
-  /** Move queued PF_KEY messages to the connection, up to the high-water mark. */
+  /**
+   * Charge the PF_KEY socket with what the connection's write buffer holds (bytes the
+   * kernel has not taken yet): they count against this client's rcvbuf and klipsd's
+   * total. Runs after each write and when each write completes.
+   */
+  private readonly settle = (): void => {
+    const now = this.closed ? 0 : this.c.writableLength;
+    if (now > this.charged) this.sock.hold(now - this.charged);
+    else if (now < this.charged) this.sock.release(this.charged - now);
+    this.charged = now;
+  };
+
+  /** The write carrying an ENOBUFS notice is done: the next notice may go (see flush). */
+  private readonly noticeWritten = (): void => {
+    this.settle();
+    this.noticeInFlight = false;
+    this.flush();
+  };
+
+  /**
+   * Move queued PF_KEY messages to the connection, up to the high-water mark. After a
+   * drop, an ENOBUFS notice goes first; while one is still in the write buffer (the
+   * client has not read it), later drops wait and fold into the next notice (its seq is
+   * the count so far), so a client that never reads cannot pile notices up.
+   */
   flush(force = false): void {
     if (this.closed) return;
+    if (!force && this.noticeInFlight && this.sock.overflowed) return; // noticeWritten() calls again
     const room = force ? Infinity : this.srv.config.writeHighWater - this.c.writableLength;
     let first: Uint8Array | undefined;
     let parts: Uint8Array[] | undefined;
     let bytes = 0;
+    let notice = false;
     while (bytes < room) {
       let m: Uint8Array | undefined;
       try {
-        m = this.sock.recv();
+        m = this.sock.take();
       } catch (e) {
         if (!(e instanceof PfkeyError) || e.errno !== ERRNO.ENOBUFS) throw e;
         this.srv.stats.enobufsNotices++;
+        notice = true;
         m = headerOnly({ type: 0, errno: ERRNO.ENOBUFS, seq: this.sock.dropped, pid: 0 });
+        this.sock.hold(m.length);
       }
       if (m === undefined) break;
+      this.charged += m.length;
       if (first === undefined) first = m;
       else (parts ??= [first]).push(m);
       bytes += m.length;
+      if (notice && this.sock.overflowed && !force) break; // another drop meanwhile: its notice waits for this one's write
     }
-    if (first !== undefined) this.write(parts ? Buffer.concat(parts, bytes) : first);
+    if (notice) this.noticeInFlight = true;
+    if (first !== undefined) this.write(parts ? Buffer.concat(parts, bytes) : first, notice ? this.noticeWritten : this.settle);
     if (force) return;
     if (this.sock.pending > 0 || bytes >= room) this.waitForDrain();
     else this.arm();
@@ -368,6 +493,7 @@ class Connection {
   private release(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.partialTimer) clearTimeout(this.partialTimer);
     this.decoder.reset();
     this.sock.close();
   }
@@ -387,13 +513,42 @@ class Connection {
 
 // ---------- the server ----------
 
+const REFUSED_NOTICE = headerOnly({ type: 0, errno: ERRNO.ENFILE, seq: 0, pid: 0 });
+
+/** Descriptors klipsd uses besides its PF_KEY connections: Node's own, the listeners, view-channel clients. */
+const FDS_BESIDES_CONNECTIONS = 64;
+
+/** The soft RLIMIT_NOFILE from /proc/self/limits (Linux), or undefined where it cannot be read. */
+function openFileLimit(): number | undefined {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+    return m && m[1] !== 'unlimited' ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * What a connection may still hold once klipsd's total is reached: its share of the
+ * total (rcvbufTotal / maxConnections), at least the largest message (so a client that
+ * reads, holding nothing, always has room for the next one) and at most its rcvbuf. A
+ * client that reads is thus still served while clients that never read have used up the
+ * total, and klipsd holds at most rcvbufTotal + connections x reserve.
+ */
+function reserveOf(config: DaemonConfig): number {
+  return Math.min(config.rcvbuf, Math.max(Math.floor(config.rcvbufTotal / config.maxConnections), MAX_MESSAGE_BYTES));
+}
+
 class Server implements KlipsServer {
   readonly infoPath: string;
   readonly engine: Engine;
   readonly stats: ServerStats = {
     accepted: 0, active: 0, framesIn: 0, bytesIn: 0, bytesOut: 0, framingErrors: 0,
-    headerRefusals: 0, enobufsNotices: 0, midMessageDisconnects: 0, internalErrors: 0, infoRequests: 0,
+    headerRefusals: 0, enobufsNotices: 0, repliesDropped: 0, refusedConnections: 0, acceptErrors: 0, partialFrameTimeouts: 0,
+    midMessageDisconnects: 0, internalErrors: 0, infoRequests: 0,
   };
+  /** What every connection holds together (PF_KEY queues and write buffers), bounded by rcvbufTotal. */
+  readonly budget: ReceiveBudget;
   private readonly conns = new Set<Connection>();
   private readonly byEndpoint = new Map<number, Connection>();
   private readonly infoConns = new Set<net.Socket>();
@@ -406,11 +561,13 @@ class Server implements KlipsServer {
 
   constructor(
     readonly socketPath: string,
-    readonly config: DaemonConfig,
+    public config: DaemonConfig,
     readonly logger: Logger,
     engine: Engine | undefined,
+    private readonly logSink: LogSink | undefined,
   ) {
     this.infoPath = infoPathFor(socketPath);
+    this.budget = new ReceiveBudget(config.rcvbufTotal, reserveOf(config));
     this.engine = engine ?? new Engine({
       supported: config.supported,
       larvalLifetime: config.larvalLifetime,
@@ -418,7 +575,6 @@ class Server implements KlipsServer {
     });
     for (const name of config.debug) this.engine.debug[name] = 0xffffffff;
     this.pfkeyServer = net.createServer({ allowHalfOpen: true }, (c) => this.accept(c));
-    this.pfkeyServer.maxConnections = config.maxConnections;
     this.infoServer = net.createServer((c) => this.acceptInfo(c));
   }
 
@@ -439,6 +595,8 @@ class Server implements KlipsServer {
       removeIfOurs(p, this.inodes.main);
       throw e;
     }
+    // From now on a server error is a failed accept (EMFILE: out of descriptors): never fatal.
+    for (const srv of [this.pfkeyServer, this.infoServer]) srv.on('error', this.onAcceptError);
     this.tick = setInterval(() => {
       try {
         this.engine.tick();
@@ -448,11 +606,40 @@ class Server implements KlipsServer {
     }, opts.tickMs ?? 1000);
     this.tick.unref();
     this.logger.info({ socket: p, info: this.infoPath, rcvbuf: this.config.rcvbuf, group: opts.group }, 'klipsd listening');
+    this.checkFileLimit();
   }
+
+  /**
+   * Past the process's descriptor limit the OS refuses connections before klipsd sees
+   * them (libuv accepts and closes them: no errno reply, no count), so say at start when
+   * maxConnections cannot be reached.
+   */
+  private checkFileLimit(): void {
+    const limit = openFileLimit();
+    const needed = this.config.maxConnections + FDS_BESIDES_CONNECTIONS;
+    if (limit !== undefined && limit < needed) {
+      this.logger.warn({ openFileLimit: limit, maxConnections: this.config.maxConnections, needed },
+        'the open-file limit is below maxConnections: connections beyond it are closed by the OS without an errno reply (raise ulimit -n, or lower maxConnections)');
+    }
+  }
+
+  private readonly refusals = new Throttle(10_000);
+  readonly partialTimeouts = new Throttle(10_000);
+  private readonly acceptErrors = new Throttle(10_000);
+
+  private readonly onAcceptError = (e: NodeJS.ErrnoException): void => {
+    this.stats.acceptErrors++;
+    const n = this.acceptErrors.hit();
+    if (n) this.logger.warn({ code: e.code ?? e.message, since: n, total: this.stats.acceptErrors }, 'cannot accept a connection');
+  };
 
   private accept(c: net.Socket): void {
     if (this.closing) {
       c.destroy();
+      return;
+    }
+    if (this.conns.size >= this.config.maxConnections) {
+      this.refuse(c);
       return;
     }
     const conn = new Connection(this.nextConnId++, c, this);
@@ -461,6 +648,23 @@ class Server implements KlipsServer {
     this.stats.accepted++;
     this.stats.active = this.conns.size;
     this.logger.debug({ conn: conn.id, socket: conn.sock.id }, 'connection opened');
+  }
+
+  /**
+   * Over maxConnections: the client gets a header-only message (type 0, errno ENFILE,
+   * seq 0, pid 0), as socket() fails when the system's file table is full, and the
+   * connection is closed. Counted, and logged at most once per 10 s.
+   */
+  private refuse(c: net.Socket): void {
+    this.stats.refusedConnections++;
+    const n = this.refusals.hit();
+    if (n) {
+      this.logger.warn({ maxConnections: this.config.maxConnections, since: n, total: this.stats.refusedConnections }, 'connection refused: too many connections (ENFILE)');
+    }
+    c.on('error', () => c.destroy());
+    c.resume(); // whatever it sends is discarded, so closing cannot reset the reply away
+    c.end(REFUSED_NOTICE);
+    setTimeout(() => c.destroy(), 2000).unref();
   }
 
   forget(conn: Connection): void {
@@ -474,12 +678,44 @@ class Server implements KlipsServer {
     return this.conns.size;
   }
 
+  reconfigure(next: DaemonConfig): Reconfigured {
+    const done: Reconfigured = { applied: [], newConnections: [], needRestart: [] };
+    const config = { ...this.config };
+    const same = (a: unknown, b: unknown) => JSON.stringify(a instanceof Map ? [...a] : a) === JSON.stringify(b instanceof Map ? [...b] : b);
+    for (const key of Object.keys(RELOAD) as Array<keyof DaemonConfig>) {
+      if (same(this.config[key], next[key])) continue;
+      const how = RELOAD[key];
+      if (how === 'restart') {
+        done.needRestart.push(key);
+        continue;
+      }
+      (config as Record<string, unknown>)[key] = next[key];
+      (how === 'live' ? done.applied : done.newConnections).push(key);
+    }
+    this.config = config;
+    this.logger.level = config.logLevel;
+    // A changed debug list sets the klipsdebug flags to exactly that list (as at start, from zero).
+    if (done.applied.includes('debug')) for (const name of DEBUG_SUBSYSTEMS) this.engine.debug[name] = config.debug.includes(name) ? 0xffffffff : 0;
+    this.budget.limit = config.rcvbufTotal;
+    this.budget.reserve = reserveOf(config);
+    this.logger.info(done, 'configuration reloaded');
+    if (done.needRestart.length) this.logger.warn({ keys: done.needRestart }, 'configuration keys that take effect only after a restart were left as they are');
+    return done;
+  }
+
   private pidOf = (ep: Endpoint): number => this.byEndpoint.get(ep.id)?.lastPid ?? 0;
 
   view(name: string): View | undefined {
     return renderView(name, this.engine, {
       pidOf: this.pidOf,
-      serverStats: () => ({ ...this.stats, dropped: this.engine.stats.dropped }),
+      serverStats: () => ({
+        ...this.stats,
+        dropped: this.engine.stats.dropped,
+        heldBytes: this.budget.used,
+        totalLimitDrops: this.budget.dropped,
+        logDropped: this.logSink?.dropped ?? 0,
+        logLastError: this.logSink?.lastError ?? '',
+      }),
     });
   }
 
@@ -558,7 +794,7 @@ class Server implements KlipsServer {
 export async function startServer(opts: ServerOptions): Promise<KlipsServer> {
   const config = opts.config ?? { ...DEFAULT_CONFIG };
   const logger = opts.logger ?? silentLogger();
-  const server = new Server(path.resolve(opts.socketPath), config, logger, opts.engine);
+  const server = new Server(path.resolve(opts.socketPath), config, logger, opts.engine, opts.logSink);
   await server.start(opts);
   return server;
 }

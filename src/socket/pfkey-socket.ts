@@ -5,14 +5,36 @@
  * fit is dropped for this socket alone, counted, and the next read reports ENOBUFS once.
  * Registration (SADB_REGISTER), promiscuous mode and X_PCHANGE subscription live here
  * and end when the socket closes.
+ *
+ * What counts against `rcvbuf` is everything held for the client: the queue, plus bytes
+ * its owner took out with take() (or added with hold()) and still holds, until it
+ * release()s them: klipsd's connection write buffer. Sockets may also share a ReceiveBudget, a bound on the sum over all of
+ * them, so that many clients that never read cannot add up to unbounded memory.
  */
 
 import { ERRNO, PfkeyError } from '../wire/index.js';
 import type { Endpoint, Engine } from '../engine/engine.js';
 
+/**
+ * A byte bound shared by many sockets: what they all hold together stays under `limit`,
+ * except that a socket holding less than `reserve` may still take a message, so a
+ * client that reads keeps being served while others that never read exhaust the total.
+ * The sum is therefore at most limit + sockets x reserve.
+ */
+export class ReceiveBudget {
+  /** Bytes held now, over every socket sharing this budget. */
+  used = 0;
+  /** Messages dropped because the total was reached. */
+  dropped = 0;
+
+  constructor(public limit: number, public reserve: number) {}
+}
+
 export interface SocketOptions {
-  /** Receive queue size in bytes (Linux's default rmem is 212992). */
+  /** Receive buffer in bytes: queue plus held (Linux's default rmem is 212992). */
   rcvbuf?: number;
+  /** A total shared with other sockets. */
+  budget?: ReceiveBudget;
 }
 
 let nextId = 1;
@@ -28,6 +50,9 @@ export class PfkeySocket implements Endpoint {
   private queue: Uint8Array[] = [];
   private head = 0;
   private queued = 0;
+  /** Bytes the owner took (take/hold) and still holds, until release(). */
+  private held = 0;
+  private budget: ReceiveBudget | undefined;
   private overflow = false;
   private isShutdown = false;
   private isClosed = false;
@@ -37,11 +62,17 @@ export class PfkeySocket implements Endpoint {
 
   constructor(private readonly engine: Engine, opts: SocketOptions = {}) {
     this.rcvbuf = opts.rcvbuf ?? 212992;
+    this.budget = opts.budget;
     engine.attach(this);
   }
 
   get closed(): boolean {
     return this.isClosed;
+  }
+
+  /** A message was dropped since the last read: the next recv() throws ENOBUFS. */
+  get overflowed(): boolean {
+    return this.overflow;
   }
 
   /** Messages waiting to be read. */
@@ -57,21 +88,34 @@ export class PfkeySocket implements Endpoint {
       for (const l of this.listeners) l(msg);
       return true;
     }
-    if (this.queued + msg.length > this.rcvbuf) {
+    const n = msg.length;
+    const mine = this.queued + this.held;
+    const b = this.budget;
+    let full = mine + n > this.rcvbuf;
+    if (!full && b !== undefined && b.used + n > b.limit && mine + n > b.reserve) {
+      b.dropped++;
+      full = true;
+    }
+    if (full) {
       this.dropped++;
       this.overflow = true;
       return false;
     }
     this.queue.push(msg);
-    this.queued += msg.length;
+    this.queued += n;
+    if (b) b.used += n;
     const w = this.readableWaiters;
     this.readableWaiters = [];
     for (const f of w) f();
     return true;
   }
 
+  /** The largest message deliver() would take now (per socket, and within the shared budget). */
   room(): number {
-    return this.rcvbuf - this.queued;
+    const mine = this.queued + this.held;
+    const b = this.budget;
+    const own = this.rcvbuf - mine;
+    return b === undefined ? own : Math.min(own, Math.max(b.limit - b.used, b.reserve - mine));
   }
 
   onDrain(cb: () => void): void {
@@ -94,18 +138,60 @@ export class PfkeySocket implements Endpoint {
       throw new PfkeyError(ERRNO.ENOBUFS, `receive queue overflowed: ${this.dropped} message(s) dropped so far`);
     }
     if (this.head >= this.queue.length) return undefined;
-    const m = this.queue[this.head++];
+    const m = this.shift();
     this.queued -= m.length;
+    if (this.budget) this.budget.used -= m.length;
+    this.drained();
+    return m;
+  }
+
+  /**
+   * recv() for an owner that keeps the message (klipsd's connection write buffer): its
+   * bytes move from the queue to held, so what the socket holds does not change (and no
+   * drain waiter wakes) until the owner release()s them. Throws ENOBUFS as recv() does.
+   */
+  take(): Uint8Array | undefined {
+    if (this.overflow) return this.recv();
+    if (this.head >= this.queue.length) return undefined;
+    const m = this.shift();
+    this.queued -= m.length;
+    this.held += m.length;
+    return m;
+  }
+
+  private shift(): Uint8Array {
+    const m = this.queue[this.head++];
     if (this.head > 1024 && this.head * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.head);
       this.head = 0;
     }
-    if (this.drainWaiters.length && this.queued <= this.rcvbuf / 2) {
+    return m;
+  }
+
+  /** The owner holds `bytes` more for this client (e.g. a reply of its own): they count until release(). */
+  hold(bytes: number): void {
+    this.held += bytes;
+    if (this.budget) this.budget.used += bytes;
+  }
+
+  /** `bytes` taken or held are gone (written out); DUMP and other waiters may go on. */
+  release(bytes: number): void {
+    this.held -= bytes;
+    if (this.budget) this.budget.used -= bytes;
+    this.drained();
+  }
+
+  /** Bytes held for the client: queued plus held by the owner. */
+  get holding(): number {
+    return this.queued + this.held;
+  }
+
+  private drained(): void {
+    if (this.drainWaiters.length && this.queued + this.held <= this.rcvbuf / 2) {
       const w = this.drainWaiters;
       this.drainWaiters = [];
       for (const f of w) f();
     }
-    return m;
   }
 
   /** Everything queued now (stops before an ENOBUFS report, which the next recv() throws). */
@@ -153,6 +239,9 @@ export class PfkeySocket implements Endpoint {
   close(): void {
     if (this.isClosed) return;
     this.isClosed = true;
+    // What this socket held no longer counts against the shared total.
+    if (this.budget) this.budget.used -= this.queued + this.held;
+    this.budget = undefined;
     this.engine.detach(this);
     this.listeners = [];
     const w = this.readableWaiters;

@@ -6,7 +6,7 @@
 export const ERRNO = {
   EPERM: 1, ENOENT: 2, ESRCH: 3, EINTR: 4, EIO: 5, ENXIO: 6, E2BIG: 7, EBADF: 9,
   EAGAIN: 11, ENOMEM: 12, EACCES: 13, EFAULT: 14, EBUSY: 16, EEXIST: 17, ENODEV: 19,
-  EINVAL: 22, ENOSPC: 28, EPIPE: 32, ENOSYS: 38, ELOOP: 40, EMSGSIZE: 90,
+  EINVAL: 22, ENFILE: 23, ENOSPC: 28, EPIPE: 32, ENOSYS: 38, ELOOP: 40, EMSGSIZE: 90,
   ENOPROTOOPT: 92, EPROTONOSUPPORT: 93, ESOCKTNOSUPPORT: 94, EOPNOTSUPP: 95,
   EPFNOSUPPORT: 96, EAFNOSUPPORT: 97, ENOBUFS: 105,
 } as const;
@@ -27,6 +27,7 @@ const DESCRIPTIONS: Partial<Record<ErrnoName, string>> = {
   EEXIST: 'already exists',
   ENODEV: 'no such device',
   EINVAL: 'invalid argument',
+  ENFILE: 'too many open PF_KEY sockets',
   ENOSPC: 'no space left',
   EPIPE: 'socket shut down',
   ENOSYS: 'no such operation in KLIPS',

@@ -14,8 +14,9 @@ import {
 } from './constants.js';
 import { ERRNO, fail } from './errno.js';
 import { EXT_TABLE, type ExtEntry, type Extensions, type ExtField } from './extensions.js';
-import { allocMessage, rd16, rd32, wr16, wr32 } from './bytes.js';
+import { allocMessage, rd16, wr16, wr32 } from './bytes.js';
 import { RULES, DELFLOW_FLOW_EXTS, extTypes, type Direction } from './rules.js';
+import { headerFault, readHeader } from './header.js';
 
 /** The base header, struct sadb_msg. `len` counts 8-byte units of the whole message. */
 export interface SadbMsg {
@@ -65,24 +66,11 @@ export interface ParseOptions {
   keyViews?: boolean;
 }
 
-/** Header-level checks that KLIPS's sendmsg makes before its parser runs. */
+/** Header-level checks that KLIPS's sendmsg makes before its parser runs (header.ts), throwing. */
 export function checkHeader(u8: Uint8Array): SadbMsg {
-  if (u8.length < SADB_MSG_HDR_LEN) fail(ERRNO.EMSGSIZE, `message of ${u8.length} bytes is shorter than the 16-byte header`, { offset: 0 });
-  const h: SadbMsg = {
-    version: u8[0],
-    type: u8[1],
-    errno: u8[2],
-    satype: u8[3],
-    len: rd16(u8, 4),
-    reserved: rd16(u8, 6),
-    seq: rd32(u8, 8),
-    pid: rd32(u8, 12),
-  };
-  if (h.len * 8 !== u8.length) fail(ERRNO.EMSGSIZE, `sadb_msg_len says ${h.len * 8} bytes, ${u8.length} given`, { offset: 4 });
-  if (h.version !== PF_KEY_V2) fail(ERRNO.EINVAL, `version ${h.version}, must be 2`, { offset: 0 });
-  if (h.reserved !== 0) fail(ERRNO.EINVAL, 'sadb_msg_reserved must be zero', { offset: 6 });
-  if (h.type === 0 || h.type > SADB_MAX) fail(ERRNO.EINVAL, `message type ${h.type} out of range 1..${SADB_MAX}`, { offset: 1 });
-  return h;
+  const fault = headerFault(u8);
+  if (fault) fail(fault.errno, fault.why, { offset: fault.offset });
+  return readHeader(u8);
 }
 
 const byType = (types: number[]): boolean[] => Array.from({ length: SADB_MAX + 1 }, (_, t) => types.includes(t));

@@ -1,17 +1,21 @@
 /**
- * Framing PF_KEY messages on a byte stream. A PF_KEY message states its own length
- * (`sadb_msg_len`, 8-byte units, bytes 4-5 of the header, host order), so a client
- * writes whole messages back to back and klipsd answers with whole messages; there is
- * no extra envelope. A header that cannot be framed (length under 2 units, i.e. shorter
- * than the header itself, or over MAX_MESSAGE_BYTES) ends the connection: the stream
- * has lost its message boundaries.
+ * Framing PF_KEY messages on a byte stream, and the header-only errno replies sent on
+ * one. A PF_KEY message states its own length (`sadb_msg_len`, 8-byte units, bytes 4-5
+ * of the header, host order), so a client writes whole messages back to back and klipsd
+ * answers with whole messages; there is no extra envelope. A header that cannot be
+ * framed (length under 2 units, i.e. shorter than the header itself, or over
+ * MAX_MESSAGE_BYTES) ends the connection: the stream has lost its message boundaries.
+ * klipsd frames its connections with this, and `klips` its replies.
  *
  * The decoder hands out views into the chunks it is given (no copy) for every message
  * that lies inside one chunk; only a message split across chunks is assembled in a
  * buffer of exactly its size, so a message trickling in byte by byte costs O(size).
  */
 
-import { ERRNO, SADB_MSG_HDR_LEN, headerOnly } from '../wire/index.js';
+import { SADB_MSG_HDR_LEN } from './constants.js';
+import { ERRNO } from './errno.js';
+import { readHeader } from './header.js';
+import { headerOnly } from './message.js';
 
 /** The largest message klipsd frames: 64 KiB (KLIPS's own limit is lower still). */
 export const MAX_MESSAGE_BYTES = 64 * 1024;
@@ -45,6 +49,11 @@ export class FrameDecoder {
   /** Bytes of an incomplete message held (0 when the stream is at a message boundary). */
   get buffered(): number {
     return this.part ? this.filled : 0;
+  }
+
+  /** The bytes of the incomplete message held so far (a view; empty at a message boundary). */
+  get partial(): Uint8Array {
+    return this.part ? this.part.subarray(0, this.filled) : new Uint8Array(0);
   }
 
   /** The error that stopped this decoder, if any. */
@@ -123,29 +132,13 @@ export class FrameDecoder {
   }
 }
 
-/**
- * The answer to a frame that cannot be framed: a header-only message with errno
- * EMSGSIZE, its type, SA type, seq and pid copied from the offending header.
- */
-export function framingErrorReply(header: Uint8Array): Uint8Array {
-  const dv = new DataView(header.buffer, header.byteOffset, header.byteLength);
-  return headerOnly({
-    type: header[1],
-    satype: header[3],
-    errno: ERRNO.EMSGSIZE,
-    seq: dv.getUint32(8, true),
-    pid: dv.getUint32(12, true),
-  });
+/** A header-only message carrying `errno` in answer to `bytes` (a message or a bare header): type, SA type, seq and pid copied. */
+export function errnoReplyTo(bytes: Uint8Array, errno: number): Uint8Array {
+  const h = readHeader(bytes);
+  return headerOnly({ type: h.type, satype: h.satype, errno, seq: h.seq, pid: h.pid });
 }
 
-/** A header-only message carrying `errno` in reply to the message `bytes` (header copied). */
-export function errnoReplyTo(bytes: Uint8Array, errno: number): Uint8Array {
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  return headerOnly({
-    type: bytes[1],
-    satype: bytes[3],
-    errno,
-    seq: dv.getUint32(8, true),
-    pid: dv.getUint32(12, true),
-  });
+/** The answer to a header that cannot be framed: errno EMSGSIZE, the header's type, SA type, seq and pid copied. */
+export function framingErrorReply(header: Uint8Array): Uint8Array {
+  return errnoReplyTo(header, ERRNO.EMSGSIZE);
 }

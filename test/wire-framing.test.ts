@@ -1,13 +1,17 @@
 /**
- * The stream framing klipsd uses (src/daemon/framing.ts): whole messages by
- * sadb_msg_len however the bytes are chunked, zero-copy views for messages inside a
- * chunk, and the two unframeable headers (under 2 units, over 64 KiB).
+ * The parse boundary's first steps in wire/: stream framing (src/wire/framing.ts) gives
+ * whole messages by sadb_msg_len however the bytes are chunked, zero-copy views for
+ * messages inside a chunk, and refuses the two unframeable headers (under 2 units, over
+ * 64 KiB); the header reader (src/wire/header.ts) judges a header without throwing, with
+ * the same errno, offset and reason as checkHeader; the errno replies copy the header.
  */
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FrameDecoder, MAX_MESSAGE_BYTES, framingErrorReply, errnoReplyTo } from '../src/daemon/framing.js';
-import { ERRNO, SADB_ADD, SADB_FLUSH, SADB_SATYPE_ESP, SADB_SASTATE_MATURE, buildMessage, parseMessage } from '../src/wire/index.js';
+import {
+  ERRNO, FrameDecoder, MAX_MESSAGE_BYTES, PfkeyError, SADB_ADD, SADB_FLUSH, SADB_SATYPE_ESP, SADB_SASTATE_MATURE,
+  buildMessage, checkHeader, errnoReplyTo, framingErrorReply, headerFault, parseMessage, readHeader,
+} from '../src/wire/index.js';
 
 const flush = buildMessage({ header: { type: SADB_FLUSH, satype: 0, seq: 7, pid: 99 } });
 const add = buildMessage({
@@ -117,4 +121,48 @@ test('the EMSGSIZE reply copies type, satype, seq and pid; errno replies likewis
   const e = parseMessage(errnoReplyTo(add, ERRNO.EINVAL), { direction: 'out' });
   assert.equal(e.header.errno, ERRNO.EINVAL);
   assert.equal(e.header.seq, 8);
+});
+
+test('readHeader reads the fields without judging them; a short buffer reads as zeros past its end', () => {
+  assert.deepEqual(readHeader(add), { version: 2, type: SADB_ADD, errno: 0, satype: SADB_SATYPE_ESP, len: add.length / 8, reserved: 0, seq: 8, pid: 99 });
+  const odd = Uint8Array.from([7, 200, 5, 9, 1, 0, 0xff, 0xff, 1, 0, 0, 0x80, 0xff, 0xff, 0xff, 0xff]);
+  assert.deepEqual(readHeader(odd), { version: 7, type: 200, errno: 5, satype: 9, len: 1, reserved: 0xffff, seq: 0x80000001, pid: 0xffffffff });
+  assert.deepEqual(readHeader(Uint8Array.of(2, 3)), { version: 2, type: 3, errno: 0, satype: 0, len: 0, reserved: 0, seq: 0, pid: 0 });
+});
+
+test("headerFault: KLIPS's sendmsg checks in its order, each with its errno and offset; checkHeader throws the same", () => {
+  const spoilt = (f: (b: Uint8Array) => void, from: Uint8Array = flush) => {
+    const b = new Uint8Array(from);
+    f(b);
+    return b;
+  };
+  const cases: Array<[string, Uint8Array, { errno: number; offset: number; why: RegExp } | undefined]> = [
+    ['a good FLUSH', flush, undefined],
+    ['a good ADD', add, undefined],
+    ['10 bytes', flush.subarray(0, 10), { errno: ERRNO.EMSGSIZE, offset: 0, why: /10 bytes is shorter than the 16-byte header/ }],
+    ['len 3 for 16 bytes', spoilt((b) => { b[4] = 3; }), { errno: ERRNO.EMSGSIZE, offset: 4, why: /says 24 bytes, 16 given/ }],
+    ['version 1', spoilt((b) => { b[0] = 1; }), { errno: ERRNO.EINVAL, offset: 0, why: /version 1, must be 2/ }],
+    ['reserved 0x100', spoilt((b) => { b[7] = 1; }), { errno: ERRNO.EINVAL, offset: 6, why: /reserved must be zero/ }],
+    ['type 0', spoilt((b) => { b[1] = 0; }), { errno: ERRNO.EINVAL, offset: 1, why: /type 0 out of range 1\.\.19/ }],
+    ['type 20', spoilt((b) => { b[1] = 20; }), { errno: ERRNO.EINVAL, offset: 1, why: /type 20 out of range/ }],
+    // Order: the length is judged before the version, the version before the type.
+    ['len and version', spoilt((b) => { b[4] = 9; b[0] = 1; }), { errno: ERRNO.EMSGSIZE, offset: 4, why: /says 72 bytes/ }],
+    ['version and type', spoilt((b) => { b[0] = 3; b[1] = 0; }), { errno: ERRNO.EINVAL, offset: 0, why: /version 3/ }],
+  ];
+  for (const [what, bytes, want] of cases) {
+    const f = headerFault(bytes);
+    if (!want) {
+      assert.equal(f, undefined, what);
+      assert.deepEqual(checkHeader(bytes), readHeader(bytes), what);
+      continue;
+    }
+    assert.ok(f, what);
+    assert.deepEqual([f.errno, f.offset], [want.errno, want.offset], what);
+    assert.match(f.why, want.why, what);
+    assert.throws(() => checkHeader(bytes), (e: unknown) => {
+      assert.ok(e instanceof PfkeyError);
+      assert.deepEqual([e.errno, e.offset, e.message], [f.errno, f.offset, `${e.errnoName}: ${f.why}`], what);
+      return true;
+    });
+  }
 });
