@@ -61,7 +61,7 @@ test('tncfg: create, list, EEXIST, delete, ENOENT (KLIPS numbering: ipsec0 is no
   assert.deepEqual(keys(), [0, 49152, 49153], 'mast0, ipsec0 and ipsec1 from the start');
   const ipsec0 = await klips(['tncfg', ...kd.S, '--create', 'ipsec0']);
   assert.equal(ipsec0.code, 1);
-  assert.equal(ipsec0.stderr, 'tncfg: PLUMBIF ipsec0 failed: ENOENT (no such interface)\n', 'KLIPS reads 49152 as mast49152');
+  assert.equal(ipsec0.stderr, 'tncfg: PLUMBIF ipsec0 failed: ENOENT (no such interface): interface number 49152 names no possible ipsecN or mastN\n', 'KLIPS reads 49152 as mast49152');
   await klipsOk(['tncfg', ...kd.S, '--create', 'mast12']);
   await klipsOk(['tncfg', ...kd.S, '--plumb', 'ipsec3']);
   assert.deepEqual(keys(), [0, 12, 49152, 49153, 49155]);
@@ -69,13 +69,13 @@ test('tncfg: create, list, EEXIST, delete, ENOENT (KLIPS numbering: ipsec0 is no
   assert.deepEqual(jsonRecords(await klipsOk(['tncfg', ...kd.S, '--json'])).map((i) => i.name), ['mast0', 'mast12', 'ipsec0', 'ipsec1', 'ipsec3']);
   const dup = await klips(['tncfg', ...kd.S, '--create', 'ipsec1']);
   assert.equal(dup.code, 1);
-  assert.equal(dup.stderr, 'tncfg: PLUMBIF ipsec1 failed: EEXIST (interface already exists)\n');
+  assert.equal(dup.stderr, 'tncfg: PLUMBIF ipsec1 failed: EEXIST (interface already exists): interface ipsec1 exists\n');
   await klipsOk(['tncfg', ...kd.S, '--delete', 'ipsec1']);
   await klipsOk(['tncfg', ...kd.S, '--unplumb', 'ipsec3']);
   assert.deepEqual(keys(), [0, 12, 49152]);
   const gone = await klips(['tncfg', ...kd.S, '--delete', 'ipsec1']);
   assert.equal(gone.code, 1);
-  assert.equal(gone.stderr, 'tncfg: UNPLUMBIF ipsec1 failed: ENOENT (no such interface)\n');
+  assert.equal(gone.stderr, 'tncfg: UNPLUMBIF ipsec1 failed: ENOENT (no such interface): no interface ipsec1\n');
   for (const [args, why] of [[['--create', 'eth0'], /invalid virtual interface "eth0"/], [['--create', 'mast1', '--delete', 'mast1'], /only one of --create or --delete/]] as const) {
     assertUsageError(await klips(['tncfg', ...kd.S, ...args]), 'tncfg', why, args.join(' '));
   }

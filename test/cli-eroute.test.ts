@@ -26,19 +26,19 @@ test('add to an SA, listing, EEXIST, replace, delete, EFAULT', async () => {
 
   const dup = await klips(['eroute', ...kd.S, '--add', '--eraf', 'inet', '--src', '10.0.1.0/24', '--dst', '10.0.2.0/24', '--said', 'esp0x12345678@192.0.2.2']);
   assert.equal(dup.code, 1);
-  assert.equal(dup.stderr, 'eroute: ADD 10.0.1.0/24 -> 10.0.2.0/24 => esp0x12345678@192.0.2.2 failed: EEXIST (eroute already exists)\n');
+  assert.equal(dup.stderr, 'eroute: ADD 10.0.1.0/24 -> 10.0.2.0/24 => esp0x12345678@192.0.2.2 failed: EEXIST (eroute already exists): eroute 10.0.1.0/24 -> 10.0.2.0/24 already exists\n');
 
   await klipsOk(['eroute', ...kd.S, '--replace', '--eraf', 'inet', '--src', '10.0.1.0/24', '--dst', '10.0.2.0/24', '--af', 'inet', '--edst', '192.0.2.2', '--spi', '0x12345679', '--proto', 'esp']);
   assert.deepEqual(table(), [{ flow: '10.0.1.0/24>10.0.2.0/24', said: `${IPPROTO_ESP}/12345679@192.0.2.2` }]);
   const norep = await klips(['eroute', ...kd.S, '--replace', '--src', '10.9.0.0/16', '--dst', '10.8.0.0/16', '--said', '%drop']);
   assert.equal(norep.code, 1);
-  assert.equal(norep.stderr, 'eroute: REPLACE 10.9.0.0/16 -> 10.8.0.0/16 => %drop failed: EFAULT (no such eroute)\n');
+  assert.equal(norep.stderr, 'eroute: REPLACE 10.9.0.0/16 -> 10.8.0.0/16 => %drop failed: EFAULT (no such eroute): no eroute 10.9.0.0/16 -> 10.8.0.0/16 to replace\n');
 
   assert.equal(await klipsOk(['eroute', ...kd.S, '--del', '--eraf', 'inet', '--src', '10.0.1.0/24', '--dst', '10.0.2.0/24']), '');
   assert.deepEqual(table(), []);
   const nodel = await klips(['eroute', ...kd.S, '--del', '--eraf', 'inet', '--src', '10.0.1.0/24', '--dst', '10.0.2.0/24']);
   assert.equal(nodel.code, 1);
-  assert.equal(nodel.stderr, 'eroute: DELETE 10.0.1.0/24 -> 10.0.2.0/24 failed: EFAULT (no such eroute)\n');
+  assert.equal(nodel.stderr, 'eroute: DELETE 10.0.1.0/24 -> 10.0.2.0/24 failed: EFAULT (no such eroute): no eroute 10.0.1.0/24 -> 10.0.2.0/24 to delete\n');
 });
 
 test('every shunt, a port-specific trap, IPv6, listing and --clear', async () => {
@@ -98,7 +98,7 @@ test('--addin puts an inbound policy on the IPIP SA of a group; ENOENT without o
   assert.equal(tun.inbound!.srcFlow.addr, '10.0.3.0');
   const r = await klips(['eroute', ...kd.S, '--addin', '--eraf', 'inet', '--src', '10.0.2.0/24', '--dst', '10.0.1.0/24', '--said', 'tun0x1fff@192.0.2.1']);
   assert.equal(r.code, 1);
-  assert.equal(r.stderr, 'eroute: ADDIN 10.0.2.0/24 -> 10.0.1.0/24 => tun0x1fff@192.0.2.1 failed: ENOENT (no such SA (an inbound policy needs an IPIP SA in the group))\n');
+  assert.equal(r.stderr, 'eroute: ADDIN 10.0.2.0/24 -> 10.0.1.0/24 => tun0x1fff@192.0.2.1 failed: ENOENT (no such SA (an inbound policy needs an IPIP SA in the group)): no SA tun.1fff@192.0.2.1\n');
 });
 
 test('bad eroute arguments: one line, exit 2, nothing sent', async () => {

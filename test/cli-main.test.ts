@@ -52,7 +52,7 @@ test('--json: a failure is one JSON object on stderr, with the exit code it has 
   const missing = await klips(['spi', ...kd.S, '--json', '--del', '--said', 'esp.1000@192.0.2.2']);
   assert.equal(missing.code, 1);
   assert.equal(missing.stdout, '');
-  assert.deepEqual(err(missing), { error: { errno: 'ESRCH', code: 3, message: 'spi: DELETE esp0x1000@192.0.2.2 failed: ESRCH (no such SA)' } });
+  assert.deepEqual(err(missing), { error: { errno: 'ESRCH', code: 3, message: 'spi: DELETE esp0x1000@192.0.2.2 failed: ESRCH (no such SA): no SA esp.1000@192.0.2.2' } });
 
   const nowhere = path.join(kd.d.dir, 'absent.sock');
   const down = await klips(['eroute', '--socket', nowhere, '--json']);

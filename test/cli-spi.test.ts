@@ -30,7 +30,7 @@ test('ADD with the man page form, then EEXIST on the same SAID', async () => {
   const again = await klips(args);
   assert.equal(again.code, 1);
   assert.equal(again.stdout, '');
-  assert.equal(again.stderr, 'spi: ADD esp0x12345678@192.0.2.2 failed: EEXIST (SA already exists)\n');
+  assert.equal(again.stderr, 'spi: ADD esp0x12345678@192.0.2.2 failed: EEXIST (SA already exists): SA esp.12345678@192.0.2.2 already exists\n');
 });
 
 test("openswan's algorithm strings: aes128-sha1, aes-md5, aes256-sha2_256, aes_gcm128, null-sha1, 3des", async () => {
@@ -107,7 +107,7 @@ test('GET shows one SA, keys hidden unless --show-keys; --json', async () => {
   assert.deepEqual([keyed.authKey, keyed.encryptKey], [KEY_MD5.slice(2), KEY_3DES.slice(2)]);
   const missing = await klips(['spi', ...kd.S, '--get', '--said', 'esp.4fff@192.0.2.3']);
   assert.equal(missing.code, 1);
-  assert.equal(missing.stderr, 'spi: GET esp0x4fff@192.0.2.3 failed: ESRCH (no such SA)\n');
+  assert.equal(missing.stderr, 'spi: GET esp0x4fff@192.0.2.3 failed: ESRCH (no such SA): no SA esp.4fff@192.0.2.3\n');
 });
 
 test('--json: the listing, --get and --dump give each SA as the same record', async () => {
@@ -146,7 +146,7 @@ test('DELETE removes the SA; a missing SA is ESRCH', async () => {
   assert.equal(esp(0x5001, '192.0.2.4'), undefined);
   const r = await klips(['spi', ...kd.S, '--af', 'inet', '--edst', '192.0.2.4', '--spi', '0x5001', '--proto', 'esp', '--del']);
   assert.equal(r.code, 1);
-  assert.equal(r.stderr, 'spi: DELETE esp0x5001@192.0.2.4 failed: ESRCH (no such SA)\n');
+  assert.equal(r.stderr, 'spi: DELETE esp0x5001@192.0.2.4 failed: ESRCH (no such SA): no SA esp.5001@192.0.2.4\n');
 });
 
 test('GETSPI allocates a larval SA in the range; a taken fixed SPI is EEXIST', async () => {
@@ -158,7 +158,7 @@ test('GETSPI allocates a larval SA in the range; a taken fixed SPI is EEXIST', a
   assert.equal(esp(spi, '192.0.2.5')!.state, SADB_SASTATE_LARVAL);
   const r = await klips(['spi', ...kd.S, '--getspi', `0x${spi.toString(16)}-0x${spi.toString(16)}`, '--af', 'inet', '--edst', '192.0.2.5', '--proto', 'esp']);
   assert.equal(r.code, 1);
-  assert.equal(r.stderr, `spi: GETSPI esp@192.0.2.5 0x${spi.toString(16)}-0x${spi.toString(16)} failed: EEXIST (no free SPI in the range)\n`);
+  assert.equal(r.stderr, `spi: GETSPI esp@192.0.2.5 0x${spi.toString(16)}-0x${spi.toString(16)} failed: EEXIST (no free SPI in the range): SPI 0x${spi.toString(16)} is taken\n`);
 });
 
 test('listing, DUMP, FLUSH of one type, FLUSH of all, and an empty DUMP', async () => {
@@ -190,10 +190,10 @@ test('listing, DUMP, FLUSH of one type, FLUSH of all, and an empty DUMP', async 
 test('refusals from the engine: an algorithm klips knows but klipsd does not run is EINVAL', async () => {
   const lzs = await klips(['spi', ...kd.S, '--said', 'comp.4002@192.0.2.2', '--comp', 'lzs']);
   assert.equal(lzs.code, 1);
-  assert.equal(lzs.stderr, 'spi: ADD comp0x4002@192.0.2.2 failed: EINVAL (invalid argument or unsupported algorithm/key)\n');
+  assert.equal(lzs.stderr, 'spi: ADD comp0x4002@192.0.2.2 failed: EINVAL (invalid argument or unsupported algorithm/key): encrypt algorithm 3 not supported\n');
   const blowfish = await klips(['spi', ...kd.S, '--said', 'esp.8001@192.0.2.2', '--esp', 'blowfish-sha1', '--enckey', AES128, '--authkey', KEY_SHA1]);
   assert.equal(blowfish.code, 1);
-  assert.equal(blowfish.stderr, 'spi: ADD esp0x8001@192.0.2.2 failed: EINVAL (invalid argument or unsupported algorithm/key)\n');
+  assert.equal(blowfish.stderr, 'spi: ADD esp0x8001@192.0.2.2 failed: EINVAL (invalid argument or unsupported algorithm/key): encrypt algorithm 7 not supported\n');
   assert.equal(esp(0x8001), undefined);
 });
 

@@ -41,7 +41,7 @@ test('group three SAs with --said, list, ungroup', async () => {
 
   const again = await klips(['spigrp', ...kd.S, '--said', 'tun.1002@192.0.2.2', 'esp.12345678@192.0.2.2']);
   assert.equal(again.code, 1);
-  assert.equal(again.stderr, 'spigrp: GROUP tun0x1002@192.0.2.2 -> esp0x12345678@192.0.2.2 failed: EEXIST (an SA is already in a group)\n');
+  assert.equal(again.stderr, 'spigrp: GROUP tun0x1002@192.0.2.2 -> esp0x12345678@192.0.2.2 failed: EEXIST (an SA is already in a group): tun.1002@192.0.2.2 is already linked, or esp.12345678@192.0.2.2 leads to it\n');
 
   assert.equal(await klipsOk(['spigrp', ...kd.S, '--said', 'tun.1002@192.0.2.2']), '');
   assert.deepEqual(chain(IPPROTO_IPIP, 0x1002, '192.0.2.2'), ['tun0x1002@192.0.2.2']);
@@ -68,10 +68,10 @@ test('group with quads; DELETE of a member removes the whole group', async () =>
 test('spigrp errors: a missing SA is ENOENT; bad arguments exit 2', async () => {
   const r = await klips(['spigrp', ...kd.S, '--said', 'tun.1fff@192.0.2.9', 'esp.12345678@192.0.2.9']);
   assert.equal(r.code, 1);
-  assert.equal(r.stderr, 'spigrp: GROUP tun0x1fff@192.0.2.9 -> esp0x12345678@192.0.2.9 failed: ENOENT (no such SA)\n');
+  assert.equal(r.stderr, 'spigrp: GROUP tun0x1fff@192.0.2.9 -> esp0x12345678@192.0.2.9 failed: ENOENT (no such SA): no SA tun.1fff@192.0.2.9\n');
   const u = await klips(['spigrp', ...kd.S, '--said', 'tun.1fff@192.0.2.9']);
   assert.equal(u.code, 1);
-  assert.equal(u.stderr, 'spigrp: UNGROUP tun0x1fff@192.0.2.9 failed: ENOENT (no such SA)\n');
+  assert.equal(u.stderr, 'spigrp: UNGROUP tun0x1fff@192.0.2.9 failed: ENOENT (no such SA): no SA tun.1fff@192.0.2.9\n');
   const bad: Array<[string[], RegExp]> = [
     [['inet', '192.0.2.2', '0x1002'], /groups of "af dst spi proto"/],
     [['--said', 'a', 'b', 'c', 'd', 'e'], /expecting 1 to 4 SAs/],

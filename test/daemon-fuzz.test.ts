@@ -21,7 +21,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import {
-  ERRNO, PfkeyError, SADB_ACQUIRE, SADB_X_DEBUG, buildMessage, parseMessage, readHeader,
+  ERRNO, PfkeyError, SADB_ACQUIRE, SADB_X_DEBUG, buildMessage, parseMessage, readHeader, KLIPSD_X_REASON, reasonsRequest,
 } from '../src/wire/index.js';
 import { Engine } from '../src/engine/engine.js';
 import { CLIENTS_DIR, readVector } from './vectors.js';
@@ -226,6 +226,13 @@ test('fuzz: mutated real requests through klipsd: errno replies, no table change
       continue;
     }
 
+    if (h.type === KLIPSD_X_REASON && bytes.length === 16) {
+      // klipsd's reasons opt-in (not PF_KEY): answered by an echo; switch reasons off again.
+      const got = await exchange(bytes, where);
+      assert.ok(got.some((x) => x[1] === KLIPSD_X_REASON && x[2] === 0), `the reasons opt-in is echoed: ${where}`);
+      if (bytes[3] === 1) await exchange(reasonsRequest(false, h.seq, h.pid), where);
+      continue;
+    }
     let parserErrno: number | undefined;
     try {
       parseMessage(bytes, { direction: 'in' });

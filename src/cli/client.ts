@@ -13,7 +13,7 @@ import {
   buildMessage, parseMessage, PfkeyError, type MessageInput, type PfkeyMessage,
   type SadbMsg,
 } from '../wire/index.js';
-import { FrameDecoder, readHeader } from '../wire/index.js';
+import { FrameDecoder, KLIPSD_X_REASON, readHeader, readReason, reasonsRequest } from '../wire/index.js';
 import { infoPathFor } from '../daemon/paths.js';
 import { CliFailure, systemErrno } from './common.js';
 
@@ -81,15 +81,58 @@ export class PfkeyClient {
     private readonly c: net.Socket,
   ) {
     c.on('data', (chunk: Buffer) => {
-      const err = this.decoder.push(chunk, (frame) => this.dispatch(decodeReceived(frame.slice())));
+      const err = this.decoder.push(chunk, (frame) => {
+        if (frame[1] === KLIPSD_X_REASON) this.noteReason(frame);
+        else this.dispatch(decodeReceived(frame.slice()));
+      });
       if (err) this.fail(`${tool}: klipsd sent an unframeable message (${err.reason})`);
     });
     c.on('error', (e: NodeJS.ErrnoException) => this.fail(`${tool}: connection to klipsd failed: ${e.code ?? e.message}`));
     c.on('close', () => this.fail(`${tool}: klipsd closed the connection`));
   }
 
+  /** Connect, and ask klipsd for the reason behind each refusal (wire/reason.ts). */
   static async open(tool: string, path: string, timeoutMs: number): Promise<PfkeyClient> {
-    return new PfkeyClient(tool, path, await connect(tool, path, timeoutMs));
+    const client = new PfkeyClient(tool, path, await connect(tool, path, timeoutMs));
+    client.c.write(reasonsRequest(true, 0, client.pid));
+    return client;
+  }
+
+  /** Reasons klipsd gave, by the refused request's seq (taken by reasonFor). */
+  private readonly reasons = new Map<number, string>();
+  private reasonWaiters = new Map<number, (why: string) => void>();
+
+  /** A reason message (or klipsd's answer to the opt-in): kept for reasonFor, never shown as a message. */
+  private noteReason(frame: Uint8Array): void {
+    const r = readReason(frame);
+    if (!r || r.pid !== this.pid) return;
+    const w = this.reasonWaiters.get(r.seq);
+    if (w) {
+      this.reasonWaiters.delete(r.seq);
+      w(r.why);
+    } else if (this.reasons.size < 64) this.reasons.set(r.seq, r.why);
+  }
+
+  /**
+   * klipsd's reason for refusing our request `seq`, if it gives one: it follows the errno
+   * reply at once, so wait briefly (a klipsd without reasons never sends one).
+   */
+  reasonFor(seq: number, waitMs = 250): Promise<string | undefined> {
+    const known = this.reasons.get(seq);
+    if (known !== undefined) {
+      this.reasons.delete(seq);
+      return Promise.resolve(known);
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.reasonWaiters.delete(seq);
+        resolve(undefined);
+      }, waitMs);
+      this.reasonWaiters.set(seq, (why) => {
+        clearTimeout(timer);
+        resolve(why);
+      });
+    });
   }
 
   /** The seq the next request will carry. */

@@ -38,7 +38,10 @@ export interface Op {
 /** Send one request; its reply, or a CliFailure naming the operation, subject and errno. */
 export async function expectOk(c: PfkeyClient, m: MessageInput, o: CommonOptions, op: Op): Promise<Received> {
   const r = await c.request(m, o.timeout, `${op.op}${op.subject ? ` ${op.subject}` : ''}`);
-  if (r.header.errno !== 0) throw new CliFailure(errnoLine(op.tool, op.op, op.subject, r.header.errno, op.words), pfkeyErrno(r.header.errno));
+  if (r.header.errno !== 0) {
+    const why = await c.reasonFor(r.header.seq);
+    throw new CliFailure(errnoLine(op.tool, op.op, op.subject, r.header.errno, op.words) + (why ? `: ${why}` : ''), pfkeyErrno(r.header.errno));
+  }
   if (!r.msg) throw new CliFailure(`${op.tool}: ${op.op} ${op.subject}: unreadable reply from klipsd (${r.error?.message ?? 'unknown'})`);
   return r;
 }

@@ -5,8 +5,8 @@
  * The way a message travels here:
  *
  *   connection bytes ─► FrameDecoder (wire/: sadb_msg_len frames, zero-copy views)
- *                    ─► headerFault (wire/: KLIPS's sendmsg header checks, once)
- *                    ─► PfkeySocket.send()  = the engine's pfkey_sendmsg
+ *                    ─► PfkeySocket.submit() = the engine's pfkey_sendmsg, which checks
+ *                       the message once and returns its verdict (errno, where, why)
  *   engine replies  ─► the PfkeySocket's bounded receive queue
  *                    ─► Connection.flush(): take() until the connection's write buffer
  *                       reaches writeHighWater, one write per burst
@@ -20,10 +20,11 @@
  * slow one.
  *
  * Over a stream there is no send() result, so where KLIPS's sendmsg fails without
- * sending a message (a header with a bad version, reserved field or type), klipsd finds
- * it at its boundary and queues a header-only copy of the request's header carrying the
- * errno for that connection alone; such a frame never reaches the engine. Later refusals
- * are answered by the engine (to every open socket, as KLIPS). Closing answers, each a
+ * sending a message (a header with a bad version, reserved field or type: the verdict's
+ * stage 'header'), klipsd queues a header-only copy of the request's header carrying the
+ * errno for that connection alone. Later refusals are answered by the engine (to every
+ * open socket, as KLIPS). A connection that asked for reasons (wire/reason.ts) then gets
+ * the verdict's reason in words. Closing answers, each a
  * header-only message and each counted: a header that cannot be framed (length under 2
  * units or over 64 KiB) gets EMSGSIZE; a message stalled half-way for
  * partialFrameTimeoutMs gets EMSGSIZE; a connection over maxConnections gets type 0,
@@ -37,10 +38,10 @@ import net from 'node:net';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import {
-  DEBUG_SUBSYSTEMS, ERRNO, MAX_MESSAGE_BYTES, PfkeyError, FrameDecoder, errnoReplyTo, framingErrorReply, headerFault, headerOnly, errnoName,
+  DEBUG_SUBSYSTEMS, ERRNO, MAX_MESSAGE_BYTES, PfkeyError, FrameDecoder, errnoReplyTo, framingErrorReply, headerOnly, errnoName, KLIPSD_X_REASON, SADB_MSG_HDR_LEN, reasonMessage,
   MSG_TYPE_NAMES, nameOf, type FrameError,
 } from '../wire/index.js';
-import { Engine, type Endpoint } from '../engine/engine.js';
+import { Engine, type Endpoint, type Verdict } from '../engine/engine.js';
 import { PfkeySocket, ReceiveBudget } from '../socket/pfkey-socket.js';
 import { DEFAULT_CONFIG, RELOAD, type DaemonConfig } from './config.js';
 import type { LogSink } from './log-sink.js';
@@ -247,6 +248,8 @@ class Connection {
   private readonly halfQueue: number;
   /** The sadb_msg_pid of the last message the engine accepted from this client (for the registered view). */
   lastPid = 0;
+  /** Whether this client asked for reasons with its refusals (wire/reason.ts; klips's tools do). */
+  private reasons = false;
   /** Bytes charged to the PF_KEY socket as held by this connection (taken, or in its write buffer). */
   private charged = 0;
   /** An ENOBUFS notice is in the write buffer, not yet taken by the kernel. */
@@ -320,20 +323,15 @@ class Connection {
     if (this.closed) return;
     const stats = this.srv.stats;
     stats.framesIn++;
-    const fault = headerFault(frame);
-    if (fault) {
-      // Refused before dispatch: KLIPS's sendmsg fails and no message exists, so this
-      // connection alone gets a header-only errno reply; the engine never sees it.
-      stats.headerRefusals++;
-      if (this.srv.logger.isLevelEnabled('debug')) {
-        this.srv.logger.debug({ conn: this.id, errno: errnoName(fault.errno), offset: fault.offset, why: fault.why }, 'message refused at the header');
-      }
-      this.answer(errnoReplyTo(frame, fault.errno));
+    if (frame[1] === KLIPSD_X_REASON && frame.length === SADB_MSG_HDR_LEN) {
+      // klipsd's own opt-in (wire/reason.ts): reasons for refusals, this connection only.
+      this.reasons = frame[3] === 1;
+      this.answer(frame.slice());
       return;
     }
-    let errno: number;
+    let verdict: Verdict;
     try {
-      errno = this.sock.send(frame);
+      verdict = this.sock.submit(frame);
     } catch (e) {
       // A fault inside the engine: report it to this client only and carry on.
       stats.internalErrors++;
@@ -341,13 +339,24 @@ class Connection {
       this.answer(errnoReplyTo(frame, ERRNO.EINVAL));
       return;
     }
-    if (errno === 0) {
+    if (verdict.errno === 0) {
       this.lastPid = le32(frame, 12);
       // A burst of requests can produce more replies than the PF_KEY queue holds; move
       // them to the connection as we go (up to its high-water mark), as a reading client would.
       if (this.sock.room() < this.halfQueue) this.flush();
+      return;
     }
-    // A refusal after the header is already answered by the engine (to every socket, as KLIPS).
+    if (verdict.stage === 'header') {
+      // Refused before dispatch: KLIPS's sendmsg fails and no message exists, so this
+      // connection alone gets a header-only errno reply.
+      stats.headerRefusals++;
+      if (this.srv.logger.isLevelEnabled('debug')) {
+        this.srv.logger.debug({ conn: this.id, errno: errnoName(verdict.errno), offset: verdict.offset, why: verdict.why }, 'message refused at the header');
+      }
+      this.answer(errnoReplyTo(frame, verdict.errno));
+    }
+    // A later refusal was answered by the engine already (to every socket, as KLIPS).
+    if (this.reasons) this.answer(reasonMessage(frame, verdict.errno, verdict.why));
   };
 
   private framingFailure(err: FrameError): void {

@@ -68,6 +68,26 @@ export interface Request<M extends PfkeyMessage = PfkeyMessage> {
 }
 
 /**
+ * What became of a message a client sent: errno 0, or the errno sendmsg fails with and
+ * where and why it was refused. `stage` 'header': KLIPS's sendmsg refused the header and
+ * no message was sent to anyone; 'message': the parser or a handler refused it and the
+ * errno reply was already delivered. Returned by Engine.handle, so nobody re-parses a
+ * message to learn what went wrong.
+ */
+export interface Verdict {
+  readonly errno: number;
+  readonly stage: 'header' | 'message';
+  /** Byte offset of the header field or extension at fault, when known. */
+  readonly offset?: number;
+  /** The extension type at fault, when the fault lies in one. */
+  readonly exttype?: number;
+  readonly why: string;
+}
+
+/** The verdict on every accepted message (one object, no allocation per message). */
+export const ACCEPTED: Verdict = Object.freeze({ errno: 0, stage: 'message', why: '' });
+
+/**
  * A refusal answered to the sending socket alone with `reply` (KLIPS's
  * pfkey_x_simple_reply: the request's own extensions with sadb_msg_errno set), instead of
  * the header-only errno message every other refusal sends to every open socket.

@@ -13,7 +13,7 @@
  */
 
 import {
-  buildMessage, checkHeader, parseMessage, headerOnly, allocMessage, PfkeyError, ERRNO,
+  buildMessage, headerFault, readHeader, errnoName, parseMessage, headerOnly, allocMessage, PfkeyError, ERRNO,
   SADB_ACQUIRE, SADB_EXPIRE, SADB_X_NAT_T_NEW_MAPPING, SADB_X_PCHANGE, SADB_SATYPE_ESP,
   SADB_X_SAFLAGS_REPLACEFLOW, SADB_X_SATYPE_INT, SPI_HOLD, SPI_TRAP,
   SPI_TRAPSUBNET, SADB_AALG_MD5HMAC, SADB_AALG_SHA1HMAC, SADB_EALG_3DESCBC, SADB_X_EALG_AESCBC,
@@ -25,11 +25,12 @@ import { formatSaid, type Said } from '../sadb/said.js';
 import { ErouteTable, type Eroute, type PacketSelector } from '../spd/eroute-table.js';
 import { defaultSupported, type SupportedLists } from './algorithms.js';
 import { HANDLERS } from './handlers.js';
-import { SenderRefusal, type Endpoint, type EngineOps, type VirtualInterface } from './endpoint.js';
+import { ACCEPTED, SenderRefusal, type Endpoint, type EngineOps, type Verdict, type VirtualInterface } from './endpoint.js';
 import { initialInterfaces } from './interfaces.js';
 import { LocalAddresses, type AddressSource } from './local-addresses.js';
 
-export type { Endpoint, VirtualInterface, Request, EngineOps } from './endpoint.js';
+export type { Endpoint, VirtualInterface, Request, EngineOps, Verdict } from './endpoint.js';
+export { ACCEPTED } from './endpoint.js';
 import { lifetimeOf, saExtOf, saMessage } from './sa-extensions.js';
 
 export interface EngineOptions {
@@ -139,33 +140,31 @@ export class Engine implements EngineOps {
   // ---------- the way in ----------
 
   /**
-   * Handle one message a client sent on `ep`. Returns 0, or the errno that sendmsg would
-   * return. A header-level fault produces no message (as KLIPS's sendmsg); any later
-   * refusal is also answered with a header-only errno message to every open socket, or,
-   * for a SenderRefusal, with its own reply to the sender alone.
+   * Handle one message a client sent on `ep` (KLIPS's pfkey_sendmsg) and return the
+   * verdict: errno 0 (ACCEPTED), or the errno with where and why it was refused. This is
+   * the one place a request is checked; callers read the verdict instead of checking
+   * again. A header-level fault (stage 'header') produces no message, as KLIPS's sendmsg;
+   * any later refusal (stage 'message') is also answered with a header-only errno message
+   * to every open socket (or, for X_PLUMBIF, the request to its sender alone).
    */
-  handle(ep: Endpoint, request: Uint8Array): number {
+  handle(ep: Endpoint, request: Uint8Array): Verdict {
     this.stats.requests++;
-    let header;
-    try {
-      header = checkHeader(request);
-    } catch (e) {
+    const fault = headerFault(request);
+    if (fault) {
       this.stats.errors++;
-      if (e instanceof PfkeyError) {
-        this.log('pfkey', `refused before dispatch: ${e.message}`);
-        return e.errno;
-      }
-      throw e;
+      this.log('pfkey', `refused before dispatch: ${errnoName(fault.errno)}: ${fault.why}`);
+      return { errno: fault.errno, stage: 'header', offset: fault.offset, why: fault.why };
     }
+    const header = readHeader(request);
     // Our own copy: nothing queued anywhere may share memory with the caller's buffer.
     const bytes = allocMessage(request.length);
     bytes.set(request);
     this.copyToPromisc(bytes, ep);
     try {
-      const msg = parseMessage(bytes, { direction: 'in' });
+      const msg = parseMessage(bytes, { direction: 'in', keyViews: true });
       if (this.debug.pfkey) this.log('pfkey', `${MSG_TYPE_NAMES[header.type]} seq=${header.seq} pid=${header.pid} from socket ${ep.id}`);
       HANDLERS[header.type]({ engine: this, ep, msg, bytes });
-      return 0;
+      return ACCEPTED;
     } catch (e) {
       if (!(e instanceof PfkeyError)) throw e;
       this.stats.errors++;
@@ -175,7 +174,7 @@ export class Engine implements EngineOps {
       } else {
         this.toAll(headerOnly({ type: header.type, satype: header.satype, errno: e.errno, seq: header.seq, pid: header.pid }));
       }
-      return e.errno;
+      return { errno: e.errno, stage: 'message', offset: e.offset, exttype: e.exttype, why: e.reason };
     }
   }
 

@@ -13,7 +13,10 @@
  */
 
 import { ERRNO, PfkeyError } from '../wire/index.js';
-import type { Endpoint, Engine } from '../engine/engine.js';
+import type { Endpoint, Engine, Verdict } from '../engine/engine.js';
+
+const CLOSED: Verdict = Object.freeze({ errno: ERRNO.EBADF, stage: 'header', why: 'the socket is closed' });
+const SHUT_DOWN: Verdict = Object.freeze({ errno: ERRNO.EPIPE, stage: 'header', why: 'the socket is shut down for sending' });
 
 /**
  * A byte bound shared by many sockets: what they all hold together stays under `limit`,
@@ -126,8 +129,13 @@ export class PfkeySocket implements Endpoint {
 
   /** Send one message; 0 on success, else the errno (also seen as an errno reply where KLIPS sends one). */
   send(bytes: Uint8Array): number {
-    if (this.isClosed) return ERRNO.EBADF;
-    if (this.isShutdown) return ERRNO.EPIPE;
+    return this.submit(bytes).errno;
+  }
+
+  /** send(), with the engine's whole verdict: errno, and where and why it was refused. */
+  submit(bytes: Uint8Array): Verdict {
+    if (this.isClosed) return CLOSED;
+    if (this.isShutdown) return SHUT_DOWN;
     return this.engine.handle(this, bytes);
   }
 

@@ -58,8 +58,12 @@ export class PfkeyError extends Error {
   /** Extension type being parsed, when the fault lies in one. */
   readonly exttype: number | undefined;
 
+  /** Why, in words (the message without its errno name). */
+  readonly reason: string;
+
   constructor(errno: number, reason: string, where?: { offset?: number; exttype?: number }) {
     super(`${errnoName(errno)}: ${reason}`);
+    this.reason = reason;
     this.name = 'PfkeyError';
     this.errno = errno;
     this.offset = where?.offset;

@@ -13,3 +13,4 @@ export * from './message.js';
 export * from './framing.js';
 export * from './render.js';
 export { allocMessage } from './bytes.js';
+export * from './reason.js';
