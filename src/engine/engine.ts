@@ -94,12 +94,17 @@ export class Engine implements EngineOps {
   readonly stats = { requests: 0, errors: 0, traps: 0, acquires: 0, expires: 0, dropped: 0 };
   private msgSeq = 0;
   readonly now: () => number;
+  private readonly ownClock: boolean;
+  /** The wall-clock time of the message being handled, or -1 between messages. */
+  private msgNow = -1;
   readonly random: (n: number) => number;
   private readonly logFn?: (subsystem: DebugSubsystem, text: string) => void;
   private readonly onRelease?: (eroute: Eroute, packets: Uint8Array[]) => void;
 
   constructor(opts: EngineOptions = {}) {
-    this.now = opts.clock ?? (() => Date.now() / 1000);
+    this.ownClock = opts.clock === undefined;
+    // The wall clock is read once per message (handle sets msgNow), not once per use.
+    this.now = opts.clock ?? (() => (this.msgNow >= 0 ? this.msgNow : Date.now() / 1000));
     this.random = opts.random ?? ((n) => Math.floor(Math.random() * n));
     this.supported = opts.supported ?? defaultSupported();
     this.larvalLifetime = opts.larvalLifetime ?? 0;
@@ -160,6 +165,7 @@ export class Engine implements EngineOps {
     const bytes = allocMessage(request.length);
     bytes.set(request);
     this.copyToPromisc(bytes, ep);
+    if (this.ownClock) this.msgNow = Date.now() / 1000;
     try {
       const msg = parseMessage(bytes, { direction: 'in', keyViews: true });
       if (this.debug.pfkey) this.log('pfkey', `${MSG_TYPE_NAMES[header.type]} seq=${header.seq} pid=${header.pid} from socket ${ep.id}`);
@@ -175,6 +181,8 @@ export class Engine implements EngineOps {
         this.toAll(headerOnly({ type: header.type, satype: header.satype, errno: e.errno, seq: header.seq, pid: header.pid }));
       }
       return { errno: e.errno, stage: 'message', offset: e.offset, exttype: e.exttype, why: e.reason };
+    } finally {
+      this.msgNow = -1;
     }
   }
 
@@ -186,8 +194,8 @@ export class Engine implements EngineOps {
   }
 
   /** Copies of a message for promiscuous sockets that are not among its recipients. */
-  private copyToPromisc(bytes: Uint8Array, ...except: Endpoint[]): void {
-    for (const ep of this.endpoints) if (ep.promisc && !except.includes(ep)) this.push(ep, bytes);
+  private copyToPromisc(bytes: Uint8Array, except: Endpoint): void {
+    for (const ep of this.endpoints) if (ep.promisc && ep !== except) this.push(ep, bytes);
   }
 
   private toSet(bytes: Uint8Array, recipients: Iterable<Endpoint>): void {
@@ -201,7 +209,8 @@ export class Engine implements EngineOps {
   }
 
   toSender(ep: Endpoint, bytes: Uint8Array): void {
-    this.toSet(bytes, [ep]);
+    this.push(ep, bytes);
+    this.copyToPromisc(bytes, ep);
   }
 
   registeredFor(satype: number): Endpoint[] {

@@ -19,11 +19,11 @@ import {
   SADB_X_NAT_T_NEW_MAPPING, SADB_X_PLUMBIF, SADB_X_UNPLUMBIF,
   type Address, type InboundMessage, type MessageInput, type PfkeyMessage, type Sa,
 } from '../wire/index.js';
-import { NO_LIMITS, StoredKey, sharedLimits, type Limits, type SA } from '../sadb/sadb.js';
+import { NO_LIMITS, newSA, sharedLimits, type Limits, type SA } from '../sadb/sadb.js';
 import { formatSaid, type Said } from '../sadb/said.js';
 import { isTableRef } from '../sadb/saref.js';
 import { ErouteTable, ErouteError, type ValidFlow } from '../spd/eroute-table.js';
-import { keyProblem } from './algorithms.js';
+import { keyProblem, type SupportedLists } from './algorithms.js';
 import {
   addressOut, flowAddressOut, lifetimeOf, limitsFrom, requestSaExt, saMessage, saidOf,
 } from './sa-extensions.js';
@@ -112,25 +112,28 @@ function requestedRef(msg: PfkeyMessage & { sa: Sa }): number {
 }
 
 /** Build an SA from ADD/UPDATE extensions, refusing what KLIPS's ipsec_sa_init refuses. */
-function saFromRequest(r: SaRequest, old: SA | undefined): SA {
+/** Refuse an algorithm or key size the SA type's supported list does not allow. */
+function checkKey(lists: SupportedLists | undefined, kind: 'auth' | 'encrypt', id: number, bits: number | undefined, keyless = false): void {
+  const p = keyProblem(lists, kind, id, bits, keyless);
+  if (p) refuse(ERRNO.EINVAL, p);
+}
+
+/** Build an SA (compact form, sadb's newSA) from ADD/UPDATE extensions, refusing what KLIPS's ipsec_sa_init refuses. */
+function saFromRequest(r: SaRequest, old: SA | undefined, said: Said): SA {
   const { msg, engine } = r;
   const satype = msg.header.satype;
   const sa = msg.sa;
   if (msg.addressSrc.family !== msg.addressDst.family) refuse(ERRNO.EINVAL, 'source and destination address families differ');
   const lists = engine.supported.get(satype);
-  const check = (kind: 'auth' | 'encrypt', id: number, bits: number | undefined, keyless = false) => {
-    const p = keyProblem(lists, kind, id, bits, keyless);
-    if (p) refuse(ERRNO.EINVAL, p);
-  };
   switch (satype) {
     case SADB_SATYPE_AH:
     case SADB_SATYPE_ESP:
-      check('auth', sa.auth, msg.keyAuth?.bits);
-      if (satype === SADB_SATYPE_ESP) check('encrypt', sa.encrypt, msg.keyEncrypt?.bits);
+      checkKey(lists, 'auth', sa.auth, msg.keyAuth?.bits);
+      if (satype === SADB_SATYPE_ESP) checkKey(lists, 'encrypt', sa.encrypt, msg.keyEncrypt?.bits);
       else if (msg.keyEncrypt) refuse(ERRNO.EINVAL, 'AH SA with an encryption key');
       break;
     case SADB_X_SATYPE_COMP:
-      check('encrypt', sa.encrypt, undefined, true);
+      checkKey(lists, 'encrypt', sa.encrypt, undefined, true);
       if (msg.keyAuth || msg.keyEncrypt) refuse(ERRNO.EINVAL, 'IPCOMP SA takes no keys');
       break;
     case SADB_X_SATYPE_IPIP:
@@ -141,8 +144,8 @@ function saFromRequest(r: SaRequest, old: SA | undefined): SA {
   }
   const hard = limitsFrom(msg.lifetimeHard);
   const now = engine.now();
-  const out: SA = {
-    said: saidOfRequest(msg),
+  return newSA({
+    said,
     satype,
     state: SADB_SASTATE_MATURE,
     replay: sa.replay,
@@ -152,10 +155,13 @@ function saFromRequest(r: SaRequest, old: SA | undefined): SA {
     src: addressOut(msg.addressSrc),
     dst: addressOut(msg.addressDst),
     proxy: msg.addressProxy,
-    keyAuth: msg.keyAuth && new StoredKey(msg.keyAuth.bits, msg.keyAuth.key),
-    keyEncrypt: msg.keyEncrypt && new StoredKey(msg.keyEncrypt.bits, msg.keyEncrypt.key),
+    keyAuth: msg.keyAuth,
+    keyEncrypt: msg.keyEncrypt,
     identSrc: msg.identitySrc,
     identDst: msg.identityDst,
+    natT: msg.natTType || msg.natTSport || msg.natTDport
+      ? { type: msg.natTType?.type ?? 0, sport: msg.natTSport?.port ?? 0, dport: msg.natTDport?.port ?? 0, oa: msg.natTOa }
+      : undefined,
     plumbif: msg.plumbif?.ifnum,
     // UPDATE keeps the SA's place in the SAref table and its pairing.
     ref: old ? old.ref : requestedRef(msg),
@@ -164,17 +170,12 @@ function saFromRequest(r: SaRequest, old: SA | undefined): SA {
     soft: sharedLimits(clampSoft(limitsFrom(msg.lifetimeSoft), hard)),
     hard: sharedLimits(hard),
     // UPDATE keeps the counters and first use of the SA it replaces; a larval SA's life starts now.
-    current: old ? { ...old.current, addtime: old.state === SADB_SASTATE_LARVAL ? now : old.current.addtime } : { ...NO_LIMITS(), addtime: now },
+    current: old ? { ...old.current, addtime: old.state === SADB_SASTATE_LARVAL ? now : old.current.addtime } : undefined,
+    addtime: now,
     used: old?.used ?? false,
-    softSent: false,
     pid: msg.header.pid,
     seq: msg.header.seq,
-    gen: 0,
-  };
-  if (msg.natTType || msg.natTSport || msg.natTDport) {
-    out.natT = { type: msg.natTType?.type ?? 0, sport: msg.natTSport?.port ?? 0, dport: msg.natTDport?.port ?? 0, oa: msg.natTOa };
-  }
-  return out;
+  });
 }
 
 /**
@@ -242,7 +243,7 @@ const update: Handler<typeof SADB_UPDATE> = (r) => {
   if (sport || dport) {
     patchNatTPorts(sa, sport, dport);
   } else {
-    sa = saFromRequest(r, old);
+    sa = saFromRequest(r, old, said);
     engine.sadb.replace(old, sa);
   }
   engine.settleAcquire(msg.header.seq);
@@ -255,7 +256,7 @@ const add: Handler<typeof SADB_ADD> = (r) => {
   const { engine, msg } = r;
   const said = saidOfRequest(msg);
   if (engine.sadb.has(said)) refuse(ERRNO.EEXIST, `SA ${formatSaid(said)} already exists`);
-  const sa = saFromRequest(r, undefined);
+  const sa = saFromRequest(r, undefined, said);
   if (sa.ref === IPSEC_SAREF_NULL) sa.ref = engine.sadb.sarefs.alloc();
   engine.sadb.insert(sa);
   engine.settleAcquire(msg.header.seq);

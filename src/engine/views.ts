@@ -20,7 +20,7 @@ import {
 } from '../wire/index.js';
 import type { Engine, Endpoint } from './engine.js';
 import { outifOf } from './interfaces.js';
-import type { Limits, SA } from '../sadb/sadb.js';
+import { currentOf, type Limits, type SA } from '../sadb/sadb.js';
 import { formatSaidOld, formatSaid } from '../sadb/said.js';
 import { formatErouteProc, type Eroute } from '../spd/eroute-table.js';
 import { authName, encryptName } from './algorithm-names.js';
@@ -112,7 +112,7 @@ function lifeText(name: string, current: number, raw: number, soft: number, hard
 }
 
 function lifetimes(sa: SA, now: number): string {
-  const c: Limits = sa.current;
+  const c: Readonly<Limits> = currentOf(sa);
   const elapsed = (t: number) => (t > 0 ? Math.max(0, Math.floor(now - t)) : 0);
   return [
     lifeText('alloc', c.allocations, c.allocations, sa.soft.allocations, sa.hard.allocations),
