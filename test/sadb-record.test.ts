@@ -106,7 +106,7 @@ test('newSA in the table: lookups, lifetimes (without creating counters), traffi
   assert.equal(db.countTraffic(b, 100, 2, 120), undefined);
   assert.deepEqual(b.current, { allocations: 0, bytes: 100, addtime: 100, usetime: 120, packets: 2 });
   assert.equal(b.used, true);
-  assert.equal(db.link(a, b), undefined);
+  assert.equal(db.link(a, b), true);
   assert.deepEqual(db.group(b), [a, b]);
   const a2: SA = newSA(init({ hard, soft, current: { ...a.current }, addtime: 100 }));
   db.replace(a, a2);

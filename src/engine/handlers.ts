@@ -406,7 +406,7 @@ const grpsa: Handler<typeof SADB_X_GRPSA> = ({ engine, msg }) => {
     const second = engine.sadb.get(said2);
     if (!second) return refuse(ERRNO.ENOENT, `no SA ${formatSaid(said2)}`);
     const [a, b] = second.dir === 'in' ? [second, first] : [first, second];
-    if (engine.sadb.link(a, b)) refuse(ERRNO.EEXIST, `${formatSaid(a.said)} is already linked, or ${formatSaid(b.said)} leads to it`);
+    if (!engine.sadb.link(a, b)) refuse(ERRNO.EEXIST, `${formatSaid(a.said)} is already linked, or ${formatSaid(b.said)} leads to it`);
     m.satype2 = satype2;
     m.sa2 = requestSaExt(sa2, second.said.proto);
     m.addressDst2 = addressOut(addressDst2);

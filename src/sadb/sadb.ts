@@ -810,18 +810,18 @@ export class Sadb {
   }
 
   /**
-   * Link a → b, as KLIPS's X_GRPSA does: 'EEXIST' if a already has a next or b's chain
+   * Link a → b, as KLIPS's X_GRPSA does; false (nothing changed) if a already has a next or b's chain
    * holds a (b already having a predecessor is no obstacle). b leaves its former
    * predecessor's chain, so every SA stays in exactly one chain (KLIPS left the former
    * predecessor pointing at b too).
    */
-  link(a: SA, b: SA): 'EEXIST' | undefined {
-    if (a.next) return 'EEXIST';
-    for (let s: SA | undefined = b; s; s = s.next) if (s === a) return 'EEXIST';
+  link(a: SA, b: SA): boolean {
+    if (a.next) return false;
+    for (let s: SA | undefined = b; s; s = s.next) if (s === a) return false;
     if (b.prev) b.prev.next = undefined;
     a.next = b;
     b.prev = a;
-    return undefined;
+    return true;
   }
 
   /** Unlink the whole chain that starts at `sa`. */
