@@ -7,6 +7,7 @@
  * are plain Buffers (or Uint8Arrays on input); nothing here knows about SAs.
  */
 
+import type { PacketSelector } from '../spd/eroute-table.js';
 import { AF_INET, AF_INET6 } from '../wire/constants.js';
 import { drop, type Result } from './drop.js';
 
@@ -191,17 +192,8 @@ export function upperLayer(ip: IpPacket): Result<{ at: HeaderPosition }> {
   return walk(ip, (nh) => isExt(nh) || nh === IPPROTO_AH);
 }
 
-/** An eroute lookup key: the shape of src/spd's PacketSelector. */
-export interface Selector {
-  /** AF_INET or AF_INET6. */
-  family: number;
-  src: Uint8Array;
-  dst: Uint8Array;
-  proto: number;
-  /** TCP/UDP ports of a first fragment or whole packet, else 0 (as KLIPS's ipsec_extract_ports). */
-  sport: number;
-  dport: number;
-}
+/** An eroute lookup key: src/spd's PacketSelector (ports are those of a first fragment or whole TCP/UDP packet, else 0, as KLIPS's ipsec_extract_ports). */
+export type Selector = PacketSelector;
 
 /** The eroute selector of a packet. src and dst are views into the packet. */
 export function selectorOf(packet: Uint8Array): Result<{ selector: Selector }> {

@@ -143,36 +143,17 @@ export class StoredKey {
 }
 
 /** What newSA makes an SA from: the SA's fields, with keys as parsed and the counters' start. */
-export interface SaInit {
-  said: Said;
-  satype: number;
-  state: number;
-  replay: number;
-  auth: number;
-  encrypt: number;
-  flags: number;
-  src: Address;
-  dst: Address;
-  proxy?: Address;
+export type SaInit = Pick<SA,
+  'said' | 'satype' | 'state' | 'replay' | 'auth' | 'encrypt' | 'flags' | 'src' | 'dst' | 'proxy' |
+  'identSrc' | 'identDst' | 'natT' | 'plumbif' | 'ref' | 'refhim' | 'dir' | 'soft' | 'hard' | 'used' | 'pid' | 'seq'
+> & {
   /** Copied: the bytes may be a view of a message. */
   keyAuth?: Key;
   keyEncrypt?: Key;
-  identSrc?: Ident;
-  identDst?: Ident;
-  natT?: SA['natT'];
-  plumbif?: number;
-  ref: number;
-  refhim: number;
-  dir: 'in' | 'out';
-  soft: Readonly<Limits>;
-  hard: Readonly<Limits>;
   /** Counters carried over (UPDATE); without them the SA starts from zero, added at `addtime`. */
   current?: Limits;
   addtime: number;
-  used: boolean;
-  pid: number;
-  seq: number;
-}
+};
 
 /** Scratch for joining an SA's two keys before one latin1 conversion. */
 let keyScratch = new Uint8Array(256);
