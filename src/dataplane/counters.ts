@@ -23,7 +23,7 @@ export const PATH_DROP_REASONS = [
   'trap',
   /** Outbound: a %trap eroute was hit but no socket is registered for ESP (no ACQUIRE sent). */
   'no-listener',
-  /** Outbound: an eroute names an SA the table does not hold, or one still larval. */
+  /** Outbound: an eroute names an SA the table does not hold, or one still larval, or its group lost the ESP/AH SA it had. */
   'no-eroute-sa',
   /** Inbound: an SA of the chain is of a kind this path cannot apply. */
   'bad-chain',

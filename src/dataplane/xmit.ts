@@ -100,6 +100,7 @@ function route(engine: Engine, packet: Uint8Array, opts: XmitOptions): XmitResul
   if (eroute.said.proto === IPPROTO_INT) return shunt(engine, eroute, s.selector, packet, opts);
   const sa = engine.sadb.get(eroute.said);
   if (!sa || sa.state === SADB_SASTATE_LARVAL) return fail('no-eroute-sa', { eroute });
+  if (!protectedChainIntact(eroute, sa)) return fail('no-eroute-sa', { eroute });
   const sas: Said[] = [];
   let pkt: Buffer = Buffer.from(packet.buffer, packet.byteOffset, packet.byteLength);
   let natTPort: number | undefined;
@@ -116,6 +117,21 @@ function route(engine: Engine, packet: Uint8Array, opts: XmitOptions): XmitResul
   const out: OutPacket = { packet: pkt, dst: formatAddress(p.ip.version === 4 ? AF_INET : AF_INET6, p.ip.dst) };
   if (natTPort !== undefined) out.natTPort = natTPort;
   return { ok: true, action: 'ipsec', out, eroute, sas };
+}
+
+/**
+ * Eroutes whose SA chain has carried ESP or AH. The SA table splices a removed SA out of
+ * its group (a hard EXPIRE or DELETE of the ESP SA leaves eroute → tun alone), where
+ * KLIPS kept the dead SA in the chain and dropped the packet; so an eroute once
+ * protected by ESP/AH never sends without it: such packets are dropped as 'no-eroute-sa'.
+ */
+const protectedEroutes = new WeakSet<Eroute>();
+
+function protectedChainIntact(eroute: Eroute, sa: SA): boolean {
+  let prot = false;
+  for (let x: SA | undefined = sa; x; x = x.next) if (x.said.proto === IPPROTO_ESP || x.said.proto === IPPROTO_AH) prot = true;
+  if (prot) protectedEroutes.add(eroute);
+  return prot || !protectedEroutes.has(eroute);
 }
 
 /** One SA's transform on the way out. */
