@@ -13,7 +13,7 @@ import {
 import {
   SADB_SATYPE_ESP, SADB_SATYPE_AH, SADB_X_SATYPE_IPIP, SADB_X_SATYPE_INT, SADB_REGISTER, SADB_ACQUIRE,
   SADB_EXPIRE, SADB_X_SAFLAGS_INFLOW, SPI_PASS, SPI_DROP, SPI_REJECT, SPI_HOLD, SPI_TRAP,
-  IPPROTO_ESP, IPPROTO_AH, IPPROTO_IPIP, SADB_SASTATE_DYING,
+  IPPROTO_ESP, IPPROTO_AH, IPPROTO_IPIP, SADB_SASTATE_DYING, ESPINUDP_WITH_NON_ESP, SADB_X_NAT_T_NEW_MAPPING,
 } from '../src/wire/index.js';
 import {
   xmit, rcv, dataplaneCounters, buildIPv4Header, refreshTransportChecksum, parseIp, internetChecksum,
@@ -268,4 +268,48 @@ test('a byte lifetime fires soft then hard EXPIRE from traffic; then the eroute 
   assert.deepEqual(xmit(p.west.engine, inner), { ok: false, reason: 'no-eroute-sa', eroute: [...p.west.engine.spd.entries()][0] });
   assert.deepEqual(dataplaneCounters(p.west.engine).xmit, { packets: 4, ipsec: 3, passed: 0, dropped: 1, drops: { 'no-eroute-sa': 1 } });
   assert.equal(p.west.engine.stats.expires, 2);
+});
+
+test('NAT-T: ESP in UDP round trip; an authenticated packet from a new address/port sends NAT_T_NEW_MAPPING once, a forged one none', () => {
+  const p = pair();
+  const natT = { natTType: { type: ESPINUDP_WITH_NON_ESP }, natTSport: { port: 4500 }, natTDport: { port: 4500 } };
+  for (const c of [p.wc, p.ec]) c.ok(addReq({ spi: 0x600, src: W, dst: E, extra: natT }), 'ADD esp natT');
+  p.wc.ok(addflowReq({ satype: SADB_SATYPE_ESP, spi: 0x600, said_dst: E, src: W, srcMask: '255.255.255.255', dst: E, dstMask: '255.255.255.255' }), 'ADDFLOW');
+  const pluto = p.east.client();
+  pluto.ok(hdrReq(SADB_REGISTER, SADB_SATYPE_ESP), 'REGISTER');
+  pluto.read();
+  const inner = udpPacket(W, E, 64);
+  const x1 = xmit(p.west.engine, inner);
+  assert.ok(x1.ok);
+  assert.equal(x1.out.natTPort, 4500);
+  const o = parseIp(x1.out.packet);
+  assert.ok(o.ok && o.ip.protocol === IPPROTO_UDP);
+  // From where the SA says the peer is: no new mapping.
+  const r1 = rcv(p.east.engine, x1.out.packet);
+  assert.ok(r1.ok && r1.kind === 'ipsec' && hex(r1.packet) === hex(inner), JSON.stringify(r1));
+  pluto.none('same address and port');
+  // A forged packet from elsewhere moves nothing.
+  const x2 = xmit(p.west.engine, inner);
+  assert.ok(x2.ok);
+  const forged = Buffer.from(x2.out.packet);
+  forged[forged.length - 1] ^= 0x80;
+  assert.equal((rcv(p.east.engine, forged, { addr: '198.51.100.9', port: 1024 }) as { reason: string }).reason, 'icv');
+  pluto.none('forged packet');
+  // The real one from behind a NAT: one mapping, then the SA knows the peer's new place.
+  const r2 = rcv(p.east.engine, x2.out.packet, { addr: '198.51.100.9', port: 1024 });
+  assert.ok(r2.ok && r2.kind === 'ipsec' && hex(r2.packet) === hex(inner));
+  const m = pluto.read();
+  assert.equal(m.length, 1);
+  assert.equal(m[0].header.type, SADB_X_NAT_T_NEW_MAPPING);
+  assert.equal(m[0].addressSrc!.addr, '198.51.100.9');
+  assert.equal(m[0].natTSport!.port, 1024);
+  const x3 = xmit(p.west.engine, inner);
+  assert.ok(x3.ok && rcv(p.east.engine, x3.out.packet, { addr: '198.51.100.9', port: 1024 }).ok);
+  pluto.none('known mapping');
+  assert.equal(dataplaneCounters(p.east.engine).natTMappings, 1);
+  // IKE on the NAT-T port (non-ESP marker) is handed on, not dropped.
+  const ike = Buffer.concat([buildIPv4Header({ tos: 0, id: 1, flags: 0, ttl: 64, protocol: IPPROTO_UDP, src: ipv4(W), dst: ipv4(E), payloadLength: 8 + 4 + 28 }), Buffer.from([0x11, 0x94, 0x11, 0x94, 0, 40, 0, 0]), Buffer.alloc(4), Buffer.alloc(28, 1)]);
+  const ri = rcv(p.east.engine, ike);
+  assert.ok(ri.ok && ri.kind === 'ike');
+  assert.deepEqual(dataplaneCounters(p.east.engine).rcv, { packets: 5, ipsec: 3, passed: 1, dropped: 1, drops: { icv: 1 } });
 });
