@@ -17,8 +17,9 @@ import {
 } from '../src/wire/index.js';
 import {
   xmit, rcv, dataplaneCounters, buildIPv4Header, refreshTransportChecksum, parseIp, internetChecksum,
-  IPPROTO_UDP, IPPROTO_ICMP,
+  IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6, buildIPv6Header, pseudoHeaderSum,
 } from '../src/dataplane/index.js';
+import { parseIPv6 } from '../src/wire/index.js';
 
 const W = '192.0.2.1';
 const E = '192.0.2.2';
@@ -312,4 +313,48 @@ test('NAT-T: ESP in UDP round trip; an authenticated packet from a new address/p
   const ri = rcv(p.east.engine, ike);
   assert.ok(ri.ok && ri.kind === 'ike');
   assert.deepEqual(dataplaneCounters(p.east.engine).rcv, { packets: 5, ipsec: 3, passed: 1, dropped: 1, drops: { icv: 1 } });
+});
+
+test('IPv6: ESP tunnel (tun + esp) round trip byte for byte, and %reject answers with ICMPv6 1/1', () => {
+  const W6 = '2001:db8::1';
+  const E6 = '2001:db8::2';
+  const west = world({ localAddresses: () => [W6] });
+  const east = world({ localAddresses: () => [E6] });
+  const wc = west.client();
+  const ec = east.client();
+  for (const c of [wc, ec]) {
+    c.ok(addReq({ spi: 0x200, satype: SADB_X_SATYPE_IPIP, src: W6, dst: E6 }), 'ADD tun');
+    c.ok(addReq({ spi: 0x100, src: W6, dst: E6 }), 'ADD esp');
+    c.ok(grpsaReq({ satype: SADB_X_SATYPE_IPIP, spi: 0x200, dst: E6 }, { satype: SADB_SATYPE_ESP, spi: 0x100, dst: E6 }), 'GRPSA');
+  }
+  const m64 = 'ffff:ffff:ffff:ffff::';
+  wc.ok(addflowReq({ satype: SADB_X_SATYPE_IPIP, spi: 0x200, said_dst: E6, src: '2001:db8:1::', srcMask: m64, dst: '2001:db8:2::', dstMask: m64 }), 'ADDFLOW');
+  wc.ok(addflowReq({ satype: SADB_X_SATYPE_INT, spi: SPI_REJECT, src: '2001:db8:1::', srcMask: m64, dst: '2001:db8:3::', dstMask: m64 }), 'ADDFLOW reject');
+  const v6 = (src: string, dst: string) => {
+    const udp = Buffer.alloc(8 + 40, 0x42);
+    udp.writeUInt16BE(5000, 0);
+    udp.writeUInt16BE(6000, 2);
+    udp.writeUInt16BE(udp.length, 4);
+    const h = buildIPv6Header({ trafficClass: 0, flowLabel: 7, hopLimit: 60, nextHeader: IPPROTO_UDP, src: parseIPv6(src)!, dst: parseIPv6(dst)!, payloadLength: udp.length });
+    const pk = Buffer.concat([h, udp]);
+    assert.ok(refreshTransportChecksum(pk));
+    return pk;
+  };
+  const inner = v6('2001:db8:1::5', '2001:db8:2::7');
+  const x = xmit(west.engine, inner);
+  assert.ok(x.ok && x.action === 'ipsec', JSON.stringify(x));
+  assert.equal(x.out.dst, E6);
+  const r = rcv(east.engine, x.out.packet);
+  assert.ok(r.ok && r.kind === 'ipsec', JSON.stringify(r));
+  assert.equal(hex(r.packet), hex(inner));
+  const rejIn = v6('2001:db8:1::5', '2001:db8:3::9');
+  const rej = xmit(west.engine, rejIn);
+  assert.ok(!rej.ok && rej.reason === 'shunt-reject' && rej.icmp);
+  const icmp = parseIp(rej.icmp!);
+  assert.ok(icmp.ok && icmp.ip.protocol === IPPROTO_ICMPV6);
+  assert.equal(hex(icmp.ip.dst), hex(parseIPv6('2001:db8:1::5')!));
+  const body = icmp.ip.bytes.subarray(40);
+  assert.deepEqual([body[0], body[1]], [1, 1]);
+  assert.equal(internetChecksum(body, 0, body.length, pseudoHeaderSum(icmp.ip, IPPROTO_ICMPV6, body.length)), 0);
+  assert.equal(hex(body.subarray(8)), hex(rejIn));
 });
