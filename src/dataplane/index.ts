@@ -16,3 +16,7 @@ export * from './esp.js';
 export * from './ah.js';
 export * from './ipcomp.js';
 export * from './natt.js';
+export * from './counters.js';
+export * from './sa-adapter.js';
+export * from './xmit.js';
+export * from './rcv.js';

@@ -1,0 +1,204 @@
+/**
+ * The inbound path (KLIPS's ipsec_rcv / ipsec_rcv_decap_once / ipsec_rcv_decap_ipip) over
+ * the engine's live tables. The outer header names ESP, AH, IPCOMP, or UDP to the NAT-T
+ * port (ESP in UDP, natt.ts); the SA is found by (protocol, SPI, outer destination), its
+ * replay window checked, the packet verified and decrypted, the window updated, and the
+ * header removed; then the next header is taken in turn while it is IPsec for an SA of
+ * ours or the IPIP the SA chain expects. An inbound chain runs in unwrap order (X_GRPSA
+ * links an inbound pair outer → inner: esp → tun), and as KLIPS's inbound policy check
+ * each SA after the first must be the previous one's next, and a chain must be used to
+ * its end (IPCOMP may be skipped: a sender leaves small or incompressible packets
+ * uncompressed), else the packet is dropped as 'policy'. The IPIP SA's decapsulation
+ * requires the outer source to be the SA's source, and, when X_ADDFLOW INFLOW stored
+ * flows on it, the inner source and destination to lie inside them (KLIPS's ips_flow_s/d
+ * check). Each SA used counts the packet's bytes as it arrived at that SA, and one
+ * packet. A NAT-T SA whose packets arrive, authenticated, from a new address or port
+ * tells the engine (engine.natTNewMapping: SADB_X_NAT_T_NEW_MAPPING), as KLIPS does.
+ *
+ * A bare IPIP packet (no IPsec header in front) is not KLIPS's: the host's IPIP handles
+ * it, so it is handed on as 'not-ipsec', like any other protocol.
+ */
+
+import type { Engine } from '../engine/engine.js';
+import type { SA, InboundPolicy } from '../sadb/sadb.js';
+import type { Said } from '../sadb/said.js';
+import {
+  AF_INET, AF_INET6, IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, IPPROTO_IPIP, SADB_SASTATE_LARVAL,
+} from '../wire/index.js';
+import { addressBytes, formatAddress } from '../wire/sockaddr.js';
+import { countDrop, countersOf, type PathDropReason } from './counters.js';
+import { espInput } from './esp.js';
+import { ahInput } from './ah.js';
+import { ipipDecap } from './ipip.js';
+import { ipcompDecompress } from './ipcomp.js';
+import { nattDecap, nattTransportFixup } from './natt.js';
+import { IPPROTO_IPV6, IPPROTO_TCP, IPPROTO_UDP, findHeader, parseIp, type IpPacket } from './packet.js';
+import { runtimeOf } from './sa-adapter.js';
+import { DEFAULT_NATT } from './sa.js';
+
+/** Where a packet came from, as the runtime's socket saw it (NAT-T: after any NAT). */
+export interface From {
+  addr: string;
+  port: number;
+}
+
+export type RcvResult =
+  /** Decapsulated: the inner packet, and the SAs used outer to inner. */
+  | { readonly ok: true; kind: 'ipsec'; packet: Buffer; sas: Said[] }
+  /** Not for the IPsec path (no IPsec header), or IKE / a keepalive on the NAT-T port: handed on as is. */
+  | { readonly ok: true; kind: 'not-ipsec' | 'ike' | 'keepalive'; packet: Buffer }
+  | { readonly ok: false; reason: PathDropReason; said?: Said };
+
+export interface RcvOptions {
+  /** The UDP port ESP in UDP arrives on (default 4500). */
+  natTPort?: number;
+}
+
+const IPSEC_PROTOS = [IPPROTO_ESP, IPPROTO_AH, IPPROTO_COMP, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP] as const;
+
+/** The first header after the IP header (and IPv6 extension headers) that this path cares about. */
+function nextHeader(ip: IpPacket): { proto: number; offset: number } | undefined {
+  for (const proto of IPSEC_PROTOS) {
+    const at = findHeader(ip, proto);
+    if (at.ok) return { proto, offset: at.at.offset };
+  }
+  return undefined;
+}
+
+/** Receive `packet` (a whole IPv4/IPv6 packet addressed to this host). */
+export function rcv(engine: Engine, packet: Uint8Array, from?: From, opts: RcvOptions = {}): RcvResult {
+  const c = countersOf(engine).rcv;
+  c.packets++;
+  const r = receive(engine, packet, from, opts);
+  if (!r.ok) countDrop(c, r.reason);
+  else if (r.kind === 'ipsec') c.ipsec++;
+  else c.passed++;
+  return r;
+}
+
+function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opts: RcvOptions): RcvResult {
+  const first = parseIp(packet);
+  if (!first.ok) return first;
+  let pkt: Buffer = first.ip.bytes;
+  let ip = first.ip;
+  let nh = nextHeader(ip);
+  const natTPort = opts.natTPort ?? DEFAULT_NATT.dport;
+  // ESP in UDP: where the packet came from (after NAT), for the new-mapping check.
+  let natt: { addr: string; port: number } | undefined;
+  if (nh?.proto === IPPROTO_UDP) {
+    if (nh.offset + 4 > pkt.length || pkt.readUInt16BE(nh.offset + 2) !== natTPort) return { ok: true, kind: 'not-ipsec', packet: pkt };
+    const d = nattDecap(pkt);
+    if (!d.ok) return d;
+    if (d.kind !== 'esp') return { ok: true, kind: d.kind, packet: pkt };
+    natt = from ?? { addr: formatAddress(ip.version === 4 ? AF_INET : AF_INET6, ip.src), port: d.sport };
+    const p = parseIp(d.packet);
+    if (!p.ok) return p;
+    pkt = p.ip.bytes;
+    ip = p.ip;
+    nh = nextHeader(ip);
+  }
+  if (!nh || nh.proto === IPPROTO_UDP || nh.proto === IPPROTO_IPIP || nh.proto === IPPROTO_IPV6) {
+    return { ok: true, kind: 'not-ipsec', packet: pkt };
+  }
+  const sas: Said[] = [];
+  let prev: SA | undefined;
+  for (;;) {
+    const family = ip.version === 4 ? AF_INET : AF_INET6;
+    if (nh && (nh.proto === IPPROTO_ESP || nh.proto === IPPROTO_AH || nh.proto === IPPROTO_COMP)) {
+      const spi = spiAt(pkt, nh.proto, nh.offset);
+      if (spi === undefined) return { ok: false, reason: 'too-short' };
+      const said: Said = { proto: nh.proto, spi, dst: formatAddress(family, ip.dst) };
+      const sa = engine.sadb.get(said);
+      if (!sa || sa.state === SADB_SASTATE_LARVAL) {
+        // After an IPIP decapsulation, IPsec for someone else is forwarded, not ours to drop.
+        if (prev && !prev.next) return { ok: true, kind: 'ipsec', packet: pkt, sas };
+        return { ok: false, reason: 'no-sa', said };
+      }
+      if (prev) {
+        const expect = skipComp(prev.next, nh.proto);
+        if (expect !== sa && prev.next) return { ok: false, reason: 'policy', said };
+      }
+      if (natt && !prev && !sa.natT) return { ok: false, reason: 'policy', said };
+      const arrived = pkt.length;
+      const r = decap(sa, pkt);
+      if (!r.ok) return { ok: false, reason: r.reason, said };
+      if (natt && !prev && sa.natT && (natt.addr !== sa.src.addr || natt.port !== sa.natT.sport)) {
+        if (engine.natTNewMapping(sa.said, natt.addr, natt.port)) countersOf(engine).natTMappings++;
+      }
+      engine.countTraffic(sa.said, arrived, 1);
+      sas.push(sa.said);
+      prev = sa;
+      const p = parseIp(r.packet);
+      if (!p.ok) return p;
+      pkt = p.ip.bytes;
+      ip = p.ip;
+      if (natt && r.nextHeader !== undefined && (r.nextHeader === IPPROTO_TCP || r.nextHeader === IPPROTO_UDP)) nattTransportFixup(pkt);
+      nh = nextHeader(ip);
+      continue;
+    }
+    // Not (or no longer) an IPsec header: IPIP the chain expects, or the end.
+    const tun = skipComp(prev?.next, nh?.proto ?? -1);
+    if (nh && (nh.proto === IPPROTO_IPIP || nh.proto === IPPROTO_IPV6) && tun && tun.said.proto === IPPROTO_IPIP) {
+      const arrived = pkt.length;
+      const d = ipipDecap(runtimeOf(tun).tsa, pkt);
+      if (!d.ok) return { ok: false, reason: d.reason, said: tun.said };
+      const inner = parseIp(d.packet);
+      if (!inner.ok) return inner;
+      if (tun.inbound && !insidePolicy(tun.inbound, inner.ip)) return { ok: false, reason: 'policy', said: tun.said };
+      engine.countTraffic(tun.said, arrived, 1);
+      sas.push(tun.said);
+      prev = tun;
+      pkt = inner.ip.bytes;
+      ip = inner.ip;
+      nh = nextHeader(ip);
+      // Loop again only for IPsec addressed to an SA of ours (checked at the lookup).
+      if (nh && (nh.proto === IPPROTO_ESP || nh.proto === IPPROTO_AH || nh.proto === IPPROTO_COMP)) continue;
+      if (tun.next) return { ok: false, reason: 'policy', said: tun.said };
+      return { ok: true, kind: 'ipsec', packet: pkt, sas };
+    }
+    // KLIPS: a chain not used to its end is "incomplete policy" (IPCOMP alone may be left over).
+    if (tun) return { ok: false, reason: 'policy', said: prev!.said };
+    return { ok: true, kind: 'ipsec', packet: pkt, sas };
+  }
+}
+
+/** The SA expected next, passing over an IPCOMP SA when the packet has no IPCOMP header. */
+function skipComp(next: SA | undefined, proto: number): SA | undefined {
+  if (next && next.said.proto === IPPROTO_COMP && proto !== IPPROTO_COMP) return next.next;
+  return next;
+}
+
+function spiAt(b: Buffer, proto: number, off: number): number | undefined {
+  if (proto === IPPROTO_ESP) return off + 4 <= b.length ? b.readUInt32BE(off) : undefined;
+  if (proto === IPPROTO_AH) return off + 8 <= b.length ? b.readUInt32BE(off + 4) : undefined;
+  return off + 4 <= b.length ? b.readUInt16BE(off + 2) : undefined;
+}
+
+function decap(sa: SA, pkt: Buffer): { ok: true; packet: Buffer; nextHeader?: number } | { ok: false; reason: PathDropReason } {
+  const rt = runtimeOf(sa);
+  switch (sa.said.proto) {
+    case IPPROTO_ESP:
+      return espInput(rt.tsa, pkt, { mode: 'transport', replay: rt.replay });
+    case IPPROTO_AH:
+      return ahInput(rt.tsa, pkt, { mode: 'transport', replay: rt.replay });
+    case IPPROTO_COMP:
+      return ipcompDecompress(rt.tsa, pkt);
+    default:
+      return { ok: false, reason: 'bad-chain' };
+  }
+}
+
+function within(addr: Uint8Array, flow: string, mask: string, family: number): boolean {
+  const f = addressBytes(family, flow);
+  const m = addressBytes(family, mask);
+  if (f.length !== addr.length) return false;
+  for (let i = 0; i < f.length; i++) if ((addr[i] & m[i]) !== (f[i] & m[i])) return false;
+  return true;
+}
+
+/** KLIPS's INFLOW check: the inner source and destination inside the IPIP SA's flows. */
+function insidePolicy(p: InboundPolicy, ip: IpPacket): boolean {
+  const family = p.srcFlow.family;
+  if ((family === AF_INET) !== (ip.version === 4)) return false;
+  return within(ip.src, p.srcFlow.addr, p.srcMask.addr, family) && within(ip.dst, p.dstFlow.addr, p.dstMask.addr, family);
+}
