@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import os from 'node:os';
-import { jsonRecords, KEY_3DES, KEY_SHA1, klipsOk, useDaemon } from './cli-harness.js';
+import { jsonRecords, KEY_3DES, KEY_SHA1, klips, klipsOk, useDaemon } from './cli-harness.js';
 
 const kd = useDaemon();
 
@@ -47,4 +47,12 @@ test('look shows eroutes with their SA groups, interfaces and sorted SAs', async
   assert.deepEqual(j.spi.map((r: { said: string }) => r.said).sort(), ['esp0x12345678@192.0.2.2', 'tun0x1002@192.0.2.2'], 'SA records, SAIDs as everywhere');
   const noAge = (r: Record<string, any>) => ({ ...r, current: { ...r.current, addtime: 0 } });
   assert.deepEqual(j.spi.map(noAge), jsonRecords(await klipsOk(['spi', ...kd.S, '--json'])).map(noAge), "the same records as spi's listing");
+
+  // One /proc file on its own, as `cat /proc/net/ipsec/saref` gave it.
+  assert.equal(await klipsOk(['look', ...kd.S, '--view', 'saref']),
+    'saref enabled\nref=1 refhim=0 said=tun0x1002@192.0.2.2\nref=2 refhim=0 said=esp0x12345678@192.0.2.2\n');
+  assert.deepEqual(jsonRecords(await klipsOk(['look', ...kd.S, '--view', 'natt', '--json'])), [{ view: 'natt', data: { available: 1 } }]);
+  const bad = await klips(['look', ...kd.S, '--view', 'nosuch']);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /^look: unknown view "nosuch" \(known: eroute, /);
 });

@@ -5,6 +5,7 @@
  * line, then the SAs sorted. The tables come from klipsd's view channel; look's routing
  * and iptables sections have no klips counterpart and are left out. KLIPS's look hid
  * interfaces not attached to a device; every klips interface is such, so all are shown.
+ * `--view NAME` prints one of KLIPS's /proc files instead (e.g. saref, pf_key, xforms).
  */
 
 import os from 'node:os';
@@ -15,6 +16,8 @@ import { jsonLines, saRecordsFromView, spigrpRecords } from './json.js';
 
 export interface LookOptions extends CommonOptions {
   label?: boolean;
+  /** Print one of KLIPS's /proc files instead (klipsd's view of that name). */
+  view?: string;
 }
 
 /** The screen, from the /proc-style texts (the same awk-like steps look took). */
@@ -38,6 +41,12 @@ export function lookText(views: Record<string, { text: string }>, label: string 
 }
 
 export async function runLook(o: LookOptions): Promise<void> {
+  if (o.view !== undefined) {
+    const one = await queryViews('look', resolveSocketPath(o.socket), [o.view], o.timeout);
+    const v = one[o.view];
+    await out(o.json ? jsonLines([{ view: o.view, data: v.data }]) : v.text);
+    return;
+  }
   const views = await queryViews('look', resolveSocketPath(o.socket), ['eroute', 'spigrp', 'tncfg', 'spi'], o.timeout);
   const date = new Date();
   if (o.json) {
@@ -53,7 +62,8 @@ export async function runLook(o: LookOptions): Promise<void> {
 export function lookCommand() {
   const cmd = newCommand('look')
     .description('eroutes, SA groups, interfaces and SAs on one screen (openswan ipsec look)')
-    .option('--no-label', 'leave out the first line (host name and date)');
+    .option('--no-label', 'leave out the first line (host name and date)')
+    .option('--view <name>', "print one of KLIPS's /proc files as klipsd keeps it: eroute, spi, spigrp, tncfg, klipsdebug, registered, supported, pf_key, version, saref, natt, xforms, trap_count, trap_sendcount, stats");
   addCommonOptions(cmd);
   cmd.action(async (opts: LookOptions) => runLook(opts));
   return cmd;
