@@ -21,7 +21,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import {
-  ERRNO, PfkeyError, SADB_ACQUIRE, SADB_X_DEBUG, buildMessage, parseMessage, readHeader, KLIPSD_X_REASON, reasonsRequest,
+  ERRNO, PfkeyError, SADB_ACQUIRE, SADB_X_DEBUG, buildMessage, parseMessage, readHeader, KLIPSD_X_REASON, isReasonsRequest, reasonsRequest,
 } from '../src/wire/index.js';
 import { Engine } from '../src/engine/engine.js';
 import { CLIENTS_DIR, readVector } from './vectors.js';
@@ -226,7 +226,7 @@ test('fuzz: mutated real requests through klipsd: errno replies, no table change
       continue;
     }
 
-    if (h.type === KLIPSD_X_REASON && bytes.length === 16) {
+    if (isReasonsRequest(bytes)) {
       // klipsd's reasons opt-in (not PF_KEY): answered by an echo; switch reasons off again.
       const got = await exchange(bytes, where);
       assert.ok(got.some((x) => x[1] === KLIPSD_X_REASON && x[2] === 0), `the reasons opt-in is echoed: ${where}`);

@@ -66,9 +66,15 @@ test('a client that asked gets the reason after the errno reply; one that did no
     assert.deepEqual(hdrReason && [hdrReason.type, hdrReason.errno, hdrReason.seq], [SADB_X_DEBUG, ERRNO.EINVAL, 8]);
     assert.match(hdrReason!.why, /version 3/);
 
+    // Something of type 255 that is not exactly the opt-in is refused like any unknown type.
+    const bogus = reasonsRequest(true, 3, 4711);
+    bogus[2] = 0xd6;
+    const refused = await exchange(plain, bogus, 203, false);
+    assert.deepEqual(refused.map((m) => [m[1], m[2], m[8]]), [[KLIPSD_X_REASON, ERRNO.EINVAL, 3]], 'header-level EINVAL, and reasons stay off');
+
     // The other socket saw the broadcast errno reply, and no reason.
     await waitUntil('the broadcast reaches the plain client', () => plain.messages.some((m) => m[1] === SADB_ADD && m[2] === ERRNO.EINVAL));
-    assert.equal(plain.messages.filter((m) => m[1] === KLIPSD_X_REASON).length, 0);
+    assert.equal(plain.messages.filter((m) => readReason(m) !== undefined).length, 0);
 
     // Off again: no more reasons.
     asking.write(reasonsRequest(false, 2, 4711));

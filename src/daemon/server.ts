@@ -38,7 +38,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import {
-  DEBUG_SUBSYSTEMS, ERRNO, MAX_MESSAGE_BYTES, PfkeyError, FrameDecoder, errnoReplyTo, framingErrorReply, headerOnly, errnoName, KLIPSD_X_REASON, SADB_MSG_HDR_LEN, reasonMessage,
+  DEBUG_SUBSYSTEMS, ERRNO, MAX_MESSAGE_BYTES, PfkeyError, FrameDecoder, errnoReplyTo, framingErrorReply, headerOnly, errnoName, KLIPSD_X_REASON, isReasonsRequest, reasonMessage,
   MSG_TYPE_NAMES, nameOf, type FrameError,
 } from '../wire/index.js';
 import { Engine, type Endpoint, type Verdict } from '../engine/engine.js';
@@ -323,7 +323,7 @@ class Connection {
     if (this.closed) return;
     const stats = this.srv.stats;
     stats.framesIn++;
-    if (frame[1] === KLIPSD_X_REASON && frame.length === SADB_MSG_HDR_LEN) {
+    if (frame[1] === KLIPSD_X_REASON && isReasonsRequest(frame)) {
       // klipsd's own opt-in (wire/reason.ts): reasons for refusals, this connection only.
       this.reasons = frame[3] === 1;
       this.answer(frame.slice());

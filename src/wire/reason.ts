@@ -32,6 +32,16 @@ export function reasonsRequest(on: boolean, seq: number, pid: number): Uint8Arra
   return u8;
 }
 
+/**
+ * Whether `u8` is exactly a reasons on/off request: version 2, type KLIPSD_X_REASON, errno
+ * 0, satype 0 or 1, header only, reserved 0. Anything else of that type is no request of
+ * ours, and PF_KEY refuses it as it refuses any unknown type.
+ */
+export function isReasonsRequest(u8: Uint8Array): boolean {
+  return u8.length === SADB_MSG_HDR_LEN && u8[0] === PF_KEY_V2 && u8[1] === KLIPSD_X_REASON && u8[2] === 0 &&
+    (u8[3] === 0 || u8[3] === 1) && rd16(u8, 4) === 2 && rd16(u8, 6) === 0;
+}
+
 /** The reason message for a refused request (`request`'s header fields are echoed). */
 export function reasonMessage(request: Uint8Array, errno: number, why: string): Uint8Array {
   let text = Buffer.from(why, 'utf8');
