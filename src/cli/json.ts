@@ -115,25 +115,10 @@ export function saRecordFromMessage(m: PfkeyMessage, o: { showKeys?: boolean } =
   return r;
 }
 
-/** A row of klipsd's `spi` view, as far as an SA record needs it. */
-interface SpiViewRow {
-  said: string;
-  satype: string;
-  state: string;
-  src: string;
-  dst: string;
-  replay: number;
-  auth: string;
-  encrypt: string;
-  flags: number;
-  authKeyBits: number;
-  encryptKeyBits: number;
-  /** addtime already an age; usetime an absolute time. */
-  current: Lifetimes;
-  soft: Lifetimes;
-  hard: Lifetimes;
+/** A row of klipsd's `spi` view, as far as an SA record needs it (current.addtime already an age, usetime an absolute time). */
+type SpiViewRow = Omit<SaRecord, 'spi' | 'natT' | 'authKey' | 'encryptKey'> & {
   natT?: { type: string; sport: number; dport: number };
-}
+};
 
 /** An SA record from a row of klipsd's `spi` view. */
 export function saRecordFromView(row: SpiViewRow, now = nowSeconds()): SaRecord {
