@@ -17,7 +17,7 @@ import { drop, type Result } from './drop.js';
 import { ipipEncap, type IpipOptions } from './ipip.js';
 import {
   IPPROTO_DSTOPTS, IPPROTO_HOPOPTS, IPPROTO_IPV6, IPPROTO_ROUTING, IPV4_HEADER_BYTES, IPV6_HEADER_BYTES,
-  assemble, findHeader, insertionPoint, parseIp,
+  assemble, locateInbound, insertionPoint, parseIp,
 } from './packet.js';
 import type { ReplayWindow } from './replay.js';
 import { prepareSA, sendableSeq, type Mode, type TransformSA } from './sa.js';
@@ -179,12 +179,9 @@ export function ahInput(sa: TransformSA, packet: Uint8Array, opts: AhInputOption
   if (!pr.ok) return pr;
   const p = pr.prepared;
   if (p.enc) return drop('bad-sa');
-  const parsed = parseIp(packet);
-  if (!parsed.ok) return parsed;
-  const ip = parsed.ip;
-  const at = findHeader(ip, IPPROTO_AH);
+  const at = locateInbound(packet, IPPROTO_AH);
   if (!at.ok) return at;
-  if (at.at.fragmentOffset || at.at.moreFragments) return drop('fragment');
+  const ip = at.ip;
   const off = at.at.offset;
   const b = ip.bytes;
   if (b.length < off + AH_HEADER_BYTES) return drop('too-short');

@@ -17,7 +17,7 @@ import { hmacIcv } from './algorithms.js';
 import { drop, type Result } from './drop.js';
 import { ipipHeader, type IpipOptions } from './ipip.js';
 import {
-  IPPROTO_HOPOPTS, IPPROTO_IPV6, IPPROTO_NONE, asBuffer, assemble, findHeader, finishPacket, insertionPoint,
+  IPPROTO_HOPOPTS, IPPROTO_IPV6, IPPROTO_NONE, asBuffer, assemble, locateInbound, finishPacket, insertionPoint,
   parseIp,
 } from './packet.js';
 import type { ReplayWindow } from './replay.js';
@@ -238,12 +238,9 @@ export interface EspInputResult {
 
 /** Verify, decrypt and remove ESP from an inbound packet. */
 export function espInput(sa: TransformSA, packet: Uint8Array, opts: EspInputOptions): Result<EspInputResult> {
-  const parsed = parseIp(packet);
-  if (!parsed.ok) return parsed;
-  const ip = parsed.ip;
-  const at = findHeader(ip, IPPROTO_ESP);
+  const at = locateInbound(packet, IPPROTO_ESP);
   if (!at.ok) return at;
-  if (at.at.fragmentOffset || at.at.moreFragments) return drop('fragment');
+  const ip = at.ip;
   const esp = ip.bytes.subarray(at.at.offset);
   if (esp.length < ESP_HEADER_BYTES) return drop('too-short');
   if (esp.readUInt32BE(0) !== sa.spi >>> 0) return drop('no-sa');

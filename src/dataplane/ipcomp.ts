@@ -13,7 +13,7 @@ import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, SADB_X_SATYPE_COMP } from '../wire/constants.js';
 import { COMPRESS_ALGORITHMS } from './algorithms.js';
 import { drop, type Result } from './drop.js';
-import { IP_MAXPACKET, IPV6_HEADER_BYTES, assemble, findHeader, insertionPoint, parseIp } from './packet.js';
+import { IP_MAXPACKET, IPV6_HEADER_BYTES, assemble, locateInbound, insertionPoint, parseIp } from './packet.js';
 import type { TransformSA } from './sa.js';
 
 export const IPCOMP_HEADER_BYTES = 4;
@@ -61,12 +61,9 @@ export function ipcompCompress(sa: TransformSA, packet: Uint8Array): Result<{ pa
 export function ipcompDecompress(sa: TransformSA, packet: Uint8Array): Result<{ packet: Buffer; nextHeader: number }> {
   const s = checkSA(sa);
   if (!s.ok) return s;
-  const parsed = parseIp(packet);
-  if (!parsed.ok) return parsed;
-  const ip = parsed.ip;
-  const at = findHeader(ip, IPPROTO_COMP);
+  const at = locateInbound(packet, IPPROTO_COMP);
   if (!at.ok) return at;
-  if (at.at.fragmentOffset || at.at.moreFragments) return drop('fragment');
+  const ip = at.ip;
   const off = at.at.offset;
   const b = ip.bytes;
   if (b.length < off + IPCOMP_HEADER_BYTES) return drop('too-short');

@@ -13,7 +13,7 @@
 import { ESPINUDP_WITH_NON_IKE, IPPROTO_ESP } from '../wire/constants.js';
 import { drop, type Result } from './drop.js';
 import {
-  IPPROTO_UDP, assemble, findHeader, internetChecksum, parseIp, pseudoHeaderSum, refreshTransportChecksum,
+  IPPROTO_UDP, assemble, findHeader, locateInbound, internetChecksum, parseIp, pseudoHeaderSum, refreshTransportChecksum,
 } from './packet.js';
 import { DEFAULT_NATT, type TransformSA } from './sa.js';
 
@@ -64,12 +64,9 @@ export type NattInbound =
  * socket's) encapsulation: ESPINUDP_WITH_NON_ESP (RFC 3948, default) or _NON_IKE.
  */
 export function nattDecap(packet: Uint8Array, type = DEFAULT_NATT.type): Result<NattInbound> {
-  const parsed = parseIp(packet);
-  if (!parsed.ok) return parsed;
-  const ip = parsed.ip;
-  const at = findHeader(ip, IPPROTO_UDP);
+  const at = locateInbound(packet, IPPROTO_UDP);
   if (!at.ok) return at;
-  if (at.at.fragmentOffset || at.at.moreFragments) return drop('fragment');
+  const ip = at.ip;
   const off = at.at.offset;
   const b = ip.bytes;
   if (b.length < off + UDP_HEADER_BYTES) return drop('too-short');

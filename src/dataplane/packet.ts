@@ -180,6 +180,20 @@ export function insertionPoint(ip: IpPacket): Result<{ at: HeaderPosition }> {
     nh === IPPROTO_HOPOPTS || nh === IPPROTO_ROUTING || (nh === IPPROTO_DSTOPTS && !seenRouting));
 }
 
+/**
+ * An inbound packet's IPsec (or UDP) header of protocol `proto`: the packet parsed, the
+ * header found through any IPv6 extension headers, and a fragment refused (the inbound
+ * transforms take whole packets only).
+ */
+export function locateInbound(packet: Uint8Array, proto: number): Result<{ ip: IpPacket; at: HeaderPosition }> {
+  const parsed = parseIp(packet);
+  if (!parsed.ok) return parsed;
+  const at = findHeader(parsed.ip, proto);
+  if (!at.ok) return at;
+  if (at.at.fragmentOffset || at.at.moreFragments) return drop('fragment');
+  return { ok: true, ip: parsed.ip, at: at.at };
+}
+
 /** The header of protocol `proto` reached through IPv6 extension headers (or IPv4's one), if any. */
 export function findHeader(ip: IpPacket, proto: number): Result<{ at: HeaderPosition }> {
   const r = walk(ip, (nh) => nh !== proto && isExt(nh));
