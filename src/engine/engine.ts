@@ -167,7 +167,7 @@ export class Engine implements EngineOps {
     this.copyToPromisc(bytes, ep);
     if (this.ownClock) this.msgNow = Date.now() / 1000;
     try {
-      const msg = parseMessage(bytes, { direction: 'in', keyViews: true });
+      const msg = parseMessage(bytes, { direction: 'in', keyViews: true, header });
       if (this.debug.pfkey) this.log('pfkey', `${MSG_TYPE_NAMES[header.type]} seq=${header.seq} pid=${header.pid} from socket ${ep.id}`);
       HANDLERS[header.type]({ engine: this, ep, msg, bytes });
       return ACCEPTED;
