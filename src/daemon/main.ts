@@ -15,18 +15,33 @@
  */
 
 import fs from 'node:fs';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { pino, type Logger } from 'pino';
 import { ConfigError, DEFAULT_CONFIG, LOG_LEVELS, loadConfigFile, type DaemonConfig, type LogLevel } from './config.js';
 import { LogSink } from './log-sink.js';
 import { defaultSocketPath, resolveSocketPath } from './paths.js';
 import { ServerError, startServer, type KlipsServer } from './server.js';
+import { startDataplane, DataplaneRefused } from './dataplane.js';
+import { DEFAULT_RUNTIME, type DataplaneRuntime, type Encap } from '../dataplane/runtime.js';
 
 interface Opts {
   socket?: string;
   config?: string;
   group?: string;
   logLevel?: LogLevel;
+  dataplane?: boolean;
+  interface: string;
+  mtu: number;
+  encap: Encap;
+  udpPort: number;
+}
+
+function intIn(name: string, lo: number, hi: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || n < lo || n > hi) throw new InvalidArgumentError(`${name} must be a whole number from ${lo} to ${hi}`);
+    return n;
+  };
 }
 
 /** The version in package.json (dist/src/daemon/main.js is three levels below it). */
@@ -42,6 +57,11 @@ function parseArgs(argv: string[]): Opts {
     .option('--config <file>', 'JSON configuration: supported algorithms, queue sizes, debug flags')
     .option('--group <group>', 'let this group use the socket (mode 0660 instead of 0600)')
     .addOption(new Option('--log-level <level>', 'log level (overrides the configuration)').choices(LOG_LEVELS as unknown as string[]))
+    .option('--dataplane', 'carry traffic: create the TUN interface and the ESP sockets (root or CAP_NET_ADMIN)')
+    .option('--interface <name>', 'with --dataplane: the TUN interface to create', DEFAULT_RUNTIME.interface)
+    .option('--mtu <bytes>', 'with --dataplane: the interface MTU', intIn('--mtu', 576, 9000), DEFAULT_RUNTIME.mtu)
+    .addOption(new Option('--encap <how>', 'with --dataplane: ESP in UDP (RFC 3948) or raw IP protocol 50').choices(['udp', 'raw']).default(DEFAULT_RUNTIME.encap))
+    .option('--udp-port <port>', 'with --dataplane --encap udp: the port ESP in UDP uses', intIn('--udp-port', 1, 65535), DEFAULT_RUNTIME.udpPort)
     .helpOption('-h, --help', 'show this help')
     .showHelpAfterError()
     .allowExcessArguments(false)
@@ -82,13 +102,15 @@ async function main(): Promise<void> {
 
   // Signals first: a SIGTERM that arrives while the sockets are being set up still stops us cleanly.
   let server: KlipsServer | undefined;
+  let runtime: DataplaneRuntime | undefined;
   let stopping: string | undefined;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = signal;
     if (!server) return; // start-up finishes first, then stops
     logger.info({ signal }, 'stopping');
-    server.close().then(
+    const srv = server;
+    (runtime ? runtime.close() : Promise.resolve()).then(() => srv.close()).then(
       () => process.exit(0),
       (err: unknown) => {
         logger.error({ err }, 'error while stopping');
@@ -125,6 +147,16 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     throw e;
+  }
+  if (opts.dataplane) {
+    try {
+      runtime = startDataplane(server, opts);
+    } catch (e) {
+      if (!(e instanceof DataplaneRefused)) throw e;
+      process.stderr.write(`klipsd: ${e.message}\n`);
+      await server.close();
+      process.exit(1);
+    }
   }
   if (stopping) {
     const signal = stopping;

@@ -100,6 +100,8 @@ export interface KlipsServer {
   connectionCount(): number;
   /** Apply a new configuration (SIGHUP) as config.ts's RELOAD table says; logs what changed. */
   reconfigure(next: DaemonConfig): Reconfigured;
+  /** Serve `name` on the view channel from `render` (klipsd --dataplane's "runtime"). */
+  addView(name: string, render: () => { text: string; data: unknown }): void;
   /** Stop accepting, close every connection, remove the socket files. */
   close(): Promise<void>;
 }
@@ -714,7 +716,21 @@ class Server implements KlipsServer {
 
   private pidOf = (ep: Endpoint): number => this.byEndpoint.get(ep.id)?.lastPid ?? 0;
 
-  view(name: string): View | undefined {
+  /** Views served beside the engine's (the data plane's runtime adds its own). */
+  private readonly extraViews = new Map<string, () => { text: string; data: unknown }>();
+
+  /** Serve `name` on the view channel from `render` (e.g. klipsd --dataplane's "runtime"). */
+  addView(name: string, render: () => { text: string; data: unknown }): void {
+    this.extraViews.set(name, render);
+  }
+
+  private viewNames(): string {
+    return [...VIEW_NAMES, ...this.extraViews.keys()].join(', ');
+  }
+
+  view(name: string): View | { view: string; text: string; data: unknown } | undefined {
+    const extra = this.extraViews.get(name);
+    if (extra) return { view: name, ...extra() };
     return renderView(name, this.engine, {
       pidOf: this.pidOf,
       serverStats: () => ({
@@ -766,13 +782,13 @@ class Server implements KlipsServer {
     const r = req as { view?: unknown; views?: unknown };
     const one = (name: unknown) => (typeof name === 'string' ? this.view(name) : undefined);
     if (typeof r?.view === 'string') {
-      return one(r.view) ?? { error: `unknown view "${r.view}" (known: ${VIEW_NAMES.join(', ')})` };
+      return one(r.view) ?? { error: `unknown view "${r.view}" (known: ${this.viewNames()})` };
     }
     if (Array.isArray(r?.views)) {
-      const out: Record<string, View> = {};
+      const out: Record<string, unknown> = {};
       for (const name of r.views) {
         const v = one(name);
-        if (!v) return { error: `unknown view ${JSON.stringify(name)} (known: ${VIEW_NAMES.join(', ')})` };
+        if (!v) return { error: `unknown view ${JSON.stringify(name)} (known: ${this.viewNames()})` };
         out[name as string] = v;
       }
       return { views: out };

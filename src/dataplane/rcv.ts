@@ -52,6 +52,11 @@ export type RcvResult =
 export interface RcvOptions {
   /** The UDP port ESP in UDP arrives on (default 4500). */
   natTPort?: number;
+  /**
+   * The runtime carries all ESP in UDP (`klipsd --encap udp`): an SA without NAT-T
+   * accepts ESP in UDP too. Otherwise ESP in UDP is only for NAT-T SAs.
+   */
+  udpCarrier?: boolean;
 }
 
 const IPSEC_PROTOS = [IPPROTO_ESP, IPPROTO_AH, IPPROTO_COMP, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP] as const;
@@ -118,7 +123,7 @@ function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opt
         const expect = skipComp(prev.next, nh.proto);
         if (expect !== sa && prev.next) return { ok: false, reason: 'policy', said };
       }
-      if (natt && !prev && !sa.natT) return { ok: false, reason: 'policy', said };
+      if (natt && !prev && !sa.natT && !opts.udpCarrier) return { ok: false, reason: 'policy', said };
       const arrived = pkt.length;
       const r = decap(sa, pkt);
       if (!r.ok) return { ok: false, reason: r.reason, said };

@@ -99,7 +99,8 @@ export class Engine implements EngineOps {
   private msgNow = -1;
   readonly random: (n: number) => number;
   private readonly logFn?: (subsystem: DebugSubsystem, text: string) => void;
-  private readonly onRelease?: (eroute: Eroute, packets: Uint8Array[]) => void;
+  /** Where held packets go when their eroute is replaced (the data plane's runtime sets it). */
+  onRelease?: (eroute: Eroute, packets: Uint8Array[]) => void;
 
   constructor(opts: EngineOptions = {}) {
     this.ownClock = opts.clock === undefined;

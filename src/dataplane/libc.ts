@@ -1,0 +1,161 @@
+/**
+ * The few libc calls the data plane's runtime needs that Node does not offer (a TUN
+ * device's ioctls, raw and UDP sockets read and written in batches with recvmmsg and
+ * sendmmsg, poll on any descriptor), bound through koffi, a maintained FFI library with
+ * prebuilt binaries (no native addon of our own to build). Loaded on first use only, so
+ * nothing but `klipsd --dataplane` ever touches it.
+ *
+ * Every call returns what the syscall returns; on -1 `errno()` tells why. Memory the
+ * kernel keeps addresses into (the batch arenas) comes from `nativeArena`, which never
+ * moves; everything else is passed as a Buffer for the duration of one call.
+ */
+
+import { createRequire } from 'node:module';
+import os from 'node:os';
+
+/** Linux x86_64/arm64 constants (asm-generic and x86 agree on these). */
+export const O_RDWR = 0o2;
+export const O_NONBLOCK = 0o4000;
+export const O_CLOEXEC = 0o2000000;
+export const SOCK_DGRAM = 2;
+export const SOCK_RAW = 3;
+export const SOCK_NONBLOCK = O_NONBLOCK;
+export const SOCK_CLOEXEC = O_CLOEXEC;
+export const SOL_SOCKET = 1;
+export const SO_RCVBUF = 8;
+export const SO_SNDBUF = 7;
+export const SO_REUSEADDR = 2;
+export const IPPROTO_IP = 0;
+export const IPPROTO_IPV6 = 41;
+export const IPPROTO_UDP = 17;
+export const IP_HDRINCL = 3;
+export const IP_PKTINFO = 8;
+export const IPV6_V6ONLY = 26;
+export const IPV6_RECVPKTINFO = 49;
+export const IPV6_PKTINFO = 50;
+export const POLLIN = 0x1;
+export const MSG_DONTWAIT = 0x40;
+export const EAGAIN = 11;
+export const EINTR = 4;
+export const EPERM = 1;
+export const EACCES = 13;
+
+/** TUN ioctls and flags (linux/if_tun.h), interface ioctls (linux/sockios.h). */
+export const TUNSETIFF = 0x400454ca;
+export const IFF_TUN = 0x0001;
+export const IFF_NO_PI = 0x1000;
+export const SIOCGIFFLAGS = 0x8913;
+export const SIOCSIFFLAGS = 0x8914;
+export const SIOCSIFMTU = 0x8922;
+export const SIOCGIFINDEX = 0x8933;
+export const IFF_UP = 0x1;
+export const IFNAMSIZ = 16;
+export const IFREQ_BYTES = 40;
+
+/** struct mmsghdr on LP64: a 56-byte msghdr and the 4-byte count, padded to 64. */
+export const MMSGHDR_BYTES = 64;
+export const IOVEC_BYTES = 16;
+
+type Fn = (...args: unknown[]) => number;
+type AsyncFn = Fn & { async: (...args: unknown[]) => void };
+
+export interface Libc {
+  open(path: string, flags: number): number;
+  close(fd: number): number;
+  ioctl(fd: number, request: number, arg: Uint8Array): number;
+  read(fd: number, buf: Uint8Array, len: number): number;
+  write(fd: number, buf: Uint8Array, len: number): number;
+  socket(domain: number, type: number, protocol: number): number;
+  bind(fd: number, addr: Uint8Array, len: number): number;
+  setsockopt(fd: number, level: number, name: number, value: Uint8Array, len: number): number;
+  sendto(fd: number, buf: Uint8Array, len: number, flags: number, addr: Uint8Array, addrlen: number): number;
+  /** recvmmsg/sendmmsg on a vector in a NativeArena (its iovecs point into the same arena). */
+  recvmmsg(fd: number, vec: Uint8Array, vlen: number, flags: number, timeout: null): number;
+  sendmmsg(fd: number, vec: Uint8Array, vlen: number, flags: number): number;
+  pipe2(fds: Int32Array, flags: number): number;
+  /** poll() here and now, blocking this thread up to timeoutMs. */
+  poll(fds: Uint8Array, n: number, timeoutMs: number): number;
+  /** poll() on the thread pool: the callback runs on the event loop when it returns. */
+  pollAsync(fds: Uint8Array, n: number, timeoutMs: number, done: (err: unknown, ready: number) => void): void;
+  errno(): number;
+}
+
+/** Memory outside the V8 heap that never moves: its addresses can be written into msghdrs. */
+export interface NativeArena {
+  /** The bytes, as a Buffer (a view of it passes the same addresses to a call). */
+  readonly buf: Buffer;
+  /** The address of buf[0]. */
+  readonly base: bigint;
+}
+
+interface Koffi {
+  load(name: string): { func(decl: string): AsyncFn };
+  alloc(type: string, n: number): unknown;
+  view(ptr: unknown, len: number): ArrayBuffer;
+  address(ptr: unknown): bigint;
+  errno(): number;
+}
+
+let cached: { libc: Libc; koffi: Koffi } | undefined;
+
+/** Why the runtime cannot use libc here (no koffi build for this platform, no glibc). */
+export class LibcUnavailable extends Error {}
+
+function bind(): { libc: Libc; koffi: Koffi } {
+  if (cached) return cached;
+  let koffi: Koffi;
+  try {
+    koffi = createRequire(import.meta.url)('koffi') as Koffi;
+  } catch (e) {
+    throw new LibcUnavailable(`the koffi FFI library could not be loaded (${(e as Error).message})`);
+  }
+  if (process.platform !== 'linux') throw new LibcUnavailable(`the data plane runtime needs Linux (this is ${process.platform})`);
+  const lib = koffi.load('libc.so.6');
+  const f = (decl: string) => lib.func(decl);
+  const poll = f('int poll(void *fds, unsigned long n, int timeout)');
+  const libc: Libc = {
+    open: f('int open(const char *path, int flags)') as Libc['open'],
+    close: f('int close(int fd)') as Libc['close'],
+    // ioctl is variadic in C; on Linux's LP64 ABIs a pointer third argument passes the same way.
+    ioctl: f('int ioctl(int fd, unsigned long request, void *arg)') as Libc['ioctl'],
+    read: f('long read(int fd, void *buf, unsigned long len)') as Libc['read'],
+    write: f('long write(int fd, void *buf, unsigned long len)') as Libc['write'],
+    socket: f('int socket(int domain, int type, int protocol)') as Libc['socket'],
+    bind: f('int bind(int fd, void *addr, unsigned int len)') as Libc['bind'],
+    setsockopt: f('int setsockopt(int fd, int level, int name, void *value, unsigned int len)') as Libc['setsockopt'],
+    sendto: f('long sendto(int fd, void *buf, unsigned long len, int flags, void *addr, unsigned int addrlen)') as Libc['sendto'],
+    recvmmsg: f('int recvmmsg(int fd, void *vec, unsigned int vlen, int flags, void *timeout)') as Libc['recvmmsg'],
+    sendmmsg: f('int sendmmsg(int fd, void *vec, unsigned int vlen, int flags)') as Libc['sendmmsg'],
+    pipe2: f('int pipe2(void *fds, int flags)') as Libc['pipe2'],
+    poll: poll as Libc['poll'],
+    pollAsync: (fds, n, timeoutMs, done) => poll.async(fds, n, timeoutMs, done),
+    errno: () => koffi.errno(),
+  };
+  cached = { libc, koffi };
+  return cached;
+}
+
+/** libc through koffi; throws LibcUnavailable with the reason where it cannot be had. */
+export function libc(): Libc {
+  return bind().libc;
+}
+
+/** `bytes` of native memory (zeroed), kept for the life of the process by its holder. */
+export function nativeArena(bytes: number): NativeArena {
+  const { koffi } = bind();
+  const ptr = koffi.alloc('uint8_t', bytes);
+  const buf = Buffer.from(koffi.view(ptr, bytes));
+  buf.fill(0);
+  // The pointer object owns the memory: keep it reachable as long as the Buffer is.
+  keep.set(buf, ptr);
+  return { buf, base: koffi.address(ptr) };
+}
+
+const keep = new WeakMap<Buffer, unknown>();
+
+/** The message for an errno number (Node's own table: the same words as strerror). */
+export function errnoText(n: number): string {
+  return (osErrnoNames.get(n) ?? `errno ${n}`);
+}
+
+const osErrnoNames = new Map<number, string>(Object.entries(os.constants.errno).map(([k, v]) => [v as number, k]));

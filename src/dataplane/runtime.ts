@@ -1,0 +1,349 @@
+/**
+ * The data plane's runtime: KLIPS's ipsec0 as a TUN device and the ESP carriers (UDP or
+ * raw, IPv4 and IPv6) tied to the engine's live tables through the outbound path (xmit)
+ * and the inbound path (rcv). One event loop does it all, beside the PF_KEY server:
+ *
+ *   idle:  poll() on the TUN, the carriers and a wake pipe runs on libuv's thread pool;
+ *          its return is one event-loop callback.
+ *   busy:  a turn drains each source up to a budget (TUN reads one packet per read;
+ *          carriers a batch per recvmmsg), runs the paths, and sends the carriers'
+ *          batches with one sendmmsg each. A source cut short by its budget makes the next
+ *          turn a setImmediate, so PF_KEY messages and timers run between turns and the
+ *          control plane stays responsive under a saturated tunnel.
+ *
+ * Nothing queues in user space: a packet is read, transformed and handed to the kernel in
+ * the same turn. Under overload the kernel's own bounded queues (the TUN's txqueuelen, the
+ * sockets' buffers) drop, and the runtime reports their counters beside its own. Memory
+ * is the fixed arenas, allocated at start (see `memoryBound`).
+ *
+ * Held packets released by the engine (a %hold or %trap eroute replaced once the SA
+ * arrives) go out through the outbound path at once.
+ */
+
+import fs from 'node:fs';
+import type { Engine } from '../engine/engine.js';
+import type { Eroute } from '../spd/eroute-table.js';
+import { AF_INET, AF_INET6 } from '../wire/index.js';
+import { Carrier, HEADROOM, type CarrierStats, type Encap } from './carrier.js';
+
+export type { Encap };
+import {
+  EAGAIN, EINTR, O_CLOEXEC, O_NONBLOCK, POLLIN, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, errnoText, libc, type Libc,
+} from './libc.js';
+import { rcv } from './rcv.js';
+import { openTun, type TunDevice } from './tun.js';
+import { xmit } from './xmit.js';
+
+const IPPROTO_RAW = 255;
+
+export interface RuntimeOptions {
+  /** The TUN device's name (KLIPS: ipsec0). */
+  interface: string;
+  mtu: number;
+  encap: Encap;
+  /** UDP carrier: the port listened on and sent to (RFC 3948: 4500). */
+  udpPort: number;
+  /** Datagrams per recvmmsg/sendmmsg, and TUN reads per turn divided by 4. */
+  batch: number;
+  /** SO_RCVBUF/SO_SNDBUF for the carriers (bytes; 0: the system's default). */
+  socketBuffer: number;
+  /**
+   * For this long (ms) after the last packet, the runtime waits for the next one with a
+   * blocking poll on the event loop's own thread, up to `waitMs` at a time, instead of the
+   * thread pool's: a wake costs one sleeping thread (50–300 µs on a VM's idle vCPU) instead
+   * of two. PF_KEY messages and timers then wait at most waitMs.
+   */
+  activeMs: number;
+  waitMs: number;
+  /** Address families to carry ESP over (a family whose socket cannot open is left out, logged). */
+  families: readonly number[];
+  log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export const DEFAULT_RUNTIME: Omit<RuntimeOptions, 'log'> = {
+  interface: 'ipsec0',
+  mtu: 1400,
+  encap: 'udp',
+  udpPort: 4500,
+  batch: 64,
+  socketBuffer: 4 << 20,
+  activeMs: 50,
+  waitMs: 1,
+  families: [AF_INET, AF_INET6],
+};
+
+/** Drops the runtime itself makes, past the paths' own counters. */
+export interface RuntimeDrops {
+  /** Outbound: the outer packet's family has no carrier. */
+  noCarrier: number;
+  /** Outbound: the outer packet is larger than a carrier slot. */
+  tooBig: number;
+  /** Outbound: the socket refused the packet (send buffer full, unreachable, …). */
+  txRefused: number;
+  /** Inbound: a datagram larger than a slot. */
+  truncated: number;
+  /** Inbound: the TUN device refused the inner packet. */
+  tunWrite: number;
+  /** Outbound %pass: the clear packet could not be sent. */
+  passUnsent: number;
+}
+
+export interface RuntimeStats {
+  interface: string;
+  mtu: number;
+  encap: Encap;
+  udpPort?: number;
+  tun: { read: number; written: number };
+  carriers: (CarrierStats & { family: string })[];
+  turns: number;
+  wakes: number;
+  /** Turns that ended with a source still full (the next turn came at once). */
+  busyTurns: number;
+  drops: RuntimeDrops;
+  /** Bytes of packet memory held, fixed at start. */
+  memoryBound: number;
+  /** The kernel's own drops on the TUN device (its queue full: klipsd not reading fast enough). */
+  kernel?: { tunTxDropped: number; tunRxDropped: number };
+}
+
+export class RuntimeError extends Error {}
+
+export class DataplaneRuntime {
+  private readonly c: Libc;
+  readonly tun: TunDevice;
+  private readonly carriers = new Map<number, Carrier>();
+  private pass = new Map<number, number>();
+  private readonly tunBuf: Buffer;
+  private readonly pollfds: Buffer;
+  private readonly nfds: number;
+  private readonly wake: Int32Array = new Int32Array(2);
+  private readonly wakeByte = Buffer.of(1);
+  private closed = false;
+  private polling = false;
+  private pollDone: (() => void) | undefined;
+  private readonly turnBudget: number;
+  private readonly counters = {
+    tunRead: 0, tunWritten: 0, turns: 0, wakes: 0, busyTurns: 0,
+    drops: { noCarrier: 0, tooBig: 0, txRefused: 0, truncated: 0, tunWrite: 0, passUnsent: 0 } as RuntimeDrops,
+  };
+  readonly memoryBound: number;
+
+  private constructor(readonly engine: Engine, readonly o: RuntimeOptions) {
+    this.c = libc();
+    this.tun = openTun(o.interface, o.mtu);
+    const slot = Math.max(o.mtu + 256, 2048);
+    try {
+      for (const family of o.families) {
+        try {
+          this.carriers.set(family, new Carrier({ family, encap: o.encap, port: o.udpPort, batch: o.batch, slotBytes: slot, socketBuffer: o.socketBuffer }));
+        } catch (e) {
+          if (this.carriers.size === 0 && family === o.families[o.families.length - 1]) throw e;
+          o.log?.('warn', `${(e as Error).message}: that family is not carried`);
+        }
+      }
+      if (this.carriers.size === 0) throw new RuntimeError('no carrier socket could be opened');
+      if (this.c.pipe2(this.wake, O_NONBLOCK | O_CLOEXEC) < 0) throw new RuntimeError(`pipe: ${errnoText(this.c.errno())}`);
+    } catch (e) {
+      for (const k of this.carriers.values()) k.close();
+      this.tun.close();
+      throw e;
+    }
+    this.tunBuf = Buffer.allocUnsafeSlow(65536);
+    this.turnBudget = o.batch * 4;
+    const fds = [this.wake[0], this.tun.fd, ...[...this.carriers.values()].map((k) => k.fd)];
+    this.nfds = fds.length;
+    this.pollfds = Buffer.alloc(8 * fds.length);
+    fds.forEach((fd, i) => {
+      this.pollfds.writeInt32LE(fd, i * 8);
+      this.pollfds.writeInt16LE(POLLIN, i * 8 + 4);
+    });
+    this.memoryBound = this.tunBuf.length + this.carriers.size * 2 * o.batch * (slot + HEADROOM + 64 + 16 + 28 + 64);
+  }
+
+  /** Open the TUN device and the carriers, and start moving packets. Throws RuntimeError/TunError/CarrierError. */
+  static start(engine: Engine, opts: Partial<RuntimeOptions> = {}): DataplaneRuntime {
+    const o: RuntimeOptions = { ...DEFAULT_RUNTIME, ...opts };
+    const rt = new DataplaneRuntime(engine, o);
+    engine.onRelease = (e, packets) => rt.release(e, packets);
+    rt.arm();
+    o.log?.('info', 'data plane running', {
+      interface: rt.tun.name, mtu: o.mtu, encap: o.encap, udpPort: o.encap === 'udp' ? o.udpPort : undefined,
+      families: [...rt.carriers.keys()].map((f) => (f === AF_INET ? 'inet' : 'inet6')), memoryBound: rt.memoryBound,
+    });
+    return rt;
+  }
+
+  private arm(): void {
+    if (this.closed || this.polling) return;
+    this.polling = true;
+    this.c.pollAsync(this.pollfds, this.nfds, -1, (err) => {
+      this.polling = false;
+      if (this.closed) {
+        this.pollDone?.();
+        return;
+      }
+      if (err) this.o.log?.('error', `poll failed: ${String(err)}`);
+      this.counters.wakes++;
+      this.turn();
+    });
+  }
+
+  private readonly turn = (): void => {
+    if (this.closed) return;
+    this.counters.turns++;
+    let busy = false;
+    const before = this.counters.tunRead + this.received();
+    try {
+      busy = this.outbound() || busy;
+      for (const k of this.carriers.values()) busy = this.inbound(k) || busy;
+      this.flush();
+    } catch (e) {
+      this.o.log?.('error', `data plane turn failed: ${(e as Error).stack ?? String(e)}`);
+    }
+    const now = performance.now();
+    if (this.counters.tunRead + this.received() !== before) this.lastPacket = now;
+    if (busy) {
+      this.counters.busyTurns++;
+      setImmediate(this.turn);
+    } else if (now - this.lastPacket < this.o.activeMs) {
+      this.c.poll(this.pollfds, this.nfds, this.o.waitMs);
+      setImmediate(this.turn);
+    } else {
+      this.arm();
+    }
+  };
+
+  private lastPacket = -Infinity;
+
+  private received(): number {
+    let n = 0;
+    for (const k of this.carriers.values()) n += k.stats.received;
+    return n;
+  }
+
+  /** TUN → xmit → carriers; true when the budget ran out with packets left. */
+  private outbound(): boolean {
+    const fd = this.tun.fd;
+    for (let i = 0; i < this.turnBudget; i++) {
+      const n = this.c.read(fd, this.tunBuf, this.tunBuf.length);
+      if (n < 0) {
+        const e = this.c.errno();
+        if (e !== EAGAIN && e !== EINTR) this.o.log?.('error', `read from ${this.tun.name}: ${errnoText(e)}`);
+        return false;
+      }
+      this.counters.tunRead++;
+      this.send(this.tunBuf.subarray(0, n));
+    }
+    return true;
+  }
+
+  /** One packet through the outbound path, and onto its carrier. */
+  private send(packet: Uint8Array): void {
+    const r = xmit(this.engine, packet);
+    if (r.ok) {
+      if (r.action === 'pass') {
+        this.sendClear(r.out.packet);
+        return;
+      }
+      const outer = r.out.packet;
+      const k = this.carriers.get(outer[0] >> 4 === 4 ? AF_INET : AF_INET6);
+      if (!k) this.counters.drops.noCarrier++;
+      else if (!k.queue(outer, r.out.natTPort)) this.counters.drops.tooBig++;
+      return;
+    }
+    if (r.icmp) this.writeTun(r.icmp);
+  }
+
+  /** Carrier → rcv → TUN; true when a whole batch came (more may wait). */
+  private inbound(k: Carrier): boolean {
+    let full = false;
+    for (let round = 0; round < 4; round++) {
+      const n = k.receive();
+      for (let i = 0; i < n; i++) {
+        const d = k.datagram(i);
+        if (d.truncated) {
+          this.counters.drops.truncated++;
+          continue;
+        }
+        const r = rcv(this.engine, d.packet, d, { natTPort: this.o.udpPort, udpCarrier: this.o.encap === 'udp' });
+        if (r.ok && r.kind === 'ipsec') this.writeTun(r.packet);
+      }
+      full = n === k.o.batch;
+      if (!full) break;
+    }
+    return full;
+  }
+
+  private writeTun(packet: Uint8Array): void {
+    const n = this.c.write(this.tun.fd, packet, packet.length);
+    if (n < 0) this.counters.drops.tunWrite++;
+    else this.counters.tunWritten++;
+  }
+
+  private flush(): void {
+    for (const k of this.carriers.values()) this.counters.drops.txRefused += k.flush();
+  }
+
+  /** %pass: the packet leaves as it is, through a raw socket that takes whole IP packets. */
+  private sendClear(packet: Uint8Array): void {
+    const family = packet[0] >> 4 === 4 ? AF_INET : AF_INET6;
+    let fd = this.pass.get(family);
+    if (fd === undefined) {
+      fd = this.c.socket(family, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_RAW);
+      this.pass.set(family, fd);
+    }
+    const sa = Buffer.alloc(family === AF_INET ? 16 : 28);
+    sa.writeUInt16LE(family, 0);
+    if (family === AF_INET) sa.set(packet.subarray(16, 20), 4);
+    else sa.set(packet.subarray(24, 40), 8);
+    if (fd < 0 || this.c.sendto(fd, packet, packet.length, 0, sa, sa.length) < 0) this.counters.drops.passUnsent++;
+  }
+
+  /** The engine released packets held on a %hold/%trap eroute: send them now. */
+  release(_e: Eroute, packets: Uint8Array[]): void {
+    if (this.closed) return;
+    for (const p of packets) this.send(p);
+    this.flush();
+  }
+
+  stats(): RuntimeStats {
+    const c = this.counters;
+    const s: RuntimeStats = {
+      interface: this.tun.name, mtu: this.o.mtu, encap: this.o.encap,
+      tun: { read: c.tunRead, written: c.tunWritten },
+      carriers: [...this.carriers].map(([f, k]) => ({ family: f === AF_INET ? 'inet' : 'inet6', ...k.stats })),
+      turns: c.turns, wakes: c.wakes, busyTurns: c.busyTurns, drops: { ...c.drops }, memoryBound: this.memoryBound,
+    };
+    if (this.o.encap === 'udp') s.udpPort = this.o.udpPort;
+    const k = kernelCounters(this.tun.name);
+    if (k) s.kernel = k;
+    return s;
+  }
+
+  /** Stop: the poll returns (wake pipe), then the TUN device and the sockets are closed. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.engine.onRelease) this.engine.onRelease = undefined;
+    if (this.polling) {
+      const done = new Promise<void>((resolve) => { this.pollDone = resolve; });
+      this.c.write(this.wake[1], this.wakeByte, 1);
+      await done;
+    }
+    for (const k of this.carriers.values()) k.close();
+    for (const fd of this.pass.values()) if (fd >= 0) this.c.close(fd);
+    this.c.close(this.wake[0]);
+    this.c.close(this.wake[1]);
+    this.tun.close();
+    this.o.log?.('info', 'data plane stopped', { interface: this.tun.name });
+  }
+}
+
+function kernelCounters(name: string): RuntimeStats['kernel'] | undefined {
+  try {
+    const read = (f: string) => Number(fs.readFileSync(`/sys/class/net/${name}/statistics/${f}`, 'utf8'));
+    return { tunTxDropped: read('tx_dropped'), tunRxDropped: read('rx_dropped') };
+  } catch {
+    return undefined;
+  }
+}
