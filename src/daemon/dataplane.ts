@@ -69,6 +69,9 @@ export function runtimeText(s: RuntimeStats): string {
     `turns=${s.turns} wakes=${s.wakes} busy_turns=${s.busyTurns}`,
     `drops ${Object.entries(s.drops).map(([k, v]) => `${k}=${v}`).join(' ')}`,
   ];
+  for (const [dir, d] of [['xmit', s.paths.xmit], ['rcv', s.paths.rcv]] as const) {
+    lines.push(`${dir} packets=${d.packets} ipsec=${d.ipsec} passed=${d.passed} dropped=${d.dropped}${Object.entries(d.drops).map(([k, v]) => ` ${k}=${v}`).join('')}`);
+  }
   if (s.kernel) lines.push(`kernel tun_tx_dropped=${s.kernel.tunTxDropped} tun_rx_dropped=${s.kernel.tunRxDropped}`);
   return lines.map((l) => `${l}\n`).join('');
 }

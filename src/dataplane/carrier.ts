@@ -186,7 +186,8 @@ export class Carrier {
       throw new CarrierError(`${this.describe()}: ${what}: ${errnoText(e)}`);
     };
     if (o.family === AF_INET6) {
-      ok('IPV6_V6ONLY', setInt(c, fd, IPPROTO_IPV6, IPV6_V6ONLY, 1));
+      // (A raw IPv6 socket is IPv6 only already, and refuses the option.)
+      if (!raw) ok('IPV6_V6ONLY', setInt(c, fd, IPPROTO_IPV6, IPV6_V6ONLY, 1));
       ok('IPV6_RECVPKTINFO', setInt(c, fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1));
     } else if (raw) {
       ok('IP_HDRINCL', setInt(c, fd, IPPROTO_IP, IP_HDRINCL, 1));

@@ -30,6 +30,7 @@ export type { Encap };
 import {
   EAGAIN, EINTR, O_CLOEXEC, O_NONBLOCK, POLLIN, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, errnoText, libc, type Libc,
 } from './libc.js';
+import { dataplaneCounters, type DataplaneCounters } from './counters.js';
 import { rcv } from './rcv.js';
 import { openTun, type TunDevice } from './tun.js';
 import { xmit } from './xmit.js';
@@ -102,6 +103,8 @@ export interface RuntimeStats {
   drops: RuntimeDrops;
   /** Bytes of packet memory held, fixed at start. */
   memoryBound: number;
+  /** The outbound and inbound paths' counters (drops by reason), as dataplaneCounters gives them. */
+  paths: DataplaneCounters;
   /** The kernel's own drops on the TUN device (its queue full: klipsd not reading fast enough). */
   kernel?: { tunTxDropped: number; tunRxDropped: number };
 }
@@ -313,6 +316,7 @@ export class DataplaneRuntime {
       tun: { read: c.tunRead, written: c.tunWritten },
       carriers: [...this.carriers].map(([f, k]) => ({ family: f === AF_INET ? 'inet' : 'inet6', ...k.stats })),
       turns: c.turns, wakes: c.wakes, busyTurns: c.busyTurns, drops: { ...c.drops }, memoryBound: this.memoryBound,
+      paths: dataplaneCounters(this.engine),
     };
     if (this.o.encap === 'udp') s.udpPort = this.o.udpPort;
     const k = kernelCounters(this.tun.name);

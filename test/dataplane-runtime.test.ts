@@ -1,0 +1,214 @@
+/**
+ * The data plane's runtime between two hosts: two network namespaces joined by a veth
+ * pair, `klipsd --dataplane` in each, the tunnel installed with the klips tools. Real
+ * traffic (ping, a TCP transfer checksummed at both ends) crosses it both ways for UDP and
+ * raw encapsulation, IPv4 and IPv6; a capture on the veth sees only ESP. Then, on one
+ * tunnel: a %trap eroute raises ACQUIRE at the first packet and the held packet leaves once
+ * the SA is added, a byte lifetime fires soft then hard EXPIRE from the traffic, and a
+ * replayed ESP packet captured off the wire is dropped and counted.
+ *
+ * Needs root, iproute2, /dev/net/tun, ping and tcpdump (CI installs them and runs as root);
+ * elsewhere each test is skipped with the reason.
+ */
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { INET, INET6, KLIPS, Testbed, netnsUnavailable, type Family } from './netns-harness.js';
+
+const unavailable = netnsUnavailable();
+const skip = unavailable ? `skipped: ${unavailable}` : false;
+if (unavailable) console.log(`# dataplane-runtime: ${skip}`);
+
+const TCP_SERVER = `
+const net = require('net'), crypto = require('crypto');
+const [addr, port] = process.argv.slice(1);
+const h = crypto.createHash('sha256'); let n = 0;
+const s = net.createServer((k) => {
+  k.on('data', (d) => { h.update(d); n += d.length; });
+  k.on('end', () => { console.log(JSON.stringify({ n, sha: h.digest('hex') })); k.end(); s.close(); });
+}).listen(Number(port), addr, () => console.log('listening'));
+setTimeout(() => process.exit(3), 90000).unref();
+`;
+
+const TCP_CLIENT = `
+const net = require('net'), crypto = require('crypto');
+const [src, dst, port, total] = process.argv.slice(1);
+const h = crypto.createHash('sha256'); let left = Number(total);
+const k = net.connect({ host: dst, port: Number(port), localAddress: src }, () => {
+  const pump = () => {
+    while (left > 0) {
+      const b = crypto.randomBytes(Math.min(65536, left)); left -= b.length; h.update(b);
+      if (!k.write(b)) return k.once('drain', pump);
+    }
+    k.end();
+  };
+  pump();
+});
+k.on('data', () => {});
+k.on('close', () => console.log(JSON.stringify({ sha: h.digest('hex') })));
+k.on('error', (e) => { console.error(e.message); process.exit(2); });
+`;
+
+const UDP_LISTEN = `
+const dgram = require('dgram');
+const [addr, port] = process.argv.slice(1);
+const s = dgram.createSocket(addr.includes(':') ? 'udp6' : 'udp4');
+s.on('message', (m) => { console.log('got ' + m.toString()); process.exit(0); });
+s.bind(Number(port), addr, () => console.log('listening'));
+setTimeout(() => process.exit(3), 30000).unref();
+`;
+
+const UDP_SEND = `
+const dgram = require('dgram');
+const [src, dst, port, hex, sport] = process.argv.slice(1);
+const s = dgram.createSocket(dst.includes(':') ? 'udp6' : 'udp4');
+s.on('error', (e) => { console.error(e.message); process.exit(2); });
+s.bind(Number(sport || 0), src, () => s.send(Buffer.from(hex, 'hex'), Number(port), dst, (e) => { if (e) { console.error(e.message); process.exit(2); } s.close(); }));
+`;
+
+async function until(what: string, ms: number, check: () => boolean): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function ping(tb: Testbed, from: 0 | 1, count = 3): string {
+  const f = tb.family;
+  const s = from === 0 ? tb.left : tb.right;
+  return tb.exec(s, 'ping', [...(f === INET6 ? ['-6'] : []), '-n', '-q', '-c', String(count), '-i', '0.2', '-W', '3', '-I', f.inner[from], f.inner[1 - from]]);
+}
+
+async function tcp(tb: Testbed, from: 0 | 1, bytes: number): Promise<void> {
+  const f = tb.family;
+  const [src, dst] = from === 0 ? [tb.left, tb.right] : [tb.right, tb.left];
+  const server = tb.start(dst, process.execPath, ['-e', TCP_SERVER, f.inner[1 - from], '5201']);
+  await until('the TCP server', 10_000, () => server.out.join('').includes('listening'));
+  const client = JSON.parse(tb.exec(src, process.execPath, ['-e', TCP_CLIENT, f.inner[from], f.inner[1 - from], '5201', String(bytes)], { timeout: 90_000 }).trim()) as { sha: string };
+  await until('the TCP server to finish', 30_000, () => server.out.join('').includes('"sha"'));
+  const got = JSON.parse(server.out.join('').split('\n').find((l) => l.includes('"sha"'))!) as { n: number; sha: string };
+  assert.equal(got.n, bytes, 'bytes received');
+  assert.equal(got.sha, client.sha, 'SHA-256 at both ends');
+}
+
+/** tcpdump on the left veth while `during` runs; the lines it printed (outer ND and ARP left out). */
+async function capture(tb: Testbed, during: () => void): Promise<string[]> {
+  const filter = 'not arp and not (icmp6 and (ip6[40] >= 133 and ip6[40] <= 137))';
+  const p = tb.start(tb.left, 'tcpdump', ['-l', '-n', '-i', tb.left.veth, filter]);
+  await until('tcpdump', 10_000, () => p.out.join('').includes('listening on'));
+  during();
+  await new Promise((r) => setTimeout(r, 300));
+  p.kill('SIGINT');
+  await new Promise<void>((r) => p.on('exit', () => r()));
+  return p.out.join('').split('\n').filter((l) => /^\d\d:\d\d:\d\d/.test(l));
+}
+
+async function bed(f: Family, encap: 'udp' | 'raw'): Promise<Testbed> {
+  const tb = new Testbed(f, encap);
+  try {
+    tb.network();
+    await Promise.all([tb.daemon(tb.left), tb.daemon(tb.right)]);
+  } catch (e) {
+    await tb.close();
+    throw e;
+  }
+  return tb;
+}
+
+const COMBOS: [Family, 'udp' | 'raw', number][] = [
+  [INET, 'udp', 50 << 20],
+  [INET, 'raw', 8 << 20],
+  [INET6, 'udp', 8 << 20],
+  [INET6, 'raw', 8 << 20],
+];
+
+for (const [f, encap, bytes] of COMBOS) {
+  test(`runtime ${f.name} over ${encap}: ping and a ${bytes >> 20} MB TCP transfer both ways; only ESP on the wire`, { skip, timeout: 240_000 }, async () => {
+    const tb = await bed(f, encap);
+    try {
+      tb.tunnel();
+      assert.match(ping(tb, 0), / 0% packet loss/);
+      assert.match(ping(tb, 1), / 0% packet loss/);
+      const lines = await capture(tb, () => ping(tb, 0, 2));
+      const esp = lines.filter((l) => /ESP\(spi=0x0000(1001|2001),seq=0x[0-9a-f]+\)/.test(l));
+      assert.ok(esp.length >= 4, `ESP packets on the veth:\n${lines.join('\n')}`);
+      assert.deepEqual(lines.filter((l) => !esp.includes(l)), [], 'nothing but ESP on the veth');
+      if (encap === 'udp') assert.ok(esp.every((l) => l.includes('.4500 > ') && l.includes('UDP-encap')), esp.join('\n'));
+      else assert.ok(esp.every((l) => !l.includes('UDP')), esp.join('\n'));
+      await tcp(tb, 0, bytes);
+      await tcp(tb, 1, bytes);
+      for (const s of [tb.left, tb.right]) {
+        const v = tb.runtime(s);
+        assert.ok(v.tun.read > 0 && v.tun.written > 0, JSON.stringify(v));
+        assert.equal(v.paths.rcv.drops.icv ?? 0, 0);
+        assert.equal(v.drops.txRefused + v.drops.tunWrite + v.drops.truncated + v.drops.noCarrier, 0, JSON.stringify(v.drops));
+      }
+    } finally {
+      await tb.close();
+    }
+  });
+}
+
+test('runtime: %trap raises ACQUIRE and the held packet leaves once the SA is added; byte lifetimes expire soft then hard; a replayed packet is dropped and counted', { skip, timeout: 120_000 }, async () => {
+  const tb = await bed(INET, 'udp');
+  const f = INET;
+  try {
+    const mon = tb.start(tb.left, process.execPath, [KLIPS, 'monitor', '--esp', '--json', '--socket', tb.left.socket]);
+    await until('klips monitor to register', 10_000, () => mon.out.join('').includes('SADB_REGISTER'));
+    // Right: the whole tunnel. Left: only a %trap eroute and the route, no SA yet.
+    tb.tunnel({ life: 'soft-bytes=30000,hard-bytes=60000', eroute: false });
+    tb.klips(tb.right, ['eroute', '--add', '--eraf', 'inet', '--src', f.subnets[1], '--dst', f.subnets[0], '--said', 'tun.2001@10.99.0.1']);
+    tb.klips(tb.left, ['eroute', '--add', '--eraf', 'inet', '--src', f.subnets[0], '--dst', f.subnets[1], '--said', '%trap']);
+    const listener = tb.start(tb.right, process.execPath, ['-e', UDP_LISTEN, f.inner[1], '9999']);
+    await until('the UDP listener', 10_000, () => listener.out.join('').includes('listening'));
+    tb.exec(tb.left, process.execPath, ['-e', UDP_SEND, f.inner[0], f.inner[1], '9999', Buffer.from('held packet').toString('hex')]);
+    await until('SADB_ACQUIRE', 10_000, () => mon.out.join('').includes('SADB_ACQUIRE'));
+    const acquires = mon.out.join('').split('\n').filter((l) => l.includes('SADB_ACQUIRE'));
+    assert.equal(acquires.length, 1, 'one ACQUIRE for the flow');
+    assert.equal(tb.runtime(tb.left).paths.xmit.drops.trap, 1);
+    assert.ok(!listener.out.join('').includes('got'), 'nothing crossed before the SA');
+    // The SA arrives (the tunnel's SAs were added above). As pluto does, the host-to-host
+    // %hold the trap left is replaced by an eroute to the SA, and its held packet leaves.
+    tb.klips(tb.left, ['eroute', '--replace', '--eraf', 'inet', '--src', `${f.inner[0]}/32`, '--dst', `${f.inner[1]}/32`, '--said', 'tun.1001@10.99.0.2']);
+    await until('the held packet at the right', 10_000, () => listener.out.join('').includes('got held packet'));
+
+    // Replay: one ESP-in-UDP datagram captured on the right's veth, sent again from the left.
+    const pcap = path.join(tb.dir, 'one.pcap');
+    const dump = tb.start(tb.right, 'tcpdump', ['-n', '-i', tb.right.veth, '-c', '1', '-w', pcap, 'udp and dst port 4500 and src host 10.99.0.1']);
+    await until('tcpdump', 10_000, () => dump.out.join('').includes('listening on'));
+    ping(tb, 0, 1);
+    await until('the capture', 10_000, () => dump.exitCode !== null);
+    const payload = udpPayloadFromPcap(fs.readFileSync(pcap));
+    const before = tb.runtime(tb.right).paths.rcv.drops.replay ?? 0;
+    tb.exec(tb.left, process.execPath, ['-e', UDP_SEND, '10.99.0.1', '10.99.0.2', '4500', payload.toString('hex')]);
+    await until('the replay drop', 10_000, () => (tb.runtime(tb.right).paths.rcv.drops.replay ?? 0) === before + 1)
+      .catch((e: Error) => { throw new Error(`${e.message}: ${JSON.stringify(tb.runtime(tb.right))}`); });
+
+    // Lifetimes: 1000-byte pings until the outbound ESP SA's 60000 bytes are spent.
+    tb.exec(tb.left, 'ping', ['-n', '-q', '-c', '70', '-i', '0.01', '-s', '1000', '-W', '1', '-I', f.inner[0], f.inner[1]], { timeout: 30_000 });
+    await until('hard EXPIRE', 10_000, () => /SADB_EXPIRE.*lifetime_hard/i.test(mon.out.join('')));
+    const expires = mon.out.join('').split('\n').filter((l) => l.includes('SADB_EXPIRE'));
+    assert.ok(/lifetime_soft/i.test(expires[0]), `first EXPIRE is soft: ${expires[0]}`);
+    assert.ok(/lifetime_hard/i.test(expires[expires.length - 1]), 'last EXPIRE is hard');
+    assert.equal(expires.filter((l) => /lifetime_soft/i.test(l)).length, 1, 'one soft EXPIRE');
+    // Past hard expiry the SA is gone: the tunnel's packets are dropped, not sent in clear.
+    assert.ok(!tb.klips(tb.left, ['spi', '--dump']).includes('esp.1001@10.99.0.2'));
+  } finally {
+    await tb.close();
+  }
+});
+
+/** The UDP payload of the one packet in a pcap file (Ethernet, IPv4). */
+function udpPayloadFromPcap(b: Buffer): Buffer {
+  const rec = 24;
+  const caplen = b.readUInt32LE(rec + 8);
+  const frame = b.subarray(rec + 16, rec + 16 + caplen);
+  const ip = frame.subarray(14);
+  const ihl = (ip[0] & 0x0f) * 4;
+  const udpLen = ip.readUInt16BE(ihl + 4);
+  return Buffer.from(ip.subarray(ihl + 8, ihl + udpLen));
+}
+
