@@ -13,9 +13,11 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { INET, INET6, KLIPS, Testbed, netnsUnavailable, type Family } from './netns-harness.js';
+import { INET, INET6, KLIPS, KLIPSD, Testbed, netnsUnavailable, type Family } from './netns-harness.js';
 
 const unavailable = netnsUnavailable();
 const skip = unavailable ? `skipped: ${unavailable}` : false;
@@ -212,3 +214,72 @@ function udpPayloadFromPcap(b: Buffer): Buffer {
   return Buffer.from(ip.subarray(ihl + 8, ihl + udpLen));
 }
 
+
+const FLOOD = `
+const dgram = require('dgram'), crypto = require('crypto');
+const [src, dst, n] = process.argv.slice(1);
+const s = dgram.createSocket('udp4');
+s.on('error', (e) => { console.error(e.message); process.exit(2); });
+// Every kind of bad datagram, n of each kind, sent in bursts (the send queue stays bounded).
+const kinds = [
+  () => crypto.randomBytes(1 + crypto.randomInt(1400)),                        // random SPIs, sizes
+  () => Buffer.from([0, 0, 0x10, 0x01, 0, 0, 0]),                              // truncated ESP
+  () => Buffer.concat([Buffer.from('0000100100000001', 'hex'), crypto.randomBytes(80)]), // our SPI, bad ICV
+  () => Buffer.concat([Buffer.alloc(4), crypto.randomBytes(60)]),              // IKE (non-ESP marker)
+  () => Buffer.from([0xff]),                                                   // NAT keepalive
+];
+const all = [];
+for (const k of kinds) for (let i = 0; i < Number(n); i++) all.push(k());
+let at = 0;
+s.bind(0, src, () => {
+  const burst = () => {
+    for (let j = 0; j < 200 && at < all.length; j++) s.send(all[at++], 4500, dst);
+    if (at < all.length) setTimeout(burst, 2); else setTimeout(() => s.close(), 50);
+  };
+  burst();
+});
+`;
+
+test('runtime: a flood of hostile datagrams to the ESP port is dropped and counted; klipsd keeps serving; SIGTERM removes ipsec0 and the sockets', { skip, timeout: 120_000 }, async () => {
+  const tb = await bed(INET, 'udp');
+  try {
+    tb.tunnel();
+    const n = 400;
+    tb.exec(tb.left, process.execPath, ['-e', FLOOD, '10.99.0.1', '10.99.0.2', String(n)], { timeout: 60_000 });
+    await until('the flood to be read', 10_000, () => tb.runtime(tb.right).carriers[0].received >= 4 * n);
+    const v = tb.runtime(tb.right);
+    const r = v.paths.rcv;
+    // What was not IKE or a keepalive was dropped, each with a reason; nothing reached ipsec0.
+    assert.equal(v.tun.written, 0, 'nothing of the flood became a packet');
+    assert.ok(r.dropped >= 3 * n - 5, JSON.stringify(r));
+    assert.ok((r.drops['no-sa'] ?? 0) > 0 && (r.drops.icv ?? 0) >= n && (r.drops['too-short'] ?? 0) + (r.drops.malformed ?? 0) > 0, JSON.stringify(r.drops));
+    assert.equal(r.dropped, Object.values(r.drops).reduce((a, b) => a + b, 0), 'every drop has a reason');
+    assert.ok(r.passed >= 2 * n - 5, 'IKE and keepalives handed on, not dropped as errors');
+    // Still serving: the tunnel carries a ping, PF_KEY answers.
+    assert.match(ping(tb, 0), / 0% packet loss/);
+    assert.match(tb.klips(tb.right, ['spi', '--get', '--said', 'esp.2001@10.99.0.1']), /spi=0x00002001 .* state=MATURE/);
+    // SIGTERM: klipsd exits 0 and takes ipsec0 and its socket files with it.
+    const d = tb.right.daemon!;
+    const exited = new Promise<number | null>((res) => d.on('exit', (code) => res(code)));
+    d.kill('SIGTERM');
+    assert.equal(await exited, 0);
+    assert.throws(() => tb.exec(tb.right, 'ip', ['link', 'show', 'ipsec0']), /does not exist/);
+    assert.ok(!fs.existsSync(tb.right.socket) && !fs.existsSync(`${tb.right.socket}.info`));
+  } finally {
+    await tb.close();
+  }
+});
+
+test('klipsd --dataplane without CAP_NET_ADMIN: one clear line, exit 1, nothing created', { skip: skip || (fs.existsSync('/usr/bin/setpriv') ? false : 'skipped: setpriv (util-linux) is missing') }, () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'klips-nopriv-'));
+  fs.chmodSync(dir, 0o777);
+  try {
+    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all',
+      process.execPath, KLIPSD, '--dataplane', '--socket', path.join(dir, 'k.sock')], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr, 'klipsd: --dataplane needs root or CAP_NET_ADMIN (to create the TUN interface); run as root, or without --dataplane for the control plane alone\n');
+    assert.deepEqual(fs.readdirSync(dir), []);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -35,11 +35,16 @@ export interface DataplaneFlags {
   udpPort: number;
 }
 
-export function startDataplane(server: KlipsServer, f: DataplaneFlags): DataplaneRuntime {
+/** Before anything starts: may this process run the data plane? Throws DataplaneRefused if not. */
+export function checkDataplanePrivileges(f: Pick<DataplaneFlags, 'encap'>): void {
   const caps = effectiveCaps();
   const has = (bit: number) => caps === undefined || (caps & (1n << BigInt(bit))) !== 0n;
   if (!has(CAP_NET_ADMIN)) throw new DataplaneRefused('--dataplane needs root or CAP_NET_ADMIN (to create the TUN interface); run as root, or without --dataplane for the control plane alone');
   if (f.encap === 'raw' && !has(CAP_NET_RAW)) throw new DataplaneRefused('--encap raw needs root or CAP_NET_RAW (raw ESP sockets); use --encap udp, or run as root');
+}
+
+export function startDataplane(server: KlipsServer, f: DataplaneFlags): DataplaneRuntime {
+  checkDataplanePrivileges(f);
   const log = server.logger.child({ subsystem: 'dataplane' });
   let rt: DataplaneRuntime;
   try {

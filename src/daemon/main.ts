@@ -4,12 +4,15 @@
  * or --config FILE), start the server, log as JSON lines on stderr (pino; a line that
  * cannot be written is dropped and counted, see log-sink.ts). Signals:
  *
- *   SIGTERM, SIGINT  stop accepting, close every connection, remove the socket files, exit 0
+ *   SIGTERM, SIGINT  stop accepting, close every connection, remove the socket files (and with
+ *                    --dataplane the TUN interface and the ESP sockets), exit 0
  *   SIGHUP           reload --config FILE (config.ts's RELOAD table says what applies live);
  *                    a bad file is logged and the running configuration kept
  *   SIGUSR1          ignored and logged: Node would open its inspector (a debugger on
  *                    127.0.0.1:9229) in a process that holds keys
  *
+ * --dataplane starts the data plane's runtime (daemon/dataplane.ts) once the server
+ * listens; without the privileges it needs, klipsd says so in one line and exits 1.
  * --version prints the package's version. Bad arguments: usage and exit 2; a refusal to
  * start (live socket, bad configuration): one line on stderr and exit 1.
  */
@@ -21,7 +24,7 @@ import { ConfigError, DEFAULT_CONFIG, LOG_LEVELS, loadConfigFile, type DaemonCon
 import { LogSink } from './log-sink.js';
 import { defaultSocketPath, resolveSocketPath } from './paths.js';
 import { ServerError, startServer, type KlipsServer } from './server.js';
-import { startDataplane, DataplaneRefused } from './dataplane.js';
+import { checkDataplanePrivileges, startDataplane, DataplaneRefused } from './dataplane.js';
 import { DEFAULT_RUNTIME, type DataplaneRuntime, type Encap } from '../dataplane/runtime.js';
 
 interface Opts {
@@ -93,6 +96,15 @@ async function main(): Promise<void> {
     throw e;
   }
   if (opts.logLevel) config.logLevel = opts.logLevel;
+  if (opts.dataplane) {
+    try {
+      checkDataplanePrivileges(opts);
+    } catch (e) {
+      if (!(e instanceof DataplaneRefused)) throw e;
+      process.stderr.write(`klipsd: ${e.message}\n`);
+      process.exit(1);
+    }
+  }
   // A log that cannot be written (full disk, closed pipe) is dropped and counted, never fatal.
   const logSink = new LogSink(2);
   process.stderr.on('error', (e: NodeJS.ErrnoException) => logSink.lose(e.code));
