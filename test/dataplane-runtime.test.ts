@@ -132,6 +132,8 @@ for (const [f, encap, bytes] of COMBOS) {
     const tb = await bed(f, encap);
     try {
       tb.tunnel();
+      // klips tncfg shows ipsec0 carried, as KLIPS showed it attached to a device.
+      assert.match(tb.klips(tb.left, ['tncfg']), new RegExp(`^ipsec0 -> ${encap === 'udp' ? 'udp:4500' : 'raw'} mtu=1400\\(1400\\) -> 1400$`, 'm'));
       assert.match(ping(tb, 0), / 0% packet loss/);
       assert.match(ping(tb, 1), / 0% packet loss/);
       const lines = await capture(tb, () => ping(tb, 0, 2));

@@ -168,6 +168,7 @@ export class DataplaneRuntime {
     const o: RuntimeOptions = { ...DEFAULT_RUNTIME, ...opts };
     const rt = new DataplaneRuntime(engine, o);
     engine.onRelease = (e, packets) => rt.release(e, packets);
+    rt.attach(true);
     rt.arm();
     o.log?.('info', 'data plane running', {
       interface: rt.tun.name, mtu: o.mtu, encap: o.encap, udpPort: o.encap === 'udp' ? o.udpPort : undefined,
@@ -324,11 +325,21 @@ export class DataplaneRuntime {
     return s;
   }
 
+  /** Mark the engine's interface of the same name as carried (klips tncfg shows it), or no longer. */
+  private attach(on: boolean): void {
+    for (const i of this.engine.interfaces.values()) {
+      if (i.name !== this.tun.name) continue;
+      if (on) i.attached = { via: this.o.encap === 'udp' ? `udp:${this.o.udpPort}` : 'raw', mtu: this.o.mtu };
+      else delete i.attached;
+    }
+  }
+
   /** Stop: the poll returns (wake pipe), then the TUN device and the sockets are closed. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     if (this.engine.onRelease) this.engine.onRelease = undefined;
+    this.attach(false);
     if (this.polling) {
       const done = new Promise<void>((resolve) => { this.pollDone = resolve; });
       this.c.write(this.wake[1], this.wakeByte, 1);

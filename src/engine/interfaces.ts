@@ -27,6 +27,8 @@ export interface VirtualInterface {
   created: number;
   /** pid of the X_PLUMBIF request (0 for the interfaces made at start). */
   pid: number;
+  /** Set while the data plane's runtime carries this interface as a TUN device: how ESP leaves it, and its MTU. */
+  attached?: { via: string; mtu: number };
 }
 
 export interface InterfaceUnit {

@@ -223,15 +223,19 @@ export function spigrpView(engine: Engine): View {
 // ---------- ipsec_tncfg ----------
 
 /**
- * klips's interfaces are virtual and never attached to a physical device. Every
- * interface is listed, mastN too (KLIPS's file listed ipsecN only).
+ * Every interface is listed, mastN too (KLIPS's file listed ipsecN only). An interface
+ * is attached only while klipsd --dataplane carries it as a TUN device; where KLIPS named
+ * the physical device, klips names how ESP leaves (udp:PORT or raw), as no one device
+ * carries it (the host's routing picks the way to each peer).
  */
 export function tncfgView(engine: Engine): View {
   const list = [...engine.interfaces.values()].sort((a, b) => a.ifnum - b.ifnum);
   return {
     view: 'tncfg',
-    text: list.map((i) => `${i.name} -> NULL mtu=0(0) -> 0\n`).join(''),
-    data: list.map((i) => ({ name: i.name, ifnum: i.ifnum, pid: i.pid, created: i.created })),
+    text: list.map((i) => (i.attached
+      ? `${i.name} -> ${i.attached.via} mtu=${i.attached.mtu}(${i.attached.mtu}) -> ${i.attached.mtu}\n`
+      : `${i.name} -> NULL mtu=0(0) -> 0\n`)).join(''),
+    data: list.map((i) => ({ name: i.name, ifnum: i.ifnum, pid: i.pid, created: i.created, ...(i.attached ? { attached: { ...i.attached } } : {}) })),
   };
 }
 
