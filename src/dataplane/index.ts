@@ -20,3 +20,4 @@ export * from './counters.js';
 export * from './sa-adapter.js';
 export * from './xmit.js';
 export * from './rcv.js';
+export * from './trace.js';
