@@ -1,6 +1,8 @@
 /**
  * klipsd's server: one PF_KEY socket (socket/PfkeySocket) per Unix-stream connection,
- * and a read-only view channel beside it.
+ * and a view channel beside it: the engine's read-only views, the data plane's counters,
+ * and `klips trace` (dataplane/trace.ts; answered only while the view channel grants
+ * no more than the PF_KEY socket, see trace()).
  *
  * The way a message travels here:
  *
@@ -48,6 +50,7 @@ import type { LogSink } from './log-sink.js';
 import { Throttle } from './throttle.js';
 import { infoPathFor, MAX_UNIX_PATH } from './paths.js';
 import { renderView, VIEW_NAMES, type View } from '../engine/views.js';
+import { dataplaneView, MAX_TRACE_PACKET, traceAnswer } from '../dataplane/index.js';
 
 export interface ServerOptions {
   /** Where to listen (already resolved; see paths.ts). */
@@ -522,6 +525,20 @@ class Connection {
 
 // ---------- the server ----------
 
+/** Views klipsd adds to the engine's own (the engine knows nothing of the data plane). */
+const SERVER_VIEWS: Readonly<Record<string, (engine: Engine) => View<string>>> = { dataplane: dataplaneView };
+
+/** Every view name the view channel answers. */
+export const KNOWN_VIEWS: readonly string[] = [...VIEW_NAMES, ...Object.keys(SERVER_VIEWS)];
+
+/** The longest request line the view channel reads: a trace of the largest packet, in hex, with room to spare. */
+const MAX_INFO_LINE = 2 * MAX_TRACE_PACKET + 4096;
+
+/** Permission bits for the owner, the group and others. */
+const OWNER_BITS = 0o700;
+const GROUP_BITS = 0o070;
+const OTHER_BITS = 0o007;
+
 const REFUSED_NOTICE = headerOnly({ type: 0, errno: ERRNO.ENFILE, seq: 0, pid: 0 });
 
 /** Descriptors klipsd uses besides its PF_KEY connections: Node's own, the listeners, view-channel clients. */
@@ -714,7 +731,8 @@ class Server implements KlipsServer {
 
   private pidOf = (ep: Endpoint): number => this.byEndpoint.get(ep.id)?.lastPid ?? 0;
 
-  view(name: string): View | undefined {
+  view(name: string): View<string> | undefined {
+    if (Object.hasOwn(SERVER_VIEWS, name)) return SERVER_VIEWS[name](this.engine);
     return renderView(name, this.engine, {
       pidOf: this.pidOf,
       serverStats: () => ({
@@ -746,7 +764,7 @@ class Server implements KlipsServer {
         buf = buf.slice(i + 1);
         c.write(`${JSON.stringify(this.answerInfo(line))}\n`);
       }
-      if (buf.length > 4096) {
+      if (buf.length > MAX_INFO_LINE) {
         c.end(`${JSON.stringify({ error: 'request line too long' })}\n`);
         buf = '';
       }
@@ -763,21 +781,58 @@ class Server implements KlipsServer {
     } catch {
       return { error: 'request is not JSON' };
     }
-    const r = req as { view?: unknown; views?: unknown };
+    const r = req as { view?: unknown; views?: unknown; trace?: unknown };
     const one = (name: unknown) => (typeof name === 'string' ? this.view(name) : undefined);
     if (typeof r?.view === 'string') {
-      return one(r.view) ?? { error: `unknown view "${r.view}" (known: ${VIEW_NAMES.join(', ')})` };
+      return one(r.view) ?? { error: `unknown view "${r.view}" (known: ${KNOWN_VIEWS.join(', ')})` };
     }
     if (Array.isArray(r?.views)) {
-      const out: Record<string, View> = {};
+      const out: Record<string, View<string>> = {};
       for (const name of r.views) {
         const v = one(name);
-        if (!v) return { error: `unknown view ${JSON.stringify(name)} (known: ${VIEW_NAMES.join(', ')})` };
+        if (!v) return { error: `unknown view ${JSON.stringify(name)} (known: ${KNOWN_VIEWS.join(', ')})` };
         out[name as string] = v;
       }
       return { views: out };
     }
-    return { error: 'expected {"view": NAME} or {"views": [NAME, ...]}' };
+    if (r && typeof r === 'object' && 'trace' in r) return this.trace(r.trace);
+    return { error: 'expected {"view": NAME}, {"views": [NAME, ...]} or {"trace": {"dir", "packet", "count"}}' };
+  }
+
+  /**
+   * `klips trace`: one packet through the live tables (dataplane/trace.ts). A trace
+   * encrypts and decrypts with the SAs' keys, and with count it changes state as a real
+   * packet does (sequence numbers, lifetimes, ACQUIRE), so it needs the rights of a
+   * PF_KEY connection. klipsd makes both socket files alike (owner, group, mode); a
+   * trace is answered only while the view channel's file grants nobody more than the
+   * PF_KEY socket's does, so opening the views to others (as KLIPS's /proc files were
+   * world-readable) does not open traces to them.
+   */
+  private trace(request: unknown): unknown {
+    const refused = this.traceRefusal();
+    if (refused) return { error: refused };
+    const answer = traceAnswer(this.engine, request);
+    if (this.logger.isLevelEnabled('debug') && !('error' in answer)) {
+      this.logger.debug({ dir: answer.dir, count: answer.count, result: answer.result, reason: answer.reason }, 'trace');
+    }
+    return answer;
+  }
+
+  /** Why a trace may not run now: the view channel grants more than the PF_KEY socket, or a socket file is gone. */
+  private traceRefusal(): string | undefined {
+    let main: fs.Stats;
+    let info: fs.Stats;
+    try {
+      main = fs.statSync(this.socketPath);
+      info = fs.statSync(this.infoPath);
+    } catch (e) {
+      return `trace: refused, cannot compare the rights of ${this.socketPath} and ${this.infoPath} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`;
+    }
+    const bits = info.mode & ~main.mode;
+    const wider = (info.uid !== main.uid && (info.mode & OWNER_BITS) !== 0)
+      || (info.gid !== main.gid && (info.mode & GROUP_BITS) !== 0)
+      || (bits & (OWNER_BITS | GROUP_BITS | OTHER_BITS)) !== 0;
+    return wider ? `trace: refused, ${this.infoPath} grants more than ${this.socketPath} does (a trace needs the rights of a PF_KEY connection)` : undefined;
   }
 
   close(): Promise<void> {
