@@ -22,6 +22,7 @@ import { monitorCommand } from './monitor.js';
 import { debugCommand } from './debug.js';
 import { tncfgCommand } from './tncfg.js';
 import { decodeCommand } from './decode.js';
+import { traceCommand } from './trace.js';
 
 /** The package's version (package.json sits three levels above dist/src/cli/). */
 function packageVersion(): string {
@@ -31,12 +32,12 @@ function packageVersion(): string {
 
 export function buildProgram(): Command {
   const program = new Command('klips')
-    .description("openswan's KLIPS tools for klipsd: spi, eroute, spigrp, look, monitor (pf_key), debug (klipsdebug), tncfg, decode")
+    .description("openswan's KLIPS tools for klipsd: spi, eroute, spigrp, look, monitor (pf_key), debug (klipsdebug), tncfg, decode, trace")
     .usage('<command> [options]')
     .version(packageVersion(), '-V, --version', 'print the version')
     .exitOverride()
     .configureOutput({ outputError: () => {} });
-  for (const cmd of [spiCommand(), erouteCommand(), spigrpCommand(), lookCommand(), monitorCommand(), debugCommand(), tncfgCommand(), decodeCommand()]) {
+  for (const cmd of [spiCommand(), erouteCommand(), spigrpCommand(), lookCommand(), monitorCommand(), debugCommand(), tncfgCommand(), decodeCommand(), traceCommand()]) {
     program.addCommand(cmd);
   }
   program.addHelpCommand('help [command]', 'show help for a command');

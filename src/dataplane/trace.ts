@@ -13,7 +13,7 @@
 import { inflateRawSync } from 'node:zlib';
 import type { Engine } from '../engine/engine.js';
 import { AF_INET, AF_INET6, IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, IPPROTO_IPIP } from '../wire/constants.js';
-import { formatAddress, parseIPv4, parseIPv6 } from '../wire/sockaddr.js';
+import { formatAddress } from '../wire/sockaddr.js';
 import { formatSaidOld } from '../sadb/said.js';
 import type { PathDropReason } from './counters.js';
 import {
@@ -23,7 +23,7 @@ import {
 import { DEFAULT_NATT } from './sa.js';
 import { NATT_KEEPALIVE, NON_ESP_MARKER_BYTES, UDP_HEADER_BYTES } from './natt.js';
 import { xmit } from './xmit.js';
-import { rcv, type From } from './rcv.js';
+import { rcv } from './rcv.js';
 
 // ---------- the steps the paths report ----------
 
@@ -93,8 +93,6 @@ export interface TraceRequest {
   packet: Buffer;
   /** Send/receive for real instead of a dry run. */
   count: boolean;
-  /** Inbound: where the packet came from (NAT-T), default its outer source and UDP port. */
-  from?: From;
 }
 
 /** What klipsd answers (JSON-safe: packets as hex). */
@@ -121,20 +119,13 @@ export interface TraceAnswer {
 
 /** A trace request from JSON (the view channel's `{"trace": {...}}`), or why it is refused. */
 export function parseTraceRequest(x: unknown): TraceRequest | { error: string } {
-  const r = x as { dir?: unknown; packet?: unknown; count?: unknown; from?: unknown } | null;
+  const r = x as { dir?: unknown; packet?: unknown; count?: unknown } | null;
   if (!r || typeof r !== 'object') return { error: 'trace: expected {"dir": "out"|"in", "packet": HEX, "count": BOOLEAN}' };
   if (r.dir !== 'out' && r.dir !== 'in') return { error: 'trace: "dir" must be "out" or "in"' };
   if (r.count !== undefined && typeof r.count !== 'boolean') return { error: 'trace: "count" must be true or false' };
   if (typeof r.packet !== 'string' || !/^(?:[0-9a-fA-F]{2})+$/.test(r.packet)) return { error: 'trace: "packet" must be the packet in hex (an even number of hex digits)' };
   if (r.packet.length > 2 * MAX_TRACE_PACKET) return { error: `trace: the packet is longer than ${MAX_TRACE_PACKET} bytes` };
-  const req: TraceRequest = { dir: r.dir, packet: Buffer.from(r.packet, 'hex'), count: r.count === true };
-  if (r.from !== undefined) {
-    const f = r.from as { addr?: unknown; port?: unknown } | null;
-    const ok = f && typeof f.addr === 'string' && (parseIPv4(f.addr) || parseIPv6(f.addr)) && Number.isInteger(f.port) && (f.port as number) >= 0 && (f.port as number) <= 0xffff;
-    if (!ok) return { error: 'trace: "from" must be {"addr": IP, "port": 0-65535}' };
-    req.from = { addr: f.addr as string, port: f.port as number };
-  }
-  return req;
+  return { dir: r.dir, packet: Buffer.from(r.packet, 'hex'), count: r.count === true };
 }
 
 const hexOf = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
@@ -157,7 +148,7 @@ export function runTrace(engine: Engine, req: TraceRequest): TraceAnswer {
     if (r.acquireSeq !== undefined) a.acquireSeq = r.acquireSeq;
     return a;
   }
-  const r = rcv(engine, req.packet, req.from, opts);
+  const r = rcv(engine, req.packet, undefined, opts);
   if (r.ok) return { ...base, result: r.kind, packet: hexOf(r.packet) };
   const a: TraceAnswer = { ...base, result: 'drop', reason: r.reason };
   if (r.said) a.said = formatSaidOld(r.said);
@@ -252,6 +243,15 @@ export function buildProbe(s: ProbeSpec): Buffer {
 
 export type Checksum = 'ok' | 'bad' | 'none';
 
+/** An ICMP or ICMPv6 header; an echo request or reply adds its id and sequence number. */
+export interface IcmpFields {
+  type: number;
+  code: number;
+  checksum: Checksum;
+  id?: number;
+  seq?: number;
+}
+
 /** One layer of a decoded packet, outermost first. */
 export type Layer =
   | { layer: 'ipv4'; src: string; dst: string; protocol: number; ttl: number; id: number; length: number; df: boolean; mf: boolean; fragmentOffset: number }
@@ -262,7 +262,8 @@ export type Layer =
   /** After UDP on the NAT-T port: ESP follows, an IKE message (non-ESP marker), or a keepalive. */
   | { layer: 'natt'; kind: 'esp' | 'ike' | 'keepalive' }
   | { layer: 'tcp'; sport: number; dport: number; seq: number; ack: number; flags: string; window: number; checksum: Checksum }
-  | { layer: 'icmp' | 'icmpv6'; type: number; code: number; checksum: Checksum; id?: number; seq?: number }
+  | ({ layer: 'icmp' } & IcmpFields)
+  | ({ layer: 'icmpv6' } & IcmpFields)
   /** ESP: what follows the header is encrypted; `encrypted` counts it (IV, ciphertext, ICV). */
   | { layer: 'esp'; spi: number; seq: number; encrypted: number }
   | { layer: 'ah'; spi: number; seq: number; nextHeader: number; icvBytes: number }
@@ -364,12 +365,12 @@ const DECODERS: Readonly<Record<number, (ctx: Ctx, b: Buffer, off: number) => vo
 function decodeIcmp(ctx: Ctx, b: Buffer, off: number, proto: number): void {
   if (b.length < off + 8) return void ctx.out.push({ layer: 'error', reason: 'ICMP header cut short' });
   const type = b[off];
-  const layer: Layer = { layer: proto === IPPROTO_ICMP ? 'icmp' : 'icmpv6', type, code: b[off + 1], checksum: checksumOf(ctx, proto, b, off, off + 2) };
+  const f: IcmpFields = { type, code: b[off + 1], checksum: checksumOf(ctx, proto, b, off, off + 2) };
   if (ECHO_TYPES.has(type)) {
-    layer.id = b.readUInt16BE(off + 4);
-    layer.seq = b.readUInt16BE(off + 6);
+    f.id = b.readUInt16BE(off + 4);
+    f.seq = b.readUInt16BE(off + 6);
   }
-  ctx.out.push(layer);
+  ctx.out.push(proto === IPPROTO_ICMP ? { layer: 'icmp', ...f } : { layer: 'icmpv6', ...f });
   ctx.out.push({ layer: 'data', bytes: b.length - off - 8 });
 }
 
