@@ -12,6 +12,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import {
   KEY_SHA1, RawClient, assertUsageError, jsonRecords, klips, klipsOk, startDaemon, type Daemon,
 } from './cli-harness.js';
@@ -292,4 +293,24 @@ test('bad arguments are one line and a pointer to --help; an absent klipsd is on
   const r = await klips(['trace', '--socket', gone, ...OUT.slice(1)]);
   assert.equal(r.code, 1);
   assert.equal(r.stderr, `trace: cannot connect to klipsd's view channel at ${gone}.info: ENOENT (is klipsd running?)\n`);
+});
+
+test('the view channel takes a trace of the largest packet in one request line', async () => {
+  // A 65535-byte IPv4 packet (TCP, zero-filled): parsed, not IPsec, handed on as is.
+  const big = Buffer.alloc(65535);
+  big.set(Buffer.from('4500ffff000000004006', 'hex'));
+  big.writeUInt16BE(0, 10);
+  let sum = 0;
+  for (let i = 0; i < 20; i += 2) sum += big.readUInt16BE(i);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  big.writeUInt16BE(~sum & 0xffff, 10);
+  const line = `${JSON.stringify({ trace: { dir: 'in', packet: big.toString('hex'), count: false } })}\n`;
+  assert.ok(line.length > 131000);
+  const answer = await new Promise<string>((resolve, reject) => {
+    const c = net.connect(`${west.socket}.info`, () => c.end(line));
+    let got = '';
+    c.setEncoding('utf8').on('data', (s: string) => { got += s; }).on('end', () => resolve(got)).on('error', reject);
+  });
+  const a = JSON.parse(answer);
+  assert.deepEqual([a.result, a.steps], ['not-ipsec', [{ step: 'deliver', kind: 'not-ipsec', bytes: 65535 }]]);
 });
