@@ -50,7 +50,8 @@ import type { LogSink } from './log-sink.js';
 import { Throttle } from './throttle.js';
 import { infoPathFor, MAX_UNIX_PATH } from './paths.js';
 import { renderView, VIEW_NAMES, type View } from '../engine/views.js';
-import { dataplaneView, MAX_TRACE_PACKET, traceAnswer } from '../dataplane/index.js';
+import { dataplaneView } from '../dataplane/counters.js';
+import { IP_MAXPACKET, IPV6_HEADER_BYTES } from '../dataplane/packet.js';
 
 export interface ServerOptions {
   /** Where to listen (already resolved; see paths.ts). */
@@ -531,8 +532,10 @@ const SERVER_VIEWS: Readonly<Record<string, (engine: Engine) => View<string>>> =
 /** Every view name the view channel answers. */
 export const KNOWN_VIEWS: readonly string[] = [...VIEW_NAMES, ...Object.keys(SERVER_VIEWS)];
 
-/** The longest request line the view channel reads: a trace of the largest packet, in hex, with room to spare. */
-const MAX_INFO_LINE = 2 * MAX_TRACE_PACKET + 4096;
+/** The longest request line the view channel reads: a trace of the largest packet (dataplane/trace.ts's MAX_TRACE_PACKET) in hex, with room to spare. */
+const MAX_INFO_LINE = 2 * (IP_MAXPACKET + IPV6_HEADER_BYTES) + 4096;
+
+type Tracer = typeof import('../dataplane/trace.js');
 
 /** Permission bits for the owner, the group and others. */
 const OWNER_BITS = 0o700;
@@ -756,13 +759,19 @@ class Server implements KlipsServer {
     this.infoConns.add(c);
     c.setEncoding('utf8');
     let buf = '';
+    // Answers go out in request order; a trace's may wait for dataplane/trace.ts to load.
+    let queue: Promise<void> = Promise.resolve();
     c.on('data', (s: string) => {
       buf += s;
       let i: number;
       while ((i = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, i);
         buf = buf.slice(i + 1);
-        c.write(`${JSON.stringify(this.answerInfo(line))}\n`);
+        const answer = this.answerInfo(line);
+        queue = queue.then(async () => {
+          const a = await answer;
+          if (!c.destroyed) c.write(`${JSON.stringify(a)}\n`);
+        });
       }
       if (buf.length > MAX_INFO_LINE) {
         c.end(`${JSON.stringify({ error: 'request line too long' })}\n`);
@@ -773,7 +782,7 @@ class Server implements KlipsServer {
     c.on('close', () => this.infoConns.delete(c));
   }
 
-  answerInfo(line: string): unknown {
+  answerInfo(line: string): unknown | Promise<unknown> {
     this.stats.infoRequests++;
     let req: unknown;
     try {
@@ -808,15 +817,30 @@ class Server implements KlipsServer {
    * PF_KEY socket's does, so opening the views to others (as KLIPS's /proc files were
    * world-readable) does not open traces to them.
    */
-  private trace(request: unknown): unknown {
+  private async trace(request: unknown): Promise<unknown> {
     const refused = this.traceRefusal();
     if (refused) return { error: refused };
-    const answer = traceAnswer(this.engine, request);
+    let tracer: Tracer;
+    try {
+      tracer = await (this.tracer ??= import('../dataplane/trace.js'));
+    } catch (e) {
+      this.tracer = undefined;
+      this.logger.error({ err: e }, 'cannot load the data plane for a trace');
+      return { error: `trace: klipsd cannot load its data plane (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})` };
+    }
+    const answer = tracer.traceAnswer(this.engine, request);
     if (this.logger.isLevelEnabled('debug') && !('error' in answer)) {
       this.logger.debug({ dir: answer.dir, count: answer.count, result: answer.result, reason: answer.reason }, 'trace');
     }
     return answer;
   }
+
+  /**
+   * dataplane/trace.ts (with the transforms and paths behind it), loaded at the first
+   * trace: klipsd starts with the modules its PF_KEY service needs, as before the data
+   * plane existed (under a low open-file limit, Node opens a module graph's files at once).
+   */
+  private tracer: Promise<Tracer> | undefined;
 
   /** Why a trace may not run now: the view channel grants more than the PF_KEY socket, or a socket file is gone. */
   private traceRefusal(): string | undefined {
