@@ -2,7 +2,8 @@
 /**
  * `klips`: the KLIPS tools as subcommands of one binary, with openswan's flags and
  * output (programs/{spi,eroute,spigrp,look,pf_key,klipsdebug,tncfg}), talking PF_KEY to
- * klipsd over its Unix socket, plus `decode` for PF_KEY bytes in hex.
+ * klipsd over its Unix socket, plus `decode` for PF_KEY bytes in hex and `trace` for one
+ * packet through klipsd's eroutes and SAs.
  *
  * Exit status: 0 success; 1 an errno reply ("spi: ADD esp0x1234@192.0.2.2 failed: EEXIST
  * (SA already exists)"), klipsd unreachable or silent; 2 bad arguments. Every failure is
