@@ -41,7 +41,10 @@ test('look shows eroutes with their SA groups, interfaces and sorted SAs', async
   assert.equal(labelled.split('\n')[0].split(' ')[0], os.hostname());
   const [j, ...more] = jsonRecords(await klipsOk(['look', ...kd.S, '--json']));
   assert.equal(more.length, 0, 'one screen, one JSON line');
-  assert.deepEqual(Object.keys(j), ['host', 'date', 'eroute', 'spigrp', 'tncfg', 'spi']);
+  assert.deepEqual(Object.keys(j), ['host', 'date', 'eroute', 'spigrp', 'tncfg', 'spi', 'dataplane']);
+  // No packet went through the data plane: the text has no counters section, the JSON zeros.
+  const zero = { packets: 0, ipsec: 0, passed: 0, dropped: 0, drops: {} };
+  assert.deepEqual(j.dataplane, { xmit: zero, rcv: zero, icmpSent: 0, natTMappings: 0 });
   assert.equal(j.eroute[0].count, 1);
   assert.deepEqual(j.spigrp[0], { said: 'tun0x1002@192.0.2.2', group: ['tun0x1002@192.0.2.2', 'esp0x12345678@192.0.2.2'] });
   assert.deepEqual(j.spi.map((r: { said: string }) => r.said).sort(), ['esp0x12345678@192.0.2.2', 'tun0x1002@192.0.2.2'], 'SA records, SAIDs as everywhere');

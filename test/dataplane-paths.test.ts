@@ -14,10 +14,11 @@ import {
   SADB_SATYPE_ESP, SADB_SATYPE_AH, SADB_X_SATYPE_IPIP, SADB_X_SATYPE_INT, SADB_REGISTER, SADB_ACQUIRE,
   SADB_EXPIRE, SADB_X_SAFLAGS_INFLOW, SPI_PASS, SPI_DROP, SPI_REJECT, SPI_HOLD, SPI_TRAP,
   IPPROTO_ESP, IPPROTO_AH, IPPROTO_IPIP, SADB_SASTATE_DYING, ESPINUDP_WITH_NON_ESP, SADB_X_NAT_T_NEW_MAPPING,
+  SADB_X_SATYPE_COMP, SADB_X_CALG_DEFLATE, IPPROTO_COMP,
 } from '../src/wire/index.js';
 import {
   xmit, rcv, dataplaneCounters, buildIPv4Header, refreshTransportChecksum, parseIp, internetChecksum,
-  IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6, buildIPv6Header, pseudoHeaderSum,
+  IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6, buildIPv6Header, pseudoHeaderSum, espInput, toTransformSA,
 } from '../src/dataplane/index.js';
 import { parseIPv6 } from '../src/wire/index.js';
 
@@ -357,4 +358,97 @@ test('IPv6: ESP tunnel (tun + esp) round trip byte for byte, and %reject answers
   assert.deepEqual([body[0], body[1]], [1, 1]);
   assert.equal(internetChecksum(body, 0, body.length, pseudoHeaderSum(icmp.ip, IPPROTO_ICMPV6, body.length)), 0);
   assert.equal(hex(body.subarray(8)), hex(rejIn));
+});
+
+/**
+ * Both sides: tun 0x200, comp 0x4000 (deflate), esp 0x100, grouped as KLIPS groups them:
+ * west's outbound chain tun → comp → esp, east's inbound chain esp → comp → tun (X_GRPSA
+ * of an inbound pair links it in unwrapping order). West's eroute 10.1/16 → 10.2/16.
+ */
+function compTunnel(p: Pair): void {
+  for (const c of [p.wc, p.ec]) {
+    c.ok(addReq({ spi: 0x200, satype: SADB_X_SATYPE_IPIP, src: W, dst: E }), 'ADD tun');
+    c.ok(addReq({ spi: 0x4000, satype: SADB_X_SATYPE_COMP, src: W, dst: E, encrypt: SADB_X_CALG_DEFLATE, replay: 0 }), 'ADD comp');
+    c.ok(addReq({ spi: 0x100, src: W, dst: E }), 'ADD esp');
+    c.ok(grpsaReq({ satype: SADB_X_SATYPE_IPIP, spi: 0x200, dst: E }, { satype: SADB_X_SATYPE_COMP, spi: 0x4000, dst: E }), 'GRPSA tun comp');
+    c.ok(grpsaReq({ satype: SADB_X_SATYPE_COMP, spi: 0x4000, dst: E }, { satype: SADB_SATYPE_ESP, spi: 0x100, dst: E }), 'GRPSA comp esp');
+  }
+  p.wc.ok(addflowReq({ satype: SADB_X_SATYPE_IPIP, spi: 0x200, said_dst: E, src: '10.1.0.0', srcMask: '255.255.0.0', dst: '10.2.0.0', dstMask: '255.255.0.0' }), 'ADDFLOW');
+  p.wc.raw();
+  p.ec.raw();
+}
+
+/** A UDP packet whose payload is `payload` (checksum right). */
+function udpWith(src: string, dst: string, payload: Buffer): Buffer {
+  const udp = Buffer.concat([Buffer.alloc(8), payload]);
+  udp.writeUInt16BE(5000, 0);
+  udp.writeUInt16BE(6000, 2);
+  udp.writeUInt16BE(udp.length, 4);
+  const h = buildIPv4Header({ tos: 0, id: 0x4242, flags: 0, ttl: 64, protocol: IPPROTO_UDP, src: ipv4(src), dst: ipv4(dst), payloadLength: udp.length });
+  const pk = Buffer.concat([h, udp]);
+  assert.ok(refreshTransportChecksum(pk));
+  return pk;
+}
+
+test('IPCOMP in a tunnel (tun → comp → esp out, esp → comp → tun in): compressible goes compressed, small and incompressible go plain, all come back equal', () => {
+  const p = pair();
+  compTunnel(p);
+  const chainOf = (e: World, first: { proto: number; spi: number }) => {
+    const out: number[] = [];
+    for (let s = e.engine.sadb.get({ ...first, dst: E }); s; s = s.next) out.push(s.said.proto);
+    return out;
+  };
+  assert.deepEqual(chainOf(p.west, { proto: IPPROTO_IPIP, spi: 0x200 }), [IPPROTO_IPIP, IPPROTO_COMP, IPPROTO_ESP]);
+  assert.deepEqual(chainOf(p.east, { proto: IPPROTO_ESP, spi: 0x100 }), [IPPROTO_ESP, IPPROTO_COMP, IPPROTO_IPIP]);
+
+  const texty = udpWith('10.1.0.5', '10.2.0.7', Buffer.from('klips '.repeat(100)));
+  const small = udpWith('10.1.0.5', '10.2.0.7', Buffer.from('tiny'));
+  // xorshift32 bytes: deflate cannot save the 36 bytes IPCOMP needs.
+  let x32 = 0x2545f491;
+  const noise = udpWith('10.1.0.5', '10.2.0.7', Buffer.from(Array.from({ length: 400 }, () => {
+    x32 ^= x32 << 13; x32 ^= x32 >>> 17; x32 ^= x32 << 5;
+    return x32 & 0xff;
+  })));
+  const cases: Array<[string, Buffer, boolean]> = [['compressible', texty, true], ['small', small, false], ['incompressible', noise, false]];
+  for (const [what, inner, compressed] of cases) {
+    const x = xmit(p.west.engine, inner);
+    assert.ok(x.ok && x.action === 'ipsec', `${what}: ${JSON.stringify(x)}`);
+    assert.deepEqual(x.sas.map((s) => s.proto), [IPPROTO_IPIP, IPPROTO_COMP, IPPROTO_ESP], what);
+    // Read the ESP's next header back with east's key: IPCOMP (108) when compressed, else IPIP (4).
+    const esp = p.east.engine.sadb.get({ proto: IPPROTO_ESP, spi: 0x100, dst: E })!;
+    const opened = espInput(toTransformSA(esp), x.out.packet, { mode: 'transport' });
+    assert.ok(opened.ok, what);
+    assert.equal(opened.nextHeader, compressed ? IPPROTO_COMP : IPPROTO_IPIP, what);
+    if (compressed) assert.ok(x.out.packet.length < inner.length, `${what}: ${x.out.packet.length} < ${inner.length}`);
+    const r = rcv(p.east.engine, x.out.packet);
+    assert.ok(r.ok && r.kind === 'ipsec', `${what}: ${JSON.stringify(r)}`);
+    assert.equal(hex(r.packet), hex(inner), what);
+    assert.deepEqual(r.sas.map((s) => s.proto), compressed ? [IPPROTO_ESP, IPPROTO_COMP, IPPROTO_IPIP] : [IPPROTO_ESP, IPPROTO_IPIP], what);
+  }
+  assert.deepEqual(dataplaneCounters(p.east.engine).rcv, { packets: 3, ipsec: 3, passed: 0, dropped: 0, drops: {} });
+  // The IPCOMP SA counts only the packet it decompressed; the tun SA all three.
+  assert.equal(p.east.engine.sadb.get({ proto: IPPROTO_COMP, spi: 0x4000, dst: E })!.current.packets, 1);
+  assert.equal(p.east.engine.sadb.get({ proto: IPPROTO_IPIP, spi: 0x200, dst: E })!.current.packets, 3);
+});
+
+test('IPCOMP in transport mode (comp → esp out, esp → comp in): compressed and plain both accepted', () => {
+  const p = pair();
+  for (const c of [p.wc, p.ec]) {
+    c.ok(addReq({ spi: 0x4001, satype: SADB_X_SATYPE_COMP, src: W, dst: E, encrypt: SADB_X_CALG_DEFLATE, replay: 0 }), 'ADD comp');
+    c.ok(addReq({ spi: 0x101, src: W, dst: E }), 'ADD esp');
+    c.ok(grpsaReq({ satype: SADB_X_SATYPE_COMP, spi: 0x4001, dst: E }, { satype: SADB_SATYPE_ESP, spi: 0x101, dst: E }), 'GRPSA comp esp');
+  }
+  p.wc.ok(addflowReq({ satype: SADB_X_SATYPE_COMP, spi: 0x4001, said_dst: E, src: W, srcMask: '255.255.255.255', dst: E, dstMask: '255.255.255.255' }), 'ADDFLOW');
+  for (const [payload, sas] of [
+    [Buffer.from('compress me '.repeat(40)), [IPPROTO_ESP, IPPROTO_COMP]],
+    [Buffer.from('short'), [IPPROTO_ESP]],
+  ] as const) {
+    const inner = udpWith(W, E, payload);
+    const x = xmit(p.west.engine, inner);
+    assert.ok(x.ok && x.action === 'ipsec', JSON.stringify(x));
+    const r = rcv(p.east.engine, x.out.packet);
+    assert.ok(r.ok && r.kind === 'ipsec', JSON.stringify(r));
+    assert.equal(hex(r.packet), hex(inner));
+    assert.deepEqual(r.sas.map((s) => s.proto), sas);
+  }
 });

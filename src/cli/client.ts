@@ -1,7 +1,8 @@
 /**
  * The tools' side of klipsd: a PF_KEY connection (whole messages each way, framed by
  * sadb_msg_len) with openswan's request numbering (sadb_msg_pid = our pid, seq counting
- * from 1), reply matching, and the read-only view channel (`<socket>.info`).
+ * from 1), reply matching, and the view channel (`<socket>.info`: one JSON request
+ * line, one JSON answer line; views, and klips trace's requests).
  *
  * KLIPS broadcasts most replies (ADD, DELETE, FLUSH, X_ADDFLOW, errors, …) to every open
  * PF_KEY socket, so a tool recognises its own reply by type, seq and pid; GET, DUMP,
@@ -242,10 +243,8 @@ export function requestBytes(m: MessageInput, seq = 1): Uint8Array {
   return buildMessage({ ...m, header: { ...m.header, seq, pid: process.pid } });
 }
 
-/** Ask klipsd's view channel for views by name. */
-export async function queryViews(
-  tool: string, socketPath: string, names: string[], timeoutMs: number,
-): Promise<Record<string, { text: string; data: unknown }>> {
+/** One request on klipsd's view channel (`<socket>.info`), and its answer (any JSON object; `error` is the caller's to report). */
+export async function askInfo(tool: string, socketPath: string, request: unknown, timeoutMs: number): Promise<Record<string, unknown>> {
   const p = infoPathFor(socketPath);
   const c = await connect(tool, p, timeoutMs, "klipsd's view channel");
   return new Promise((resolve, reject) => {
@@ -261,15 +260,15 @@ export async function queryViews(
       if (i < 0) return;
       clearTimeout(timer);
       c.destroy();
-      let ans: { views?: Record<string, { text: string; data: unknown }>; error?: string };
+      let ans: unknown;
       try {
         ans = JSON.parse(buf.slice(0, i));
       } catch {
         reject(new CliFailure(`${tool}: unreadable answer from ${p}`));
         return;
       }
-      if (ans.error || !ans.views) reject(new CliFailure(`${tool}: ${ans.error ?? 'no views in answer'}`));
-      else resolve(ans.views);
+      if (ans && typeof ans === 'object' && !Array.isArray(ans)) resolve(ans as Record<string, unknown>);
+      else reject(new CliFailure(`${tool}: unreadable answer from ${p}`));
     });
     c.on('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
@@ -279,7 +278,15 @@ export async function queryViews(
       clearTimeout(timer);
       reject(new CliFailure(`${tool}: klipsd's view channel closed without answering`));
     });
-    c.write(`${JSON.stringify({ views: names })}\n`);
+    c.write(`${JSON.stringify(request)}\n`);
   });
 }
 
+/** Ask klipsd's view channel for views by name. */
+export async function queryViews(
+  tool: string, socketPath: string, names: string[], timeoutMs: number,
+): Promise<Record<string, { text: string; data: unknown }>> {
+  const ans = await askInfo(tool, socketPath, { views: names }, timeoutMs) as { views?: Record<string, { text: string; data: unknown }>; error?: string };
+  if (ans.error || !ans.views) throw new CliFailure(`${tool}: ${ans.error ?? 'no views in answer'}`);
+  return ans.views;
+}

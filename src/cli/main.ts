@@ -2,7 +2,8 @@
 /**
  * `klips`: the KLIPS tools as subcommands of one binary, with openswan's flags and
  * output (programs/{spi,eroute,spigrp,look,pf_key,klipsdebug,tncfg}), talking PF_KEY to
- * klipsd over its Unix socket, plus `decode` for PF_KEY bytes in hex.
+ * klipsd over its Unix socket, plus `decode` for PF_KEY bytes in hex and `trace` for one
+ * packet through klipsd's eroutes and SAs.
  *
  * Exit status: 0 success; 1 an errno reply ("spi: ADD esp0x1234@192.0.2.2 failed: EEXIST
  * (SA already exists)"), klipsd unreachable or silent; 2 bad arguments. Every failure is
@@ -22,6 +23,7 @@ import { monitorCommand } from './monitor.js';
 import { debugCommand } from './debug.js';
 import { tncfgCommand } from './tncfg.js';
 import { decodeCommand } from './decode.js';
+import { traceCommand } from './trace.js';
 
 /** The package's version (package.json sits three levels above dist/src/cli/). */
 function packageVersion(): string {
@@ -31,12 +33,12 @@ function packageVersion(): string {
 
 export function buildProgram(): Command {
   const program = new Command('klips')
-    .description("openswan's KLIPS tools for klipsd: spi, eroute, spigrp, look, monitor (pf_key), debug (klipsdebug), tncfg, decode")
+    .description("openswan's KLIPS tools for klipsd: spi, eroute, spigrp, look, monitor (pf_key), debug (klipsdebug), tncfg, decode, trace")
     .usage('<command> [options]')
     .version(packageVersion(), '-V, --version', 'print the version')
     .exitOverride()
     .configureOutput({ outputError: () => {} });
-  for (const cmd of [spiCommand(), erouteCommand(), spigrpCommand(), lookCommand(), monitorCommand(), debugCommand(), tncfgCommand(), decodeCommand()]) {
+  for (const cmd of [spiCommand(), erouteCommand(), spigrpCommand(), lookCommand(), monitorCommand(), debugCommand(), tncfgCommand(), decodeCommand(), traceCommand()]) {
     program.addCommand(cmd);
   }
   program.addHelpCommand('help [command]', 'show help for a command');

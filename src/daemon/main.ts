@@ -24,8 +24,10 @@ import { ConfigError, DEFAULT_CONFIG, LOG_LEVELS, loadConfigFile, type DaemonCon
 import { LogSink } from './log-sink.js';
 import { defaultSocketPath, resolveSocketPath } from './paths.js';
 import { ServerError, startServer, type KlipsServer } from './server.js';
-import { checkDataplanePrivileges, startDataplane, DataplaneRefused } from './dataplane.js';
-import { DEFAULT_RUNTIME, type DataplaneRuntime, type Encap } from '../dataplane/runtime.js';
+import { DEFAULT_RUNTIME, type Encap } from '../dataplane/runtime-options.js';
+// The data plane (daemon/dataplane.ts and what it loads) is imported only with --dataplane.
+type DataplaneModule = typeof import('./dataplane.js');
+type DataplaneRuntime = ReturnType<DataplaneModule['startDataplane']>;
 
 interface Opts {
   socket?: string;
@@ -96,11 +98,12 @@ async function main(): Promise<void> {
     throw e;
   }
   if (opts.logLevel) config.logLevel = opts.logLevel;
-  if (opts.dataplane) {
+  const dp: DataplaneModule | undefined = opts.dataplane ? await import('./dataplane.js') : undefined;
+  if (dp) {
     try {
-      checkDataplanePrivileges(opts);
+      dp.checkDataplanePrivileges(opts);
     } catch (e) {
-      if (!(e instanceof DataplaneRefused)) throw e;
+      if (!(e instanceof dp.DataplaneRefused)) throw e;
       process.stderr.write(`klipsd: ${e.message}\n`);
       process.exit(1);
     }
@@ -160,11 +163,11 @@ async function main(): Promise<void> {
     }
     throw e;
   }
-  if (opts.dataplane) {
+  if (dp) {
     try {
-      runtime = startDataplane(server, opts);
+      runtime = dp.startDataplane(server, opts);
     } catch (e) {
-      if (!(e instanceof DataplaneRefused)) throw e;
+      if (!(e instanceof dp.DataplaneRefused)) throw e;
       process.stderr.write(`klipsd: ${e.message}\n`);
       await server.close();
       process.exit(1);

@@ -2,7 +2,7 @@
  * Where klipsd listens, resolved the same way by klipsd and by every `klips` tool:
  * `--socket PATH`, else `$KLIPS_SOCKET`, else `/run/klips/pfkey.sock` for root and
  * `$XDG_RUNTIME_DIR/klips/pfkey.sock` (or `<tmpdir>/klips-<uid>/pfkey.sock`) for anyone
- * else. The read-only view channel lives beside the PF_KEY socket as `<path>.info`.
+ * else. The view channel (views and traces) lives beside the PF_KEY socket as `<path>.info`.
  */
 
 import os from 'node:os';

@@ -1,6 +1,8 @@
 /**
  * klipsd's server: one PF_KEY socket (socket/PfkeySocket) per Unix-stream connection,
- * and a read-only view channel beside it.
+ * and a view channel beside it: the engine's read-only views, the data plane's counters,
+ * and `klips trace` (dataplane/trace.ts; answered only while the view channel grants
+ * no more than the PF_KEY socket, see trace()).
  *
  * The way a message travels here:
  *
@@ -48,6 +50,8 @@ import type { LogSink } from './log-sink.js';
 import { Throttle } from './throttle.js';
 import { infoPathFor, MAX_UNIX_PATH } from './paths.js';
 import { renderView, VIEW_NAMES, type View } from '../engine/views.js';
+import { dataplaneView } from '../dataplane/counters.js';
+import { IP_MAXPACKET, IPV6_HEADER_BYTES } from '../dataplane/packet.js';
 
 export interface ServerOptions {
   /** Where to listen (already resolved; see paths.ts). */
@@ -524,6 +528,22 @@ class Connection {
 
 // ---------- the server ----------
 
+/** Views klipsd adds to the engine's own (the engine knows nothing of the data plane). */
+const SERVER_VIEWS: Readonly<Record<string, (engine: Engine) => View<string>>> = { dataplane: dataplaneView };
+
+/** Every view name the view channel answers. */
+export const KNOWN_VIEWS: readonly string[] = [...VIEW_NAMES, ...Object.keys(SERVER_VIEWS)];
+
+/** The longest request line the view channel reads: a trace of the largest packet (dataplane/trace.ts's MAX_TRACE_PACKET) in hex, with room to spare. */
+const MAX_INFO_LINE = 2 * (IP_MAXPACKET + IPV6_HEADER_BYTES) + 4096;
+
+type Tracer = typeof import('../dataplane/trace.js');
+
+/** Permission bits for the owner, the group and others. */
+const OWNER_BITS = 0o700;
+const GROUP_BITS = 0o070;
+const OTHER_BITS = 0o007;
+
 const REFUSED_NOTICE = headerOnly({ type: 0, errno: ERRNO.ENFILE, seq: 0, pid: 0 });
 
 /** Descriptors klipsd uses besides its PF_KEY connections: Node's own, the listeners, view-channel clients. */
@@ -716,7 +736,7 @@ class Server implements KlipsServer {
 
   private pidOf = (ep: Endpoint): number => this.byEndpoint.get(ep.id)?.lastPid ?? 0;
 
-  /** Views served beside the engine's (the data plane's runtime adds its own). */
+  /** Views served beside the engine's and SERVER_VIEWS (the data plane's runtime adds its own). */
   private readonly extraViews = new Map<string, () => { text: string; data: unknown }>();
 
   /** Serve `name` on the view channel from `render` (e.g. klipsd --dataplane's "runtime"). */
@@ -725,12 +745,13 @@ class Server implements KlipsServer {
   }
 
   private viewNames(): string {
-    return [...VIEW_NAMES, ...this.extraViews.keys()].join(', ');
+    return [...KNOWN_VIEWS, ...this.extraViews.keys()].join(', ');
   }
 
-  view(name: string): View | { view: string; text: string; data: unknown } | undefined {
+  view(name: string): View<string> | undefined {
     const extra = this.extraViews.get(name);
     if (extra) return { view: name, ...extra() };
+    if (Object.hasOwn(SERVER_VIEWS, name)) return SERVER_VIEWS[name](this.engine);
     return renderView(name, this.engine, {
       pidOf: this.pidOf,
       serverStats: () => ({
@@ -754,15 +775,21 @@ class Server implements KlipsServer {
     this.infoConns.add(c);
     c.setEncoding('utf8');
     let buf = '';
+    // Answers go out in request order; a trace's may wait for dataplane/trace.ts to load.
+    let queue: Promise<void> = Promise.resolve();
     c.on('data', (s: string) => {
       buf += s;
       let i: number;
       while ((i = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, i);
         buf = buf.slice(i + 1);
-        c.write(`${JSON.stringify(this.answerInfo(line))}\n`);
+        const answer = this.answerInfo(line);
+        queue = queue.then(async () => {
+          const a = await answer;
+          if (!c.destroyed) c.write(`${JSON.stringify(a)}\n`);
+        });
       }
-      if (buf.length > 4096) {
+      if (buf.length > MAX_INFO_LINE) {
         c.end(`${JSON.stringify({ error: 'request line too long' })}\n`);
         buf = '';
       }
@@ -771,7 +798,7 @@ class Server implements KlipsServer {
     c.on('close', () => this.infoConns.delete(c));
   }
 
-  answerInfo(line: string): unknown {
+  answerInfo(line: string): unknown | Promise<unknown> {
     this.stats.infoRequests++;
     let req: unknown;
     try {
@@ -779,13 +806,13 @@ class Server implements KlipsServer {
     } catch {
       return { error: 'request is not JSON' };
     }
-    const r = req as { view?: unknown; views?: unknown };
+    const r = req as { view?: unknown; views?: unknown; trace?: unknown };
     const one = (name: unknown) => (typeof name === 'string' ? this.view(name) : undefined);
     if (typeof r?.view === 'string') {
       return one(r.view) ?? { error: `unknown view "${r.view}" (known: ${this.viewNames()})` };
     }
     if (Array.isArray(r?.views)) {
-      const out: Record<string, unknown> = {};
+      const out: Record<string, View<string>> = {};
       for (const name of r.views) {
         const v = one(name);
         if (!v) return { error: `unknown view ${JSON.stringify(name)} (known: ${this.viewNames()})` };
@@ -793,7 +820,59 @@ class Server implements KlipsServer {
       }
       return { views: out };
     }
-    return { error: 'expected {"view": NAME} or {"views": [NAME, ...]}' };
+    if (r && typeof r === 'object' && 'trace' in r) return this.trace(r.trace);
+    return { error: 'expected {"view": NAME}, {"views": [NAME, ...]} or {"trace": {"dir", "packet", "count"}}' };
+  }
+
+  /**
+   * `klips trace`: one packet through the live tables (dataplane/trace.ts). A trace
+   * encrypts and decrypts with the SAs' keys, and with count it changes state as a real
+   * packet does (sequence numbers, lifetimes, ACQUIRE), so it needs the rights of a
+   * PF_KEY connection. klipsd makes both socket files alike (owner, group, mode); a
+   * trace is answered only while the view channel's file grants nobody more than the
+   * PF_KEY socket's does, so opening the views to others (as KLIPS's /proc files were
+   * world-readable) does not open traces to them.
+   */
+  private async trace(request: unknown): Promise<unknown> {
+    const refused = this.traceRefusal();
+    if (refused) return { error: refused };
+    let tracer: Tracer;
+    try {
+      tracer = await (this.tracer ??= import('../dataplane/trace.js'));
+    } catch (e) {
+      this.tracer = undefined;
+      this.logger.error({ err: e }, 'cannot load the data plane for a trace');
+      return { error: `trace: klipsd cannot load its data plane (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})` };
+    }
+    const answer = tracer.traceAnswer(this.engine, request);
+    if (this.logger.isLevelEnabled('debug') && !('error' in answer)) {
+      this.logger.debug({ dir: answer.dir, count: answer.count, result: answer.result, reason: answer.reason }, 'trace');
+    }
+    return answer;
+  }
+
+  /**
+   * dataplane/trace.ts (with the transforms and paths behind it), loaded at the first
+   * trace: klipsd starts with the modules its PF_KEY service needs, as before the data
+   * plane existed (under a low open-file limit, Node opens a module graph's files at once).
+   */
+  private tracer: Promise<Tracer> | undefined;
+
+  /** Why a trace may not run now: the view channel grants more than the PF_KEY socket, or a socket file is gone. */
+  private traceRefusal(): string | undefined {
+    let main: fs.Stats;
+    let info: fs.Stats;
+    try {
+      main = fs.statSync(this.socketPath);
+      info = fs.statSync(this.infoPath);
+    } catch (e) {
+      return `trace: refused, cannot compare the rights of ${this.socketPath} and ${this.infoPath} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`;
+    }
+    const bits = info.mode & ~main.mode;
+    const wider = (info.uid !== main.uid && (info.mode & OWNER_BITS) !== 0)
+      || (info.gid !== main.gid && (info.mode & GROUP_BITS) !== 0)
+      || (bits & (OWNER_BITS | GROUP_BITS | OTHER_BITS)) !== 0;
+    return wider ? `trace: refused, ${this.infoPath} grants more than ${this.socketPath} does (a trace needs the rights of a PF_KEY connection)` : undefined;
   }
 
   close(): Promise<void> {

@@ -19,7 +19,7 @@ import {
   IPPROTO_DSTOPTS, IPPROTO_HOPOPTS, IPPROTO_IPV6, IPPROTO_ROUTING, IPV4_HEADER_BYTES, IPV6_HEADER_BYTES,
   assemble, locateInbound, insertionPoint, parseIp,
 } from './packet.js';
-import type { ReplayWindow } from './replay.js';
+import type { ReplayGuard } from './replay.js';
 import { prepareSA, sendableSeq, type Mode, type TransformSA } from './sa.js';
 
 export const AH_HEADER_BYTES = 12;
@@ -160,7 +160,7 @@ export function ahOutput(sa: TransformSA, packet: Uint8Array, opts: AhOutputOpti
 
 export interface AhInputOptions {
   mode: Mode;
-  replay?: ReplayWindow;
+  replay?: ReplayGuard;
   seqHi?: number;
   policyCheck?: boolean;
 }

@@ -23,7 +23,9 @@ import {
 import { formatAddress } from '../wire/sockaddr.js';
 import { internetChecksum } from './packet.js';
 
-export type Encap = 'udp' | 'raw';
+import type { Encap } from './runtime-options.js';
+
+export type { Encap };
 
 const IPPROTO_ESP = 50;
 const IPPROTO_UDP = 17;

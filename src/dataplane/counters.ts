@@ -4,10 +4,12 @@
  * them, and drops by reason (KLIPS kept tx_dropped/rx_dropped on the ipsec device and
  * per-SA ips_errs; here each drop names its reason). The path-level reasons add to the
  * transforms' DROP_REASONS what only a path can decide: no eroute, a shunt, a hold.
- * `dataplaneCounters(engine)` gives a plain-object snapshot for `klips look`.
+ * `dataplaneCounters(engine)` gives a plain-object snapshot for `klips look`, and
+ * `dataplaneView(engine)` the same as klipsd's `dataplane` view.
  */
 
 import type { Engine } from '../engine/engine.js';
+import type { View } from '../engine/views.js';
 import type { DropReason } from './drop.js';
 
 export const PATH_DROP_REASONS = [
@@ -76,4 +78,20 @@ export function dataplaneCounters(engine: Engine): DataplaneCounters {
 export function countDrop(d: DirectionCounters, reason: PathDropReason): void {
   d.dropped++;
   d.drops[reason] = (d.drops[reason] ?? 0) + 1;
+}
+
+/**
+ * klipsd's `dataplane` view: the counters as data, and as text one `name=value` line per
+ * counter (as the stats view writes its own), drops by reason as `xmit.drops.REASON=N`.
+ */
+export function dataplaneView(engine: Engine): View<'dataplane'> {
+  const data = dataplaneCounters(engine);
+  const lines: string[] = [];
+  for (const dir of ['xmit', 'rcv'] as const) {
+    const d = data[dir];
+    lines.push(`${dir}.packets=${d.packets}`, `${dir}.ipsec=${d.ipsec}`, `${dir}.passed=${d.passed}`, `${dir}.dropped=${d.dropped}`);
+    for (const [reason, n] of Object.entries(d.drops)) lines.push(`${dir}.drops.${reason}=${n}`);
+  }
+  lines.push(`icmpSent=${data.icmpSent}`, `natTMappings=${data.natTMappings}`);
+  return { view: 'dataplane', text: lines.map((l) => `${l}\n`).join(''), data };
 }

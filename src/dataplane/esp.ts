@@ -20,7 +20,7 @@ import {
   IPPROTO_HOPOPTS, IPPROTO_IPV6, IPPROTO_NONE, asBuffer, assemble, locateInbound, finishPacket, insertionPoint,
   parseIp,
 } from './packet.js';
-import type { ReplayWindow } from './replay.js';
+import type { ReplayGuard } from './replay.js';
 import { prepareSA, sendableSeq, type Mode, type TransformSA } from './sa.js';
 
 export const ESP_HEADER_BYTES = 8;
@@ -221,7 +221,7 @@ export function espOutput(sa: TransformSA, packet: Uint8Array, opts: EspOutputOp
 export interface EspInputOptions {
   mode: Mode;
   /** The SA's anti-replay window; checked before the ICV, updated after it verifies. */
-  replay?: ReplayWindow;
+  replay?: ReplayGuard;
   /** ESN high bits to use when no replay window is given. */
   seqHi?: number;
   /** Tunnel mode: require the outer source to be the SA's source (default true). */

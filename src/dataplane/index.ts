@@ -3,7 +3,9 @@
  * functions on buffers: the IPv4/IPv6 codec and eroute selectors, ESP, AH, IPIP, IPCOMP,
  * NAT-T encapsulation and the anti-replay window. Every function returns a Result; a
  * Drop names its reason (drop.ts). The SA a transform needs is a TransformSA (sa.ts),
- * which an adapter fills from src/sadb.
+ * which an adapter fills from src/sadb. On top of them: the outbound and inbound paths
+ * over an engine's live tables (xmit.ts, rcv.ts), their counters (counters.ts), and
+ * klips trace's dry runs, steps and packet decoding (trace.ts).
  */
 
 export * from './drop.js';
@@ -20,3 +22,4 @@ export * from './counters.js';
 export * from './sa-adapter.js';
 export * from './xmit.js';
 export * from './rcv.js';
+export * from './trace.js';

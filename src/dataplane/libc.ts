@@ -73,8 +73,8 @@ export interface Libc {
   recvmmsg(fd: number, vec: Uint8Array, vlen: number, flags: number, timeout: null): number;
   sendmmsg(fd: number, vec: Uint8Array, vlen: number, flags: number): number;
   pipe2(fds: Int32Array, flags: number): number;
-  /** poll() here and now, blocking this thread up to timeoutMs. */
-  poll(fds: Uint8Array, n: number, timeoutMs: number): number;
+  /** ppoll() here and now, blocking this thread up to the timespec's time (16 bytes: seconds, nanoseconds). */
+  ppoll(fds: Uint8Array, n: number, timeout: Uint8Array, sigmask: null): number;
   /** poll() on the thread pool: the callback runs on the event loop when it returns. */
   pollAsync(fds: Uint8Array, n: number, timeoutMs: number, done: (err: unknown, ready: number) => void): void;
   errno(): number;
@@ -127,7 +127,7 @@ function bind(): { libc: Libc; koffi: Koffi } {
     recvmmsg: f('int recvmmsg(int fd, void *vec, unsigned int vlen, int flags, void *timeout)') as Libc['recvmmsg'],
     sendmmsg: f('int sendmmsg(int fd, void *vec, unsigned int vlen, int flags)') as Libc['sendmmsg'],
     pipe2: f('int pipe2(void *fds, int flags)') as Libc['pipe2'],
-    poll: poll as Libc['poll'],
+    ppoll: f('int ppoll(void *fds, unsigned long n, void *timeout, void *sigmask)') as unknown as Libc['ppoll'],
     pollAsync: (fds, n, timeoutMs, done) => poll.async(fds, n, timeoutMs, done),
     errno: () => koffi.errno(),
   };

@@ -201,6 +201,17 @@ export function findHeader(ip: IpPacket, proto: number): Result<{ at: HeaderPosi
   return r.at.protocol === proto ? r : drop('no-sa');
 }
 
+/**
+ * The first header after the IP header and its IPv6 extension headers (hop-by-hop,
+ * routing, fragment, destination options; AH is not skipped), and the types of the
+ * extension headers passed, in order.
+ */
+export function payloadHeader(ip: IpPacket): Result<{ at: HeaderPosition; headers: number[] }> {
+  const headers: number[] = [];
+  const r = walk(ip, (nh) => isExt(nh) && headers.push(nh) > 0);
+  return r.ok ? { ok: true, at: r.at, headers } : r;
+}
+
 /** The upper-layer header: every extension header (and AH) skipped, as KLIPS's ipsec_ipv6_skip_exthdr. */
 export function upperLayer(ip: IpPacket): Result<{ at: HeaderPosition }> {
   return walk(ip, (nh) => isExt(nh) || nh === IPPROTO_AH);

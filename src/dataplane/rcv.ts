@@ -17,11 +17,18 @@
  *
  * A bare IPIP packet (no IPsec header in front) is not KLIPS's: the host's IPIP handles
  * it, so it is handed on as 'not-ipsec', like any other protocol.
+ *
+ * With opts.dryRun (klips trace without --count) nothing changes: the replay window is
+ * checked but not moved, no traffic or path counter moves, and a new NAT-T mapping is
+ * reported in the trace instead of sent. opts.trace, when given, receives each stage (SA
+ * found by SPI, replay and ICV verdicts, each decapsulation, each policy check, the
+ * packet delivered, or the drop); without it the path builds no step objects.
  */
 
 import type { Engine } from '../engine/engine.js';
+import { xformName } from '../engine/views.js';
 import type { SA, InboundPolicy } from '../sadb/sadb.js';
-import type { Said } from '../sadb/said.js';
+import { formatSaidOld, type Said } from '../sadb/said.js';
 import {
   AF_INET, AF_INET6, IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, IPPROTO_IPIP, SADB_SASTATE_LARVAL,
 } from '../wire/index.js';
@@ -34,7 +41,10 @@ import { ipcompDecompress } from './ipcomp.js';
 import { nattDecap, nattTransportFixup } from './natt.js';
 import { IPPROTO_IPV6, IPPROTO_TCP, IPPROTO_UDP, findHeader, parseIp, type IpPacket } from './packet.js';
 import { runtimeOf } from './sa-adapter.js';
-import { DEFAULT_NATT } from './sa.js';
+import { DEFAULT_NATT, prepareSA } from './sa.js';
+import type { ReplayCheck, ReplayGuard, ReplayWindow } from './replay.js';
+import type { PathDropReason as Reason } from './counters.js';
+import type { PathOptions, PolicyCheck, TraceSink } from './trace.js';
 
 /** Where a packet came from, as the runtime's socket saw it (NAT-T: after any NAT). */
 export interface From {
@@ -49,7 +59,7 @@ export type RcvResult =
   | { readonly ok: true; kind: 'not-ipsec' | 'ike' | 'keepalive'; packet: Buffer }
   | { readonly ok: false; reason: PathDropReason; said?: Said };
 
-export interface RcvOptions {
+export interface RcvOptions extends PathOptions {
   /** The UDP port ESP in UDP arrives on (default 4500). */
   natTPort?: number;
   /**
@@ -72,16 +82,60 @@ function nextHeader(ip: IpPacket): { proto: number; offset: number } | undefined
 
 /** Receive `packet` (a whole IPv4/IPv6 packet addressed to this host). */
 export function rcv(engine: Engine, packet: Uint8Array, from?: From, opts: RcvOptions = {}): RcvResult {
-  const c = countersOf(engine).rcv;
-  c.packets++;
+  const c = opts.dryRun ? undefined : countersOf(engine).rcv;
+  if (c) c.packets++;
   const r = receive(engine, packet, from, opts);
+  if (opts.trace) {
+    opts.trace(r.ok
+      ? { step: 'deliver', kind: r.kind, bytes: r.packet.length }
+      : { step: 'drop', reason: r.reason, ...(r.said ? { said: formatSaidOld(r.said) } : {}) });
+  }
+  if (!c) return r;
   if (!r.ok) countDrop(c, r.reason);
   else if (r.kind === 'ipsec') c.ipsec++;
   else c.passed++;
   return r;
 }
 
+/**
+ * The replay window as a trace uses it: the check is recorded for the trace's replay
+ * step, and the update (made only after the ICV verified, so it also tells the ICV
+ * verdict) reaches the window unless this is a dry run.
+ */
+class TracedReplay implements ReplayGuard {
+  seq = 0;
+  checked: ReplayCheck | undefined;
+  updated = false;
+  constructor(readonly window: ReplayWindow, private readonly dryRun: boolean) {}
+  check(seqLo: number): ReplayCheck {
+    this.seq = seqLo;
+    this.checked = this.window.check(seqLo);
+    return this.checked;
+  }
+  update(seqHi: number, seqLo: number): boolean {
+    this.updated = true;
+    return this.dryRun || this.window.update(seqHi, seqLo);
+  }
+}
+
+/** Drops an ESP/AH input can only reach after the ICV verified (the payload was read). */
+const AFTER_ICV: ReadonlySet<Reason> = new Set<Reason>(['bad-padding', 'dummy', 'bad-next-header', 'too-big']);
+
+/** The trace's replay and ICV steps for an ESP/AH decapsulation that used `guard`. */
+function traceVerdicts(trace: TraceSink, sa: SA, guard: TracedReplay, r: { ok: boolean; reason?: Reason }): void {
+  const said = formatSaidOld(sa.said);
+  const c = guard.checked;
+  if (!c) return; // refused before the replay check (too short, fragment)
+  trace({ step: 'replay', said, seq: guard.seq, window: guard.window.size, verdict: c.ok ? 'ok' : c.reason as 'replay' | 'replay-stale' });
+  if (!c.ok) return;
+  const p = prepareSA(runtimeOf(sa).tsa);
+  if (p.ok && p.prepared.icvBytes === 0) trace({ step: 'icv', said, verdict: 'none' });
+  else if (r.reason === 'icv') trace({ step: 'icv', said, verdict: 'failed' });
+  else if (guard.updated || r.ok || AFTER_ICV.has(r.reason!)) trace({ step: 'icv', said, verdict: 'ok' });
+}
+
 function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opts: RcvOptions): RcvResult {
+  const trace = opts.trace;
   const first = parseIp(packet);
   if (!first.ok) return first;
   let pkt: Buffer = first.ip.bytes;
@@ -94,6 +148,7 @@ function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opt
     if (nh.offset + 4 > pkt.length || pkt.readUInt16BE(nh.offset + 2) !== natTPort) return { ok: true, kind: 'not-ipsec', packet: pkt };
     const d = nattDecap(pkt);
     if (!d.ok) return d;
+    trace?.({ step: 'natt', kind: d.kind, sport: d.sport, dport: d.dport });
     if (d.kind !== 'esp') return { ok: true, kind: d.kind, packet: pkt };
     natt = from ?? { addr: formatAddress(ip.version === 4 ? AF_INET : AF_INET6, ip.src), port: d.sport };
     const p = parseIp(d.packet);
@@ -114,23 +169,33 @@ function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opt
       if (spi === undefined) return { ok: false, reason: 'too-short' };
       const said: Said = { proto: nh.proto, spi, dst: formatAddress(family, ip.dst) };
       const sa = engine.sadb.get(said);
-      if (!sa || sa.state === SADB_SASTATE_LARVAL) {
+      const usable = sa !== undefined && sa.state !== SADB_SASTATE_LARVAL;
+      if (trace) trace(usable ? { step: 'lookup', said: formatSaidOld(said), found: true, xform: xformName(sa) } : { step: 'lookup', said: formatSaidOld(said), found: false });
+      if (!usable) {
         // After an IPIP decapsulation, IPsec for someone else is forwarded, not ours to drop.
         if (prev && !prev.next) return { ok: true, kind: 'ipsec', packet: pkt, sas };
         return { ok: false, reason: 'no-sa', said };
       }
       if (prev) {
         const expect = skipComp(prev.next, nh.proto);
-        if (expect !== sa && prev.next) return { ok: false, reason: 'policy', said };
+        const ok = expect === sa || !prev.next;
+        trace?.({ step: 'policy', said: formatSaidOld(said), check: 'chain', ok });
+        if (!ok) return { ok: false, reason: 'policy', said };
       }
-      if (natt && !prev && !sa.natT && !opts.udpCarrier) return { ok: false, reason: 'policy', said };
+      if (natt && !prev && !opts.udpCarrier) {
+        trace?.({ step: 'policy', said: formatSaidOld(said), check: 'natt', ok: sa.natT !== undefined });
+        if (!sa.natT) return { ok: false, reason: 'policy', said };
+      }
       const arrived = pkt.length;
-      const r = decap(sa, pkt);
+      const guard = trace || opts.dryRun ? new TracedReplay(runtimeOf(sa).replay, opts.dryRun === true) : undefined;
+      const r = decap(sa, pkt, guard);
+      if (trace && guard && sa.said.proto !== IPPROTO_COMP) traceVerdicts(trace, sa, guard, r);
       if (!r.ok) return { ok: false, reason: r.reason, said };
       if (natt && !prev && sa.natT && (natt.addr !== sa.src.addr || natt.port !== sa.natT.sport)) {
-        if (engine.natTNewMapping(sa.said, natt.addr, natt.port)) countersOf(engine).natTMappings++;
+        trace?.({ step: 'mapping', said: formatSaidOld(said), addr: natt.addr, port: natt.port, sent: !opts.dryRun });
+        if (!opts.dryRun && engine.natTNewMapping(sa.said, natt.addr, natt.port)) countersOf(engine).natTMappings++;
       }
-      engine.countTraffic(sa.said, arrived, 1);
+      if (!opts.dryRun) engine.countTraffic(sa.said, arrived, 1);
       sas.push(sa.said);
       prev = sa;
       const p = parseIp(r.packet);
@@ -138,6 +203,7 @@ function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opt
       pkt = p.ip.bytes;
       ip = p.ip;
       if (natt && r.nextHeader !== undefined && (r.nextHeader === IPPROTO_TCP || r.nextHeader === IPPROTO_UDP)) nattTransportFixup(pkt);
+      trace?.({ step: 'decap', said: formatSaidOld(said), xform: xformName(sa), before: arrived, after: pkt.length, nextHeader: r.nextHeader ?? ip.protocol });
       nh = nextHeader(ip);
       continue;
     }
@@ -146,11 +212,17 @@ function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opt
     if (nh && (nh.proto === IPPROTO_IPIP || nh.proto === IPPROTO_IPV6) && tun && tun.said.proto === IPPROTO_IPIP) {
       const arrived = pkt.length;
       const d = ipipDecap(runtimeOf(tun).tsa, pkt);
+      if (trace && (d.ok || d.reason === 'policy')) trace({ step: 'policy', said: formatSaidOld(tun.said), check: 'source', ok: d.ok });
       if (!d.ok) return { ok: false, reason: d.reason, said: tun.said };
       const inner = parseIp(d.packet);
       if (!inner.ok) return inner;
-      if (tun.inbound && !insidePolicy(tun.inbound, inner.ip)) return { ok: false, reason: 'policy', said: tun.said };
-      engine.countTraffic(tun.said, arrived, 1);
+      if (tun.inbound) {
+        const ok = insidePolicy(tun.inbound, inner.ip);
+        trace?.({ step: 'policy', said: formatSaidOld(tun.said), check: 'inflow', ok });
+        if (!ok) return { ok: false, reason: 'policy', said: tun.said };
+      }
+      if (!opts.dryRun) engine.countTraffic(tun.said, arrived, 1);
+      trace?.({ step: 'decap', said: formatSaidOld(tun.said), xform: xformName(tun), before: arrived, after: inner.ip.bytes.length, nextHeader: nh.proto });
       sas.push(tun.said);
       prev = tun;
       pkt = inner.ip.bytes;
@@ -158,10 +230,12 @@ function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opt
       nh = nextHeader(ip);
       // Loop again only for IPsec addressed to an SA of ours (checked at the lookup).
       if (nh && (nh.proto === IPPROTO_ESP || nh.proto === IPPROTO_AH || nh.proto === IPPROTO_COMP)) continue;
+      trace?.({ step: 'policy', said: formatSaidOld(tun.said), check: 'complete', ok: !tun.next });
       if (tun.next) return { ok: false, reason: 'policy', said: tun.said };
       return { ok: true, kind: 'ipsec', packet: pkt, sas };
     }
     // KLIPS: a chain not used to its end is "incomplete policy" (IPCOMP alone may be left over).
+    if (prev) trace?.({ step: 'policy', said: formatSaidOld(prev.said), check: 'complete', ok: !tun });
     if (tun) return { ok: false, reason: 'policy', said: prev!.said };
     return { ok: true, kind: 'ipsec', packet: pkt, sas };
   }
@@ -179,13 +253,14 @@ function spiAt(b: Buffer, proto: number, off: number): number | undefined {
   return off + 4 <= b.length ? b.readUInt16BE(off + 2) : undefined;
 }
 
-function decap(sa: SA, pkt: Buffer): { ok: true; packet: Buffer; nextHeader?: number } | { ok: false; reason: PathDropReason } {
+/** One SA's decapsulation; `guard` stands in for the SA's replay window when tracing. */
+function decap(sa: SA, pkt: Buffer, guard?: ReplayGuard): { ok: true; packet: Buffer; nextHeader?: number } | { ok: false; reason: PathDropReason } {
   const rt = runtimeOf(sa);
   switch (sa.said.proto) {
     case IPPROTO_ESP:
-      return espInput(rt.tsa, pkt, { mode: 'transport', replay: rt.replay });
+      return espInput(rt.tsa, pkt, { mode: 'transport', replay: guard ?? rt.replay });
     case IPPROTO_AH:
-      return ahInput(rt.tsa, pkt, { mode: 'transport', replay: rt.replay });
+      return ahInput(rt.tsa, pkt, { mode: 'transport', replay: guard ?? rt.replay });
     case IPPROTO_COMP:
       return ipcompDecompress(rt.tsa, pkt);
     default:

@@ -21,7 +21,17 @@ const TWO32 = 2 ** 32;
 
 export type ReplayCheck = { readonly ok: true; readonly seqHi: number } | Drop;
 
-export class ReplayWindow {
+/**
+ * What the ESP/AH input transforms ask of a replay window: check before the ICV, update
+ * after it. A ReplayWindow is one; the paths' trace wraps one to record the check and,
+ * in a dry run, to leave the window as it was.
+ */
+export interface ReplayGuard {
+  check(seqLo: number): ReplayCheck;
+  update(seqHi: number, seqLo: number): boolean;
+}
+
+export class ReplayWindow implements ReplayGuard {
   readonly size: number;
   readonly esn: boolean;
   /** Highest sequence number authenticated so far (0:0 before the first packet). */

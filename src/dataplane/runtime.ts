@@ -24,9 +24,10 @@ import fs from 'node:fs';
 import type { Engine } from '../engine/engine.js';
 import type { Eroute } from '../spd/eroute-table.js';
 import { AF_INET, AF_INET6 } from '../wire/index.js';
-import { Carrier, HEADROOM, type CarrierStats, type Encap } from './carrier.js';
+import { Carrier, HEADROOM, type CarrierStats } from './carrier.js';
+import { DEFAULT_RUNTIME, type Encap, type RuntimeOptions } from './runtime-options.js';
 
-export type { Encap };
+export { DEFAULT_RUNTIME, type Encap, type RuntimeOptions };
 import {
   EAGAIN, EINTR, O_CLOEXEC, O_NONBLOCK, POLLIN, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, errnoText, libc, type Libc,
 } from './libc.js';
@@ -36,42 +37,6 @@ import { openTun, type TunDevice } from './tun.js';
 import { xmit } from './xmit.js';
 
 const IPPROTO_RAW = 255;
-
-export interface RuntimeOptions {
-  /** The TUN device's name (KLIPS: ipsec0). */
-  interface: string;
-  mtu: number;
-  encap: Encap;
-  /** UDP carrier: the port listened on and sent to (RFC 3948: 4500). */
-  udpPort: number;
-  /** Datagrams per recvmmsg/sendmmsg, and TUN reads per turn divided by 4. */
-  batch: number;
-  /** SO_RCVBUF/SO_SNDBUF for the carriers (bytes; 0: the system's default). */
-  socketBuffer: number;
-  /**
-   * For this long (ms) after the last packet, the runtime waits for the next one with a
-   * blocking poll on the event loop's own thread, up to `waitMs` at a time, instead of the
-   * thread pool's: a wake costs one sleeping thread (50–300 µs on a VM's idle vCPU) instead
-   * of two. PF_KEY messages and timers then wait at most waitMs.
-   */
-  activeMs: number;
-  waitMs: number;
-  /** Address families to carry ESP over (a family whose socket cannot open is left out, logged). */
-  families: readonly number[];
-  log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
-}
-
-export const DEFAULT_RUNTIME: Omit<RuntimeOptions, 'log'> = {
-  interface: 'ipsec0',
-  mtu: 1400,
-  encap: 'udp',
-  udpPort: 4500,
-  batch: 64,
-  socketBuffer: 4 << 20,
-  activeMs: 50,
-  waitMs: 1,
-  families: [AF_INET, AF_INET6],
-};
 
 /** Drops the runtime itself makes, past the paths' own counters. */
 export interface RuntimeDrops {
@@ -125,6 +90,8 @@ export class DataplaneRuntime {
   private polling = false;
   private pollDone: (() => void) | undefined;
   private readonly turnBudget: number;
+  private readonly waitSpec = Buffer.alloc(16);
+  private turnEnds = 0;
   private readonly counters = {
     tunRead: 0, tunWritten: 0, turns: 0, wakes: 0, busyTurns: 0,
     drops: { noCarrier: 0, tooBig: 0, txRefused: 0, truncated: 0, tunWrite: 0, passUnsent: 0 } as RuntimeDrops,
@@ -153,6 +120,7 @@ export class DataplaneRuntime {
     }
     this.tunBuf = Buffer.allocUnsafeSlow(65536);
     this.turnBudget = o.batch * 4;
+    this.waitSpec.writeBigInt64LE(BigInt(o.waitMicros * 1000), 8);
     const fds = [this.wake[0], this.tun.fd, ...[...this.carriers.values()].map((k) => k.fd)];
     this.nfds = fds.length;
     this.pollfds = Buffer.alloc(8 * fds.length);
@@ -197,6 +165,7 @@ export class DataplaneRuntime {
     this.counters.turns++;
     let busy = false;
     const before = this.counters.tunRead + this.received();
+    this.turnEnds = performance.now() + this.o.turnMs;
     try {
       busy = this.outbound() || busy;
       for (const k of this.carriers.values()) busy = this.inbound(k) || busy;
@@ -210,7 +179,7 @@ export class DataplaneRuntime {
       this.counters.busyTurns++;
       setImmediate(this.turn);
     } else if (now - this.lastPacket < this.o.activeMs) {
-      this.c.poll(this.pollfds, this.nfds, this.o.waitMs);
+      this.c.ppoll(this.pollfds, this.nfds, this.waitSpec, null);
       setImmediate(this.turn);
     } else {
       this.arm();
@@ -237,6 +206,7 @@ export class DataplaneRuntime {
       }
       this.counters.tunRead++;
       this.send(this.tunBuf.subarray(0, n));
+      if ((i & 15) === 15 && performance.now() > this.turnEnds) return true;
     }
     return true;
   }
@@ -273,7 +243,7 @@ export class DataplaneRuntime {
         if (r.ok && r.kind === 'ipsec') this.writeTun(r.packet);
       }
       full = n === k.o.batch;
-      if (!full) break;
+      if (!full || performance.now() > this.turnEnds) break;
     }
     return full;
   }

@@ -14,15 +14,22 @@
  * passed the IPv4 numbers to icmpv6_send, which we do not copy); %hold → the packet is
  * kept on the eroute as its last packet (KLIPS er_last); %trap / %trapsubnet →
  * engine.acquire, which sends one ACQUIRE and turns the trap into a %hold keeping the packet.
+ *
+ * With opts.dryRun (klips trace without --count) nothing changes: the eroute is looked up
+ * without counting, each ESP/AH SA uses its next sequence number without storing it, no
+ * traffic or path counter moves, no packet is held and no ACQUIRE is sent (the trace says
+ * whether one would be). opts.trace, when given, receives each stage as a TraceStep;
+ * without it the path builds no step objects.
  */
 
 import type { Engine } from '../engine/engine.js';
-import type { Eroute } from '../spd/eroute-table.js';
+import { xformName } from '../engine/views.js';
+import { formatEroute, type Eroute } from '../spd/eroute-table.js';
 import type { SA } from '../sadb/sadb.js';
-import type { Said } from '../sadb/said.js';
+import { formatSaidOld, type Said } from '../sadb/said.js';
 import {
   AF_INET, AF_INET6, IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, IPPROTO_INT, IPPROTO_IPIP, PfkeyError,
-  SADB_SASTATE_LARVAL, SPI_DROP, SPI_HOLD, SPI_PASS, SPI_REJECT, SPI_TRAP, SPI_TRAPSUBNET,
+  SADB_SASTATE_LARVAL, SADB_SATYPE_ESP, SPI_DROP, SPI_HOLD, SPI_PASS, SPI_REJECT, SPI_TRAP, SPI_TRAPSUBNET,
 } from '../wire/index.js';
 import { formatAddress } from '../wire/sockaddr.js';
 import { countDrop, countersOf, type PathDropReason } from './counters.js';
@@ -38,6 +45,7 @@ import {
 import { runtimeOf } from './sa-adapter.js';
 import { sendableSeq } from './sa.js';
 import type { Result } from './drop.js';
+import type { PathOptions, TraceStep } from './trace.js';
 
 /** A packet to put on the wire. */
 export interface OutPacket {
@@ -52,13 +60,15 @@ export type XmitResult =
   | { readonly ok: true; action: 'pass' | 'ipsec'; out: OutPacket; eroute: Eroute; sas: Said[] }
   | {
     readonly ok: false; reason: PathDropReason; eroute?: Eroute;
+    /** The SA whose transform failed. */
+    said?: Said;
     /** %reject: the ICMP unreachable to deliver back to the sender. */
     icmp?: Buffer;
     /** %trap: the ACQUIRE's seq. */
     acquireSeq?: number;
   };
 
-export interface XmitOptions {
+export interface XmitOptions extends PathOptions {
   /** %reject: the ICMP's source address (default: the packet's destination). */
   icmpSource?: Uint8Array;
 }
@@ -67,6 +77,7 @@ type Fail = Extract<XmitResult, { ok: false }>;
 
 /** Send `packet` (a whole IPv4/IPv6 packet from the host or a protected subnet) out through `engine`'s tables. */
 export function xmit(engine: Engine, packet: Uint8Array, opts: XmitOptions = {}): XmitResult {
+  if (opts.dryRun || opts.trace) return traced(engine, packet, opts);
   const c = countersOf(engine).xmit;
   c.packets++;
   const r = route(engine, packet, opts);
@@ -76,6 +87,24 @@ export function xmit(engine: Engine, packet: Uint8Array, opts: XmitOptions = {})
   } else {
     countDrop(c, r.reason);
     if (r.icmp) countersOf(engine).icmpSent++;
+  }
+  return r;
+}
+
+/** xmit for klips trace: the same path, the outcome reported as a last step, counted only when not a dry run. */
+function traced(engine: Engine, packet: Uint8Array, opts: XmitOptions): XmitResult {
+  const c = opts.dryRun ? undefined : countersOf(engine);
+  if (c) c.xmit.packets++;
+  const r = route(engine, packet, opts);
+  if (r.ok) {
+    opts.trace?.({ step: 'send', dst: r.out.dst, bytes: r.out.packet.length, ...(r.out.natTPort !== undefined ? { natTPort: r.out.natTPort } : {}) });
+    if (c) c.xmit[r.action === 'pass' ? 'passed' : 'ipsec']++;
+  } else {
+    opts.trace?.({ step: 'drop', reason: r.reason, ...(r.said ? { said: formatSaidOld(r.said) } : {}) });
+    if (c) {
+      countDrop(c.xmit, r.reason);
+      if (r.icmp) c.icmpSent++;
+    }
   }
   return r;
 }
@@ -95,22 +124,24 @@ export function selectorText(sel: Selector): { family: number; src: string; dst:
 function route(engine: Engine, packet: Uint8Array, opts: XmitOptions): XmitResult {
   const s = selectorOf(packet);
   if (!s.ok) return fail(s.reason);
-  const eroute = engine.route(s.selector);
+  const eroute = opts.dryRun ? engine.spd.lookup(s.selector) : engine.route(s.selector);
+  opts.trace?.({ step: 'eroute', eroute: eroute ? formatEroute(eroute) : null });
   if (!eroute) return fail('no-eroute');
   if (eroute.said.proto === IPPROTO_INT) return shunt(engine, eroute, s.selector, packet, opts);
   const sa = engine.sadb.get(eroute.said);
   if (!sa || sa.state === SADB_SASTATE_LARVAL) return fail('no-eroute-sa', { eroute });
-  if (!protectedChainIntact(eroute, sa)) return fail('no-eroute-sa', { eroute });
+  if (!protectedChainIntact(eroute, sa, opts.dryRun === true)) return fail('no-eroute-sa', { eroute });
   const sas: Said[] = [];
   let pkt: Buffer = Buffer.from(packet.buffer, packet.byteOffset, packet.byteLength);
   let natTPort: number | undefined;
   for (let x: SA | undefined = sa; x; x = x.next) {
-    const r = apply(x, pkt);
-    if (!r.ok) return fail(r.reason, { eroute });
+    const r = apply(x, pkt, opts.dryRun === true);
+    if (!r.ok) return fail(r.reason, { eroute, said: x.said });
+    if (opts.trace) opts.trace(saStep(x, pkt.length, r, opts.dryRun === true));
     pkt = r.packet;
     if (r.natTPort !== undefined) natTPort = r.natTPort;
     sas.push(x.said);
-    engine.countTraffic(x.said, pkt.length, 1);
+    if (!opts.dryRun) engine.countTraffic(x.said, pkt.length, 1);
   }
   const p = parseIp(pkt);
   if (!p.ok) return fail(p.reason, { eroute });
@@ -127,25 +158,34 @@ function route(engine: Engine, packet: Uint8Array, opts: XmitOptions): XmitResul
  */
 const protectedEroutes = new WeakSet<Eroute>();
 
-function protectedChainIntact(eroute: Eroute, sa: SA): boolean {
+function protectedChainIntact(eroute: Eroute, sa: SA, dryRun: boolean): boolean {
   let prot = false;
   for (let x: SA | undefined = sa; x; x = x.next) if (x.said.proto === IPPROTO_ESP || x.said.proto === IPPROTO_AH) prot = true;
-  if (prot) protectedEroutes.add(eroute);
+  if (prot && !dryRun) protectedEroutes.add(eroute);
   return prot || !protectedEroutes.has(eroute);
 }
 
-/** One SA's transform on the way out. */
-function apply(sa: SA, pkt: Buffer): Result<{ packet: Buffer; natTPort?: number }> {
+type Applied = { packet: Buffer; natTPort?: number; compressed?: boolean };
+
+/** The trace step of one SA applied: sizes, and the sequence number an ESP/AH SA used. */
+function saStep(sa: SA, before: number, r: Applied, dryRun: boolean): TraceStep {
+  const step: TraceStep & { step: 'sa' } = { step: 'sa', said: formatSaidOld(sa.said), xform: xformName(sa), before, after: r.packet.length };
+  if (sa.said.proto === IPPROTO_ESP || sa.said.proto === IPPROTO_AH) step.seq = runtimeOf(sa).seq + (dryRun ? 1 : 0);
+  if (r.compressed !== undefined) step.compressed = r.compressed;
+  if (r.natTPort !== undefined) step.natTPort = r.natTPort;
+  return step;
+}
+
+/** One SA's transform on the way out; a dry run uses the next sequence number without storing it. */
+function apply(sa: SA, pkt: Buffer, dryRun: boolean): Result<Applied> {
   if (sa.state === SADB_SASTATE_LARVAL) return { ok: false, reason: 'no-sa' };
   const rt = runtimeOf(sa);
   const tsa = rt.tsa;
   switch (sa.said.proto) {
     case IPPROTO_IPIP:
       return ipipEncap(tsa, pkt);
-    case IPPROTO_COMP: {
-      const r = ipcompCompress(tsa, pkt);
-      return r.ok ? { ok: true, packet: r.packet } : r;
-    }
+    case IPPROTO_COMP:
+      return ipcompCompress(tsa, pkt);
     case IPPROTO_ESP:
     case IPPROTO_AH: {
       const seq = rt.seq + 1;
@@ -154,7 +194,7 @@ function apply(sa: SA, pkt: Buffer): Result<{ packet: Buffer; natTPort?: number 
         ? espOutput(tsa, pkt, { mode: 'transport', seq })
         : ahOutput(tsa, pkt, { mode: 'transport', seq });
       if (!r.ok) return r;
-      rt.seq = seq;
+      if (!dryRun) rt.seq = seq;
       if (sa.said.proto === IPPROTO_ESP && tsa.natT) {
         const u = nattEncap(tsa, r.packet);
         return u.ok ? { ok: true, packet: u.packet, natTPort: tsa.natT.dport } : u;
@@ -172,26 +212,38 @@ function shunt(engine: Engine, eroute: Eroute, sel: Selector, packet: Uint8Array
       return { ok: true, action: 'pass', out: { packet: Buffer.from(packet.buffer, packet.byteOffset, packet.byteLength), dst: formatAddress(sel.family, sel.dst) }, eroute, sas: [] };
     case SPI_REJECT: {
       const icmp = rejectIcmp(packet, opts.icmpSource);
+      if (icmp && opts.trace) opts.trace({ step: 'icmp', dst: formatAddress(sel.family, sel.src), ...REJECT_ICMP[sel.family === AF_INET ? 4 : 6], bytes: icmp.length });
       return fail('shunt-reject', icmp ? { eroute, icmp } : { eroute });
     }
     case SPI_HOLD:
       // KLIPS keeps the last packet on a %hold eroute (er_last) and frees the one before.
-      eroute.held = Uint8Array.from(packet);
+      if (!opts.dryRun) eroute.held = Uint8Array.from(packet);
+      opts.trace?.({ step: 'hold', kept: !opts.dryRun });
       return fail('hold', { eroute });
     case SPI_TRAP:
     case SPI_TRAPSUBNET:
+      if (opts.dryRun) {
+        const listeners = engine.registeredFor(SADB_SATYPE_ESP).length;
+        opts.trace?.({ step: 'acquire', sent: false, listeners });
+        return fail(listeners ? 'trap' : 'no-listener', { eroute });
+      }
       try {
         const acquireSeq = engine.acquire(selectorText(sel), eroute, Uint8Array.from(packet));
+        if (opts.trace) opts.trace({ step: 'acquire', sent: true, listeners: engine.registeredFor(SADB_SATYPE_ESP).length, seq: acquireSeq });
         return fail('trap', { eroute, acquireSeq });
       } catch (e) {
-        if (e instanceof PfkeyError) return fail('no-listener', { eroute });
-        throw e;
+        if (!(e instanceof PfkeyError)) throw e;
+        opts.trace?.({ step: 'acquire', sent: false, listeners: 0 });
+        return fail('no-listener', { eroute });
       }
     case SPI_DROP:
     default:
       return fail('shunt-drop', { eroute });
   }
 }
+
+/** What %reject answers, by IP version: ICMP 3/13 (KLIPS), ICMPv6 1/1 (RFC 4443). */
+export const REJECT_ICMP = { 4: { type: 3, code: 13 }, 6: { type: 1, code: 1 } } as const;
 
 /** ICMPv4 types that are errors (RFC 1122 §3.2.2: never answer an error with an error). */
 const ICMP_ERRORS = new Set([3, 4, 5, 11, 12]);
@@ -215,8 +267,8 @@ export function rejectIcmp(packet: Uint8Array, source?: Uint8Array): Buffer | un
     if (u.at.protocol === IPPROTO_ICMP && (u.at.offset >= b.length || ICMP_ERRORS.has(b[u.at.offset]))) return undefined;
     const quoted = b.subarray(0, Math.min(b.length, ip.headerLength + 8));
     const icmp = Buffer.alloc(8 + quoted.length);
-    icmp[0] = 3;
-    icmp[1] = 13;
+    icmp[0] = REJECT_ICMP[4].type;
+    icmp[1] = REJECT_ICMP[4].code;
     quoted.copy(icmp, 8);
     icmp.writeUInt16BE(internetChecksum(icmp, 0, icmp.length), 2);
     const h = buildIPv4Header({ tos: 0, id: 0, flags: 0, ttl: 64, protocol: IPPROTO_ICMP, src, dst: ip.src, payloadLength: icmp.length });
@@ -225,8 +277,8 @@ export function rejectIcmp(packet: Uint8Array, source?: Uint8Array): Buffer | un
   if (u.at.protocol === IPPROTO_ICMPV6 && (u.at.offset >= b.length || b[u.at.offset] < 128)) return undefined;
   const quoted = b.subarray(0, Math.min(b.length, IPV6_MIN_MTU - IPV6_HEADER_BYTES - 8));
   const icmp = Buffer.alloc(8 + quoted.length);
-  icmp[0] = 1;
-  icmp[1] = 1;
+  icmp[0] = REJECT_ICMP[6].type;
+  icmp[1] = REJECT_ICMP[6].code;
   quoted.copy(icmp, 8);
   const h = buildIPv6Header({ trafficClass: 0, flowLabel: 0, hopLimit: 64, nextHeader: IPPROTO_ICMPV6, src, dst: ip.src, payloadLength: icmp.length });
   const out = Buffer.concat([h, icmp]);

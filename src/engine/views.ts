@@ -31,8 +31,8 @@ export const VIEW_NAMES = [
 ] as const;
 export type ViewName = (typeof VIEW_NAMES)[number];
 
-export interface View {
-  view: ViewName;
+export interface View<N extends string = ViewName> {
+  view: N;
   /** The /proc-style text, newline-terminated lines (empty string for an empty table). */
   text: string;
   data: unknown;

@@ -718,6 +718,18 @@ function procSaid(s: Said): string {
  * Example: "42         10.1.2.0/24        -> 172.16.0.0/16      => esp0x1234@192.0.2.2"
  */
 export function formatErouteProc(e: Eroute): string {
+  const x = erouteEnds(e);
+  return `${String(e.packets).padEnd(10)} ${x.src.padEnd(18)} -> ${x.dst.padEnd(18)} => ${x.said}`;
+}
+
+/** An eroute as /proc writes it but without the count and padding: "10.1.0.0/16 -> 10.2.0.0/16 => tun0x200@192.0.2.2". */
+export function formatEroute(e: Eroute): string {
+  const x = erouteEnds(e);
+  return `${x.src} -> ${x.dst} => ${x.said}`;
+}
+
+/** The source, destination and SAID texts of an eroute's /proc line (see formatErouteProc). */
+function erouteEnds(e: Eroute): { src: string; dst: string; said: string } {
   const f = e.flow;
   let src = `${f.src}/${f.srcPrefix}`;
   let dst = `${f.dst}/${f.dstPrefix}`;
@@ -725,5 +737,5 @@ export function formatErouteProc(e: Eroute): string {
   if (f.sport !== 0) src = v6 ? `[${src}]:${f.sport}` : `${src}:${f.sport}`;
   if (f.dport !== 0) dst = v6 ? `[${dst}]:${f.dport}` : `${dst}:${f.dport}`;
   const proto = f.proto !== 0 ? `:${f.proto}` : '';
-  return `${String(e.packets).padEnd(10)} ${src.padEnd(18)} -> ${dst.padEnd(18)} => ${procSaid(e.said)}${proto}`;
+  return { src, dst, said: `${procSaid(e.said)}${proto}` };
 }

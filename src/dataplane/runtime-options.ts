@@ -1,0 +1,48 @@
+/**
+ * The data plane runtime's options and their defaults, apart from the runtime itself so
+ * that klipsd can name them in its usage without loading the data plane (which it does
+ * only with --dataplane).
+ */
+
+import { AF_INET, AF_INET6 } from '../wire/index.js';
+
+export type Encap = 'udp' | 'raw';
+
+export interface RuntimeOptions {
+  /** The TUN device's name (KLIPS: ipsec0). */
+  interface: string;
+  mtu: number;
+  encap: Encap;
+  /** UDP carrier: the port listened on and sent to (RFC 3948: 4500). */
+  udpPort: number;
+  /** Datagrams per recvmmsg/sendmmsg, and TUN reads per turn divided by 4. */
+  batch: number;
+  /** SO_RCVBUF/SO_SNDBUF for the carriers (bytes; 0: the system's default). */
+  socketBuffer: number;
+  /**
+   * For this long (ms) after the last packet, the runtime waits for the next one with a
+   * blocking poll on the event loop's own thread, up to `waitMicros` at a time, instead of
+   * the thread pool's: a wake costs one sleeping thread (50–300 µs on a VM's idle vCPU)
+   * instead of two. PF_KEY messages and timers then wait at most waitMicros longer.
+   */
+  activeMs: number;
+  waitMicros: number;
+  /** A turn stops taking packets after this long (ms), so PF_KEY messages wait at most about that. */
+  turnMs: number;
+  /** Address families to carry ESP over (a family whose socket cannot open is left out, logged). */
+  families: readonly number[];
+  log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export const DEFAULT_RUNTIME: Omit<RuntimeOptions, 'log'> = {
+  interface: 'ipsec0',
+  mtu: 1400,
+  encap: 'udp',
+  udpPort: 4500,
+  batch: 64,
+  socketBuffer: 4 << 20,
+  activeMs: 50,
+  waitMicros: 200,
+  turnMs: 1,
+  families: [AF_INET, AF_INET6],
+};
