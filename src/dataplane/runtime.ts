@@ -160,31 +160,56 @@ export class DataplaneRuntime {
     });
   }
 
+  /**
+   * One turn: drain what is ready, then, while packets flow, wait for more right here
+   * (ppoll, up to waitMicros) and drain again, until turnMs has passed; then the event loop
+   * runs (PF_KEY, timers) and the next turn follows at once. Idle for activeMs: back to
+   * the thread pool's poll.
+   */
   private readonly turn = (): void => {
     if (this.closed) return;
     this.counters.turns++;
-    let busy = false;
-    const before = this.counters.tunRead + this.received();
-    this.turnEnds = performance.now() + this.o.turnMs;
-    try {
-      busy = this.outbound() || busy;
-      for (const k of this.carriers.values()) busy = this.inbound(k) || busy;
-      this.flush();
-    } catch (e) {
-      this.o.log?.('error', `data plane turn failed: ${(e as Error).stack ?? String(e)}`);
-    }
-    const now = performance.now();
-    if (this.counters.tunRead + this.received() !== before) this.lastPacket = now;
-    if (busy) {
-      this.counters.busyTurns++;
-      setImmediate(this.turn);
-    } else if (now - this.lastPacket < this.o.activeMs) {
+    const start = performance.now();
+    this.turnEnds = start + this.o.turnMs;
+    let all = true;
+    for (;;) {
+      const before = this.counters.tunRead + this.received();
+      let busy = false;
+      try {
+        if (all || this.ready(1)) busy = this.outbound();
+        let i = 2;
+        for (const k of this.carriers.values()) if (all || this.ready(i++)) busy = this.inbound(k) || busy;
+        this.flush();
+      } catch (e) {
+        this.o.log?.('error', `data plane turn failed: ${(e as Error).stack ?? String(e)}`);
+      }
+      const now = performance.now();
+      if (this.counters.tunRead + this.received() !== before) this.lastPacket = now;
+      if (now >= this.turnEnds) {
+        if (busy) this.counters.busyTurns++;
+        setImmediate(this.turn);
+        return;
+      }
+      if (busy) {
+        all = true;
+        continue;
+      }
+      if (now - this.lastPacket >= this.o.activeMs) {
+        this.arm();
+        return;
+      }
+      const wait = Math.min(this.o.waitMicros, Math.ceil((this.turnEnds - now) * 1000));
+      this.waitSpec.writeBigInt64LE(BigInt(wait * 1000), 8);
+      all = false;
+      // (The wake pipe needs no look here: close() runs between turns, never during one.)
       this.c.ppoll(this.pollfds, this.nfds, this.waitSpec, null);
-      setImmediate(this.turn);
-    } else {
-      this.arm();
     }
   };
+
+  /** Whether pollfd i reported something (revents) at the last ppoll. */
+  private ready(i: number): boolean {
+    return this.pollfds.readInt16LE(i * 8 + 6) !== 0;
+  }
 
   private lastPacket = -Infinity;
 
