@@ -86,11 +86,18 @@ export class Measured {
  * close in time; a ratio is taken within each round (Measured.ratio) and the median of
  * those is reported, so a burst on a shared machine moves one round's pair, not one side
  * of a best-against-best comparison. `define` adds the tasks; it runs once per round.
+ * `beforeRound`, if given, runs at the start of each round (before `define`): work timed
+ * outside tinybench (a child process's figures, say) that is to be paired by round too.
  */
-export async function measure(opts: SuiteOptions, define: (bench: Bench) => void): Promise<Measured> {
+export async function measure(
+  opts: SuiteOptions,
+  define: (bench: Bench) => void,
+  beforeRound?: (round: number) => void | Promise<void>,
+): Promise<Measured> {
   const all = new Map<string, ResultRow[]>();
   const rounds = opts.rounds ?? 1;
   for (let round = 0; round < rounds; round++) {
+    await beforeRound?.(round);
     const bench = new Bench({
       time: opts.time / rounds,
       warmup: round === 0,
