@@ -1,7 +1,10 @@
 /**
- * The keyed work an ESP SA does per packet, behind one small interface so that another
- * implementation can stand beside node:crypto's (here). Which one new SAs use is a
- * process-wide choice (setEspCrypto).
+ * The keyed work an ESP SA does per packet, behind one small interface with two
+ * implementations: node:crypto (here; always available) and libcrypto's EVP called
+ * through koffi (evp.ts; a cipher context made once per SA and direction, and only a new
+ * IV per packet). Both give the same bytes and the same verdicts; which one new SAs use
+ * is a process-wide choice: $KLIPS_ESP_CRYPTO (`node` or `evp`) at start, else EVP where
+ * it loads and node:crypto where it does not, and setEspCrypto() at run time.
  *
  * The calls work on offsets into the caller's buffers so that a packet is encrypted in
  * place in the one buffer it is built in, with no slices per call where avoidable. IVs,
@@ -11,6 +14,7 @@
 
 import { createCipheriv, createDecipheriv, createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import { sameBytes, type AuthAlgorithm, type EncryptAlgorithm } from './algorithms.js';
+import { evpBackend, evpUnavailable } from './evp.js';
 
 /** One SA's cipher, both directions. */
 export interface SaCipher {
@@ -42,7 +46,7 @@ export interface CryptoBackend {
   mac(alg: AuthAlgorithm, key: Uint8Array): SaMac | undefined;
 }
 
-export type EspCryptoName = 'node';
+export type EspCryptoName = 'node' | 'evp';
 
 // ---------- node:crypto ----------
 
@@ -139,20 +143,37 @@ export const nodeBackend: CryptoBackend = {
 
 // ---------- the choice ----------
 
-let current: CryptoBackend = nodeBackend;
+let current: CryptoBackend | undefined;
+
+function initial(): CryptoBackend {
+  const want = process.env.KLIPS_ESP_CRYPTO;
+  if (want === 'node') return nodeBackend;
+  // 'evp', or no preference: EVP where libcrypto can be reached through koffi.
+  return evpUnavailable() ? nodeBackend : evpBackend();
+}
 
 /** The backend SAs are prepared with now. */
 export function espCryptoBackend(): CryptoBackend {
-  return current;
+  return (current ??= initial());
 }
 
-/** Which backend SAs are prepared with now. */
+/** Which backend SAs are prepared with now: 'evp' (libcrypto through koffi) or 'node' (node:crypto). */
 export function espCrypto(): EspCryptoName {
-  return current.name;
+  return espCryptoBackend().name;
 }
 
-/** Use `name` for every SA from now on. */
+/**
+ * Use `name` for every SA from now on (an SA prepared with the other keeps its objects
+ * and they are used again when it is switched back). Throws if 'evp' cannot be loaded.
+ */
 export function setEspCrypto(name: EspCryptoName): void {
-  if (name !== 'node') throw new Error(`no ESP crypto backend ${name}`);
-  current = nodeBackend;
+  if (name === 'node') {
+    current = nodeBackend;
+    return;
+  }
+  const why = evpUnavailable();
+  if (why) throw new Error(`libcrypto EVP unavailable: ${why}`);
+  current = evpBackend();
 }
+
+export { evpUnavailable };
