@@ -1,8 +1,9 @@
 /**
  * The data plane suite (src/dataplane): ESP encrypt and decrypt of whole IPv4 packets in
  * tunnel mode (espOutput: IPIP + ESP; espInput: replay check, ICV, decrypt, decap) at 64,
- * 512 and 1400 bytes, for AES-GCM-128 (16-byte ICV) and AES-CBC-128 + HMAC-SHA1-96, each
- * beside two floors from the same run:
+ * 512 and 1400 bytes, for AES-GCM-128 (16-byte ICV) and AES-CBC-128 + HMAC-SHA1-96, with
+ * each crypto backend of src/dataplane/cipher.ts (node:crypto, and libcrypto's EVP through
+ * koffi where it loads), each beside two floors from the same run:
  *
  * - the bare per-packet node:crypto loop: the calls a transform built on node:crypto
  *   cannot avoid (a cipher object per packet, since node:crypto cannot give an existing
@@ -17,21 +18,27 @@
  *   run, so its floor is the sum of the per-packet times of `-evp aes-128-cbc` and
  *   `-hmac sha1` over the bytes ESP's HMAC covers.
  *
- * Rates are packets/s; Gbit/s counts the inner packet's bytes for every column alike, so
- * ratios of Gbit/s are ratios of packets/s. Ratios are medians of per-round ratios.
+ * The floor and ours take turns batch by batch (harness interleave()), so load from other
+ * work on the machine falls on all of them alike. Rates are packets/s; Gbit/s counts the
+ * inner packet's bytes for every column alike, so ratios of Gbit/s are ratios of
+ * packets/s. Ratios are medians of per-round ratios. The suite also times one koffi call
+ * into libcrypto by itself (what each of the EVP backend's 4–5 calls per packet costs).
  *
  * Standalone: node --expose-gc dist/bench/dataplane.bench.js [--quick]
  */
 
 import { createCipheriv, createDecipheriv, createHmac, createSecretKey, randomFillSync } from 'node:crypto';
+import { createRequire } from 'node:module';
 import {
   SADB_AALG_NONE, SADB_AALG_SHA1HMAC, SADB_SATYPE_ESP, SADB_X_EALG_AESCBC, SADB_X_EALG_AES_GCM_ICV16,
 } from '../src/wire/index.js';
 import {
   ReplayWindow, buildIPv4Header, espInput, espOutput, type TransformSA,
 } from '../src/dataplane/index.js';
+import { espCrypto, setEspCrypto, type EspCryptoName } from '../src/dataplane/cipher.js';
+import { evpLibrary, evpUnavailable } from '../src/dataplane/evp.js';
 import {
-  allocationPerOp, batch, measure, paired, pairedExtra, percent, runAloneIfMain, type ResultRow, type Suite,
+  allocationPerOp, interleave, paired, pairedExtra, percent, runAloneIfMain, type BatchTask, type ResultRow, type Suite,
 } from './harness.js';
 import { opensslSpeed, opensslUnavailable, opensslVersion, type SpeedArgs } from './openssl.js';
 
@@ -151,9 +158,30 @@ function opensslPlan(gcm: boolean, encrypt: boolean, f: FloorBufs): Record<strin
 
 const gbit = (pps: number, size: number) => (pps * size * 8) / 1e9;
 
+/**
+ * What one call into libcrypto through koffi costs by itself: a call with no arguments
+ * (OpenSSL_version_num) and one with two buffers (CRYPTO_memcmp of 16 bytes). Undefined
+ * where koffi or libcrypto cannot be loaded.
+ */
+function ffiCallTasks(): BatchTask[] | undefined {
+  if (evpUnavailable()) return undefined;
+  type Koffi = { load(p: string | null): { func(decl: string): (...a: unknown[]) => number } };
+  const koffi = createRequire(import.meta.url)('koffi') as Koffi;
+  const lib = koffi.load(process.env.KLIPS_LIBCRYPTO ?? null);
+  const version = lib.func('unsigned long OpenSSL_version_num(void)');
+  const memcmp = lib.func('int CRYPTO_memcmp(const uint8_t *a, const uint8_t *b, size_t len)');
+  const a = Buffer.alloc(16, 1);
+  const b2 = Buffer.alloc(16, 1);
+  const n = 1000;
+  return [
+    { name: 'koffi call: OpenSSL_version_num()', n, batch: () => { for (let i = 0; i < n; i++) sink += version(); } },
+    { name: 'koffi call: CRYPTO_memcmp(buf, buf, 16)', n, batch: () => { for (let i = 0; i < n; i++) sink += memcmp(a, b2, 16) + 1; } },
+  ];
+}
+
 export const suite: Suite = {
   name: 'dataplane',
-  description: 'ESP tunnel-mode encrypt/decrypt of IPv4 packets (GCM-128, CBC-128+SHA1) vs the bare node:crypto loop and openssl speed',
+  description: "ESP tunnel-mode encrypt/decrypt of IPv4 packets (GCM-128, CBC-128+SHA1; node:crypto and EVP) vs the bare node:crypto loop and openssl speed",
   async run(opts) {
     const cases = SAS.flatMap(({ name, sa }) => SIZES.map((size) => {
       const gcm = name === 'AES-GCM-128';
@@ -194,58 +222,52 @@ export const suite: Suite = {
       }
     };
 
+    // Ours with each crypto backend there is (cipher.ts); the floor is node:crypto's.
+    const backends: EspCryptoName[] = evpUnavailable() ? ['node'] : ['node', 'evp'];
+    const initialBackend = espCrypto();
+    const label = (b: EspCryptoName) => (b === 'evp' ? 'EVP' : 'node:crypto');
     let seq = 1;
-    const measured = await measure(opts, (bench) => {
-      for (const c of cases) {
-        const f = c.floor;
-        if (c.gcm) {
-          bench.add(T(c, 'encrypt floor'), () => {
-            const t0 = bench.now();
-            for (let i = 0; i < N; i++) gcmSealFloor(f);
-            return batch(bench.now() - t0, N);
-          });
-        } else {
-          bench.add(T(c, 'encrypt floor'), () => {
-            const t0 = bench.now();
-            for (let i = 0; i < N; i++) cbcSealFloor(f);
-            return batch(bench.now() - t0, N);
-          });
-        }
-        bench.add(T(c, 'espOutput'), () => {
-          const t0 = bench.now();
-          for (let i = 0; i < N; i++) {
-            const r = espOutput(c.sa, c.inner, { mode: 'tunnel', seq: (seq = (seq % 0xfffffffe) + 1), tunnel: { id: 1 } });
-            if (r.ok) sink += r.packet.length;
-          }
-          return batch(bench.now() - t0, N);
-        });
-        if (c.gcm) {
-          bench.add(T(c, 'decrypt floor'), () => {
-            const t0 = bench.now();
-            for (let i = 0; i < N; i++) gcmOpenFloor(f);
-            return batch(bench.now() - t0, N);
-          });
-        } else {
-          bench.add(T(c, 'decrypt floor'), () => {
-            const t0 = bench.now();
-            for (let i = 0; i < N; i++) cbcOpenFloor(f);
-            return batch(bench.now() - t0, N);
-          });
-        }
-        const pkts = inbound.get(c)!;
-        bench.add(T(c, 'espInput'), () => {
-          // A fresh window per batch, so the same N packets are new to it.
-          const rx = new ReplayWindow(64);
-          const t0 = bench.now();
-          for (let i = 0; i < N; i++) {
-            const r = espInput(c.sa, pkts[i], { mode: 'tunnel', replay: rx });
-            if (!r.ok) throw new Error(r.reason);
-            sink += r.packet.length;
-          }
-          return batch(bench.now() - t0, N);
-        });
-      }
-    }, beforeRound);
+    const groups: BatchTask[][] = [];
+    for (const c of cases) {
+      const f = c.floor;
+      const seal = c.gcm ? gcmSealFloor : cbcSealFloor;
+      const open = c.gcm ? gcmOpenFloor : cbcOpenFloor;
+      groups.push([
+        { name: T(c, 'encrypt floor'), n: N, batch: () => { for (let i = 0; i < N; i++) seal(f); } },
+        ...backends.map((b) => ({
+          name: T(c, `espOutput ${label(b)}`),
+          n: N,
+          batch: () => {
+            setEspCrypto(b);
+            for (let i = 0; i < N; i++) {
+              const r = espOutput(c.sa, c.inner, { mode: 'tunnel', seq: (seq = (seq % 0xfffffffe) + 1), tunnel: { id: 1 } });
+              if (r.ok) sink += r.packet.length;
+            }
+          },
+        })),
+      ]);
+      const pkts = inbound.get(c)!;
+      groups.push([
+        { name: T(c, 'decrypt floor'), n: N, batch: () => { for (let i = 0; i < N; i++) open(f); } },
+        ...backends.map((b) => ({
+          name: T(c, `espInput ${label(b)}`),
+          n: N,
+          batch: () => {
+            setEspCrypto(b);
+            // A fresh window per batch, so the same N packets are new to it.
+            const rx = new ReplayWindow(64);
+            for (let i = 0; i < N; i++) {
+              const r = espInput(c.sa, pkts[i], { mode: 'tunnel', replay: rx });
+              if (!r.ok) throw new Error(r.reason);
+              sink += r.packet.length;
+            }
+          },
+        })),
+      ]);
+    }
+    const ffi = ffiCallTasks();
+    if (ffi) groups.push(ffi);
+    const measured = await interleave(opts, groups, beforeRound);
     if (sink === 0) throw new Error('benchmark loops produced nothing');
 
     // Heap bytes allocated per packet (V8 heap only: Buffer contents live outside it).
@@ -256,49 +278,57 @@ export const suite: Suite = {
       const pkts = inbound.get(c)!;
       bPerOp.set(T(c, 'encrypt floor'), allocationPerOp((n) => { for (let i = 0; i < n; i++) (c.gcm ? gcmSealFloor : cbcSealFloor)(f); }, 64));
       bPerOp.set(T(c, 'decrypt floor'), allocationPerOp((n) => { for (let i = 0; i < n; i++) (c.gcm ? gcmOpenFloor : cbcOpenFloor)(f); }, 64));
-      bPerOp.set(T(c, 'espOutput'), allocationPerOp((n) => {
-        for (let i = 0; i < n; i++) espOutput(c.sa, c.inner, { mode: 'tunnel', seq: (seq = (seq % 0xfffffffe) + 1), tunnel: { id: 1 } });
-      }, 64));
-      bPerOp.set(T(c, 'espInput'), allocationPerOp((n) => {
-        const rx = new ReplayWindow(0);
-        for (let i = 0; i < n; i++) espInput(c.sa, pkts[i % N], { mode: 'tunnel', replay: rx });
-      }, 64));
+      for (const b of backends) {
+        setEspCrypto(b);
+        bPerOp.set(T(c, `espOutput ${label(b)}`), allocationPerOp((n) => {
+          for (let i = 0; i < n; i++) espOutput(c.sa, c.inner, { mode: 'tunnel', seq: (seq = (seq % 0xfffffffe) + 1), tunnel: { id: 1 } });
+        }, 64));
+        bPerOp.set(T(c, `espInput ${label(b)}`), allocationPerOp((n) => {
+          const rx = new ReplayWindow(0);
+          for (let i = 0; i < n; i++) espInput(c.sa, pkts[i % N], { mode: 'tunnel', replay: rx });
+        }, 64));
+      }
     }
+    setEspCrypto(initialBackend);
 
     const rows: ResultRow[] = [];
     for (const c of cases) {
       for (const dir of ['encrypt', 'decrypt'] as const) {
         const floorName = T(c, `${dir} floor`);
-        const oursName = T(c, dir === 'encrypt' ? 'espOutput' : 'espInput');
-        const floor = measured.row(floorName);
-        const ours = measured.row(oursName);
+        const oursNames = backends.map((b) => T(c, `${dir === 'encrypt' ? 'espOutput' : 'espInput'} ${label(b)}`));
         const g = (hz: number) => Number(gbit(hz, c.size).toFixed(3));
         const b = (name: string): Record<string, number> => (bPerOp.has(name) ? { 'B/op': Math.round(bPerOp.get(name) ?? NaN) } : {});
-        floor.extra = { 'Gbit/s': g(floor.hz), ...b(floorName), 'vs floor': '100%' };
-        ours.extra = { 'Gbit/s': g(ours.hz), ...b(oursName), ...pairedExtra(measured.ratio(oursName, floorName)) };
+        const floor = measured.row(floorName);
+        floor.extra = { 'Gbit/s': g(floor.hz), 'vs floor': '100%' };
+        const ours = oursNames.map((name) => {
+          const r = measured.row(name);
+          r.extra = { 'Gbit/s': g(r.hz), ...pairedExtra(measured.ratio(name, floorName)) };
+          return r;
+        });
         const ssl: ResultRow[] = [];
-        for (const label of Object.keys(opensslPlan(c.gcm, dir === 'encrypt', c.floor))) {
-          const rates = sslRounds.get(T(c, `${dir} ${label}`));
+        for (const sslLabel of Object.keys(opensslPlan(c.gcm, dir === 'encrypt', c.floor))) {
+          const rates = sslRounds.get(T(c, `${dir} ${sslLabel}`));
           if (!rates || rates.some((x) => !Number.isFinite(x))) continue;
           const med = [...rates].sort((x, y) => x - y)[(rates.length - 1) >> 1];
-          const name = T(c, `${dir} ${label}${c.gcm ? '' : ' + -hmac sha1'}`);
+          const name = T(c, `${dir} ${sslLabel}${c.gcm ? '' : ' + -hmac sha1'}`);
           ssl.push({ name, hz: med, mean: 1e9 / med, p99: NaN, samples: rates.length, extra: { 'Gbit/s': g(med) } });
-          const oursHz = measured.rounds.get(oursName)!.map((r) => r.hz);
-          const floorHz = measured.rounds.get(floorName)!.map((r) => r.hz);
-          const vsOurs = paired(oursHz, rates);
-          const vsFloor = paired(floorHz, rates);
-          ours.extra[`vs ${label}`] = percent(vsOurs.median);
-          floor.extra[`vs ${label}`] = percent(vsFloor.median);
+          for (const [row, name2] of [[floor, floorName], ...ours.map((r, i) => [r, oursNames[i]] as const)] as const) {
+            const hz = measured.rounds.get(name2)!.map((r) => r.hz);
+            row.extra[`vs ${sslLabel}`] = percent(paired(hz, rates).median);
+          }
         }
-        rows.push(floor, ours, ...ssl);
+        for (const [row, name] of [[floor, floorName], ...ours.map((r, i) => [r, oursNames[i]] as const)] as const) Object.assign(row.extra, b(name));
+        rows.push(floor, ...ours, ...ssl);
       }
     }
+    if (ffi) for (const t of ffi) rows.push(measured.row(t.name));
     return {
       rows,
       notes: [
         'espOutput/espInput: whole IPv4 packets in tunnel mode (outer header, ESP, padding, ICV; inbound also the replay window and decapsulation)',
         'floor: the bare node:crypto calls per packet on reused buffers of the sizes ESP encrypts and authenticates (KeyObject keys, a cipher object per packet)',
-        `each sample is the per-packet mean over a batch of ${N}; a row is its task's median round; vs floor and vs openssl are medians of per-round ratios`,
+        `the floor and ours (with each crypto backend) take turns batch by batch (${N} packets a batch) within each round, so load from elsewhere falls on all of them alike; a row is its task's median round; vs floor and vs openssl are medians of per-round ratios`,
+        evpUnavailable() ? `EVP backend not measured: ${evpUnavailable()}` : `EVP: ${evpLibrary()} through koffi`,
         'Gbit/s counts the inner packet\'s bytes (packets/s x size x 8) in every row',
         'B/op: V8 heap bytes allocated per packet at 1400 B (Buffer contents live outside the heap and are not counted)',
         noOpenssl
