@@ -15,6 +15,7 @@
 import { createCipheriv, createDecipheriv, createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import { sameBytes, type AuthAlgorithm, type EncryptAlgorithm } from './algorithms.js';
 import { evpBackend, evpUnavailable } from './evp.js';
+import { region } from './packet.js';
 
 /** One SA's cipher, both directions. */
 export interface SaCipher {
@@ -67,7 +68,7 @@ class NodeCipher implements SaCipher {
   }
 
   encrypt(buf: Buffer, off: number, len: number, iv: Buffer, aad: Buffer | undefined, tagOff: number): void {
-    const plain = buf.subarray(off, off + len);
+    const plain = region(buf, off, len);
     if (this.#gcm) {
       const c = createCipheriv(this.#name as 'aes-128-gcm', this.#key, iv, this.#opts);
       c.setAAD(aad!);
@@ -83,7 +84,7 @@ class NodeCipher implements SaCipher {
   }
 
   decrypt(src: Buffer, off: number, len: number, iv: Buffer, aad: Buffer | undefined, tagOff: number): Buffer | undefined {
-    const ct = src.subarray(off, off + len);
+    const ct = region(src, off, len);
     if (this.#gcm) {
       const d = createDecipheriv(this.#name as 'aes-128-gcm', this.#key, iv, this.#opts);
       d.setAAD(aad!);
@@ -117,7 +118,7 @@ class NodeMac implements SaMac {
   }
 
   #digest(data: Buffer, off: number, end: number, esnHi: number | undefined): Buffer {
-    const h = createHmac(this.#alg.hash, this.#key).update(off === 0 && end === data.length ? data : data.subarray(off, end));
+    const h = createHmac(this.#alg.hash, this.#key).update(off === 0 && end === data.length ? data : region(data, off, end - off));
     if (esnHi !== undefined) {
       this.#hi.writeUInt32BE(esnHi >>> 0, 0);
       h.update(this.#hi);

@@ -17,7 +17,7 @@ import { drop, type Result } from './drop.js';
 import { ipipHeaderLength, ipipProtocol, writeIpipHeader, type IpipOptions } from './ipip.js';
 import {
   IP_MAXPACKET, IPPROTO_HOPOPTS, IPPROTO_IPV6, IPPROTO_NONE, IPV6_HEADER_BYTES, asBuffer, assemble, finishPacket,
-  insertionPoint, locateInbound, packetBuffer, parseIp, sourceIs,
+  insertionPoint, locateInbound, packetBuffer, parseIp, slice, sourceIs,
 } from './packet.js';
 import type { ReplayWindow } from './replay.js';
 import { prepareSA, sendableSeq, type Mode, type PreparedSA, type TransformSA } from './sa.js';
@@ -33,6 +33,14 @@ export interface EspSealInput {
   seqHi?: number;
   /** Explicit IV to use (test vectors); otherwise random for CBC, the 64-bit sequence number for CTR/GCM. */
   iv?: Uint8Array;
+}
+
+/** v as 4 bytes, most significant first, at b[off] (v is a 32-bit value: checked by the caller). */
+function put32(b: Uint8Array, off: number, v: number): void {
+  b[off] = v >>> 24;
+  b[off + 1] = v >>> 16;
+  b[off + 2] = v >>> 8;
+  b[off + 3] = v;
 }
 
 // What the cipher is handed per packet, filled in here and copied by it during the call:
@@ -60,7 +68,7 @@ function cipherIv(p: PreparedSA, b: Buffer, ivOff: number): Buffer {
   const iv = enc.mode === 'gcm' ? GCM_NONCE : CTR_BLOCK;
   for (let i = 0; i < 4; i++) iv[i] = salt[i];
   for (let i = 0; i < 8; i++) iv[4 + i] = b[ivOff + i];
-  if (iv === CTR_BLOCK) iv.writeUInt32BE(1, 12);
+  if (iv === CTR_BLOCK) put32(iv, 12, 1);
   return iv;
 }
 
@@ -71,7 +79,7 @@ function gcmAad(b: Buffer, espOff: number, esn: boolean, seqHi: number): Buffer 
     return GCM_AAD;
   }
   for (let i = 0; i < 4; i++) GCM_AAD_ESN[i] = b[espOff + i];
-  GCM_AAD_ESN.writeUInt32BE(seqHi >>> 0, 4);
+  put32(GCM_AAD_ESN, 4, seqHi);
   for (let i = 4; i < 8; i++) GCM_AAD_ESN[4 + i] = b[espOff + i];
   return GCM_AAD_ESN;
 }
@@ -128,13 +136,13 @@ function sealInto(
   const ivOff = espOff + ESP_HEADER_BYTES;
   const ctOff = ivOff + enc.ivBytes;
   const icvOff = ctOff + plen + padLen + 2;
-  buf.writeUInt32BE(sa.spi >>> 0, espOff);
-  buf.writeUInt32BE(seq, espOff + 4);
+  put32(buf, espOff, sa.spi);
+  put32(buf, espOff + 4, seq);
   if (explicitIv) buf.set(explicitIv, ivOff);
   else if (enc.mode === 'cbc') randomIv(buf, ivOff, enc.ivBytes);
   else if (enc.ivBytes) {
-    buf.writeUInt32BE(seqHi, ivOff);
-    buf.writeUInt32BE(seq, ivOff + 4);
+    put32(buf, ivOff, seqHi);
+    put32(buf, ivOff + 4, seq);
   }
   buf.set(payload, ctOff);
   for (let i = 0; i < padLen; i++) buf[ctOff + plen + i] = i + 1;
@@ -183,7 +191,7 @@ function open(sa: TransformSA, b: Buffer, espOff: number, seqHi: number): Result
     const d = p.cipher.decrypt(b, ctOff, ctLen, cipherIv(p, b, ivOff), aad, icvOff);
     if (!d) return drop('icv');
     plain = d;
-  } else plain = b.subarray(ctOff, icvOff);
+  } else plain = slice(b, ctOff, icvOff);
 
   const padLen = plain[ctLen - 2];
   const nextHeader = plain[ctLen - 1];

@@ -18,7 +18,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import { sameBytes, type AuthAlgorithm, type EncryptAlgorithm } from './algorithms.js';
 import type { CryptoBackend, SaCipher, SaMac } from './cipher.js';
-import { packetBuffer } from './packet.js';
+import { packetBuffer, region } from './packet.js';
 
 /** EVP_CIPHER_CTX_ctrl operations for AEAD ciphers (openssl/evp.h). */
 const EVP_CTRL_AEAD_GET_TAG = 0x10;
@@ -189,7 +189,7 @@ class EvpCipher implements SaCipher {
     const ctx = this.#encCtx;
     if (e.cipherInit(ctx, null, null, null, iv, 1) !== 1) failed('EVP_CipherInit_ex');
     if (this.#gcm && e.cipherUpdate(ctx, null, outl, aad!, aad!.length) !== 1) failed('EVP_CipherUpdate (AAD)');
-    const p = buf.subarray(off, off + len);
+    const p = region(buf, off, len);
     if (e.cipherUpdate(ctx, p, outl, p, len) !== 1 || outl[0] !== len) failed('EVP_CipherUpdate');
     if (!this.#gcm) return;
     if (e.cipherFinal(ctx, sink, outl) !== 1) failed('EVP_CipherFinal_ex');
@@ -209,7 +209,7 @@ class EvpCipher implements SaCipher {
       if (e.cipherUpdate(ctx, null, outl, aad!, aad!.length) !== 1) failed('EVP_CipherUpdate (AAD)');
     }
     const plain = packetBuffer(len);
-    if (e.cipherUpdate(ctx, plain, outl, src.subarray(off, off + len), len) !== 1 || outl[0] !== len) failed('EVP_CipherUpdate');
+    if (e.cipherUpdate(ctx, plain, outl, region(src, off, len), len) !== 1 || outl[0] !== len) failed('EVP_CipherUpdate');
     // GCM's final checks the tag: anything but 1 is a forgery or corruption.
     if (this.#gcm && e.cipherFinal(ctx, sink, outl) !== 1) return undefined;
     return plain;
@@ -265,7 +265,7 @@ class EvpMac implements SaMac {
     const ctx = this.#ctx;
     // A NULL key re-initialises the context with the key it was made with.
     if (e.macInit(ctx, null, 0, null) !== 1) failed('EVP_MAC_init');
-    const d = off === 0 && end === data.length ? data : data.subarray(off, end);
+    const d = off === 0 && end === data.length ? data : region(data, off, end - off);
     if (e.macUpdate(ctx, d, end - off) !== 1) failed('EVP_MAC_update');
     if (esnHi !== undefined) {
       this.#hi.writeUInt32BE(esnHi >>> 0, 0);

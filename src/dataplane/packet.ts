@@ -62,7 +62,7 @@ export interface HeaderPosition {
 }
 
 const SLAB_BYTES = 64 * 1024;
-let slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+let slab = Buffer.allocUnsafeSlow(SLAB_BYTES).buffer;
 let slabUsed = 0;
 
 /**
@@ -74,12 +74,25 @@ let slabUsed = 0;
 export function packetBuffer(n: number): Buffer {
   if (n > SLAB_BYTES / 8) return Buffer.allocUnsafe(n);
   if (slabUsed + n > SLAB_BYTES) {
-    slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+    slab = Buffer.allocUnsafeSlow(SLAB_BYTES).buffer;
     slabUsed = 0;
   }
-  const b = slab.subarray(slabUsed, slabUsed + n);
+  const b = Buffer.from(slab, slabUsed, n);
   slabUsed = (slabUsed + n + 7) & ~7;
   return b;
+}
+
+/**
+ * b[off, off + len) as a plain Uint8Array over the same memory: what crypto calls take,
+ * made for one call (cheaper than a Buffer slice, which goes through the species lookup).
+ */
+export function region(b: Uint8Array, off: number, len: number): Uint8Array {
+  return new Uint8Array(b.buffer, b.byteOffset + off, len);
+}
+
+/** b[start, end) as a Buffer over the same memory (what subarray gives, without its species lookup). */
+export function slice(b: Uint8Array, start: number, end: number): Buffer {
+  return Buffer.from(b.buffer, b.byteOffset + start, end - start);
 }
 
 export function asBuffer(b: Uint8Array): Buffer {
@@ -151,7 +164,7 @@ export function parseIp(input: Uint8Array, length = input.length): Result<{ ip: 
     if (total > length) return drop('too-short');
     if (internetChecksum(b, 0, hl) !== 0) return drop('bad-ip-checksum');
     const frag = b.readUInt16BE(6);
-    const bytes = total === b.length ? b : b.subarray(0, total);
+    const bytes = total === b.length ? b : slice(b, 0, total);
     const ip = new ParsedIp(4, bytes, hl, b[9], b[8], (frag & IP_OFFMASK) * 8, (frag & IP_MF) !== 0, (frag & IP_DF) !== 0);
     return { ok: true, ip };
   }
@@ -159,7 +172,7 @@ export function parseIp(input: Uint8Array, length = input.length): Result<{ ip: 
     if (length < IPV6_HEADER_BYTES) return drop('too-short');
     const total = IPV6_HEADER_BYTES + b.readUInt16BE(4);
     if (total > length) return drop('too-short');
-    const bytes = total === b.length ? b : b.subarray(0, total);
+    const bytes = total === b.length ? b : slice(b, 0, total);
     return { ok: true, ip: new ParsedIp(6, bytes, IPV6_HEADER_BYTES, b[6], b[7], 0, false, false) };
   }
   return drop('bad-ip-header');
@@ -245,6 +258,7 @@ export function locateInbound(packet: Uint8Array, proto: number): Result<{ ip: I
 
 /** The header of protocol `proto` reached through IPv6 extension headers (or IPv4's one), if any. */
 export function findHeader(ip: IpPacket, proto: number): Result<{ at: HeaderPosition }> {
+  if (ip.version === 4 && ip.protocol !== proto) return drop('no-sa');
   const r = walk(ip, (nh) => nh !== proto && isExt(nh));
   if (!r.ok) return r;
   return r.at.protocol === proto ? r : drop('no-sa');
@@ -302,18 +316,28 @@ export function buildIPv4Header(f: IPv4Fields): Buffer {
 export function writeIPv4Header(out: Buffer, f: IPv4Fields): number {
   const optLen = f.options?.length ?? 0;
   const hl = IPV4_HEADER_BYTES + optLen;
+  const total = hl + f.payloadLength;
+  if (total > IP_MAXPACKET) throw new RangeError(`IPv4 total length ${total} exceeds ${IP_MAXPACKET}`);
   out[0] = 0x40 | (hl >> 2);
   out[1] = f.tos;
-  out.writeUInt16BE(hl + f.payloadLength, 2);
-  out.writeUInt16BE(f.id & 0xffff, 4);
-  out.writeUInt16BE(f.flags & 0xffff, 6);
+  out[2] = total >>> 8;
+  out[3] = total;
+  out[4] = f.id >>> 8;
+  out[5] = f.id;
+  out[6] = f.flags >>> 8;
+  out[7] = f.flags;
   out[8] = f.ttl;
   out[9] = f.protocol;
   out[10] = out[11] = 0;
-  out.set(f.src, 12);
-  out.set(f.dst, 16);
+  const { src, dst } = f;
+  for (let i = 0; i < 4; i++) {
+    out[12 + i] = src[i];
+    out[16 + i] = dst[i];
+  }
   if (optLen) out.set(f.options!, IPV4_HEADER_BYTES);
-  out.writeUInt16BE(internetChecksum(out, 0, hl), 10);
+  const sum = internetChecksum(out, 0, hl);
+  out[10] = sum >>> 8;
+  out[11] = sum;
   return hl;
 }
 
