@@ -132,7 +132,7 @@ class NodeMac implements SaMac {
   }
 
   verify(data: Buffer, off: number, end: number, esnHi: number | undefined): boolean {
-    return sameBytes(this.#digest(data, off, end, esnHi), data, end, this.#alg.icvBytes);
+    return sameBytes(this.#digest(data, off, end, esnHi), 0, data, end, this.#alg.icvBytes);
   }
 }
 
