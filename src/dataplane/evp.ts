@@ -193,6 +193,25 @@ const TAG = 16;
 const MAC = 32;
 const SINK = 96;
 const ESN_HI = 128;
+let scratchAt: Addr | undefined;
+const scratchAddress = (e: Evp): Addr => (scratchAt ??= addressOf(e, scratch));
+
+/**
+ * The address of a buffer that is passed again and again (ESP hands over the same IV and
+ * AAD scratch for every packet): remembered for the last one seen in this slot.
+ */
+class AddressMemo {
+  #buf: Uint8Array | undefined;
+  #at = 0;
+
+  of(e: Evp, b: Uint8Array): Addr {
+    if (b !== this.#buf) {
+      this.#buf = b;
+      this.#at = addressOf(e, b);
+    }
+    return this.#at;
+  }
+}
 
 class EvpCipher implements SaCipher {
   readonly #e: Evp;
@@ -200,6 +219,8 @@ class EvpCipher implements SaCipher {
   readonly #tagBytes: number;
   readonly #encCtx: Addr;
   readonly #decCtx: Addr;
+  readonly #iv = new AddressMemo();
+  readonly #aad = new AddressMemo();
 
   constructor(e: Evp, cipher: Ptr, alg: EncryptAlgorithm, key: Uint8Array) {
     this.#e = e;
@@ -225,10 +246,10 @@ class EvpCipher implements SaCipher {
   encrypt(buf: Buffer, off: number, len: number, iv: Buffer, aad: Buffer | undefined, tagOff: number): void {
     const e = this.#e;
     const ctx = this.#encCtx;
-    const s = addressOf(e, scratch);
+    const s = scratchAddress(e);
     const p = addressOf(e, buf) + off;
-    if (e.cipherInit(ctx, 0, 0, 0, addressOf(e, iv), 1) !== 1) failed('EVP_CipherInit_ex');
-    if (this.#gcm && e.cipherUpdate(ctx, 0, s + OUTL, addressOf(e, aad!), aad!.length) !== 1) failed('EVP_CipherUpdate (AAD)');
+    if (e.cipherInit(ctx, 0, 0, 0, this.#iv.of(e, iv), 1) !== 1) failed('EVP_CipherInit_ex');
+    if (this.#gcm && e.cipherUpdate(ctx, 0, s + OUTL, this.#aad.of(e, aad!), aad!.length) !== 1) failed('EVP_CipherUpdate (AAD)');
     if (e.cipherUpdate(ctx, p, s + OUTL, p, len) !== 1 || outLen[0] !== len) failed('EVP_CipherUpdate');
     if (!this.#gcm) return;
     if (e.cipherFinal(ctx, s + SINK, s + OUTL) !== 1) failed('EVP_CipherFinal_ex');
@@ -239,12 +260,12 @@ class EvpCipher implements SaCipher {
   decrypt(src: Buffer, off: number, len: number, iv: Buffer, aad: Buffer | undefined, tagOff: number): Buffer | undefined {
     const e = this.#e;
     const ctx = this.#decCtx;
-    const s = addressOf(e, scratch);
-    if (e.cipherInit(ctx, 0, 0, 0, addressOf(e, iv), 0) !== 1) failed('EVP_CipherInit_ex');
+    const s = scratchAddress(e);
+    if (e.cipherInit(ctx, 0, 0, 0, this.#iv.of(e, iv), 0) !== 1) failed('EVP_CipherInit_ex');
     const from = addressOf(e, src);
     if (this.#gcm) {
       if (e.cipherCtrl(ctx, EVP_CTRL_AEAD_SET_TAG, this.#tagBytes, from + tagOff) !== 1) failed('EVP_CIPHER_CTX_ctrl (tag)');
-      if (e.cipherUpdate(ctx, 0, s + OUTL, addressOf(e, aad!), aad!.length) !== 1) failed('EVP_CipherUpdate (AAD)');
+      if (e.cipherUpdate(ctx, 0, s + OUTL, this.#aad.of(e, aad!), aad!.length) !== 1) failed('EVP_CipherUpdate (AAD)');
     }
     const plain = packetBuffer(len);
     if (e.cipherUpdate(ctx, addressOf(e, plain), s + OUTL, from + off, len) !== 1 || outLen[0] !== len) failed('EVP_CipherUpdate');
@@ -298,7 +319,7 @@ class EvpMac implements SaMac {
   #run(data: Buffer, off: number, end: number, esnHi: number | undefined): void {
     const e = this.#e;
     const ctx = this.#ctx;
-    const s = addressOf(e, scratch);
+    const s = scratchAddress(e);
     // A NULL key re-initialises the context with the key it was made with.
     if (e.macInit(ctx, 0, 0, 0) !== 1) failed('EVP_MAC_init');
     if (e.macUpdate(ctx, addressOf(e, data) + off, end - off) !== 1) failed('EVP_MAC_update');
