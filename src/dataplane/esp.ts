@@ -17,7 +17,7 @@ import { drop, type Result } from './drop.js';
 import { ipipHeaderLength, ipipProtocol, writeIpipHeader, type IpipOptions } from './ipip.js';
 import {
   IP_MAXPACKET, IPPROTO_HOPOPTS, IPPROTO_IPV6, IPPROTO_NONE, IPV6_HEADER_BYTES, asBuffer, assemble, finishPacket,
-  insertionPoint, locateInbound, packetBuffer, parseIp, slice, sourceIs,
+  insertionPoint, locateInbound, packetBuffer, parseIp, parseIpBuffer, slice, sourceIs,
 } from './packet.js';
 import type { ReplayWindow } from './replay.js';
 import { prepareSA, sendableSeq, type Mode, type PreparedSA, type TransformSA } from './sa.js';
@@ -304,7 +304,7 @@ export function espInput(sa: TransformSA, packet: Uint8Array, opts: EspInputOpti
   if (opts.replay && !opts.replay.update(seqHi, seq)) return drop('replay');
   if (tunnel) {
     if (opts.policyCheck !== false && !sourceIs(ip, sa.src)) return drop('policy');
-    const inner = parseIp(o.plain, o.end);
+    const inner = parseIpBuffer(o.plain, o.end);
     if (!inner.ok) return inner;
     if ((inner.ip.version === 4) !== (nh === IPPROTO_IPIP)) return drop('bad-next-header');
     return { ok: true, packet: inner.ip.bytes, nextHeader: nh, seq, seqHi };

@@ -153,7 +153,11 @@ class ParsedIp implements IpPacket {
  * of which only the first `length` bytes are looked at.
  */
 export function parseIp(input: Uint8Array, length = input.length): Result<{ ip: IpPacket }> {
-  const b = asBuffer(input);
+  return parseIpBuffer(asBuffer(input), length);
+}
+
+/** parseIp of a Buffer. */
+export function parseIpBuffer(b: Buffer, length: number): Result<{ ip: IpPacket }> {
   if (length < 1) return drop('too-short');
   const version = b[0] >> 4;
   if (version === 4) {
@@ -258,7 +262,7 @@ export function locateInbound(packet: Uint8Array, proto: number): Result<{ ip: I
 
 /** The header of protocol `proto` reached through IPv6 extension headers (or IPv4's one), if any. */
 export function findHeader(ip: IpPacket, proto: number): Result<{ at: HeaderPosition }> {
-  if (ip.version === 4 && ip.protocol !== proto) return drop('no-sa');
+  if (ip.version === 4) return ip.protocol === proto ? walk(ip, isExt) : drop('no-sa');
   const r = walk(ip, (nh) => nh !== proto && isExt(nh));
   if (!r.ok) return r;
   return r.at.protocol === proto ? r : drop('no-sa');
