@@ -1,6 +1,7 @@
 /**
  * What a bench suite is and the few helpers suites share: the Suite/SuiteResult shapes
- * the runner (run.ts) consumes, measuring tasks with tinybench in interleaved rounds,
+ * the runner (run.ts) consumes, measuring tasks with tinybench in interleaved rounds (or,
+ * for tasks compared on a noisy machine, batch by batch in turn: interleave()),
  * the batching that makes sub-microsecond work measurable, the conversion of tinybench
  * results into plain rows (ops/s, mean and p99 in ns, samples, extra metrics), paired
  * ratios (a task against its floor, round by round), latency summaries and a rough
@@ -86,11 +87,18 @@ export class Measured {
  * close in time; a ratio is taken within each round (Measured.ratio) and the median of
  * those is reported, so a burst on a shared machine moves one round's pair, not one side
  * of a best-against-best comparison. `define` adds the tasks; it runs once per round.
+ * `beforeRound`, if given, runs at the start of each round (before `define`): work timed
+ * outside tinybench (a child process's figures, say) that is to be paired by round too.
  */
-export async function measure(opts: SuiteOptions, define: (bench: Bench) => void): Promise<Measured> {
+export async function measure(
+  opts: SuiteOptions,
+  define: (bench: Bench) => void,
+  beforeRound?: (round: number) => void | Promise<void>,
+): Promise<Measured> {
   const all = new Map<string, ResultRow[]>();
   const rounds = opts.rounds ?? 1;
   for (let round = 0; round < rounds; round++) {
+    await beforeRound?.(round);
     const bench = new Bench({
       time: opts.time / rounds,
       warmup: round === 0,
@@ -104,6 +112,67 @@ export async function measure(opts: SuiteOptions, define: (bench: Bench) => void
       const list = all.get(task.name) ?? [];
       list.push(rowOf(task));
       all.set(task.name, list);
+    }
+  }
+  return new Measured(all);
+}
+
+/** A task for interleave(): one call runs `n` operations. */
+export interface BatchTask {
+  name: string;
+  n: number;
+  batch: () => void;
+}
+
+/**
+ * Times tasks that are compared with each other batch by batch in turn: within each group
+ * the tasks take turns (A B C, B C A, C A B, …) for the group's share of the round, so a
+ * burst of load on a shared machine lands on all of them alike instead of on whichever
+ * tinybench task happened to be running. A round gives each task `opts.time / rounds` ms
+ * (the same budget as measure()); the first round starts with a warm-up of each task.
+ * A task's row in a round: its rate over all its batches in that round, p99 over the
+ * per-operation means of its batches. Returns the same Measured as measure(), so rows
+ * and per-round ratios are read the same way.
+ */
+export async function interleave(
+  opts: SuiteOptions,
+  groups: readonly (readonly BatchTask[])[],
+  beforeRound?: (round: number) => void | Promise<void>,
+): Promise<Measured> {
+  const all = new Map<string, ResultRow[]>();
+  const rounds = opts.rounds ?? 1;
+  const share = opts.time / rounds;
+  for (let round = 0; round < rounds; round++) {
+    await beforeRound?.(round);
+    for (const group of groups) {
+      if (round === 0) {
+        for (const t of group) {
+          const until = performance.now() + opts.warmupTime / group.length;
+          while (performance.now() < until) t.batch();
+        }
+      }
+      const spent = group.map(() => 0);
+      const perOp: number[][] = group.map(() => []);
+      const until = performance.now() + share * group.length;
+      for (let turn = 0; performance.now() < until || turn < group.length; turn++) {
+        for (let k = 0; k < group.length; k++) {
+          const i = (turn + k) % group.length;
+          const t0 = performance.now();
+          group[i].batch();
+          const dt = performance.now() - t0;
+          spent[i] += dt;
+          perOp[i].push(dt / group[i].n);
+        }
+      }
+      group.forEach((t, i) => {
+        const ops = perOp[i].length * t.n;
+        const meanNs = (spent[i] / ops) * 1e6;
+        const row: ResultRow = {
+          name: t.name, hz: 1e9 / meanNs, mean: meanNs, p99: quantile(perOp[i], 0.99) * 1e6, samples: perOp[i].length, extra: {},
+        };
+        all.set(t.name, [...(all.get(t.name) ?? []), row]);
+      });
+      await new Promise((r) => setImmediate(r));
     }
   }
   return new Measured(all);

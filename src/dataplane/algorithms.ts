@@ -91,6 +91,13 @@ export function hmacIcv(auth: AuthAlgorithm, key: KeyObject | Uint8Array, data: 
   return h.digest().subarray(0, auth.icvBytes);
 }
 
+/** Constant-time comparison of a[aOff, aOff + n) with b[bOff, bOff + n) (ICVs): no branch on the bytes. */
+export function sameBytes(a: Uint8Array, aOff: number, b: Uint8Array, bOff: number, n: number): boolean {
+  let d = 0;
+  for (let i = 0; i < n; i++) d |= a[aOff + i] ^ b[bOff + i];
+  return d === 0;
+}
+
 export interface CompressAlgorithm {
   readonly id: number;
   readonly name: string;

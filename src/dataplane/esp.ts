@@ -11,17 +11,16 @@
  * before and updated only after the ICV verifies.
  */
 
-import { createCipheriv, createDecipheriv, randomFillSync, timingSafeEqual } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { IPPROTO_ESP, IPPROTO_IPIP } from '../wire/constants.js';
-import { hmacIcv } from './algorithms.js';
 import { drop, type Result } from './drop.js';
-import { ipipHeader, type IpipOptions } from './ipip.js';
+import { ipipHeaderLength, ipipProtocol, writeIpipHeader, type IpipOptions } from './ipip.js';
 import {
-  IPPROTO_HOPOPTS, IPPROTO_IPV6, IPPROTO_NONE, asBuffer, assemble, locateInbound, finishPacket, insertionPoint,
-  parseIp,
+  IP_MAXPACKET, IPPROTO_HOPOPTS, IPPROTO_IPV6, IPPROTO_NONE, IPV6_HEADER_BYTES, asBuffer, assemble, finishPacket,
+  insertionPoint, locateInbound, packetBuffer, parseIp, parseIpBuffer, slice, sourceIs,
 } from './packet.js';
 import type { ReplayGuard } from './replay.js';
-import { prepareSA, sendableSeq, type Mode, type TransformSA } from './sa.js';
+import { prepareSA, sendableSeq, type Mode, type PreparedSA, type TransformSA } from './sa.js';
 
 export const ESP_HEADER_BYTES = 8;
 
@@ -36,26 +35,54 @@ export interface EspSealInput {
   iv?: Uint8Array;
 }
 
-function u32(n: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeUInt32BE(n >>> 0, 0);
-  return b;
+/** v as 4 bytes, most significant first, at b[off] (v is a 32-bit value: checked by the caller). */
+function put32(b: Uint8Array, off: number, v: number): void {
+  b[off] = v >>> 24;
+  b[off + 1] = v >>> 16;
+  b[off + 2] = v >>> 8;
+  b[off + 3] = v;
 }
 
-/** The 16-byte initial counter block of RFC 3686 §4: nonce ‖ IV ‖ 1. */
-function ctrBlock(salt: Buffer, iv: Uint8Array): Buffer {
-  const b = Buffer.alloc(16);
-  salt.copy(b, 0);
-  b.set(iv, 4);
-  b[15] = 1;
-  return b;
+// What the cipher is handed per packet, filled in here and copied by it during the call:
+// the CBC IV (8 or 16 bytes), the RFC 3686 counter block, the RFC 4106 nonce, the GCM AAD.
+const CBC_IV8 = Buffer.alloc(8);
+const CBC_IV16 = Buffer.alloc(16);
+const CTR_BLOCK = Buffer.alloc(16);
+const GCM_NONCE = Buffer.alloc(12);
+const GCM_AAD = Buffer.alloc(8);
+const GCM_AAD_ESN = Buffer.alloc(12);
+
+/**
+ * The cipher's IV for the packet whose explicit IV is at b[ivOff]: that IV for CBC, the
+ * 16-byte initial counter block of RFC 3686 §4 (nonce ‖ IV ‖ 1) for CTR, the 12-byte
+ * nonce of RFC 4106 §4 (salt ‖ IV) for GCM.
+ */
+function cipherIv(p: PreparedSA, b: Buffer, ivOff: number): Buffer {
+  const enc = p.enc!;
+  if (enc.mode === 'cbc') {
+    const iv = enc.ivBytes === 16 ? CBC_IV16 : CBC_IV8;
+    for (let i = 0; i < iv.length; i++) iv[i] = b[ivOff + i];
+    return iv;
+  }
+  const salt = p.salt;
+  const iv = enc.mode === 'gcm' ? GCM_NONCE : CTR_BLOCK;
+  for (let i = 0; i < 4; i++) iv[i] = salt[i];
+  for (let i = 0; i < 8; i++) iv[4 + i] = b[ivOff + i];
+  if (iv === CTR_BLOCK) put32(iv, 12, 1);
+  return iv;
 }
 
-/** The GCM AAD of RFC 4106 §5: SPI ‖ sequence number, or SPI ‖ high ‖ low bits with ESN. */
-function gcmAad(esp: Buffer, esn: boolean, seqHi: number): Buffer {
-  return esn ? Buffer.concat([esp.subarray(0, 4), u32(seqHi), esp.subarray(4, 8)]) : esp.subarray(0, 8);
+/** The GCM AAD of RFC 4106 §5 for the ESP header at b[espOff]: SPI ‖ sequence number, or SPI ‖ high ‖ low bits with ESN. */
+function gcmAad(b: Buffer, espOff: number, esn: boolean, seqHi: number): Buffer {
+  if (!esn) {
+    for (let i = 0; i < 8; i++) GCM_AAD[i] = b[espOff + i];
+    return GCM_AAD;
+  }
+  for (let i = 0; i < 4; i++) GCM_AAD_ESN[i] = b[espOff + i];
+  put32(GCM_AAD_ESN, 4, seqHi);
+  for (let i = 4; i < 8; i++) GCM_AAD_ESN[4 + i] = b[espOff + i];
+  return GCM_AAD_ESN;
 }
-
 
 /**
  * Random CBC IVs come from a pool refilled 4 KiB at a time: one CSPRNG call per 256
@@ -69,65 +96,110 @@ function randomIv(out: Buffer, off: number, n: number): void {
     randomFillSync(ivPool);
     ivPoolOff = 0;
   }
-  ivPool.copy(out, off, ivPoolOff, ivPoolOff + n);
+  for (let i = 0; i < n; i++) out[off + i] = ivPool[ivPoolOff + i];
   ivPoolOff += n;
+}
+
+/** The SA prepared for ESP output with sequence number (seqHi, seq) and optional IV, or why not. */
+function sealable(sa: TransformSA, seq: number, seqHi: number, iv: Uint8Array | undefined): Result<{ prepared: PreparedSA }> {
+  const pr = prepareSA(sa);
+  if (!pr.ok) return pr;
+  const enc = pr.prepared.enc;
+  if (!enc) return drop('bad-sa');
+  if (!sendableSeq(sa, seq, seqHi)) return drop('seq-overflow');
+  if (iv && iv.length !== enc.ivBytes) return drop('bad-sa');
+  return pr;
+}
+
+/** Padding bytes after a payload of n bytes (RFC 4303 §2.4: payload, padding, pad length and next header align). */
+function padBytes(p: PreparedSA, n: number): number {
+  const align = p.enc!.align;
+  return (align - ((n + 2) % align)) % align;
+}
+
+/** ESP's length around a payload of n bytes: header, IV, payload, padding, trailer, ICV. */
+function espLength(p: PreparedSA, n: number): number {
+  return ESP_HEADER_BYTES + p.enc!.ivBytes + n + padBytes(p, n) + 2 + p.icvBytes;
+}
+
+/**
+ * Build ESP around `payload` at buf[espOff, espOff + espLength) in place: header, IV,
+ * payload, padding 1, 2, 3, …, pad length, next header, encrypted, then the ICV.
+ */
+function sealInto(
+  sa: TransformSA, p: PreparedSA, buf: Buffer, espOff: number, payload: Uint8Array, nextHeader: number,
+  seq: number, seqHi: number, explicitIv: Uint8Array | undefined,
+): void {
+  const enc = p.enc!;
+  const plen = payload.length;
+  const padLen = padBytes(p, plen);
+  const ivOff = espOff + ESP_HEADER_BYTES;
+  const ctOff = ivOff + enc.ivBytes;
+  const icvOff = ctOff + plen + padLen + 2;
+  put32(buf, espOff, sa.spi);
+  put32(buf, espOff + 4, seq);
+  if (explicitIv) buf.set(explicitIv, ivOff);
+  else if (enc.mode === 'cbc') randomIv(buf, ivOff, enc.ivBytes);
+  else if (enc.ivBytes) {
+    put32(buf, ivOff, seqHi);
+    put32(buf, ivOff + 4, seq);
+  }
+  buf.set(payload, ctOff);
+  for (let i = 0; i < padLen; i++) buf[ctOff + plen + i] = i + 1;
+  buf[icvOff - 2] = padLen;
+  buf[icvOff - 1] = nextHeader;
+  if (p.cipher) {
+    const aad = enc.mode === 'gcm' ? gcmAad(buf, espOff, sa.esn === true, seqHi) : undefined;
+    p.cipher.encrypt(buf, ctOff, icvOff - ctOff, cipherIv(p, buf, ivOff), aad, icvOff);
+  }
+  if (p.mac) p.mac.sign(buf, espOff, icvOff, sa.esn ? seqHi : undefined, buf, icvOff);
 }
 
 /** Build the ESP bytes for one payload. */
 export function espSeal(sa: TransformSA, input: EspSealInput): Result<{ esp: Buffer }> {
-  const r = seal(sa, input, 0);
-  return r.ok ? { ok: true, esp: r.buf } : r;
+  const seqHi = input.seqHi ?? 0;
+  const pr = sealable(sa, input.seq, seqHi, input.iv);
+  if (!pr.ok) return pr;
+  const p = pr.prepared;
+  const esp = packetBuffer(espLength(p, input.payload.length));
+  sealInto(sa, p, esp, 0, input.payload, input.nextHeader, input.seq, seqHi, input.iv);
+  return { ok: true, esp };
 }
 
-/** espSeal into a buffer with `headroom` bytes free in front (for the IP header). */
-function seal(sa: TransformSA, input: EspSealInput, headroom: number): Result<{ buf: Buffer }> {
+/**
+ * Verify and decrypt the ESP at b[espOff, b.length): the plaintext (a new buffer; with
+ * NULL encryption a view into b) with the payload in plain[0, end).
+ */
+function open(sa: TransformSA, b: Buffer, espOff: number, seqHi: number): Result<{ plain: Buffer; end: number; nextHeader: number }> {
   const pr = prepareSA(sa);
   if (!pr.ok) return pr;
   const p = pr.prepared;
   const enc = p.enc;
   if (!enc) return drop('bad-sa');
-  const seqHi = input.seqHi ?? 0;
-  if (!sendableSeq(sa, input.seq, seqHi)) return drop('seq-overflow');
-  if (input.iv && input.iv.length !== enc.ivBytes) return drop('bad-sa');
-
-  const plen = input.payload.length;
-  const padLen = (enc.align - ((plen + 2) % enc.align)) % enc.align;
-  const espOff = headroom;
   const ivOff = espOff + ESP_HEADER_BYTES;
   const ctOff = ivOff + enc.ivBytes;
-  const icvOff = ctOff + plen + padLen + 2;
-  const buf = Buffer.allocUnsafe(icvOff + p.icvBytes);
-  buf.writeUInt32BE(sa.spi >>> 0, espOff);
-  buf.writeUInt32BE(input.seq, espOff + 4);
-  if (input.iv) buf.set(input.iv, ivOff);
-  else if (enc.mode === 'cbc') randomIv(buf, ivOff, enc.ivBytes);
-  else if (enc.ivBytes) {
-    buf.writeUInt32BE(seqHi, ivOff);
-    buf.writeUInt32BE(input.seq, ivOff + 4);
-  }
-  const iv = buf.subarray(ivOff, ctOff);
+  const icvOff = b.length - p.icvBytes;
+  const ctLen = icvOff - ctOff;
+  if (ctLen < Math.max(2, enc.blockSize)) return drop('too-short');
+  if (ctLen % enc.blockSize) return drop('bad-length');
+  if (b.readUInt32BE(espOff) !== sa.spi >>> 0) return drop('no-sa');
 
-  // Plaintext in place: payload, padding 1, 2, 3, …, pad length, next header.
-  buf.set(input.payload, ctOff);
-  for (let i = 0; i < padLen; i++) buf[ctOff + plen + i] = i + 1;
-  buf[icvOff - 2] = padLen;
-  buf[icvOff - 1] = input.nextHeader;
-  const plain = buf.subarray(ctOff, icvOff);
+  if (p.mac && !p.mac.verify(b, espOff, icvOff, sa.esn ? seqHi : undefined)) return drop('icv');
+  let plain: Buffer;
+  if (p.cipher) {
+    const aad = enc.mode === 'gcm' ? gcmAad(b, espOff, sa.esn === true, seqHi) : undefined;
+    const d = p.cipher.decrypt(b, ctOff, ctLen, cipherIv(p, b, ivOff), aad, icvOff);
+    if (!d) return drop('icv');
+    plain = d;
+  } else plain = slice(b, ctOff, icvOff);
 
-  if (enc.mode === 'cbc' || enc.mode === 'ctr') {
-    const c = createCipheriv(p.cipherName!, p.encKey!, enc.mode === 'cbc' ? iv : ctrBlock(p.salt, iv));
-    c.setAutoPadding(false);
-    buf.set(c.update(plain), ctOff);
-    c.final();
-  } else if (enc.mode === 'gcm') {
-    const c = createCipheriv(p.cipherName as 'aes-128-gcm', p.encKey!, Buffer.concat([p.salt, iv]), { authTagLength: enc.icvBytes });
-    c.setAAD(gcmAad(buf.subarray(espOff), sa.esn === true, seqHi));
-    buf.set(c.update(plain), ctOff);
-    c.final();
-    buf.set(c.getAuthTag(), icvOff);
-  }
-  if (p.auth) hmacIcv(p.auth, p.authKey!, buf.subarray(espOff, icvOff), sa.esn ? seqHi : undefined).copy(buf, icvOff);
-  return { ok: true, buf };
+  const padLen = plain[ctLen - 2];
+  const nextHeader = plain[ctLen - 1];
+  const end = ctLen - 2 - padLen;
+  if (end < 0) return drop('bad-padding');
+  for (let i = 0; i < padLen; i++) if (plain[end + i] !== i + 1) return drop('bad-padding');
+  if (nextHeader === IPPROTO_NONE) return drop('dummy');
+  return { ok: true, plain, end, nextHeader };
 }
 
 /**
@@ -135,50 +207,10 @@ function seal(sa: TransformSA, input: EspSealInput, headroom: number): Result<{ 
  * replay window). The payload may be a view into `esp` (NULL encryption).
  */
 export function espOpen(sa: TransformSA, esp: Uint8Array, seqHi = 0): Result<{ payload: Buffer; nextHeader: number; seq: number }> {
-  const pr = prepareSA(sa);
-  if (!pr.ok) return pr;
-  const p = pr.prepared;
-  const enc = p.enc;
-  if (!enc) return drop('bad-sa');
   const b = asBuffer(esp);
-  const ctOff = ESP_HEADER_BYTES + enc.ivBytes;
-  const icvOff = b.length - p.icvBytes;
-  const ctLen = icvOff - ctOff;
-  if (ctLen < Math.max(2, enc.blockSize)) return drop('too-short');
-  if (ctLen % enc.blockSize) return drop('bad-length');
-  if (b.readUInt32BE(0) !== sa.spi >>> 0) return drop('no-sa');
-
-  if (p.auth) {
-    const mac = hmacIcv(p.auth, p.authKey!, b.subarray(0, icvOff), sa.esn ? seqHi : undefined);
-    if (!timingSafeEqual(mac, b.subarray(icvOff))) return drop('icv');
-  }
-  const iv = b.subarray(ESP_HEADER_BYTES, ctOff);
-  const ct = b.subarray(ctOff, icvOff);
-  let plain: Buffer;
-  if (enc.mode === 'cbc' || enc.mode === 'ctr') {
-    const d = createDecipheriv(p.cipherName!, p.encKey!, enc.mode === 'cbc' ? iv : ctrBlock(p.salt, iv));
-    d.setAutoPadding(false);
-    plain = d.update(ct);
-    d.final();
-  } else if (enc.mode === 'gcm') {
-    const d = createDecipheriv(p.cipherName as 'aes-128-gcm', p.encKey!, Buffer.concat([p.salt, iv]), { authTagLength: enc.icvBytes });
-    d.setAAD(gcmAad(b, sa.esn === true, seqHi));
-    d.setAuthTag(b.subarray(icvOff));
-    plain = d.update(ct);
-    try {
-      d.final();
-    } catch {
-      return drop('icv');
-    }
-  } else plain = ct;
-
-  const padLen = plain[plain.length - 2];
-  const nextHeader = plain[plain.length - 1];
-  const end = plain.length - 2 - padLen;
-  if (end < 0) return drop('bad-padding');
-  for (let i = 0; i < padLen; i++) if (plain[end + i] !== i + 1) return drop('bad-padding');
-  if (nextHeader === IPPROTO_NONE) return drop('dummy');
-  return { ok: true, payload: plain.subarray(0, end), nextHeader, seq: b.readUInt32BE(4) };
+  const o = open(sa, b, 0, seqHi);
+  if (!o.ok) return o;
+  return { ok: true, payload: o.plain.subarray(0, o.end), nextHeader: o.nextHeader, seq: b.readUInt32BE(4) };
 }
 
 export interface EspOutputOptions {
@@ -190,32 +222,44 @@ export interface EspOutputOptions {
   tunnel?: IpipOptions;
 }
 
-/** Protect an outbound IP packet: ESP after its header (transport) or around it (tunnel). */
+/**
+ * Protect an outbound IP packet: ESP after its header (transport) or around it (tunnel).
+ * The result is built in one buffer: the header (kept, or the tunnel's outer one), then
+ * the ESP, encrypted in place.
+ */
 export function espOutput(sa: TransformSA, packet: Uint8Array, opts: EspOutputOptions): Result<{ packet: Buffer }> {
   const parsed = parseIp(packet);
   if (!parsed.ok) return parsed;
   const ip = parsed.ip;
-  let head: Uint8Array;
-  let protocolField: number;
-  let payload: Buffer;
-  let nextHeader: number;
+  const seqHi = opts.seqHi ?? 0;
   if (opts.mode === 'tunnel') {
     // KLIPS's tun → esp chain, without building the IPIP packet in between.
-    const h = ipipHeader(sa, ip, opts.tunnel);
+    const h = ipipHeaderLength(sa, ip);
     if (!h.ok) return h;
-    ({ header: head, protocolField, protocol: nextHeader } = h);
-    payload = ip.bytes;
-  } else {
-    if (ip.fragmentOffset || ip.moreFragments) return drop('fragment');
-    const at = insertionPoint(ip);
-    if (!at.ok) return at;
-    head = ip.bytes.subarray(0, at.at.offset);
-    ({ protocolField, protocol: nextHeader } = at.at);
-    payload = ip.bytes.subarray(at.at.offset);
+    const pr = sealable(sa, opts.seq, seqHi, opts.iv);
+    if (!pr.ok) return pr;
+    const p = pr.prepared;
+    const headLength = h.headerLength;
+    const espBytes = espLength(p, ip.bytes.length);
+    if (espBytes + (headLength === IPV6_HEADER_BYTES ? 0 : headLength) > IP_MAXPACKET) return drop('too-big');
+    const out = packetBuffer(headLength + espBytes);
+    writeIpipHeader(out, sa, ip, opts.tunnel ?? {}, IPPROTO_ESP, espBytes);
+    sealInto(sa, p, out, headLength, ip.bytes, ipipProtocol(ip), opts.seq, seqHi, opts.iv);
+    return { ok: true, packet: out };
   }
-  const s = seal(sa, { payload, nextHeader, seq: opts.seq, seqHi: opts.seqHi, iv: opts.iv }, head.length);
-  if (!s.ok) return s;
-  return finishPacket(s.buf, head, protocolField, IPPROTO_ESP);
+  if (ip.fragmentOffset || ip.moreFragments) return drop('fragment');
+  const at = insertionPoint(ip);
+  if (!at.ok) return at;
+  const pr = sealable(sa, opts.seq, seqHi, opts.iv);
+  if (!pr.ok) return pr;
+  const p = pr.prepared;
+  const headLength = at.at.offset;
+  const payload = ip.bytes.subarray(headLength);
+  const total = headLength + espLength(p, payload.length);
+  if (total - (ip.version === 6 ? IPV6_HEADER_BYTES : 0) > IP_MAXPACKET) return drop('too-big');
+  const out = packetBuffer(total);
+  sealInto(sa, p, out, headLength, payload, at.at.protocol, opts.seq, seqHi, opts.iv);
+  return finishPacket(out, ip.bytes.subarray(0, headLength), at.at.protocolField, IPPROTO_ESP);
 }
 
 export interface EspInputOptions {
@@ -241,30 +285,31 @@ export function espInput(sa: TransformSA, packet: Uint8Array, opts: EspInputOpti
   const at = locateInbound(packet, IPPROTO_ESP);
   if (!at.ok) return at;
   const ip = at.ip;
-  const esp = ip.bytes.subarray(at.at.offset);
-  if (esp.length < ESP_HEADER_BYTES) return drop('too-short');
-  if (esp.readUInt32BE(0) !== sa.spi >>> 0) return drop('no-sa');
-  const seq = esp.readUInt32BE(4);
+  const b = ip.bytes;
+  const espOff = at.at.offset;
+  if (b.length - espOff < ESP_HEADER_BYTES) return drop('too-short');
+  if (b.readUInt32BE(espOff) !== sa.spi >>> 0) return drop('no-sa');
+  const seq = b.readUInt32BE(espOff + 4);
   let seqHi = opts.seqHi ?? 0;
   if (opts.replay) {
     const c = opts.replay.check(seq);
     if (!c.ok) return c;
     seqHi = c.seqHi;
   }
-  const o = espOpen(sa, esp, seqHi);
+  const o = open(sa, b, espOff, seqHi);
   if (!o.ok) return o;
   const nh = o.nextHeader;
   const tunnel = opts.mode === 'tunnel';
   if (tunnel ? nh !== IPPROTO_IPIP && nh !== IPPROTO_IPV6 : nh === IPPROTO_HOPOPTS || nh === 255) return drop('bad-next-header');
   if (opts.replay && !opts.replay.update(seqHi, seq)) return drop('replay');
   if (tunnel) {
-    if (opts.policyCheck !== false && !ip.src.equals(sa.src)) return drop('policy');
-    const inner = parseIp(o.payload);
+    if (opts.policyCheck !== false && !sourceIs(ip, sa.src)) return drop('policy');
+    const inner = parseIpBuffer(o.plain, o.end);
     if (!inner.ok) return inner;
     if ((inner.ip.version === 4) !== (nh === IPPROTO_IPIP)) return drop('bad-next-header');
     return { ok: true, packet: inner.ip.bytes, nextHeader: nh, seq, seqHi };
   }
-  const r = assemble(ip.bytes.subarray(0, at.at.offset), at.at.protocolField, nh, o.payload);
+  const r = assemble(b.subarray(0, espOff), at.at.protocolField, nh, o.plain.subarray(0, o.end));
   if (!r.ok) return r;
   return { ok: true, packet: r.packet, nextHeader: nh, seq, seqHi };
 }

@@ -10,6 +10,8 @@
 
 export * from './drop.js';
 export * from './algorithms.js';
+export { espCrypto, setEspCrypto, evpUnavailable, type EspCryptoName } from './cipher.js';
+export { evpLibrary } from './evp.js';
 export * from './sa.js';
 export * from './packet.js';
 export * from './replay.js';

@@ -13,8 +13,8 @@ import { randomInt } from 'node:crypto';
 import { IPPROTO_IPIP } from '../wire/constants.js';
 import { drop, type Result } from './drop.js';
 import {
-  IP_DF, IP_MAXPACKET, IPPROTO_IPV6, IPV4_HEADER_BYTES, buildIPv4Header, buildIPv6Header, findHeader,
-  parseIp, trafficClassOf, type IpPacket,
+  IP_DF, IP_MAXPACKET, IPPROTO_IPV6, IPV4_HEADER_BYTES, IPV6_HEADER_BYTES, findHeader, parseIp, sourceIs,
+  trafficClassOf, writeIPv4Header, writeIPv6Header, type IpPacket,
 } from './packet.js';
 import { familyOf } from './sa.js';
 
@@ -38,30 +38,61 @@ export interface IpipOptions {
 }
 
 /**
- * The outer header for `inner` (already parsed), and the byte in it that names the next
- * protocol: what ipipEncap puts in front, and what ESP tunnel mode puts in front of ESP.
+ * The length of the outer header a tunnel from sa.src to sa.dst puts in front of `ip`
+ * (20 or 40 bytes), or why it cannot: endpoints of no or mixed families, or an outer
+ * packet that would pass the 65,535-byte limit.
  */
-export function ipipHeader(sa: TunnelEndpoints, ip: IpPacket, opts: IpipOptions = {}): Result<{ header: Buffer; protocol: number; protocolField: number }> {
+export function ipipHeaderLength(sa: TunnelEndpoints, ip: IpPacket): Result<{ headerLength: number }> {
   const family = familyOf(sa.src);
   if (!family || familyOf(sa.dst) !== family) return drop('bad-sa');
-  const protocol = ip.version === 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
-  const tos = (opts.tos ?? (family === 4 ? 'copy' : 'clear')) === 'copy' ? trafficClassOf(ip.bytes) : 0;
-  const ttl = opts.ttl ?? IPSEC_DEFAULT_TTL;
   if (family === 4) {
     if (IPV4_HEADER_BYTES + ip.bytes.length > IP_MAXPACKET) return drop('too-big');
-    const df = opts.df === 'set' || (opts.df === 'copy' && ip.dontFragment);
-    const header = buildIPv4Header({
-      tos, id: opts.id ?? randomInt(0x10000), flags: df ? IP_DF : 0, ttl, protocol,
-      src: sa.src, dst: sa.dst, payloadLength: ip.bytes.length,
-    });
-    return { ok: true, header, protocol, protocolField: 9 };
+    return { ok: true, headerLength: IPV4_HEADER_BYTES };
   }
   if (ip.bytes.length > IP_MAXPACKET) return drop('too-big');
-  const header = buildIPv6Header({
+  return { ok: true, headerLength: IPV6_HEADER_BYTES };
+}
+
+/**
+ * Write at out[0, …) the outer header for `ip` (already parsed and checked with
+ * ipipHeaderLength), carrying `payloadLength` bytes of protocol `protocol`: the inner
+ * packet itself (IPIP or IPv6, ipipEncap), or the ESP around it when ESP tunnel mode
+ * builds its packet in one buffer.
+ */
+export function writeIpipHeader(out: Buffer, sa: TunnelEndpoints, ip: IpPacket, opts: IpipOptions, protocol: number, payloadLength: number): void {
+  const v4 = sa.src.length === 4;
+  const tos = (opts.tos ?? (v4 ? 'copy' : 'clear')) === 'copy' ? trafficClassOf(ip.bytes) : 0;
+  const ttl = opts.ttl ?? IPSEC_DEFAULT_TTL;
+  if (v4) {
+    const df = opts.df === 'set' || (opts.df === 'copy' && ip.dontFragment);
+    writeIPv4Header(out, {
+      tos, id: opts.id ?? randomInt(0x10000), flags: df ? IP_DF : 0, ttl, protocol,
+      src: sa.src, dst: sa.dst, payloadLength,
+    });
+    return;
+  }
+  writeIPv6Header(out, {
     trafficClass: tos, flowLabel: 0, hopLimit: ttl, nextHeader: protocol,
-    src: sa.src, dst: sa.dst, payloadLength: ip.bytes.length,
+    src: sa.src, dst: sa.dst, payloadLength,
   });
-  return { ok: true, header, protocol, protocolField: 6 };
+}
+
+/** The protocol number an outer header gives `ip`: IPIP for IPv4, IPv6 for IPv6. */
+export function ipipProtocol(ip: IpPacket): number {
+  return ip.version === 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
+}
+
+/**
+ * The outer header for `inner` (already parsed), and the byte in it that names the next
+ * protocol: what ipipEncap puts in front.
+ */
+export function ipipHeader(sa: TunnelEndpoints, ip: IpPacket, opts: IpipOptions = {}): Result<{ header: Buffer; protocol: number; protocolField: number }> {
+  const n = ipipHeaderLength(sa, ip);
+  if (!n.ok) return n;
+  const header = Buffer.alloc(n.headerLength);
+  const protocol = ipipProtocol(ip);
+  writeIpipHeader(header, sa, ip, opts, protocol, ip.bytes.length);
+  return { ok: true, header, protocol, protocolField: n.headerLength === IPV4_HEADER_BYTES ? 9 : 6 };
 }
 
 /** Encapsulate `inner` (a whole IPv4 or IPv6 packet) in an outer header from sa.src to sa.dst. */
@@ -86,7 +117,7 @@ export function ipipDecap(sa: TunnelEndpoints | undefined, outer: Uint8Array, op
   if (!at.ok) at = findHeader(p.ip, IPPROTO_IPV6);
   if (!at.ok) return drop('bad-next-header');
   if (at.at.fragmentOffset || at.at.moreFragments) return drop('fragment');
-  if (sa && opts.policyCheck !== false && !p.ip.src.equals(sa.src)) return drop('policy');
+  if (sa && opts.policyCheck !== false && !sourceIs(p.ip, sa.src)) return drop('policy');
   const inner = parseIp(p.ip.bytes.subarray(at.at.offset));
   if (!inner.ok) return inner;
   if ((inner.ip.version === 4) !== (at.at.protocol === IPPROTO_IPIP)) return drop('bad-next-header');

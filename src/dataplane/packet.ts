@@ -61,6 +61,40 @@ export interface HeaderPosition {
   readonly moreFragments: boolean;
 }
 
+const SLAB_BYTES = 64 * 1024;
+let slab = Buffer.allocUnsafeSlow(SLAB_BYTES).buffer;
+let slabUsed = 0;
+
+/**
+ * An uninitialised buffer of n bytes for a packet the data plane builds (the caller
+ * writes every byte). Packets up to 8 KiB are carved from 64 KiB slabs: cheaper than
+ * Node's pool, whose 8 KiB blocks hold only five 1,500-byte packets. As with Node's pool,
+ * a packet that is kept keeps its slab alive.
+ */
+export function packetBuffer(n: number): Buffer {
+  if (n > SLAB_BYTES / 8) return Buffer.allocUnsafe(n);
+  if (slabUsed + n > SLAB_BYTES) {
+    slab = Buffer.allocUnsafeSlow(SLAB_BYTES).buffer;
+    slabUsed = 0;
+  }
+  const b = Buffer.from(slab, slabUsed, n);
+  slabUsed = (slabUsed + n + 7) & ~7;
+  return b;
+}
+
+/**
+ * b[off, off + len) as a plain Uint8Array over the same memory: what crypto calls take,
+ * made for one call (cheaper than a Buffer slice, which goes through the species lookup).
+ */
+export function region(b: Uint8Array, off: number, len: number): Uint8Array {
+  return new Uint8Array(b.buffer, b.byteOffset + off, len);
+}
+
+/** b[start, end) as a Buffer over the same memory (what subarray gives, without its species lookup). */
+export function slice(b: Uint8Array, start: number, end: number): Buffer {
+  return Buffer.from(b.buffer, b.byteOffset + start, end - start);
+}
+
 export function asBuffer(b: Uint8Array): Buffer {
   return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
@@ -86,44 +120,76 @@ export function refreshIPv4Checksum(b: Buffer): void {
   b.writeUInt16BE(internetChecksum(b, 0, (b[0] & 0x0f) * 4), 10);
 }
 
-/** Parse and check the IP header of `input` (a whole packet, possibly with trailing bytes). */
-export function parseIp(input: Uint8Array): Result<{ ip: IpPacket }> {
-  const b = asBuffer(input);
-  if (b.length < 1) return drop('too-short');
+/**
+ * A parsed packet. src and dst are made (as views into bytes) only when asked for: most
+ * packets on the data plane's paths never need them as buffers.
+ */
+class ParsedIp implements IpPacket {
+  private srcView: Buffer | undefined;
+  private dstView: Buffer | undefined;
+
+  constructor(
+    readonly version: 4 | 6,
+    readonly bytes: Buffer,
+    readonly headerLength: number,
+    readonly protocol: number,
+    readonly ttl: number,
+    readonly fragmentOffset: number,
+    readonly moreFragments: boolean,
+    readonly dontFragment: boolean,
+  ) {}
+
+  get src(): Buffer {
+    return (this.srcView ??= this.version === 4 ? this.bytes.subarray(12, 16) : this.bytes.subarray(8, 24));
+  }
+
+  get dst(): Buffer {
+    return (this.dstView ??= this.version === 4 ? this.bytes.subarray(16, 20) : this.bytes.subarray(24, 40));
+  }
+}
+
+/**
+ * Parse and check the IP header of `input` (a whole packet, possibly with trailing bytes),
+ * of which only the first `length` bytes are looked at.
+ */
+export function parseIp(input: Uint8Array, length = input.length): Result<{ ip: IpPacket }> {
+  return parseIpBuffer(asBuffer(input), length);
+}
+
+/** parseIp of a Buffer. */
+export function parseIpBuffer(b: Buffer, length: number): Result<{ ip: IpPacket }> {
+  if (length < 1) return drop('too-short');
   const version = b[0] >> 4;
   if (version === 4) {
-    if (b.length < IPV4_HEADER_BYTES) return drop('too-short');
+    if (length < IPV4_HEADER_BYTES) return drop('too-short');
     const hl = (b[0] & 0x0f) * 4;
     const total = b.readUInt16BE(2);
     if (hl < IPV4_HEADER_BYTES || total < hl) return drop('bad-ip-header');
-    if (total > b.length) return drop('too-short');
+    if (total > length) return drop('too-short');
     if (internetChecksum(b, 0, hl) !== 0) return drop('bad-ip-checksum');
     const frag = b.readUInt16BE(6);
-    const bytes = b.subarray(0, total);
-    return {
-      ok: true,
-      ip: {
-        version: 4, bytes, headerLength: hl, protocol: b[9],
-        src: bytes.subarray(12, 16), dst: bytes.subarray(16, 20), ttl: b[8],
-        fragmentOffset: (frag & IP_OFFMASK) * 8, moreFragments: (frag & IP_MF) !== 0, dontFragment: (frag & IP_DF) !== 0,
-      },
-    };
+    const bytes = total === b.length ? b : slice(b, 0, total);
+    const ip = new ParsedIp(4, bytes, hl, b[9], b[8], (frag & IP_OFFMASK) * 8, (frag & IP_MF) !== 0, (frag & IP_DF) !== 0);
+    return { ok: true, ip };
   }
   if (version === 6) {
-    if (b.length < IPV6_HEADER_BYTES) return drop('too-short');
+    if (length < IPV6_HEADER_BYTES) return drop('too-short');
     const total = IPV6_HEADER_BYTES + b.readUInt16BE(4);
-    if (total > b.length) return drop('too-short');
-    const bytes = b.subarray(0, total);
-    return {
-      ok: true,
-      ip: {
-        version: 6, bytes, headerLength: IPV6_HEADER_BYTES, protocol: b[6],
-        src: bytes.subarray(8, 24), dst: bytes.subarray(24, 40), ttl: b[7],
-        fragmentOffset: 0, moreFragments: false, dontFragment: false,
-      },
-    };
+    if (total > length) return drop('too-short');
+    const bytes = total === b.length ? b : slice(b, 0, total);
+    return { ok: true, ip: new ParsedIp(6, bytes, IPV6_HEADER_BYTES, b[6], b[7], 0, false, false) };
   }
   return drop('bad-ip-header');
+}
+
+/** Is the packet's source address `addr` (4 or 16 bytes)? Compares in place. */
+export function sourceIs(ip: IpPacket, addr: Uint8Array): boolean {
+  const at = ip.version === 4 ? 12 : 8;
+  const n = ip.version === 4 ? 4 : 16;
+  if (addr.length !== n) return false;
+  const b = ip.bytes;
+  for (let i = 0; i < n; i++) if (b[at + i] !== addr[i]) return false;
+  return true;
 }
 
 /** Length of the IPv6 extension header of type `nh` at `off`, or -1 when it overruns. */
@@ -196,6 +262,7 @@ export function locateInbound(packet: Uint8Array, proto: number): Result<{ ip: I
 
 /** The header of protocol `proto` reached through IPv6 extension headers (or IPv4's one), if any. */
 export function findHeader(ip: IpPacket, proto: number): Result<{ at: HeaderPosition }> {
+  if (ip.version === 4) return ip.protocol === proto ? walk(ip, isExt) : drop('no-sa');
   const r = walk(ip, (nh) => nh !== proto && isExt(nh));
   if (!r.ok) return r;
   return r.at.protocol === proto ? r : drop('no-sa');
@@ -255,21 +322,38 @@ export interface IPv4Fields {
 
 /** An IPv4 header (checksum filled in). Options must be a multiple of 4 bytes. */
 export function buildIPv4Header(f: IPv4Fields): Buffer {
+  const h = Buffer.alloc(IPV4_HEADER_BYTES + (f.options?.length ?? 0));
+  writeIPv4Header(h, f);
+  return h;
+}
+
+/** Write an IPv4 header (checksum filled in) at out[0, …); returns its length. */
+export function writeIPv4Header(out: Buffer, f: IPv4Fields): number {
   const optLen = f.options?.length ?? 0;
   const hl = IPV4_HEADER_BYTES + optLen;
-  const h = Buffer.alloc(hl);
-  h[0] = 0x40 | (hl >> 2);
-  h[1] = f.tos;
-  h.writeUInt16BE(hl + f.payloadLength, 2);
-  h.writeUInt16BE(f.id & 0xffff, 4);
-  h.writeUInt16BE(f.flags & 0xffff, 6);
-  h[8] = f.ttl;
-  h[9] = f.protocol;
-  h.set(f.src, 12);
-  h.set(f.dst, 16);
-  if (optLen) h.set(f.options!, IPV4_HEADER_BYTES);
-  h.writeUInt16BE(internetChecksum(h, 0, hl), 10);
-  return h;
+  const total = hl + f.payloadLength;
+  if (total > IP_MAXPACKET) throw new RangeError(`IPv4 total length ${total} exceeds ${IP_MAXPACKET}`);
+  out[0] = 0x40 | (hl >> 2);
+  out[1] = f.tos;
+  out[2] = total >>> 8;
+  out[3] = total;
+  out[4] = f.id >>> 8;
+  out[5] = f.id;
+  out[6] = f.flags >>> 8;
+  out[7] = f.flags;
+  out[8] = f.ttl;
+  out[9] = f.protocol;
+  out[10] = out[11] = 0;
+  const { src, dst } = f;
+  for (let i = 0; i < 4; i++) {
+    out[12 + i] = src[i];
+    out[16 + i] = dst[i];
+  }
+  if (optLen) out.set(f.options!, IPV4_HEADER_BYTES);
+  const sum = internetChecksum(out, 0, hl);
+  out[10] = sum >>> 8;
+  out[11] = sum;
+  return hl;
 }
 
 export interface IPv6Fields {
@@ -284,13 +368,19 @@ export interface IPv6Fields {
 
 export function buildIPv6Header(f: IPv6Fields): Buffer {
   const h = Buffer.alloc(IPV6_HEADER_BYTES);
-  h.writeUInt32BE(((6 << 28) | ((f.trafficClass & 0xff) << 20) | (f.flowLabel & 0xfffff)) >>> 0, 0);
-  h.writeUInt16BE(f.payloadLength, 4);
-  h[6] = f.nextHeader;
-  h[7] = f.hopLimit;
-  h.set(f.src, 8);
-  h.set(f.dst, 24);
+  writeIPv6Header(h, f);
   return h;
+}
+
+/** Write an IPv6 header at out[0, 40). */
+export function writeIPv6Header(out: Buffer, f: IPv6Fields): number {
+  out.writeUInt32BE(((6 << 28) | ((f.trafficClass & 0xff) << 20) | (f.flowLabel & 0xfffff)) >>> 0, 0);
+  out.writeUInt16BE(f.payloadLength, 4);
+  out[6] = f.nextHeader;
+  out[7] = f.hopLimit;
+  out.set(f.src, 8);
+  out.set(f.dst, 24);
+  return IPV6_HEADER_BYTES;
 }
 
 /** IPv4 TOS or IPv6 traffic class. */

@@ -1,9 +1,10 @@
 /**
  * What a transform needs to know about an SA (TransformSA), independent of how the SA
  * table stores it: a later adapter fills one from an SA in src/sadb. Also the one place
- * an SA's keys are checked against the algorithm tables and turned into node:crypto
- * KeyObjects, cached per TransformSA object so a packet pays nothing for it. Key bytes
- * are never logged, formatted or put in a Drop.
+ * an SA's keys are checked against the algorithm tables and turned into keyed objects
+ * (ESP's cipher and HMAC from the crypto backend of cipher.ts, AH's node:crypto
+ * KeyObject), cached per TransformSA object and backend so a packet pays nothing for it.
+ * Key bytes are never logged, formatted or put in a Drop.
  */
 
 import { createSecretKey, type KeyObject } from 'node:crypto';
@@ -13,6 +14,9 @@ import {
 import {
   AUTH_ALGORITHMS, ENCRYPT_ALGORITHMS, type AuthAlgorithm, type EncryptAlgorithm,
 } from './algorithms.js';
+import {
+  espCryptoBackend, nodeBackend, type CryptoBackend, type EspCryptoName, type SaCipher, type SaMac,
+} from './cipher.js';
 import { drop, type Result } from './drop.js';
 
 /** NAT-T encapsulation of an ESP SA (SADB_X_EXT_NAT_T_TYPE/SPORT/DPORT). */
@@ -50,25 +54,29 @@ export interface TransformSA {
 }
 
 /**
- * An ESP or AH SA's algorithms with their keys ready for node:crypto. The keys are
- * KeyObjects and the salt/nonce is not enumerable, so printing or serialising this shows
- * no key material.
+ * An ESP or AH SA's algorithms with their keys ready to use. Keys live only inside keyed
+ * objects (KeyObjects, libcrypto contexts) and the salt/nonce is not enumerable, so
+ * printing or serialising this shows no key material.
  */
 export interface PreparedSA {
   /** ESP only. */
   readonly enc?: EncryptAlgorithm;
-  readonly encKey?: KeyObject;
-  /** node:crypto's name for the cipher at this key size ('aes-128-gcm', …). */
-  readonly cipherName?: string;
+  /** ESP: the keyed cipher (absent for NULL encryption). */
+  readonly cipher?: SaCipher;
   /** The RFC 3686 nonce / RFC 4106 salt (empty for other ciphers). */
   readonly salt: Buffer;
   readonly auth?: AuthAlgorithm;
+  /** AH: the HMAC key for hmacIcv. */
   readonly authKey?: KeyObject;
+  /** ESP: the keyed HMAC (absent without integrity or with a combined mode). */
+  readonly mac?: SaMac;
   /** ICV bytes on the wire: the combined mode's, else the HMAC's, else 0. */
   readonly icvBytes: number;
 }
 
-const prepared = new WeakMap<TransformSA, Result<{ prepared: PreparedSA }>>();
+type Prepared = Result<{ prepared: PreparedSA }>;
+/** Per SA object, what each backend prepared (so switching backends back and forth re-keys nothing). */
+const prepared = new WeakMap<TransformSA, Partial<Record<EspCryptoName, Prepared>>>();
 
 function prepareAuth(sa: TransformSA): Result<{ auth?: AuthAlgorithm; authKey?: KeyObject }> {
   if (sa.auth === SADB_AALG_NONE) return sa.authKey?.length ? drop('bad-sa') : { ok: true };
@@ -78,7 +86,7 @@ function prepareAuth(sa: TransformSA): Result<{ auth?: AuthAlgorithm; authKey?: 
   return { ok: true, auth, authKey: createSecretKey(sa.authKey) };
 }
 
-function prepareEsp(sa: TransformSA): Result<{ prepared: PreparedSA }> {
+function prepareEsp(sa: TransformSA, backend: CryptoBackend): Prepared {
   const enc = ENCRYPT_ALGORITHMS.get(sa.encrypt);
   if (!enc) return drop('unsupported');
   const key = sa.encryptKey ?? new Uint8Array(0);
@@ -89,19 +97,21 @@ function prepareEsp(sa: TransformSA): Result<{ prepared: PreparedSA }> {
   // A combined mode carries its own ICV; ESP with neither encryption nor integrity is refused.
   if (enc.icvBytes && a.auth) return drop('bad-sa');
   if (enc.mode === 'null' && !a.auth) return drop('bad-sa');
+  // A backend that cannot run an algorithm (say, a libcrypto without it) leaves it to node:crypto.
+  const cipherKey = key.subarray(0, cipherBytes);
+  const cipherName = enc.cipher(cipherBytes);
   const prepared = {
     enc,
-    encKey: cipherBytes ? createSecretKey(key.subarray(0, cipherBytes)) : undefined,
-    cipherName: cipherBytes ? enc.cipher(cipherBytes) : undefined,
+    cipher: cipherBytes ? backend.cipher(enc, cipherName, cipherKey) ?? nodeBackend.cipher(enc, cipherName, cipherKey) : undefined,
     auth: a.auth,
-    authKey: a.authKey,
+    mac: a.auth ? backend.mac(a.auth, sa.authKey!) ?? nodeBackend.mac(a.auth, sa.authKey!) : undefined,
     icvBytes: enc.icvBytes || (a.auth?.icvBytes ?? 0),
   };
   Object.defineProperty(prepared, 'salt', { value: Buffer.from(key.subarray(cipherBytes)), enumerable: false });
   return { ok: true, prepared: prepared as PreparedSA };
 }
 
-function prepareAh(sa: TransformSA): Result<{ prepared: PreparedSA }> {
+function prepareAh(sa: TransformSA): Prepared {
   if (sa.auth === SADB_AALG_NONE) return drop('bad-sa');
   const a = prepareAuth(sa);
   if (!a.ok) return a;
@@ -110,14 +120,20 @@ function prepareAh(sa: TransformSA): Result<{ prepared: PreparedSA }> {
   return { ok: true, prepared: prepared as PreparedSA };
 }
 
-/** The SA's algorithms and keys, checked once and cached for this TransformSA object. */
-export function prepareSA(sa: TransformSA): Result<{ prepared: PreparedSA }> {
-  let p = prepared.get(sa);
+/**
+ * The SA's algorithms and keys, checked once and cached for this TransformSA object and
+ * the crypto backend in use (cipher.ts).
+ */
+export function prepareSA(sa: TransformSA): Prepared {
+  const backend = espCryptoBackend();
+  let byBackend = prepared.get(sa);
+  if (!byBackend) prepared.set(sa, (byBackend = {}));
+  let p = byBackend[backend.name];
   if (!p) {
-    p = sa.satype === SADB_SATYPE_ESP ? prepareEsp(sa)
+    p = sa.satype === SADB_SATYPE_ESP ? prepareEsp(sa, backend)
       : sa.satype === SADB_SATYPE_AH ? prepareAh(sa)
         : drop('bad-sa');
-    prepared.set(sa, p);
+    byBackend[backend.name] = p;
   }
   return p;
 }
