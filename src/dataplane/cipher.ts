@@ -77,10 +77,9 @@ class NodeCipher implements SaCipher {
       buf.set(c.getAuthTag(), tagOff);
       return;
     }
-    const c = createCipheriv(this.#name, this.#key, iv);
-    c.setAutoPadding(false);
-    buf.set(c.update(plain), off);
-    c.final();
+    // CBC on whole blocks and CTR give all their output from update(), so neither final()
+    // nor setAutoPadding(false) is called (padding would only be added by final()).
+    buf.set(createCipheriv(this.#name, this.#key, iv).update(plain), off);
   }
 
   decrypt(src: Buffer, off: number, len: number, iv: Buffer, aad: Buffer | undefined, tagOff: number): Buffer | undefined {
@@ -99,11 +98,11 @@ class NodeCipher implements SaCipher {
       }
       return plain;
     }
+    // Without padding, update() gives every block (with it, it would hold the last one back
+    // for final()); whole blocks were checked by the caller.
     const d = createDecipheriv(this.#name, this.#key, iv);
     d.setAutoPadding(false);
-    const plain = d.update(ct);
-    d.final();
-    return plain;
+    return d.update(ct);
   }
 }
 

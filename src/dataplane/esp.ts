@@ -5,10 +5,13 @@
  * tunnel mode by way of IPIP (KLIPS's tun → esp chain). Ciphers: AES-CBC, 3DES-CBC,
  * AES-CTR (RFC 3686, nonce from the key's tail), AES-GCM with 8/12/16-byte ICV (RFC 4106,
  * salt from the key's tail, 8-byte explicit IV) and NULL; integrity: the HMACs of
- * algorithms.ts. With ESN the high 32 bits of the sequence number enter the ICV (after
- * the trailer for an HMAC, in the AAD for GCM) but never the wire. The sequence number
- * comes from the caller (the SA holds it); inbound, an optional ReplayWindow is checked
- * before and updated only after the ICV verifies.
+ * algorithms.ts. The keyed work is the SA's cipher and HMAC from the crypto backend
+ * (cipher.ts: node:crypto or libcrypto's EVP). An outbound packet is laid out in one
+ * buffer (header, ESP header, IV, payload, padding, trailer, ICV) and encrypted there in
+ * place. With ESN the high 32 bits of the sequence number enter the ICV (after the
+ * trailer for an HMAC, in the AAD for GCM) but never the wire. The sequence number comes
+ * from the caller (the SA holds it); inbound, an optional ReplayWindow is checked before
+ * and updated only after the ICV verifies.
  */
 
 import { randomFillSync } from 'node:crypto';

@@ -3,7 +3,8 @@
  * lengths, IPv4 checksum and fragment bits), build one, walk the IPv6 next-header chain
  * as far as a task needs (the transport-mode insertion point, an IPsec header on input,
  * the upper-layer header for eroute selectors), reassemble a packet around a new payload
- * with its length and checksum fields right, and the internet checksum itself. Packets
+ * with its length and checksum fields right, and the internet checksum itself; also the
+ * buffers the transforms build packets in (packetBuffer: slabs) and cheap views. Packets
  * are plain Buffers (or Uint8Arrays on input); nothing here knows about SAs.
  */
 
