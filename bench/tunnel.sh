@@ -204,7 +204,7 @@ if [[ $ANCHOR == 1 ]]; then
   DUR=$DUR ESPS="aes128gcm16 aes128-sha256" WORK=$WORK/sswan bash bench/anchors/strongswan-libipsec.sh > "$WORK/anchor.txt" 2>"$WORK/anchor.log" || die "anchor failed: $(tail -5 "$WORK/anchor.log")"
   sed -n '/^kernel-libipsec ESP/,$p' "$WORK/anchor.txt" | grep -v '^raw outputs' | while IFS= read -r l; do say "$l"; done
   S_TCP_GCM=$(awk '/^kernel-libipsec ESP aes128gcm16/{f=1} f && /^  TCP/{print $2; exit}' "$WORK/anchor.txt")
-  S_RTT_GCM=$(awk '/^kernel-libipsec ESP aes128gcm16/{f=1} f && /^  ping RTT/{split($5,a,"/"); print a[2]; exit}' "$WORK/anchor.txt")
+  S_RTT_GCM=$(awk '/^kernel-libipsec ESP aes128gcm16/{f=1} f && /^  ping RTT/{split($4,a,"/"); print a[2]; exit}' "$WORK/anchor.txt")
   S_TCP_CBC=$(awk '/^kernel-libipsec ESP aes128-sha256/{f=1} f && /^  TCP/{print $2; exit}' "$WORK/anchor.txt")
   say "------------------------------------------------------------------"
   say "summary (same run)            klips udp    libipsec     ratio"
