@@ -33,6 +33,8 @@ export interface DataplaneFlags {
   mtu: number;
   encap: Encap;
   udpPort: number;
+  /** Take the TUN device's checksum and TCP segmentation offloads (default on). */
+  offload?: boolean;
 }
 
 /** Before anything starts: may this process run the data plane? Throws DataplaneRefused if not. */
@@ -49,7 +51,7 @@ export function startDataplane(server: KlipsServer, f: DataplaneFlags): Dataplan
   let rt: DataplaneRuntime;
   try {
     rt = DataplaneRuntime.start(server.engine, {
-      interface: f.interface, mtu: f.mtu, encap: f.encap, udpPort: f.udpPort,
+      interface: f.interface, mtu: f.mtu, encap: f.encap, udpPort: f.udpPort, offload: f.offload ?? true,
       log: (level, msg, fields) => log[level](fields ?? {}, msg),
     });
   } catch (e) {

@@ -44,6 +44,11 @@ export const EACCES = 13;
 export const TUNSETIFF = 0x400454ca;
 export const IFF_TUN = 0x0001;
 export const IFF_NO_PI = 0x1000;
+export const IFF_VNET_HDR = 0x4000;
+export const TUNSETOFFLOAD = 0x400454d0;
+export const TUN_F_CSUM = 0x01;
+export const TUN_F_TSO4 = 0x02;
+export const TUN_F_TSO6 = 0x04;
 export const SIOCGIFFLAGS = 0x8913;
 export const SIOCSIFFLAGS = 0x8914;
 export const SIOCSIFMTU = 0x8922;
@@ -63,6 +68,8 @@ export interface Libc {
   open(path: string, flags: number): number;
   close(fd: number): number;
   ioctl(fd: number, request: number, arg: Uint8Array): number;
+  /** ioctl with an integer argument passed by value (TUNSETOFFLOAD). */
+  ioctlInt(fd: number, request: number, arg: number): number;
   read(fd: number, buf: Uint8Array, len: number): number;
   write(fd: number, buf: Uint8Array, len: number): number;
   socket(domain: number, type: number, protocol: number): number;
@@ -118,6 +125,7 @@ function bind(): { libc: Libc; koffi: Koffi } {
     close: f('int close(int fd)') as Libc['close'],
     // ioctl is variadic in C; on Linux's LP64 ABIs a pointer third argument passes the same way.
     ioctl: f('int ioctl(int fd, unsigned long request, void *arg)') as Libc['ioctl'],
+    ioctlInt: lib.func('int ioctl(int fd, unsigned long request, unsigned long arg)') as Libc['ioctlInt'],
     read: f('long read(int fd, void *buf, unsigned long len)') as Libc['read'],
     write: f('long write(int fd, void *buf, unsigned long len)') as Libc['write'],
     socket: f('int socket(int domain, int type, int protocol)') as Libc['socket'],

@@ -29,6 +29,8 @@ export interface RuntimeOptions {
   waitMicros: number;
   /** A turn stops taking packets after this long (ms), so PF_KEY messages wait at most about that. */
   turnMs: number;
+  /** Take checksum and TCP segmentation offloads from the TUN device (gso.ts). */
+  offload: boolean;
   /** Address families to carry ESP over (a family whose socket cannot open is left out, logged). */
   families: readonly number[];
   log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
@@ -44,5 +46,6 @@ export const DEFAULT_RUNTIME: Omit<RuntimeOptions, 'log'> = {
   activeMs: 50,
   waitMicros: 200,
   turnMs: 1,
+  offload: true,
   families: [AF_INET, AF_INET6],
 };
