@@ -20,10 +20,10 @@
  * and us a view object per call: a call costs about a third less.
  */
 
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import { sameBytes, type AuthAlgorithm, type EncryptAlgorithm } from './algorithms.js';
 import type { CryptoBackend, SaCipher, SaMac } from './cipher.js';
+import { loadKoffi, type Koffi } from './koffi.js';
 import { packetBuffer } from './packet.js';
 
 /** EVP_CIPHER_CTX_ctrl operations for AEAD ciphers (openssl/evp.h). */
@@ -40,18 +40,6 @@ const OSSL_PARAM_UNMODIFIED = 0xffffffffffffffffn;
 type Ptr = unknown;
 /** A native address as a number (exact: user-space addresses are far below 2^53). */
 type Addr = number;
-type Fn = (...args: unknown[]) => number;
-
-interface KoffiLibrary {
-  func(decl: string): Fn;
-  func(name: string, result: string, params: string[]): Fn;
-}
-
-interface Koffi {
-  load(path: string | null, options?: { deep?: boolean }): KoffiLibrary;
-  address(value: unknown): bigint;
-}
-
 /** The libcrypto calls used, bound once. */
 interface Evp {
   library: string;
@@ -123,12 +111,8 @@ function bind(): { evp: Evp; koffi: Koffi } | string {
   if (os.endianness() !== 'LE' || (process.arch !== 'x64' && process.arch !== 'arm64')) {
     return (bound = `needs a 64-bit little-endian platform (this is ${process.arch})`);
   }
-  let koffi: Koffi;
-  try {
-    koffi = createRequire(import.meta.url)('koffi') as Koffi;
-  } catch (e) {
-    return (bound = `the koffi FFI library could not be loaded (${(e as Error).message.split('\n')[0]})`);
-  }
+  const koffi = loadKoffi();
+  if (koffi instanceof Error) return (bound = koffi.message);
   try {
     return (bound = { evp: bindLibrary(koffi), koffi });
   } catch (e) {

@@ -10,8 +10,8 @@
  * moves; everything else is passed as a Buffer for the duration of one call.
  */
 
-import { createRequire } from 'node:module';
 import os from 'node:os';
+import { loadKoffi, type Koffi, type KoffiFn } from './koffi.js';
 
 /** Linux x86_64/arm64 constants (asm-generic and x86 agree on these). */
 export const O_RDWR = 0o2;
@@ -27,7 +27,6 @@ export const SO_SNDBUF = 7;
 export const SO_REUSEADDR = 2;
 export const IPPROTO_IP = 0;
 export const IPPROTO_IPV6 = 41;
-export const IPPROTO_UDP = 17;
 export const IP_HDRINCL = 3;
 export const IP_PKTINFO = 8;
 export const IPV6_V6ONLY = 26;
@@ -37,8 +36,6 @@ export const POLLIN = 0x1;
 export const MSG_DONTWAIT = 0x40;
 export const EAGAIN = 11;
 export const EINTR = 4;
-export const EPERM = 1;
-export const EACCES = 13;
 
 /** TUN ioctls and flags (linux/if_tun.h), interface ioctls (linux/sockios.h). */
 export const TUNSETIFF = 0x400454ca;
@@ -60,9 +57,6 @@ export const IFREQ_BYTES = 40;
 /** struct mmsghdr on LP64: a 56-byte msghdr and the 4-byte count, padded to 64. */
 export const MMSGHDR_BYTES = 64;
 export const IOVEC_BYTES = 16;
-
-type Fn = (...args: unknown[]) => number;
-type AsyncFn = Fn & { async: (...args: unknown[]) => void };
 
 export interface Libc {
   open(path: string, flags: number): number;
@@ -95,14 +89,6 @@ export interface NativeArena {
   readonly base: bigint;
 }
 
-interface Koffi {
-  load(name: string): { func(decl: string): AsyncFn };
-  alloc(type: string, n: number): unknown;
-  view(ptr: unknown, len: number): ArrayBuffer;
-  address(ptr: unknown): bigint;
-  errno(): number;
-}
-
 let cached: { libc: Libc; koffi: Koffi } | undefined;
 
 /** Why the runtime cannot use libc here (no koffi build for this platform, no glibc). */
@@ -110,22 +96,18 @@ export class LibcUnavailable extends Error {}
 
 function bind(): { libc: Libc; koffi: Koffi } {
   if (cached) return cached;
-  let koffi: Koffi;
-  try {
-    koffi = createRequire(import.meta.url)('koffi') as Koffi;
-  } catch (e) {
-    throw new LibcUnavailable(`the koffi FFI library could not be loaded (${(e as Error).message})`);
-  }
+  const koffi = loadKoffi();
+  if (koffi instanceof Error) throw new LibcUnavailable(koffi.message);
   if (process.platform !== 'linux') throw new LibcUnavailable(`the data plane runtime needs Linux (this is ${process.platform})`);
   const lib = koffi.load('libc.so.6');
-  const f = (decl: string) => lib.func(decl);
+  const f = (decl: string): KoffiFn => lib.func(decl);
   const poll = f('int poll(void *fds, unsigned long n, int timeout)');
   const libc: Libc = {
     open: f('int open(const char *path, int flags)') as Libc['open'],
     close: f('int close(int fd)') as Libc['close'],
     // ioctl is variadic in C; on Linux's LP64 ABIs a pointer third argument passes the same way.
     ioctl: f('int ioctl(int fd, unsigned long request, void *arg)') as Libc['ioctl'],
-    ioctlInt: lib.func('int ioctl(int fd, unsigned long request, unsigned long arg)') as Libc['ioctlInt'],
+    ioctlInt: f('int ioctl(int fd, unsigned long request, unsigned long arg)') as Libc['ioctlInt'],
     read: f('long read(int fd, void *buf, unsigned long len)') as Libc['read'],
     write: f('long write(int fd, void *buf, unsigned long len)') as Libc['write'],
     socket: f('int socket(int domain, int type, int protocol)') as Libc['socket'],
