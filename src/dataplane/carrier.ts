@@ -14,21 +14,22 @@
  * the IP header (and for UDP any UDP header a NAT-T SA put there, whose port then wins).
  */
 
-import { AF_INET, AF_INET6 } from '../wire/index.js';
+import { AF_INET, AF_INET6, IPPROTO_ESP } from '../wire/index.js';
 import {
   EAGAIN, EINTR, IOVEC_BYTES, IPPROTO_IP, IPPROTO_IPV6, IPV6_PKTINFO, IPV6_RECVPKTINFO, IPV6_V6ONLY, IP_HDRINCL,
   IP_PKTINFO, MMSGHDR_BYTES, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_RAW, SOL_SOCKET, SO_RCVBUF,
   SO_REUSEADDR, SO_SNDBUF, errnoText, libc, nativeArena, type Libc, type NativeArena,
 } from './libc.js';
 import { formatAddress } from '../wire/sockaddr.js';
-import { internetChecksum } from './packet.js';
+import { IPPROTO_UDP, IPV4_HEADER_BYTES, IPV6_HEADER_BYTES, writeIPv4Header, writeIPv6Header } from './packet.js';
 
 import type { Encap } from './runtime-options.js';
 
 export type { Encap };
 
-const IPPROTO_ESP = 50;
-const IPPROTO_UDP = 17;
+/** The destination given back when the kernel gave no IP_PKTINFO / IPV6_PKTINFO. */
+const ANY4 = new Uint8Array(4);
+const ANY6 = new Uint8Array(16);
 const SOCKADDR_BYTES = 28;
 const CONTROL_BYTES = 64;
 /** Room before each received payload for the headers given back (IPv6 40 + UDP 8). */
@@ -250,21 +251,11 @@ export class Carrier {
     const start = HEADROOM - head;
     const total = head + Math.min(len, b.slotBytes);
     const p = slot.subarray(start, start + total);
+    const protocol = udp ? IPPROTO_UDP : IPPROTO_ESP;
     if (v4) {
-      p[0] = 0x45; p[1] = 0;
-      p.writeUInt16BE(total, 2);
-      p.writeUInt32BE(0, 4);
-      p[8] = 64; p[9] = udp ? IPPROTO_UDP : IPPROTO_ESP;
-      p.writeUInt16BE(0, 10);
-      p.set(src, 12);
-      if (dst) p.set(dst, 16); else p.fill(0, 16, 20);
-      p.writeUInt16BE(internetChecksum(p, 0, 20), 10);
+      writeIPv4Header(p, { tos: 0, id: 0, flags: 0, ttl: 64, protocol, src, dst: dst ?? ANY4, payloadLength: total - IPV4_HEADER_BYTES });
     } else {
-      p.writeUInt32BE(0x60000000, 0);
-      p.writeUInt16BE(total - 40, 4);
-      p[6] = udp ? IPPROTO_UDP : IPPROTO_ESP; p[7] = 64;
-      p.set(src, 8);
-      if (dst) p.set(dst, 24); else p.fill(0, 24, 40);
+      writeIPv6Header(p, { trafficClass: 0, flowLabel: 0, hopLimit: 64, nextHeader: protocol, src, dst: dst ?? ANY6, payloadLength: total - IPV6_HEADER_BYTES });
     }
     if (udp) {
       const u = v4 ? 20 : 40;
