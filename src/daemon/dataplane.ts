@@ -8,6 +8,7 @@
 
 import fs from 'node:fs';
 import { CarrierError } from '../dataplane/carrier.js';
+import { countersText } from '../dataplane/counters.js';
 import { LibcUnavailable } from '../dataplane/libc.js';
 import { DataplaneRuntime, RuntimeError, type Encap, type RuntimeStats } from '../dataplane/runtime.js';
 import { TunError } from '../dataplane/tun.js';
@@ -45,8 +46,8 @@ export function checkDataplanePrivileges(f: Pick<DataplaneFlags, 'encap'>): void
   if (f.encap === 'raw' && !has(CAP_NET_RAW)) throw new DataplaneRefused('--encap raw needs root or CAP_NET_RAW (raw ESP sockets); use --encap udp, or run as root');
 }
 
+/** Start the runtime on the server's engine (checkDataplanePrivileges first: main does, before the server starts). */
 export function startDataplane(server: KlipsServer, f: DataplaneFlags): DataplaneRuntime {
-  checkDataplanePrivileges(f);
   const log = server.logger.child({ subsystem: 'dataplane' });
   let rt: DataplaneRuntime;
   try {
@@ -68,7 +69,7 @@ export function startDataplane(server: KlipsServer, f: DataplaneFlags): Dataplan
 }
 
 /** The runtime view as text, one fact per line (as KLIPS's /proc files). */
-export function runtimeText(s: RuntimeStats): string {
+function runtimeText(s: RuntimeStats): string {
   const lines = [
     `${s.interface} mtu=${s.mtu} encap=${s.encap}${s.udpPort !== undefined ? ` port=${s.udpPort}` : ''} memory=${s.memoryBound}`,
     `tun read=${s.tun.read} written=${s.tun.written}`,
@@ -76,9 +77,6 @@ export function runtimeText(s: RuntimeStats): string {
     `turns=${s.turns} wakes=${s.wakes} busy_turns=${s.busyTurns}`,
     `drops ${Object.entries(s.drops).map(([k, v]) => `${k}=${v}`).join(' ')}`,
   ];
-  for (const [dir, d] of [['xmit', s.paths.xmit], ['rcv', s.paths.rcv]] as const) {
-    lines.push(`${dir} packets=${d.packets} ipsec=${d.ipsec} passed=${d.passed} dropped=${d.dropped}${Object.entries(d.drops).map(([k, v]) => ` ${k}=${v}`).join('')}`);
-  }
   if (s.kernel) lines.push(`kernel tun_tx_dropped=${s.kernel.tunTxDropped} tun_rx_dropped=${s.kernel.tunRxDropped}`);
-  return lines.map((l) => `${l}\n`).join('');
+  return lines.map((l) => `${l}\n`).join('') + countersText(s.paths);
 }

@@ -528,12 +528,6 @@ class Connection {
 
 // ---------- the server ----------
 
-/** Views klipsd adds to the engine's own (the engine knows nothing of the data plane). */
-const SERVER_VIEWS: Readonly<Record<string, (engine: Engine) => View<string>>> = { dataplane: dataplaneView };
-
-/** Every view name the view channel answers. */
-export const KNOWN_VIEWS: readonly string[] = [...VIEW_NAMES, ...Object.keys(SERVER_VIEWS)];
-
 /** The longest request line the view channel reads: a trace of the largest packet (dataplane/trace.ts's MAX_TRACE_PACKET) in hex, with room to spare. */
 const MAX_INFO_LINE = 2 * (IP_MAXPACKET + IPV6_HEADER_BYTES) + 4096;
 
@@ -736,22 +730,26 @@ class Server implements KlipsServer {
 
   private pidOf = (ep: Endpoint): number => this.byEndpoint.get(ep.id)?.lastPid ?? 0;
 
-  /** Views served beside the engine's and SERVER_VIEWS (the data plane's runtime adds its own). */
-  private readonly extraViews = new Map<string, () => { text: string; data: unknown }>();
+  /**
+   * Views klipsd serves beside the engine's (the engine knows nothing of the data plane):
+   * the paths' counters from the start, the runtime's once klipsd --dataplane adds them.
+   */
+  private readonly serverViews = new Map<string, () => { text: string; data: unknown }>([
+    ['dataplane', () => dataplaneView(this.engine)],
+  ]);
 
   /** Serve `name` on the view channel from `render` (e.g. klipsd --dataplane's "runtime"). */
   addView(name: string, render: () => { text: string; data: unknown }): void {
-    this.extraViews.set(name, render);
+    this.serverViews.set(name, render);
   }
 
   private viewNames(): string {
-    return [...KNOWN_VIEWS, ...this.extraViews.keys()].join(', ');
+    return [...VIEW_NAMES, ...this.serverViews.keys()].join(', ');
   }
 
   view(name: string): View<string> | undefined {
-    const extra = this.extraViews.get(name);
-    if (extra) return { view: name, ...extra() };
-    if (Object.hasOwn(SERVER_VIEWS, name)) return SERVER_VIEWS[name](this.engine);
+    const own = this.serverViews.get(name);
+    if (own) return { view: name, ...own() };
     return renderView(name, this.engine, {
       pidOf: this.pidOf,
       serverStats: () => ({

@@ -86,6 +86,11 @@ export function countDrop(d: DirectionCounters, reason: PathDropReason): void {
  */
 export function dataplaneView(engine: Engine): View<'dataplane'> {
   const data = dataplaneCounters(engine);
+  return { view: 'dataplane', text: countersText(data), data };
+}
+
+/** The counters as the dataplane view's text (the runtime view ends with the same lines). */
+export function countersText(data: DataplaneCounters): string {
   const lines: string[] = [];
   for (const dir of ['xmit', 'rcv'] as const) {
     const d = data[dir];
@@ -93,5 +98,5 @@ export function dataplaneView(engine: Engine): View<'dataplane'> {
     for (const [reason, n] of Object.entries(d.drops)) lines.push(`${dir}.drops.${reason}=${n}`);
   }
   lines.push(`icmpSent=${data.icmpSent}`, `natTMappings=${data.natTMappings}`);
-  return { view: 'dataplane', text: lines.map((l) => `${l}\n`).join(''), data };
+  return lines.map((l) => `${l}\n`).join('');
 }
