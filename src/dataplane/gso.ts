@@ -35,7 +35,7 @@ export type OffloadFault = 'bad-vnet-header';
  * the call). Returns undefined, or the fault when the header makes no sense.
  */
 export function offloadedPackets(buf: Buffer, n: number, scratch: Buffer, emit: (packet: Buffer) => void): OffloadFault | undefined {
-  if (n < VNET_HDR_BYTES + 20) return n > VNET_HDR_BYTES ? (emit(buf.subarray(VNET_HDR_BYTES, n)), undefined) : 'bad-vnet-header';
+  if (n <= VNET_HDR_BYTES) return 'bad-vnet-header';
   const flags = buf[0];
   const gso = buf[1] & ~GSO_ECN;
   const hdrLen = buf.readUInt16LE(2);
@@ -44,6 +44,7 @@ export function offloadedPackets(buf: Buffer, n: number, scratch: Buffer, emit: 
   const csumOffset = buf.readUInt16LE(8);
   const pkt = buf.subarray(VNET_HDR_BYTES, n);
   if (gso === GSO_NONE) {
+    // (A packet too short for the paths is theirs to drop, with its reason.)
     if (flags & F_NEEDS_CSUM) {
       const at = csumStart + csumOffset;
       if (at + 2 > pkt.length || csumStart >= pkt.length) return 'bad-vnet-header';
@@ -56,7 +57,7 @@ export function offloadedPackets(buf: Buffer, n: number, scratch: Buffer, emit: 
   }
   if (gso !== GSO_TCPV4 && gso !== GSO_TCPV6) return 'bad-vnet-header';
   const v4 = gso === GSO_TCPV4;
-  if ((pkt[0] >> 4) !== (v4 ? 4 : 6)) return 'bad-vnet-header';
+  if (pkt.length < 20 || (pkt[0] >> 4) !== (v4 ? 4 : 6)) return 'bad-vnet-header';
   const ipLen = v4 ? (pkt[0] & 0x0f) * 4 : 40;
   // The TCP header starts at csum_start (IPv6 extension headers included before it).
   const tcpAt = csumStart;
@@ -68,10 +69,11 @@ export function offloadedPackets(buf: Buffer, n: number, scratch: Buffer, emit: 
   const seq0 = pkt.readUInt32BE(tcpAt + 4);
   const flags0 = pkt[tcpAt + 13];
   const id0 = v4 ? pkt.readUInt16BE(4) : 0;
-  let i = 0;
-  for (let off = 0; off < payload || (off === 0 && payload === 0); off += gsoSize, i++) {
+  const pieces = Math.max(1, Math.ceil(payload / gsoSize));
+  for (let i = 0; i < pieces; i++) {
+    const off = i * gsoSize;
     const take = Math.min(gsoSize, payload - off);
-    const last = off + take >= payload;
+    const last = i === pieces - 1;
     const seg = scratch.subarray(0, head + take);
     pkt.copy(seg, 0, 0, head);
     pkt.copy(seg, head, head + off, head + off + take);
@@ -99,7 +101,6 @@ export function offloadedPackets(buf: Buffer, n: number, scratch: Buffer, emit: 
     seg[tcpAt + 16] = c >> 8;
     seg[tcpAt + 17] = c & 0xff;
     emit(seg);
-    if (payload === 0) break;
   }
   return undefined;
 }

@@ -7,12 +7,11 @@
  * leaves no interface behind.
  */
 
+import { AF_INET } from '../wire/index.js';
 import {
-  AF_INET,
-} from '../wire/index.js';
-import {
-  IFF_NO_PI, IFF_TUN, IFF_UP, IFF_VNET_HDR, TUNSETOFFLOAD, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, IFNAMSIZ, IFREQ_BYTES, O_CLOEXEC, O_NONBLOCK, O_RDWR, SIOCGIFFLAGS, SIOCGIFINDEX,
-  SIOCSIFFLAGS, SIOCSIFMTU, SOCK_CLOEXEC, SOCK_DGRAM, TUNSETIFF, errnoText, libc,
+  IFF_NO_PI, IFF_TUN, IFF_UP, IFF_VNET_HDR, IFNAMSIZ, IFREQ_BYTES, O_CLOEXEC, O_NONBLOCK, O_RDWR, SIOCGIFFLAGS,
+  SIOCGIFINDEX, SIOCSIFFLAGS, SIOCSIFMTU, SOCK_CLOEXEC, SOCK_DGRAM, TUNSETIFF, TUNSETOFFLOAD, TUN_F_CSUM, TUN_F_TSO4,
+  TUN_F_TSO6, errnoText, libc,
 } from './libc.js';
 
 export class TunError extends Error {}
@@ -71,7 +70,7 @@ export function openTun(name: string, mtu: number, offload = false): TunDevice {
   c.close(ctl);
   let open = true;
   return {
-    name: actual, fd, mtu, ifindex: idx.readInt32LE(IFNAMSIZ), offload: offload,
+    name: actual, fd, mtu, ifindex: idx.readInt32LE(IFNAMSIZ), offload,
     close() {
       if (!open) return;
       open = false;
