@@ -12,13 +12,24 @@
  * IP_PKTINFO / IPV6_PKTINFO), for raw IPv6 an IPv6 header (IPv4 raw sockets keep theirs).
  * On the way out the outbound path's packet is cut back to what the socket adds itself:
  * the IP header (and for UDP any UDP header a NAT-T SA put there, whose port then wins).
+ *
+ * The UDP port is shared with the IKE daemon, as KLIPS shared it with pluto's NAT-T
+ * socket (RFC 3948: IKE and ESP on one port, told apart by the non-ESP marker): the
+ * carrier binds with SO_REUSEPORT and gives the port's group a classic BPF program that
+ * steers each datagram by its first four bytes: zero (the non-ESP marker of IKE) to the
+ * group's second socket, anything else (an SPI; keepalives and runts alike) to the
+ * first. klipsd binds first, so ESP comes here; an IKE daemon that binds the port
+ * afterwards with SO_REUSEPORT (the bridge, `klips run`, sets it for the daemon) gets
+ * IKE. With no second socket the kernel falls back to the first, and IKE datagrams
+ * are dropped here and counted as not ESP, as before.
  */
 
 import { AF_INET, AF_INET6, IPPROTO_ESP } from '../wire/index.js';
 import {
   EAGAIN, EINTR, IOVEC_BYTES, IPPROTO_IP, IPPROTO_IPV6, IPV6_PKTINFO, IPV6_RECVPKTINFO, IPV6_V6ONLY, IP_HDRINCL,
   IP_PKTINFO, MMSGHDR_BYTES, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_RAW, SOL_SOCKET, SO_RCVBUF,
-  SO_REUSEADDR, SO_SNDBUF, errnoText, libc, nativeArena, type Libc, type NativeArena,
+  SO_ATTACH_REUSEPORT_CBPF, SO_REUSEADDR, SO_REUSEPORT, SO_SNDBUF, errnoText, libc, nativeArena, type Libc,
+  type NativeArena,
 } from './libc.js';
 import { formatAddress } from '../wire/sockaddr.js';
 import { IPPROTO_UDP, IPV4_HEADER_BYTES, IPV6_HEADER_BYTES, writeIPv4Header, writeIPv6Header } from './packet.js';
@@ -158,6 +169,33 @@ export interface CarrierOptions {
   socketBuffer: number;
 }
 
+/**
+ * The steering program, as struct sock_filter entries {code u16, jt u8, jf u8, k u32}:
+ * A = payload[0..4] (a runt fails the load: result 0); A == 0 ? 1 : 0.
+ */
+const STEER_IKE_TO_SECOND: ReadonlyArray<readonly [number, number, number, number]> = [
+  [0x20, 0, 0, 0], // BPF_LD | BPF_W | BPF_ABS   ld [0]
+  [0x15, 0, 1, 0], // BPF_JMP | BPF_JEQ | BPF_K  jeq #0, next, skip one
+  [0x06, 0, 0, 1], // BPF_RET | BPF_K            ret #1: IKE, to the daemon's socket
+  [0x06, 0, 0, 0], // BPF_RET | BPF_K            ret #0: ESP, to klipsd's
+];
+
+/** Attaches STEER_IKE_TO_SECOND to fd's SO_REUSEPORT group (struct sock_fprog on LP64). */
+function attachSteering(c: Libc, fd: number): boolean {
+  const prog = nativeArena(16 + 8 * STEER_IKE_TO_SECOND.length);
+  const b = prog.buf;
+  STEER_IKE_TO_SECOND.forEach(([code, jt, jf, k], i) => {
+    const o = 16 + 8 * i;
+    b.writeUInt16LE(code, o);
+    b[o + 2] = jt;
+    b[o + 3] = jf;
+    b.writeUInt32LE(k, o + 4);
+  });
+  b.writeUInt16LE(STEER_IKE_TO_SECOND.length, 0);
+  b.writeBigUInt64LE(prog.base + 16n, 8);
+  return c.setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, b, 16) === 0;
+}
+
 function setInt(c: Libc, fd: number, level: number, name: number, value: number): boolean {
   const v = Buffer.alloc(4);
   v.writeInt32LE(value);
@@ -203,10 +241,12 @@ export class Carrier {
     }
     if (!raw) {
       ok('SO_REUSEADDR', setInt(c, fd, SOL_SOCKET, SO_REUSEADDR, 1));
+      ok('SO_REUSEPORT', setInt(c, fd, SOL_SOCKET, SO_REUSEPORT, 1));
       const sa = Buffer.alloc(SOCKADDR_BYTES);
       sa.writeUInt16LE(o.family, 0);
       sa.writeUInt16BE(o.port, 2);
       ok(`bind to port ${o.port}`, c.bind(fd, sa, o.family === AF_INET ? 16 : 28) === 0);
+      ok('SO_ATTACH_REUSEPORT_CBPF', attachSteering(c, fd));
     }
     this.rx = new Batch(o.batch, o.slotBytes);
     this.tx = new Batch(o.batch, o.slotBytes).forSending();

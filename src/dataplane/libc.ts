@@ -25,6 +25,8 @@ export const SOL_SOCKET = 1;
 export const SO_RCVBUF = 8;
 export const SO_SNDBUF = 7;
 export const SO_REUSEADDR = 2;
+export const SO_REUSEPORT = 15;
+export const SO_ATTACH_REUSEPORT_CBPF = 51;
 export const IPPROTO_IP = 0;
 export const IPPROTO_IPV6 = 41;
 export const IP_HDRINCL = 3;
@@ -70,6 +72,7 @@ export interface Libc {
   bind(fd: number, addr: Uint8Array, len: number): number;
   setsockopt(fd: number, level: number, name: number, value: Uint8Array, len: number): number;
   sendto(fd: number, buf: Uint8Array, len: number, flags: number, addr: Uint8Array, addrlen: number): number;
+  recvfrom(fd: number, buf: Uint8Array, len: number, flags: number, addr: Uint8Array | null, addrlen: Uint8Array | null): number;
   /** recvmmsg/sendmmsg on a vector in a NativeArena (its iovecs point into the same arena). */
   recvmmsg(fd: number, vec: Uint8Array, vlen: number, flags: number, timeout: null): number;
   sendmmsg(fd: number, vec: Uint8Array, vlen: number, flags: number): number;
@@ -114,6 +117,7 @@ function bind(): { libc: Libc; koffi: Koffi } {
     bind: f('int bind(int fd, void *addr, unsigned int len)') as Libc['bind'],
     setsockopt: f('int setsockopt(int fd, int level, int name, void *value, unsigned int len)') as Libc['setsockopt'],
     sendto: f('long sendto(int fd, void *buf, unsigned long len, int flags, void *addr, unsigned int addrlen)') as Libc['sendto'],
+    recvfrom: f('long recvfrom(int fd, void *buf, unsigned long len, int flags, void *addr, void *addrlen)') as Libc['recvfrom'],
     recvmmsg: f('int recvmmsg(int fd, void *vec, unsigned int vlen, int flags, void *timeout)') as Libc['recvmmsg'],
     sendmmsg: f('int sendmmsg(int fd, void *vec, unsigned int vlen, int flags)') as Libc['sendmmsg'],
     pipe2: f('int pipe2(void *fds, int flags)') as Libc['pipe2'],

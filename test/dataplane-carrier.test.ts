@@ -1,0 +1,99 @@
+// The UDP carrier shares its port with an IKE daemon as KLIPS shared pluto's NAT-T port:
+// ESP (a non-zero SPI first) stays with klipsd's carrier, datagrams with the non-ESP
+// marker go to the daemon's socket that joined the port's SO_REUSEPORT group after it.
+// Real sockets on loopback; no root needed.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { Carrier } from '../src/dataplane/carrier.js';
+import { libc, SOL_SOCKET, SO_REUSEPORT, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_CLOEXEC, MSG_DONTWAIT } from '../src/dataplane/libc.js';
+import { AF_INET } from '../src/wire/index.js';
+
+const PORT = 40000 + (process.pid % 20000);
+
+function ikeDaemonSocket(port: number): number {
+  const c = libc();
+  const fd = c.socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  assert.ok(fd >= 0);
+  const one = Buffer.alloc(4);
+  one.writeInt32LE(1);
+  assert.equal(c.setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, one, 4), 0);
+  const sa = Buffer.alloc(16);
+  sa.writeUInt16LE(AF_INET, 0);
+  sa.writeUInt16BE(port, 2);
+  assert.equal(c.bind(fd, sa, 16), 0, 'the daemon joins the port');
+  return fd;
+}
+
+/** Every datagram waiting on a plain socket (first byte of each, to tell them apart). */
+function drainPlain(fd: number): number[] {
+  const c = libc();
+  const buf = Buffer.alloc(2048);
+  const got: number[] = [];
+  for (;;) {
+    const n = c.recvfrom(fd, buf, buf.length, MSG_DONTWAIT, null, null);
+    if (n < 0) return got;
+    got.push(buf[n >= 5 ? 4 : 0]);
+  }
+}
+
+function drainCarrier(k: Carrier): number[] {
+  const got: number[] = [];
+  for (let n = k.receive(); n > 0; n = k.receive()) {
+    for (let i = 0; i < n; i++) {
+      const d = k.datagram(i).packet;
+      const payload = d.subarray(28);
+      got.push(payload[payload.length >= 5 ? 4 : 0]);
+    }
+  }
+  return got;
+}
+
+async function sendAll(datagrams: Buffer[], port: number): Promise<void> {
+  const s = dgram.createSocket('udp4');
+  for (const d of datagrams) await new Promise<void>((r, j) => s.send(d, port, '127.0.0.1', (e) => (e ? j(e) : r())));
+  s.close();
+  await new Promise((r) => setTimeout(r, 50));
+}
+
+const esp = (tag: number) => Buffer.from([0, 0, 0x10, 0x01, tag, 0, 0, 1, 9, 9, 9, 9]);
+const ike = (tag: number) => Buffer.from([0, 0, 0, 0, tag, 1, 2, 3, 4, 5, 6, 7]);
+
+test('ESP stays with the carrier, IKE (non-ESP marker) goes to the daemon bound after it', async () => {
+  const k = new Carrier({ family: AF_INET, encap: 'udp', port: PORT, batch: 8, slotBytes: 2048, socketBuffer: 0 });
+  const daemon = ikeDaemonSocket(PORT);
+  try {
+    await sendAll([esp(1), ike(2), esp(3), ike(4), ike(5), Buffer.from([0xff])], PORT);
+    assert.deepEqual(drainCarrier(k), [1, 3, 0xff], 'ESP and the 1-byte keepalive come to klipsd');
+    assert.deepEqual(drainPlain(daemon), [2, 4, 5], 'IKE goes to the daemon');
+  } finally {
+    libc().close(daemon);
+    k.close();
+  }
+});
+
+test('with no daemon on the port, everything comes to the carrier (IKE then counted there as not ESP)', async () => {
+  const k = new Carrier({ family: AF_INET, encap: 'udp', port: PORT + 1, batch: 8, slotBytes: 2048, socketBuffer: 0 });
+  try {
+    await sendAll([esp(1), ike(2)], PORT + 1);
+    assert.deepEqual(drainCarrier(k), [1, 2]);
+  } finally {
+    k.close();
+  }
+});
+
+test('a socket without SO_REUSEPORT still cannot take the carrier\'s port', () => {
+  const k = new Carrier({ family: AF_INET, encap: 'udp', port: PORT + 2, batch: 8, slotBytes: 2048, socketBuffer: 0 });
+  try {
+    const c = libc();
+    const fd = c.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    const sa = Buffer.alloc(16);
+    sa.writeUInt16LE(AF_INET, 0);
+    sa.writeUInt16BE(PORT + 2, 2);
+    assert.equal(c.bind(fd, sa, 16), -1);
+    assert.equal(c.errno(), 98, 'EADDRINUSE');
+    c.close(fd);
+  } finally {
+    k.close();
+  }
+});
