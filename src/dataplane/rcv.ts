@@ -35,7 +35,7 @@ import type { SA, InboundPolicy } from '../sadb/sadb.js';
 import { formatSaidOld, type Said } from '../sadb/said.js';
 import {
   AF_INET, AF_INET6, IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, IPPROTO_IPIP, SADB_SASTATE_LARVAL,
-  IPSEC_MODE_TUNNEL,
+  IPSEC_MODE_TUNNEL, IPSEC_MODE_BEET,
 } from '../wire/index.js';
 import { addressBytes, formatAddress } from '../wire/sockaddr.js';
 import { countDrop, countersOf, type PathDropReason } from './counters.js';
@@ -262,6 +262,7 @@ function spiAt(b: Buffer, proto: number, off: number): number | undefined {
 function decap(sa: SA, pkt: Buffer, guard?: ReplayGuard): { ok: true; packet: Buffer; nextHeader?: number } | { ok: false; reason: PathDropReason } {
   const rt = runtimeOf(sa);
   const mode = sa.kame?.mode === IPSEC_MODE_TUNNEL ? 'tunnel' : 'transport';
+  if (sa.kame !== undefined && sa.kame.mode === IPSEC_MODE_BEET) return { ok: false, reason: 'unsupported' };
   switch (sa.said.proto) {
     case IPPROTO_ESP:
       return espInput(rt.tsa, pkt, { mode, replay: guard ?? rt.replay });

@@ -37,7 +37,7 @@ import { formatSaidOld, type Said } from '../sadb/said.js';
 import {
   AF_INET, AF_INET6, IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, IPPROTO_INT, IPPROTO_IPIP, PfkeyError,
   SADB_SASTATE_LARVAL, SADB_SATYPE_ESP, SPI_DROP, SPI_HOLD, SPI_PASS, SPI_REJECT, SPI_TRAP, SPI_TRAPSUBNET,
-  IPSEC_MODE_TUNNEL,
+  IPSEC_MODE_TUNNEL, IPSEC_MODE_BEET,
 } from '../wire/index.js';
 import { hasTemplates } from '../engine/policy.js';
 import { formatAddress } from '../wire/sockaddr.js';
@@ -221,8 +221,9 @@ function apply(sa: SA, pkt: Buffer, dryRun: boolean): Result<Applied> {
   if (sa.state === SADB_SASTATE_LARVAL) return { ok: false, reason: 'no-sa' };
   const rt = runtimeOf(sa);
   const tsa = rt.tsa;
-  // A KAME SA in tunnel mode carries its own IPIP header.
+  // A KAME SA in tunnel mode carries its own IPIP header; BEET mode is not carried.
   const mode = sa.kame?.mode === IPSEC_MODE_TUNNEL ? 'tunnel' : 'transport';
+  if (sa.kame !== undefined && sa.kame.mode === IPSEC_MODE_BEET) return { ok: false, reason: 'unsupported' };
   switch (sa.said.proto) {
     case IPPROTO_IPIP:
       return ipipEncap(tsa, pkt);

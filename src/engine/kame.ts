@@ -637,8 +637,9 @@ const register: KameHandler<typeof SADB_REGISTER> = ({ engine, ep, msg }) => {
 const unsupported = ({ msg }: KameRequest): never => refuse(ERRNO.EOPNOTSUPP, `message type ${msg.header.type} is the kernel's to send`);
 
 /**
- * FLUSH (pfkey_flush): the SAs of one SA type (0: all, KLIPS's IPIP and shunt SAs
- * included); an SA type with no protocol EINVAL. The sender gets a copy of its request;
+ * FLUSH (pfkey_flush): the SAs of one SA type, or with 0 every AH, ESP and IPCOMP SA
+ * (Linux's IPSEC_PROTO_ANY: KLIPS's IPIP and shunt SAs, which the KAME dialect cannot
+ * name, stay); an SA type with no protocol EINVAL. The sender gets a copy of its request;
  * when anything went, every socket then gets the FLUSH (the sender twice), KLIPS's in its
  * numbering.
  */
@@ -646,7 +647,7 @@ const flush: KameHandler<typeof SADB_FLUSH> = ({ engine, ep, msg }) => {
   const h = msg.header;
   const satype = h.satype === 0 ? 0 : KLIPS_OF_KAME[h.satype];
   if (satype === undefined) refuse(ERRNO.EINVAL, `SA type ${h.satype} names no SA protocol`);
-  const gone = engine.sadb.flush(satype);
+  const gone = (satype === 0 ? Object.values(KLIPS_OF_KAME) : [satype]).flatMap((t) => (engine.sadb.count(t) ? engine.sadb.flush(t) : []));
   engine.kameBroadcast(headerOnly(replyHeader(h)), 'one', ep);
   if (gone.length === 0) return;
   engine.kameBroadcast(headerOnly(replyHeader(h)), 'all');
