@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Engine, sendErrno } from '../src/engine/engine.js';
+import { Engine } from '../src/engine/engine.js';
 import { startServer, type KlipsServer } from '../src/daemon/server.js';
 import { kameSocketPathFor } from '../src/daemon/paths.js';
 import { parseConfig } from '../src/daemon/config.js';

@@ -13,6 +13,7 @@ import {
   buildMessage, parseMessage, headerOnly, ERRNO, AF_INET,
   SADB_ADD, SADB_GET, SADB_DELETE, SADB_REGISTER, SADB_EXPIRE, SADB_ACQUIRE, SADB_DUMP, SADB_GETSPI, SADB_UPDATE,
   SADB_X_SPDADD, SADB_X_SPDDUMP, SADB_X_SPDDELETE, SADB_X_SPDFLUSH, SADB_X_ADDFLOW, SADB_X_DELFLOW,
+  SADB_X_SPDGET, SADB_X_SPDDELETE2, SADB_X_SPDUPDATE, SADB_X_SPDSETIDX, SADB_X_MIGRATE, IPSEC_LEVEL_USE, IPSEC_LEVEL_UNIQUE,
   SADB_SATYPE_ESP, SADB_X_SATYPE_IPIP, SADB_X_SATYPE_INT, SADB_SASTATE_LARVAL, SADB_SASTATE_MATURE,
   SADB_SASTATE_DYING, SADB_SASTATE_DEAD, SADB_AALG_SHA1HMAC, SADB_X_EALG_AESCBC, SADB_X_SAFLAGS_CLEARFLOW,
   IPSEC_POLICY_IPSEC, IPSEC_POLICY_NONE, IPSEC_POLICY_DISCARD, IPSEC_DIR_OUTBOUND, IPSEC_DIR_INBOUND,
@@ -26,7 +27,7 @@ import { PfkeySocket } from '../src/socket/pfkey-socket.js';
 import { xmit } from '../src/dataplane/xmit.js';
 import { rcv } from '../src/dataplane/rcv.js';
 import {
-  world, addReq, addflowReq, grpsaReq, hdrReq, saidReq, key, lifetime, type World, type Client,
+  world, addReq, addflowReq, grpsaReq, hdrReq, saidReq, key, lifetime, snapshot, type World,
 } from './engine-helpers.js';
 import { ipv4, icmpEcho, udp } from './dataplane-helpers.js';
 
@@ -347,4 +348,37 @@ test('SAs cross over: a KLIPS ADD reaches KAME sockets as Linux notifies (keys, 
   const del = klips.one('KLIPS DELETE notice');
   assert.deepEqual([del.header.type, del.sa!.spi, del.header.seq], [SADB_DELETE, 0x5000, 8]);
   assert.equal(w.engine.sadb.size, 0);
+});
+
+test("Linux's SPD rules: ELOOP past six templates, optional tunnel templates refused outbound, unique reqids chosen above 0x3fff, indexes kept by X_SPDUPDATE; refusals change nothing", () => {
+  const w = world();
+  const kame = new Kame(w);
+  const errnoOf = (m: KameMessageInput) => {
+    assert.equal(kame.send(m), 0, 'send() succeeds: the errno travels in the reply');
+    const r = kame.one('reply');
+    return r.header.errno;
+  };
+  const before = snapshot(w.engine);
+  assert.equal(errnoOf(spdadd('10.1.0.0', 16, '10.2.0.0', 16, Array(7).fill(TRANSPORT_ESP))), ERRNO.ELOOP);
+  assert.equal(errnoOf(spdadd('10.1.0.0', 16, '10.2.0.0', 16, [{ ...TUNNEL_ESP, level: IPSEC_LEVEL_USE }])), ERRNO.EINVAL);
+  assert.equal(errnoOf(spdadd('10.1.0.0', 16, '10.2.0.0', 16, [{ ...TRANSPORT_ESP, mode: 0 }])), ERRNO.EINVAL);
+  assert.equal(errnoOf(spdadd('10.1.0.0', 16, '10.2.0.0', 16, [{ ...TUNNEL_ESP, src: undefined, dst: undefined }])), ERRNO.EINVAL);
+  assert.equal(errnoOf(spdadd('10.1.0.0', 16, '10.2.0.0', 16, [{ ...TRANSPORT_ESP, proto: 4 }])), ERRNO.EINVAL);
+  assert.equal(errnoOf(spdadd('10.1.0.0', 16, '10.2.0.0', 16, [], { type: 3 })), ERRNO.EINVAL, 'ENTRUST is a socket policy');
+  assert.equal(errnoOf(spdadd('10.1.0.0', 16, '10.2.0.0', 16, [], { dir: 4 })), ERRNO.EINVAL);
+  assert.equal(errnoOf({ dialect: 'kame', header: { type: SADB_X_SPDGET, satype: 0, seq: 1, pid: 1 }, policy: { type: 0, dir: 0, id: 3, priority: 0, requests: [] } }), ERRNO.EINVAL, 'index 3 names direction 3');
+  assert.equal(errnoOf({ dialect: 'kame', header: { type: SADB_X_SPDDELETE2, satype: 0, seq: 1, pid: 1 }, policy: { type: 0, dir: 0, id: 9, priority: 0, requests: [] } }), ERRNO.ENOENT);
+  assert.equal(errnoOf({ ...spdadd('10.1.0.0', 16, '10.2.0.0', 16, []), header: { type: SADB_X_MIGRATE, satype: 0, seq: 1, pid: 1 } }), ERRNO.ENOPROTOOPT);
+  assert.equal(snapshot(w.engine), before, 'no refusal changed a table');
+
+  // level unique without a reqid: Linux's gen_reqid picks the first above IPSEC_MANUAL_REQID_MAX.
+  kame.ok({ ...spdadd('10.1.0.0', 16, '10.2.0.0', 16, [{ ...TUNNEL_ESP, level: IPSEC_LEVEL_UNIQUE }]), header: { type: SADB_X_SPDSETIDX, satype: 0, seq: 2, pid: 1 } }, 'SPDSETIDX');
+  const added = kame.one('SETIDX reply');
+  assert.equal(added.header.type, SADB_X_SPDADD, 'SETIDX is answered as X_SPDADD, as Linux');
+  assert.deepEqual([added.policy!.requests[0].level, added.policy!.requests[0].reqid], [IPSEC_LEVEL_UNIQUE, 0x4000]);
+  assert.equal(errnoOf(spdadd('10.1.0.0', 16, '10.2.0.0', 16, [TUNNEL_ESP])), ERRNO.EEXIST);
+  kame.ok({ ...spdadd('10.1.0.0', 16, '10.2.0.0', 16, [TRANSPORT_ESP]), header: { type: SADB_X_SPDUPDATE, satype: 0, seq: 3, pid: 1 } }, 'SPDUPDATE');
+  const updated = kame.one('SPDUPDATE reply');
+  assert.deepEqual([updated.header.type, updated.policy!.id], [SADB_X_SPDUPDATE, added.policy!.id], 'the index is kept');
+  assert.deepEqual(updated.policy!.requests, [TRANSPORT_ESP]);
 });

@@ -11,7 +11,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  parseMessage, buildMessage, headerFault, presentExtensions, ERRNO, PfkeyError, AF_INET, AF_INET6,
+  parseMessage, buildMessage, headerFault, presentExtensions, ERRNO, PfkeyError, AF_INET,
   SADB_X_SPDADD, SADB_GETSPI, SADB_SATYPE_ESP, SADB_SASTATE_LARVAL, IPSEC_MODE_TUNNEL,
   IPSEC_MODE_TRANSPORT, IPSEC_LEVEL_REQUIRE, IPSEC_LEVEL_UNIQUE, IPSEC_POLICY_IPSEC, IPSEC_DIR_OUTBOUND,
   IPPROTO_ESP, KAME_RULES, KAME_SADB_MAX, RULES, SADB_MAX,

@@ -109,6 +109,13 @@ export class Engine implements EngineOps {
   kameReqidGen = IPSEC_MANUAL_REQID_MAX;
   /** KAME larval SAs by the ACQUIRE seq they stand for (Linux's byseq index); stale entries are skipped. */
   private readonly larvals = new Map<number, SA>();
+  /** Every KAME larval SA (GETSPI's, an ACQUIRE's), so finding one by its endpoints never walks the SA table. */
+  private readonly larvalSet = new Set<SA>();
+  /**
+   * ACQUIREs under way with no larval SA of their own (the SAID with SPI 0 to that
+   * destination was taken by another source's): when each may be sent again.
+   */
+  private readonly acquireUntil = new Map<string, number>();
   readonly interfaces: Map<number, VirtualInterface>;
   readonly supported: Map<number, SupportedLists>;
   readonly debug: Record<DebugSubsystem, number>;
@@ -303,7 +310,16 @@ export class Engine implements EngineOps {
   }
 
   noteLarval(sa: SA): void {
-    this.larvals.set(sa.seq, sa);
+    if (sa.seq) this.larvals.set(sa.seq, sa);
+    this.larvalSet.add(sa);
+  }
+
+  /** The KAME larval SAs still in the table and still larval (others are forgotten on the way). */
+  *kameLarvals(): IterableIterator<SA> {
+    for (const sa of this.larvalSet) {
+      if (this.sadb.get(sa.said) === sa && sa.state === SADB_SASTATE_LARVAL) yield sa;
+      else this.larvalSet.delete(sa);
+    }
   }
 
   private push(ep: Endpoint, bytes: Uint8Array): void {
@@ -408,10 +424,15 @@ export class Engine implements EngineOps {
     if (r.ok) return { ok: true, sas: r.sas };
     const u = r.missing;
     const n = listeners(u);
-    if (u.larval) return { ok: false, reason: 'trap', listeners: n };
+    if (u.larval || (this.acquireUntil.get(this.acquireKey(u)) ?? 0) > this.now()) return { ok: false, reason: 'trap', listeners: n };
     if (n === 0) return { ok: false, reason: 'no-listener', listeners: 0 };
     if (dryRun) return { ok: false, reason: 'trap', listeners: n };
     return { ok: false, reason: 'trap', acquireSeq: this.acquireTemplate(e, u, sel), listeners: n };
+  }
+
+  private acquireKey(u: Unresolved): string {
+    const t = u.template;
+    return `${t.proto}|${t.mode}|${t.reqid}|${u.src}|${u.dst}`;
   }
 
   private acquireTemplate(e: Eroute, u: Unresolved, sel: PendingAcquire['selector']): number {
@@ -424,7 +445,9 @@ export class Engine implements EngineOps {
       ? { proto: 0, prefixlen: 0, family: t.family, port: 0, addr: a, flowinfo: 0, scopeId: 0 }
       : { proto: 0, prefixlen: 0, family: t.family, port: 0, addr: a });
     const said: Said = { proto: t.proto, spi: 0, dst: u.dst };
-    if (!this.sadb.has(said)) {
+    if (this.sadb.has(said)) {
+      this.acquireUntil.set(this.acquireKey(u), now + this.kameAcquireExpires);
+    } else {
       const larval = newSA({
         said, satype, state: SADB_SASTATE_LARVAL, replay: 0, auth: 0, encrypt: 0, flags: 0,
         src: addr(u.src), dst: addr(u.dst), proxy: undefined, identSrc: undefined, identDst: undefined,
@@ -491,6 +514,7 @@ export class Engine implements EngineOps {
       this.localAddressesRead = now;
     }
     for (const [seq, p] of this.pendingAcquires) if (now - p.sent >= this.acquireLifetime) this.pendingAcquires.delete(seq);
+    for (const [k, until] of this.acquireUntil) if (until <= now) this.acquireUntil.delete(k);
     const due = this.sadb.due(now);
     for (const { sa, kind } of due) this.expire(sa, kind);
     return due.length;

@@ -14,7 +14,7 @@
 
 import {
   ERRNO, PfkeyError, buildMessage, headerOnly, allocMessage, prefixToMask,
-  AF_INET6, IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, IPPROTO_INT,
+  AF_INET6, IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP,
   SADB_GETSPI, SADB_UPDATE, SADB_ADD, SADB_DELETE, SADB_GET, SADB_ACQUIRE, SADB_REGISTER, SADB_EXPIRE,
   SADB_FLUSH, SADB_DUMP, SADB_X_PROMISC, SADB_X_PCHANGE, SADB_X_SPDUPDATE, SADB_X_SPDADD,
   SADB_X_SPDDELETE, SADB_X_SPDGET, SADB_X_SPDACQUIRE, SADB_X_SPDDUMP, SADB_X_SPDFLUSH, SADB_X_SPDSETIDX,
@@ -23,7 +23,7 @@ import {
   SADB_SATYPE_AH, SADB_SATYPE_ESP, SADB_X_SATYPE_IPCOMP, SADB_X_SATYPE_COMP, SADB_X_SATYPE_INT,
   KAME_SADB_SATYPE_MAX, SATYPE_TO_PROTO, PROTO_TO_SATYPE, PROTO_TO_KAME_SATYPE, KAME_SAFLAGS_KEPT,
   SADB_SASTATE_LARVAL, SADB_SASTATE_MATURE, SADB_SASTATE_DEAD, SADB_AALG_MAX, SADB_EALG_MAX, SADB_X_CALG_MAX,
-  SADB_X_AALG_NULL, SADB_EALG_NULL, SADB_X_SATYPE_IPIP,
+  SADB_X_AALG_NULL, SADB_EALG_NULL,
   IPSEC_MODE_TRANSPORT, IPSEC_MODE_TUNNEL, IPSEC_MODE_BEET, IPSEC_MODE_ANY, IPSEC_POLICY_IPSEC,
   IPSEC_DIR_INBOUND, IPSEC_DIR_OUTBOUND, IPSEC_DIR_FWD, IPSEC_DIR_MAX, IPSEC_LEVEL_USE, IPSEC_LEVEL_UNIQUE,
   IPSEC_LEVEL_REQUIRE, IPSEC_MANUAL_REQID_MAX, IPSEC_ULPROTO_ANY, IPSEC_PROTO_ANY, IPSEC_REPLAYWSIZE,
@@ -457,8 +457,8 @@ function saFromKame(r: SaRequest, said: Said): SA {
 
 /** The larval SA an ACQUIRE left (or a GETSPI made) for these parameters: Linux's __find_acq_core. */
 function larvalFor(engine: Engine, proto: number, dst: string, src: string, mode: number, reqid: number, spiZeroOnly: boolean): SA | undefined {
-  for (const sa of engine.sadb.values()) {
-    if (sa.state !== SADB_SASTATE_LARVAL || sa.said.proto !== proto || sa.said.dst !== dst || sa.src.addr !== src) continue;
+  for (const sa of engine.kameLarvals()) {
+    if (sa.said.proto !== proto || sa.said.dst !== dst || sa.src.addr !== src) continue;
     if (spiZeroOnly && sa.said.spi !== 0) continue;
     if (saMode(sa) === mode && (sa.kame?.reqid ?? 0) === reqid) return sa;
   }
@@ -519,7 +519,7 @@ const getspi: KameHandler<typeof SADB_GETSPI> = ({ engine, ep, msg }) => {
   });
   if (larval) engine.sadb.remove(larval);
   engine.sadb.insert(sa);
-  if (sa.seq) engine.noteLarval(sa);
+  engine.noteLarval(sa);
   engine.kameBroadcast(buildMessage(kameSaMessage({ type: SADB_GETSPI, satype: msg.header.satype, seq: msg.header.seq, pid: msg.header.pid }, sa, FULL)), 'one', ep);
 };
 
