@@ -382,3 +382,23 @@ test("Linux's SPD rules: ELOOP past six templates, optional tunnel templates ref
   assert.deepEqual([updated.header.type, updated.policy!.id], [SADB_X_SPDUPDATE, added.policy!.id], 'the index is kept');
   assert.deepEqual(updated.policy!.requests, [TRANSPORT_ESP]);
 });
+
+test("an SA a KAME client added reads back in both dialects: KAME's GET with its PROXY prefix, KLIPS's GET by KLIPS's rules", () => {
+  const w = world();
+  const kame = new Kame(w);
+  const klips = w.client();
+  kame.ok({ ...kameAdd(0x6000, { mode: IPSEC_MODE_TRANSPORT }), addressProxy: v4('10.1.0.0', 24, 6) }, 'ADD with PROXY');
+  kame.read();
+  klips.read();
+  kame.ok({
+    dialect: 'kame', header: { type: SADB_GET, satype: SADB_SATYPE_ESP, seq: 4, pid: 1 },
+    sa: { spi: 0x6000, replay: 0, state: 0, auth: 0, encrypt: 0, flags: 0 }, addressSrc: v4('192.0.2.1'), addressDst: v4('192.0.2.2'),
+  }, 'KAME GET');
+  const g = kame.one('KAME GET');
+  assert.deepEqual(g.addressProxy, { ...v4('10.1.0.0', 24, IPSEC_ULPROTO_ANY) }, "Linux's selector: the PROXY's address and prefix, protocol any");
+  assert.equal(g.sa!.replay, 32);
+  klips.ok(saidReq(SADB_GET, { spi: 0x6000 }), 'KLIPS GET');
+  const k = klips.one('KLIPS GET, parsed by KLIPS\'s outbound rules');
+  assert.deepEqual([k.addressProxy!.addr, k.addressProxy!.prefixlen], ['10.1.0.0', 0]);
+  assert.equal(k.sa!.ref, 0);
+});

@@ -140,7 +140,7 @@ export function kameSaMessage(header: KameMessageInput['header'], sa: SA, o: SaM
   if (o.hsc & 2) m.lifetimeHard = lifetime(sa.hard.packets, sa.hard.bytes, sa.hard.addtime, sa.hard.usetime);
   if (o.hsc & 1) m.lifetimeSoft = lifetime(sa.soft.packets, sa.soft.bytes, sa.soft.addtime, sa.soft.usetime);
   if (sa.state !== SADB_SASTATE_LARVAL && sa.proxy?.addr !== sa.src.addr) {
-    const sel = sa.proxy ?? { addr: anyAddress(family), prefixlen: 0 };
+    const sel = sa.proxy ? { addr: sa.proxy.addr, prefixlen: sa.kame?.proxyPrefix ?? 0 } : { addr: anyAddress(family), prefixlen: 0 };
     m.addressProxy = { ...kameAddress(family, sel.addr), proto: IPSEC_PROTO_ANY, prefixlen: sel.prefixlen };
   }
   if (o.keys) {
@@ -435,7 +435,7 @@ function saFromKame(r: SaRequest, said: Said): SA {
     flags: (sa.flags & KAME_SAFLAGS_KEPT) >>> 0,
     src: stored(msg.addressSrc),
     dst: stored(msg.addressDst),
-    proxy: msg.addressProxy,
+    proxy: msg.addressProxy ? stored(msg.addressProxy) : undefined,
     keyAuth: authKey,
     keyEncrypt: encKey,
     identSrc: undefined,
@@ -450,7 +450,7 @@ function saFromKame(r: SaRequest, said: Said): SA {
     used: false,
     pid: msg.header.pid,
     seq: msg.header.seq,
-    kame: { mode, reqid },
+    kame: msg.addressProxy ? { mode, reqid, proxyPrefix: msg.addressProxy.prefixlen } : { mode, reqid },
     addtime: engine.now(),
   });
 }

@@ -90,6 +90,8 @@ export interface SA {
 export interface KameAttrs {
   mode: number;
   reqid: number;
+  /** The prefix length of a KAME client's ADDRESS_PROXY (the SA's `proxy` keeps 0, as KLIPS's messages need). */
+  proxyPrefix?: number;
 }
 
 export const NO_LIMITS = (): Limits => ({ allocations: 0, bytes: 0, addtime: 0, usetime: 0, packets: 0 });
