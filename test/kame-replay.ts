@@ -279,6 +279,8 @@ export interface ReplayTarget {
 export async function replay(target: ReplayTarget, scenarios: Scenario[], masks = new Masks()): Promise<ReplayResult> {
   const result: ReplayResult = { compared: 0, skipped: [], differences: [], masks };
   const conns = new Map<string, Conn>();
+  /** What the sender's connection received before its step's barrier (taken early, so time moves after the request is in). */
+  const pending = new Map<string, Uint8Array[]>();
   let barrier = 1;
   for (const sc of scenarios) {
     let last = sc.steps.find((s) => s.t > 0)?.t ?? 0;
@@ -333,8 +335,6 @@ export async function replay(target: ReplayTarget, scenarios: Scenario[], masks 
   return result;
 }
 
-const pending = new Map<string, Uint8Array[]>();
-
 function safeParse(b: Uint8Array, direction: 'in' | 'out'): KameMessage | undefined {
   try {
     return parseMessage(b, { dialect: 'kame', direction });
@@ -376,7 +376,7 @@ function compareSocket(result: ReplayResult, masks: Masks, step: ReplayStep, soc
     }
     const lf = fields(lm);
     const kf = fields(km);
-    learn(masks, step, lm, km, where, result);
+    learn(masks, lm, km, where, result);
     masks.normalize(lf, true);
     masks.normalize(kf, false);
     for (const known of KNOWN) {
@@ -391,7 +391,7 @@ function compareSocket(result: ReplayResult, masks: Masks, step: ReplayStep, soc
 }
 
 /** Learn Linux's free choices from a pair of replies: a GETSPI's SPI (klipsd's in the range asked), a new policy's index. */
-function learn(masks: Masks, step: ReplayStep, l: KameMessage, k: KameMessage, where: string, result: ReplayResult): void {
+function learn(masks: Masks, l: KameMessage, k: KameMessage, where: string, result: ReplayResult): void {
   if (l.header.type === SADB_GETSPI && l.header.errno === 0 && l.sa && k.sa && !masks.spi.has(l.sa.spi)) {
     const range = masks.ranges.get(l.header.seq);
     if (range && (k.sa.spi < range.min || k.sa.spi > range.max)) result.differences.push(`${where}: klipsd's SPI 0x${k.sa.spi.toString(16)} outside 0x${range.min.toString(16)}-0x${range.max.toString(16)}`);
@@ -400,7 +400,6 @@ function learn(masks: Masks, step: ReplayStep, l: KameMessage, k: KameMessage, w
   if (l.policy && k.policy && l.header.type !== SADB_X_SPDDELETE2 && !masks.policyId.has(l.policy.id) && l.policy.id !== 0) {
     masks.policyId.set(l.policy.id, k.policy.id);
   }
-  void step;
 }
 
 function describe(b: Uint8Array): string {
