@@ -30,6 +30,8 @@ export interface DaemonConfig {
   debug: DebugSubsystem[];
   /** The engine's supported-algorithm registry; undefined = the engine's default. */
   supported?: Map<number, SupportedLists>;
+  /** Where the KAME-dialect PF_KEY socket listens: null = `<socket>.kame` (the default), '' = none. */
+  kameSocket: string | null;
 }
 
 export const DEFAULT_CONFIG: Readonly<DaemonConfig> = Object.freeze({
@@ -41,6 +43,7 @@ export const DEFAULT_CONFIG: Readonly<DaemonConfig> = Object.freeze({
   larvalLifetime: 0,
   logLevel: 'info',
   debug: [],
+  kameSocket: null,
 });
 
 /**
@@ -58,6 +61,7 @@ export const RELOAD: Readonly<Record<keyof DaemonConfig, 'live' | 'new connectio
   logLevel: 'live',
   debug: 'live',
   supported: 'restart',
+  kameSocket: 'restart',
 });
 
 export class ConfigError extends Error {
@@ -67,7 +71,7 @@ export class ConfigError extends Error {
   }
 }
 
-const KNOWN_KEYS = ['rcvbuf', 'rcvbufTotal', 'writeHighWater', 'maxConnections', 'partialFrameTimeoutMs', 'larvalLifetime', 'logLevel', 'debug', 'supported'];
+const KNOWN_KEYS = ['rcvbuf', 'rcvbufTotal', 'writeHighWater', 'maxConnections', 'partialFrameTimeoutMs', 'larvalLifetime', 'logLevel', 'debug', 'supported', 'kameSocket'];
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -182,6 +186,12 @@ export function parseConfig(value: unknown, src = 'config'): DaemonConfig {
   }
   if (value.debug !== undefined) cfg.debug = parseDebugList(value.debug, src);
   if (value.supported !== undefined) cfg.supported = parseSupported(src, value.supported);
+  if (value.kameSocket !== undefined) {
+    if (value.kameSocket !== null && (typeof value.kameSocket !== 'string' || value.kameSocket.includes('\0'))) {
+      throw new ConfigError(`${src}: "kameSocket" must be a path, "" for no KAME socket, or null for the socket's path + .kame, got ${JSON.stringify(value.kameSocket)}`);
+    }
+    cfg.kameSocket = value.kameSocket;
+  }
   return cfg;
 }
 

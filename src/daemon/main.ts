@@ -31,6 +31,7 @@ type DataplaneRuntime = ReturnType<DataplaneModule['startDataplane']>;
 
 interface Opts {
   socket?: string;
+  kameSocket?: string;
   config?: string;
   group?: string;
   logLevel?: LogLevel;
@@ -60,6 +61,7 @@ function parseArgs(argv: string[]): Opts {
     .description('KLIPS PF_KEY v2 kernel side, served on a Unix stream socket')
     .version(packageVersion(), '-V, --version', 'print the version')
     .option('--socket <path>', `socket path (default: $KLIPS_SOCKET, else ${defaultSocketPath()})`)
+    .option('--kame-socket <path>', 'the KAME-dialect (Linux numbering) PF_KEY socket (default: the socket path + .kame; "" for none)')
     .option('--config <file>', 'JSON configuration: supported algorithms, queue sizes, debug flags')
     .option('--group <group>', 'let this group use the socket (mode 0660 instead of 0600)')
     .addOption(new Option('--log-level <level>', 'log level (overrides the configuration)').choices(LOG_LEVELS as unknown as string[]))
@@ -157,7 +159,10 @@ async function main(): Promise<void> {
   });
 
   try {
-    server = await startServer({ socketPath, config, logger, logSink, group: opts.group, privateDir: !explicit && !socketPath.startsWith('/run/') });
+    server = await startServer({
+      socketPath, config, logger, logSink, group: opts.group, kameSocketPath: opts.kameSocket,
+      privateDir: !explicit && !socketPath.startsWith('/run/'),
+    });
   } catch (e) {
     if (e instanceof ServerError) {
       process.stderr.write(`klipsd: ${e.message}\n`);

@@ -2,7 +2,10 @@
  * Where klipsd listens, resolved the same way by klipsd and by every `klips` tool:
  * `--socket PATH`, else `$KLIPS_SOCKET`, else `/run/klips/pfkey.sock` for root and
  * `$XDG_RUNTIME_DIR/klips/pfkey.sock` (or `<tmpdir>/klips-<uid>/pfkey.sock`) for anyone
- * else. The view channel (views and traces) lives beside the PF_KEY socket as `<path>.info`.
+ * else. The view channel (views and traces) lives beside the PF_KEY socket as `<path>.info`,
+ * and the KAME-dialect PF_KEY socket (Linux's numbering: setkey, racoon, charon's
+ * kernel-pfkey) as `<path>.kame` unless klipsd is told otherwise (`--kame-socket`, the
+ * `kameSocket` key).
  */
 
 import os from 'node:os';
@@ -10,6 +13,7 @@ import path from 'node:path';
 
 export const SOCKET_BASENAME = 'pfkey.sock';
 export const INFO_SUFFIX = '.info';
+export const KAME_SUFFIX = '.kame';
 
 export interface PathEnv {
   env?: NodeJS.ProcessEnv;
@@ -41,6 +45,11 @@ export function resolveSocketPath(option?: string, e: PathEnv = {}): string {
 /** The view channel that answers `klips look` and the table listings. */
 export function infoPathFor(socketPath: string): string {
   return socketPath + INFO_SUFFIX;
+}
+
+/** The KAME-dialect PF_KEY socket klipsd serves by default beside `socketPath`. */
+export function kameSocketPathFor(socketPath: string): string {
+  return socketPath + KAME_SUFFIX;
 }
 
 /** Unix socket paths are limited to 107 bytes on Linux (sun_path is 108 with the NUL). */

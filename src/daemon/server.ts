@@ -4,6 +4,11 @@
  * and `klips trace` (dataplane/trace.ts; answered only while the view channel grants
  * no more than the PF_KEY socket, see trace()).
  *
+ * The dialect is a property of the connection, chosen by the socket it arrives on: the
+ * PF_KEY socket speaks KLIPS's numbering, the KAME socket (`<socket>.kame` unless
+ * configured otherwise, none when configured as "") Linux's. Both are framed and served
+ * alike, on one engine; the engine reads and answers each in its own numbering.
+ *
  * The way a message travels here:
  *
  *   connection bytes ─► FrameDecoder (wire/: sadb_msg_len frames, zero-copy views)
@@ -48,7 +53,8 @@ import { PfkeySocket, ReceiveBudget } from '../socket/pfkey-socket.js';
 import { DEFAULT_CONFIG, RELOAD, type DaemonConfig } from './config.js';
 import type { LogSink } from './log-sink.js';
 import { Throttle } from './throttle.js';
-import { infoPathFor, MAX_UNIX_PATH } from './paths.js';
+import { infoPathFor, kameSocketPathFor, MAX_UNIX_PATH } from './paths.js';
+import type { Dialect } from '../wire/index.js';
 import { renderView, VIEW_NAMES, type View } from '../engine/views.js';
 import { dataplaneView } from '../dataplane/counters.js';
 import { IP_MAXPACKET, IPV6_HEADER_BYTES } from '../dataplane/packet.js';
@@ -68,6 +74,11 @@ export interface ServerOptions {
   tickMs?: number;
   /** Where `logger` writes, for the stats view's log counters (klipsd's main passes it). */
   logSink?: LogSink;
+  /**
+   * The KAME-dialect PF_KEY socket: undefined = the configuration's `kameSocket`, else
+   * `<socketPath>.kame`; '' = none.
+   */
+  kameSocketPath?: string;
 }
 
 export interface ServerStats {
@@ -95,6 +106,8 @@ export interface ServerStats {
 export interface KlipsServer {
   readonly socketPath: string;
   readonly infoPath: string;
+  /** Where the KAME-dialect PF_KEY socket listens, or undefined when there is none. */
+  readonly kamePath: string | undefined;
   readonly engine: Engine;
   readonly logger: Logger;
   readonly stats: ServerStats;
@@ -270,8 +283,9 @@ class Connection {
     readonly id: number,
     private readonly c: net.Socket,
     private readonly srv: Server,
+    dialect: Dialect,
   ) {
-    this.sock = new PfkeySocket(srv.engine, { rcvbuf: srv.config.rcvbuf, budget: srv.budget });
+    this.sock = new PfkeySocket(srv.engine, { rcvbuf: srv.config.rcvbuf, budget: srv.budget, dialect });
     this.halfQueue = srv.config.rcvbuf >> 1;
     c.on('data', this.onData);
     c.on('end', this.onEnd);
@@ -566,6 +580,7 @@ function reserveOf(config: DaemonConfig): number {
 
 class Server implements KlipsServer {
   readonly infoPath: string;
+  readonly kamePath: string | undefined;
   readonly engine: Engine;
   readonly stats: ServerStats = {
     accepted: 0, active: 0, framesIn: 0, bytesIn: 0, bytesOut: 0, framingErrors: 0,
@@ -579,9 +594,10 @@ class Server implements KlipsServer {
   private readonly infoConns = new Set<net.Socket>();
   private readonly pfkeyServer: net.Server;
   private readonly infoServer: net.Server;
+  private readonly kameServer: net.Server;
   private nextConnId = 1;
   private tick: NodeJS.Timeout | undefined;
-  private inodes: { main?: number; info?: number } = {};
+  private inodes: { main?: number; info?: number; kame?: number } = {};
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -590,8 +606,12 @@ class Server implements KlipsServer {
     readonly logger: Logger,
     engine: Engine | undefined,
     private readonly logSink: LogSink | undefined,
+    kameSocketPath: string | undefined,
   ) {
     this.infoPath = infoPathFor(socketPath);
+    const kame = kameSocketPath ?? config.kameSocket ?? kameSocketPathFor(socketPath);
+    // (A relative path is taken from klipsd's working directory, as --socket is.)
+    this.kamePath = kame === '' ? undefined : path.resolve(kame);
     this.budget = new ReceiveBudget(config.rcvbufTotal, reserveOf(config));
     this.engine = engine ?? new Engine({
       supported: config.supported,
@@ -599,7 +619,8 @@ class Server implements KlipsServer {
       log: (subsystem, text) => logger.info({ klipsdebug: subsystem }, text),
     });
     for (const name of config.debug) this.engine.debug[name] = 0xffffffff;
-    this.pfkeyServer = net.createServer({ allowHalfOpen: true }, (c) => this.accept(c));
+    this.pfkeyServer = net.createServer({ allowHalfOpen: true }, (c) => this.accept(c, 'klips'));
+    this.kameServer = net.createServer({ allowHalfOpen: true }, (c) => this.accept(c, 'kame'));
     this.infoServer = net.createServer((c) => this.acceptInfo(c));
   }
 
@@ -608,20 +629,31 @@ class Server implements KlipsServer {
     if (Buffer.byteLength(this.infoPath) > MAX_UNIX_PATH) {
       throw new ServerError(`socket path ${p} is too long for a Unix socket (the .info path must fit in ${MAX_UNIX_PATH} bytes)`);
     }
+    const kame = this.kamePath;
+    if (kame !== undefined && Buffer.byteLength(kame) > MAX_UNIX_PATH) {
+      throw new ServerError(`KAME socket path ${kame} is too long for a Unix socket (at most ${MAX_UNIX_PATH} bytes)`);
+    }
     const gid = opts.group !== undefined ? resolveGroup(opts.group) : undefined;
     prepareDirectory(path.dirname(p), { privateDir: opts.privateDir ?? false, gid });
+    if (kame !== undefined && path.dirname(kame) !== path.dirname(p)) prepareDirectory(path.dirname(kame), { privateDir: false, gid });
     await claimPath(p, this.logger);
     await claimPath(this.infoPath, this.logger);
+    if (kame !== undefined) await claimPath(kame, this.logger);
     this.inodes.main = (await listenPrivately(this.pfkeyServer, p, gid)).ino;
     try {
       this.inodes.info = (await listenPrivately(this.infoServer, this.infoPath, gid)).ino;
+      if (kame !== undefined) this.inodes.kame = (await listenPrivately(this.kameServer, kame, gid)).ino;
     } catch (e) {
       this.pfkeyServer.close();
       removeIfOurs(p, this.inodes.main);
+      if (this.inodes.info !== undefined) {
+        this.infoServer.close();
+        removeIfOurs(this.infoPath, this.inodes.info);
+      }
       throw e;
     }
     // From now on a server error is a failed accept (EMFILE: out of descriptors): never fatal.
-    for (const srv of [this.pfkeyServer, this.infoServer]) srv.on('error', this.onAcceptError);
+    for (const srv of [this.pfkeyServer, this.infoServer, this.kameServer]) srv.on('error', this.onAcceptError);
     this.tick = setInterval(() => {
       try {
         this.engine.tick();
@@ -630,7 +662,7 @@ class Server implements KlipsServer {
       }
     }, opts.tickMs ?? 1000);
     this.tick.unref();
-    this.logger.info({ socket: p, info: this.infoPath, rcvbuf: this.config.rcvbuf, group: opts.group }, 'klipsd listening');
+    this.logger.info({ socket: p, info: this.infoPath, kame: kame ?? null, rcvbuf: this.config.rcvbuf, group: opts.group }, 'klipsd listening');
     this.checkFileLimit();
   }
 
@@ -658,7 +690,7 @@ class Server implements KlipsServer {
     if (n) this.logger.warn({ code: e.code ?? e.message, since: n, total: this.stats.acceptErrors }, 'cannot accept a connection');
   };
 
-  private accept(c: net.Socket): void {
+  private accept(c: net.Socket, dialect: Dialect): void {
     if (this.closing) {
       c.destroy();
       return;
@@ -667,12 +699,12 @@ class Server implements KlipsServer {
       this.refuse(c);
       return;
     }
-    const conn = new Connection(this.nextConnId++, c, this);
+    const conn = new Connection(this.nextConnId++, c, this, dialect);
     this.conns.add(conn);
     this.byEndpoint.set(conn.sock.id, conn);
     this.stats.accepted++;
     this.stats.active = this.conns.size;
-    this.logger.debug({ conn: conn.id, socket: conn.sock.id }, 'connection opened');
+    this.logger.debug({ conn: conn.id, socket: conn.sock.id, dialect }, 'connection opened');
   }
 
   /**
@@ -881,10 +913,12 @@ class Server implements KlipsServer {
         new Promise<void>((r) => this.pfkeyServer.close(() => r())),
         new Promise<void>((r) => this.infoServer.close(() => r())),
       ];
+      if (this.inodes.kame !== undefined) closed.push(new Promise<void>((r) => this.kameServer.close(() => r())));
       for (const conn of [...this.conns]) conn.destroy();
       for (const c of this.infoConns) c.destroy();
       removeIfOurs(this.socketPath, this.inodes.main);
       removeIfOurs(this.infoPath, this.inodes.info);
+      if (this.kamePath !== undefined) removeIfOurs(this.kamePath, this.inodes.kame);
       await Promise.all(closed);
       this.logger.info({ socket: this.socketPath }, 'klipsd stopped');
     })();
@@ -896,7 +930,7 @@ class Server implements KlipsServer {
 export async function startServer(opts: ServerOptions): Promise<KlipsServer> {
   const config = opts.config ?? { ...DEFAULT_CONFIG };
   const logger = opts.logger ?? silentLogger();
-  const server = new Server(path.resolve(opts.socketPath), config, logger, opts.engine, opts.logSink);
+  const server = new Server(path.resolve(opts.socketPath), config, logger, opts.engine, opts.logSink, opts.kameSocketPath);
   await server.start(opts);
   return server;
 }

@@ -18,6 +18,10 @@
  * A bare IPIP packet (no IPsec header in front) is not KLIPS's: the host's IPIP handles
  * it, so it is handed on as 'not-ipsec', like any other protocol.
  *
+ * A KAME-dialect SA in tunnel mode removes its own outer header (the outer source must be
+ * the SA's source, as KLIPS's IPIP check); KAME's inbound policies are not checked here
+ * (docs/semantics.md, "One policy table for both dialects").
+ *
  * With opts.dryRun (klips trace without --count) nothing changes: the replay window is
  * checked but not moved, no traffic or path counter moves, and a new NAT-T mapping is
  * reported in the trace instead of sent. opts.trace, when given, receives each stage (SA
@@ -31,6 +35,7 @@ import type { SA, InboundPolicy } from '../sadb/sadb.js';
 import { formatSaidOld, type Said } from '../sadb/said.js';
 import {
   AF_INET, AF_INET6, IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, IPPROTO_IPIP, SADB_SASTATE_LARVAL,
+  IPSEC_MODE_TUNNEL, IPSEC_MODE_BEET,
 } from '../wire/index.js';
 import { addressBytes, formatAddress } from '../wire/sockaddr.js';
 import { countDrop, countersOf, type PathDropReason } from './counters.js';
@@ -256,13 +261,19 @@ function spiAt(b: Buffer, proto: number, off: number): number | undefined {
 /** One SA's decapsulation; `guard` stands in for the SA's replay window when tracing. */
 function decap(sa: SA, pkt: Buffer, guard?: ReplayGuard): { ok: true; packet: Buffer; nextHeader?: number } | { ok: false; reason: PathDropReason } {
   const rt = runtimeOf(sa);
+  const mode = sa.kame?.mode === IPSEC_MODE_TUNNEL ? 'tunnel' : 'transport';
+  if (sa.kame !== undefined && sa.kame.mode === IPSEC_MODE_BEET) return { ok: false, reason: 'unsupported' };
   switch (sa.said.proto) {
     case IPPROTO_ESP:
-      return espInput(rt.tsa, pkt, { mode: 'transport', replay: guard ?? rt.replay });
+      return espInput(rt.tsa, pkt, { mode, replay: guard ?? rt.replay });
     case IPPROTO_AH:
-      return ahInput(rt.tsa, pkt, { mode: 'transport', replay: guard ?? rt.replay });
-    case IPPROTO_COMP:
-      return ipcompDecompress(rt.tsa, pkt);
+      return ahInput(rt.tsa, pkt, { mode, replay: guard ?? rt.replay });
+    case IPPROTO_COMP: {
+      const r = ipcompDecompress(rt.tsa, pkt);
+      if (!r.ok || mode === 'transport') return r;
+      const d = ipipDecap(rt.tsa, r.packet);
+      return d.ok ? { ok: true, packet: d.packet } : d;
+    }
     default:
       return { ok: false, reason: 'bad-chain' };
   }

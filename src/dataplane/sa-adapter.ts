@@ -9,7 +9,7 @@
  */
 
 import type { SA } from '../sadb/sadb.js';
-import type { Address } from '../wire/index.js';
+import { SADB_AALG_NONE, SADB_X_AALG_NULL, type Address } from '../wire/index.js';
 import { addressBytes } from '../wire/sockaddr.js';
 import { ReplayWindow, MAX_REPLAY_WINDOW } from './replay.js';
 import type { TransformSA } from './sa.js';
@@ -35,7 +35,8 @@ function transformSA(sa: SA): TransformSA {
     satype: sa.satype,
     spi: sa.said.spi >>> 0,
     encrypt: sa.encrypt,
-    auth: sa.auth,
+    // KAME's SADB_X_AALG_NULL (251) is no authentication.
+    auth: sa.auth === SADB_X_AALG_NULL ? SADB_AALG_NONE : sa.auth,
     replayWindow: sa.replay,
     src: addressBytes(sa.src.family, sa.src.addr),
     dst: addressBytes(sa.dst.family, sa.dst.addr),

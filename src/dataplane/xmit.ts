@@ -15,6 +15,13 @@
  * kept on the eroute as its last packet (KLIPS er_last); %trap / %trapsubnet →
  * engine.acquire, which sends one ACQUIRE and turns the trap into a %hold keeping the packet.
  *
+ * An eroute made by the KAME dialect's X_SPDADD (an IPSEC policy) names no SA but
+ * templates: engine.routeTemplates finds, at packet time, the SA each template takes,
+ * and the packet goes through them in template order; a required template with no SA is
+ * a %trap (ACQUIRE to both dialects, the packet dropped; no %hold eroute: a larval SA
+ * stands for the ACQUIRE under way, as in Linux). A KAME SA in tunnel mode wraps the
+ * packet in its own IPIP header (KLIPS's tun → esp chain in one SA).
+ *
  * With opts.dryRun (klips trace without --count) nothing changes: the eroute is looked up
  * without counting, each ESP/AH SA uses its next sequence number without storing it, no
  * traffic or path counter moves, no packet is held and no ACQUIRE is sent (the trace says
@@ -30,7 +37,9 @@ import { formatSaidOld, type Said } from '../sadb/said.js';
 import {
   AF_INET, AF_INET6, IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, IPPROTO_INT, IPPROTO_IPIP, PfkeyError,
   SADB_SASTATE_LARVAL, SADB_SATYPE_ESP, SPI_DROP, SPI_HOLD, SPI_PASS, SPI_REJECT, SPI_TRAP, SPI_TRAPSUBNET,
+  IPSEC_MODE_TUNNEL, IPSEC_MODE_BEET,
 } from '../wire/index.js';
+import { hasTemplates } from '../engine/policy.js';
 import { formatAddress } from '../wire/sockaddr.js';
 import { countDrop, countersOf, type PathDropReason } from './counters.js';
 import { espOutput } from './esp.js';
@@ -127,6 +136,7 @@ function route(engine: Engine, packet: Uint8Array, opts: XmitOptions): XmitResul
   const eroute = opts.dryRun ? engine.spd.lookup(s.selector) : engine.route(s.selector);
   opts.trace?.({ step: 'eroute', eroute: eroute ? formatEroute(eroute) : null });
   if (!eroute) return fail('no-eroute');
+  if (eroute.policy !== undefined && hasTemplates(eroute)) return templated(engine, eroute, s.selector, packet, opts);
   if (eroute.said.proto === IPPROTO_INT) return shunt(engine, eroute, s.selector, packet, opts);
   const sa = engine.sadb.get(eroute.said);
   if (!sa || sa.state === SADB_SASTATE_LARVAL) return fail('no-eroute-sa', { eroute });
@@ -142,6 +152,36 @@ function route(engine: Engine, packet: Uint8Array, opts: XmitOptions): XmitResul
     if (r.natTPort !== undefined) natTPort = r.natTPort;
     sas.push(x.said);
     if (!opts.dryRun) engine.countTraffic(x.said, pkt.length, 1);
+  }
+  const p = parseIp(pkt);
+  if (!p.ok) return fail(p.reason, { eroute });
+  const out: OutPacket = { packet: pkt, dst: formatAddress(p.ip.version === 4 ? AF_INET : AF_INET6, p.ip.dst) };
+  if (natTPort !== undefined) out.natTPort = natTPort;
+  return { ok: true, action: 'ipsec', out, eroute, sas };
+}
+
+/** A template eroute: through the SAs its templates find now, or ACQUIRE (engine.routeTemplates). */
+function templated(engine: Engine, eroute: Eroute, sel: Selector, packet: Uint8Array, opts: XmitOptions): XmitResult {
+  const r = engine.routeTemplates(eroute, selectorText(sel), opts.dryRun === true);
+  if (!r.ok) {
+    opts.trace?.({ step: 'acquire', sent: r.acquireSeq !== undefined, listeners: r.listeners, ...(r.acquireSeq !== undefined ? { seq: r.acquireSeq } : {}) });
+    return fail(r.reason, r.acquireSeq !== undefined ? { eroute, acquireSeq: r.acquireSeq } : { eroute });
+  }
+  const sas: Said[] = [];
+  let pkt: Buffer = Buffer.from(packet.buffer, packet.byteOffset, packet.byteLength);
+  let natTPort: number | undefined;
+  for (const x of r.sas) {
+    const a = apply(x, pkt, opts.dryRun === true);
+    if (!a.ok) return fail(a.reason, { eroute, said: x.said });
+    if (opts.trace) opts.trace(saStep(x, pkt.length, a, opts.dryRun === true));
+    pkt = a.packet;
+    if (a.natTPort !== undefined) natTPort = a.natTPort;
+    sas.push(x.said);
+    if (!opts.dryRun) engine.countTraffic(x.said, pkt.length, 1);
+  }
+  if (sas.length === 0) {
+    // Every template was optional and none found an SA: the packet goes as it is.
+    return { ok: true, action: 'pass', out: { packet: pkt, dst: formatAddress(sel.family, sel.dst) }, eroute, sas };
   }
   const p = parseIp(pkt);
   if (!p.ok) return fail(p.reason, { eroute });
@@ -181,18 +221,24 @@ function apply(sa: SA, pkt: Buffer, dryRun: boolean): Result<Applied> {
   if (sa.state === SADB_SASTATE_LARVAL) return { ok: false, reason: 'no-sa' };
   const rt = runtimeOf(sa);
   const tsa = rt.tsa;
+  // A KAME SA in tunnel mode carries its own IPIP header; BEET mode is not carried.
+  const mode = sa.kame?.mode === IPSEC_MODE_TUNNEL ? 'tunnel' : 'transport';
+  if (sa.kame !== undefined && sa.kame.mode === IPSEC_MODE_BEET) return { ok: false, reason: 'unsupported' };
   switch (sa.said.proto) {
     case IPPROTO_IPIP:
       return ipipEncap(tsa, pkt);
-    case IPPROTO_COMP:
-      return ipcompCompress(tsa, pkt);
+    case IPPROTO_COMP: {
+      if (mode === 'transport') return ipcompCompress(tsa, pkt);
+      const t = ipipEncap(tsa, pkt);
+      return t.ok ? ipcompCompress(tsa, t.packet) : t;
+    }
     case IPPROTO_ESP:
     case IPPROTO_AH: {
       const seq = rt.seq + 1;
       if (!sendableSeq(tsa, seq, 0)) return { ok: false, reason: 'seq-overflow' };
       const r = sa.said.proto === IPPROTO_ESP
-        ? espOutput(tsa, pkt, { mode: 'transport', seq })
-        : ahOutput(tsa, pkt, { mode: 'transport', seq });
+        ? espOutput(tsa, pkt, { mode, seq })
+        : ahOutput(tsa, pkt, { mode, seq });
       if (!r.ok) return r;
       if (!dryRun) rt.seq = seq;
       if (sa.said.proto === IPPROTO_ESP && tsa.natT) {

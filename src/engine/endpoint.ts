@@ -6,7 +6,7 @@
  * Keeping them here lets handlers.ts and engine.ts each depend on this file, not on each other.
  */
 
-import { PfkeyError, type DebugSubsystem, type PfkeyMessage } from '../wire/index.js';
+import { PfkeyError, type DebugSubsystem, type Dialect, type PfkeyMessage } from '../wire/index.js';
 import type { SA, Sadb } from '../sadb/sadb.js';
 import type { Eroute, ErouteTable } from '../spd/eroute-table.js';
 import type { SupportedLists } from './algorithms.js';
@@ -18,6 +18,8 @@ export type { VirtualInterface } from './interfaces.js';
 /** What the engine needs of a PF_KEY socket. */
 export interface Endpoint {
   readonly id: number;
+  /** The numbering the socket speaks (default 'klips'): a property of the connection. */
+  readonly dialect?: Dialect;
   /** Queue one message for the client; false if its receive queue was full (dropped). */
   deliver(msg: Uint8Array): boolean;
   /** Free bytes in the receive queue (DUMP paces itself on this). */
@@ -27,7 +29,7 @@ export interface Endpoint {
   /** Call `cb` once when the receive queue has drained. */
   onDrain(cb: () => void): void;
   readonly closed: boolean;
-  /** SA types this socket registered for (SADB_REGISTER). */
+  /** SA types this socket registered for (SADB_REGISTER), in its dialect's numbering. */
   readonly registered: Set<number>;
   promisc: boolean;
   /** Subscribed to X_PCHANGE eroute notices. */
@@ -86,6 +88,18 @@ export interface Verdict {
 
 /** The verdict on every accepted message (one object, no allocation per message). */
 export const ACCEPTED: Verdict = Object.freeze({ errno: 0, stage: 'message', why: '' });
+
+/**
+ * What a real kernel's send() returns for a message with this verdict: KLIPS's
+ * pfkey_sendmsg fails with every refusal's errno (and also broadcasts it); Linux's fails
+ * only when it cannot take the message at all (the header stage: a bad version, reserved
+ * field or type, EINVAL; a length that is not the datagram's, EMSGSIZE) and otherwise
+ * succeeds, the errno travelling in the reply alone.
+ */
+export function sendErrno(dialect: Dialect | undefined, verdict: Verdict): number {
+  if (dialect !== 'kame') return verdict.errno;
+  return verdict.stage === 'header' ? verdict.errno : 0;
+}
 
 /**
  * A refusal answered to the sending socket alone with `reply` (KLIPS's

@@ -9,18 +9,26 @@
  * plane: ACQUIRE when traffic hits a %trap eroute, EXPIRE when a lifetime runs out,
  * NAT_T_NEW_MAPPING when a peer's port changes.
  *
+ * A socket speaks KLIPS's numbering or the KAME dialect's (Linux's af_key): its messages
+ * go to HANDLERS or to KAME_HANDLERS (kame.ts) over the same SA and eroute tables, and
+ * its deliveries follow its own kernel's rules. What the engine originates (ACQUIRE,
+ * EXPIRE, NAT_T_NEW_MAPPING) and every change to the tables reach the sockets of both
+ * dialects, each in its own numbering. Template eroutes (a KAME policy's) are resolved
+ * to SAs at packet time (routeTemplates, policy.ts).
+ *
  * The engine never sees a socket, only Endpoints (socket/ implements them).
  */
 
 import {
   buildMessage, headerFault, readHeader, errnoName, parseMessage, headerOnly, allocMessage, PfkeyError, ERRNO,
-  SADB_ACQUIRE, SADB_EXPIRE, SADB_X_NAT_T_NEW_MAPPING, SADB_X_PCHANGE, SADB_SATYPE_ESP,
+  SADB_ACQUIRE, SADB_EXPIRE, SADB_X_NAT_T_NEW_MAPPING, SADB_X_PCHANGE, SADB_SATYPE_ESP, KAME_MSG_TYPE_NAMES,
+  SADB_SASTATE_LARVAL, SADB_SASTATE_DEAD, AF_INET6, IPSEC_MANUAL_REQID_MAX, IPPROTO_ESP,
   SADB_X_SAFLAGS_REPLACEFLOW, SADB_X_SATYPE_INT, SPI_HOLD, SPI_TRAP,
   SPI_TRAPSUBNET, SADB_AALG_MD5HMAC, SADB_AALG_SHA1HMAC, SADB_EALG_3DESCBC, SADB_X_EALG_AESCBC,
   SADB_SAFLAGS_PFS, PROTO_TO_SATYPE, DEBUG_SUBSYSTEMS, MSG_TYPE_NAMES, prefixToMask,
   type DebugSubsystem, type MessageInput, type Comb, type Address,
 } from '../wire/index.js';
-import { Sadb, type SA, type ExpiryKind } from '../sadb/sadb.js';
+import { NO_LIMITS, Sadb, newSA, sharedLimits, type SA, type ExpiryKind } from '../sadb/sadb.js';
 import { formatSaid, type Said } from '../sadb/said.js';
 import { ErouteTable, type Eroute, type PacketSelector } from '../spd/eroute-table.js';
 import { defaultSupported, type SupportedLists } from './algorithms.js';
@@ -28,9 +36,14 @@ import { HANDLERS } from './handlers.js';
 import { ACCEPTED, SenderRefusal, type Endpoint, type EngineOps, type Verdict, type VirtualInterface } from './endpoint.js';
 import { initialInterfaces } from './interfaces.js';
 import { LocalAddresses, type AddressSource } from './local-addresses.js';
+import {
+  ACQ_EXPIRES, KAME_HANDLERS, kameAcquireMessage, kameNewMappingMessage, kameSaMessage, kameSatypeOf,
+  kameSpdNotice, klipsAfter, klipsBefore,
+} from './kame.js';
+import { resolveTemplates, type Unresolved } from './policy.js';
 
 export type { Endpoint, VirtualInterface, Request, EngineOps, Verdict } from './endpoint.js';
-export { ACCEPTED } from './endpoint.js';
+export { ACCEPTED, sendErrno } from './endpoint.js';
 import { lifetimeOf, saExtOf, saMessage } from './sa-extensions.js';
 
 export interface EngineOptions {
@@ -51,7 +64,17 @@ export interface EngineOptions {
   log?: (subsystem: DebugSubsystem, text: string) => void;
   /** Held packets (from %hold/%trap eroutes) released when an eroute is replaced. */
   onRelease?: (eroute: Eroute, packets: Uint8Array[]) => void;
+  /** KAME larval SAs (GETSPI, an ACQUIRE's) live this many seconds (Linux's xfrm_acq_expires; default 30). */
+  kameAcquireExpires?: number;
 }
+
+/** How a message reaches KAME sockets (Linux's pfkey_broadcast modes). */
+export type KameDelivery = 'all' | 'one' | 'registered' | 'promisc';
+
+/** Where an unresolved template eroute leaves a packet. */
+export type TemplateRoute =
+  | { ok: true; sas: SA[] }
+  | { ok: false; reason: 'trap' | 'no-listener'; acquireSeq?: number; listeners: number };
 
 export interface PendingAcquire {
   seq: number;
@@ -77,6 +100,22 @@ function acquireProposal(): Comb[] {
 export class Engine implements EngineOps {
   readonly sadb = new Sadb();
   readonly spd: ErouteTable;
+  /** Sockets of the KAME dialect (`endpoints` holds KLIPS's). */
+  readonly kameEndpoints = new Set<Endpoint>();
+  /** KAME sockets with a DUMP or X_SPDDUMP still being sent (a second one is EBUSY). */
+  readonly kameDumping = new Set<Endpoint>();
+  readonly kameAcquireExpires: number;
+  /** Linux's gen_reqid counter: kernel-chosen reqids start above IPSEC_MANUAL_REQID_MAX. */
+  kameReqidGen = IPSEC_MANUAL_REQID_MAX;
+  /** KAME larval SAs by the ACQUIRE seq they stand for (Linux's byseq index); stale entries are skipped. */
+  private readonly larvals = new Map<number, SA>();
+  /** Every KAME larval SA (GETSPI's, an ACQUIRE's), so finding one by its endpoints never walks the SA table. */
+  private readonly larvalSet = new Set<SA>();
+  /**
+   * ACQUIREs under way with no larval SA of their own (the SAID with SPI 0 to that
+   * destination was taken by another source's): when each may be sent again.
+   */
+  private readonly acquireUntil = new Map<string, number>();
   readonly interfaces: Map<number, VirtualInterface>;
   readonly supported: Map<number, SupportedLists>;
   readonly debug: Record<DebugSubsystem, number>;
@@ -110,6 +149,7 @@ export class Engine implements EngineOps {
     this.supported = opts.supported ?? defaultSupported();
     this.larvalLifetime = opts.larvalLifetime ?? 0;
     this.acquireLifetime = opts.acquireLifetime ?? 60;
+    this.kameAcquireExpires = opts.kameAcquireExpires ?? ACQ_EXPIRES;
     this.logFn = opts.log;
     this.onRelease = opts.onRelease;
     this.spd = new ErouteTable(() => Math.floor(this.now()));
@@ -123,12 +163,15 @@ export class Engine implements EngineOps {
   // ---------- endpoints ----------
 
   attach(ep: Endpoint): void {
-    this.endpoints.add(ep);
+    if (ep.dialect === 'kame') this.kameEndpoints.add(ep);
+    else this.endpoints.add(ep);
   }
 
   /** A closed socket is unregistered and leaves promiscuous mode (KLIPS pfkey_release). */
   detach(ep: Endpoint): void {
     this.endpoints.delete(ep);
+    this.kameEndpoints.delete(ep);
+    this.kameDumping.delete(ep);
     ep.registered.clear();
     ep.promisc = false;
     ep.pchange = false;
@@ -154,6 +197,7 @@ export class Engine implements EngineOps {
    * to every open socket (or, for X_PLUMBIF, the request to its sender alone).
    */
   handle(ep: Endpoint, request: Uint8Array): Verdict {
+    if (ep.dialect === 'kame') return this.handleKame(ep, request);
     this.stats.requests++;
     const fault = headerFault(request);
     if (fault) {
@@ -170,7 +214,10 @@ export class Engine implements EngineOps {
     try {
       const msg = parseMessage(bytes, { direction: 'in', keyViews: true, header });
       if (this.debug.pfkey) this.log('pfkey', `${MSG_TYPE_NAMES[header.type]} seq=${header.seq} pid=${header.pid} from socket ${ep.id}`);
+      // The KAME sockets hear of the SAs this changes (eroute changes reach them through pchangeNotice).
+      const before = this.kameEndpoints.size ? klipsBefore(this, msg) : undefined;
       HANDLERS[header.type]({ engine: this, ep, msg, bytes });
+      if (before) klipsAfter(this, msg, before);
       return ACCEPTED;
     } catch (e) {
       if (!(e instanceof PfkeyError)) throw e;
@@ -187,7 +234,93 @@ export class Engine implements EngineOps {
     }
   }
 
+  /**
+   * Handle one message on a KAME socket, as Linux's pfkey_sendmsg: a header Linux cannot
+   * take (pfkey_get_base_msg) is a 'header' verdict and no message at all, as send()
+   * fails; otherwise promiscuous sockets get a copy of the request, and a refusal by the
+   * parser or a handler is answered to the sender alone (and promiscuous sockets) with the
+   * request's header and the errno, send() having succeeded.
+   */
+  private handleKame(ep: Endpoint, request: Uint8Array): Verdict {
+    this.stats.requests++;
+    const fault = headerFault(request, 'kame');
+    if (fault) {
+      this.stats.errors++;
+      this.log('pfkey', `refused before dispatch (KAME): ${errnoName(fault.errno)}: ${fault.why}`);
+      return { errno: fault.errno, stage: 'header', offset: fault.offset, why: fault.why };
+    }
+    const header = readHeader(request);
+    const bytes = allocMessage(request.length);
+    bytes.set(request);
+    this.kameBroadcast(bytes, 'promisc');
+    if (this.ownClock) this.msgNow = Date.now() / 1000;
+    try {
+      const msg = parseMessage(bytes, { dialect: 'kame', direction: 'in', keyViews: true, header });
+      if (this.debug.pfkey) this.log('pfkey', `KAME ${KAME_MSG_TYPE_NAMES[header.type]} seq=${header.seq} pid=${header.pid} from socket ${ep.id}`);
+      KAME_HANDLERS[header.type]({ engine: this, ep, msg, bytes });
+      return ACCEPTED;
+    } catch (e) {
+      if (!(e instanceof PfkeyError)) throw e;
+      this.stats.errors++;
+      this.log('pfkey', `KAME ${KAME_MSG_TYPE_NAMES[header.type]} seq=${header.seq} refused: ${e.message}`);
+      this.kameBroadcast(headerOnly({ type: header.type, satype: header.satype, errno: e.errno, seq: header.seq, pid: header.pid }), 'one', ep);
+      return { errno: e.errno, stage: 'message', offset: e.offset, exttype: e.exttype, why: e.reason };
+    } finally {
+      this.msgNow = -1;
+    }
+  }
+
   // ---------- delivery ----------
+
+  /**
+   * Deliver to KAME sockets as Linux's pfkey_broadcast: every promiscuous socket gets a
+   * copy; then 'all' every socket, 'registered' every socket registered for any SA type,
+   * 'one' and 'promisc' nobody else; and `one` (the sender) its own copy last. Returns how
+   * many sockets got it besides promiscuous copies.
+   */
+  kameBroadcast(bytes: Uint8Array, how: KameDelivery, one?: Endpoint): number {
+    let n = 0;
+    for (const ep of this.kameEndpoints) {
+      if (ep.promisc) this.push(ep, bytes);
+      if (ep === one || how === 'one' || how === 'promisc') continue;
+      if (how === 'registered' && ep.registered.size === 0) continue;
+      this.push(ep, bytes);
+      n++;
+    }
+    if (one) {
+      this.push(one, bytes);
+      n++;
+    }
+    return n;
+  }
+
+  /** KAME sockets registered for any SA type: Linux sends ACQUIRE and EXPIRE to them. */
+  kameRegistered(): number {
+    let n = 0;
+    for (const ep of this.kameEndpoints) if (ep.registered.size) n++;
+    return n;
+  }
+
+  /** The KAME larval SA standing for an ACQUIRE (or a GETSPI that answered one) with this seq. */
+  larvalBySeq(seq: number): SA | undefined {
+    const sa = this.larvals.get(seq);
+    if (sa && this.sadb.get(sa.said) === sa && sa.state === SADB_SASTATE_LARVAL) return sa;
+    this.larvals.delete(seq);
+    return undefined;
+  }
+
+  noteLarval(sa: SA): void {
+    if (sa.seq) this.larvals.set(sa.seq, sa);
+    this.larvalSet.add(sa);
+  }
+
+  /** The KAME larval SAs still in the table and still larval (others are forgotten on the way). */
+  *kameLarvals(): IterableIterator<SA> {
+    for (const sa of this.larvalSet) {
+      if (this.sadb.get(sa.said) === sa && sa.state === SADB_SASTATE_LARVAL) yield sa;
+      else this.larvalSet.delete(sa);
+    }
+  }
 
   private push(ep: Endpoint, bytes: Uint8Array): void {
     if (ep.closed) return;
@@ -243,27 +376,93 @@ export class Engine implements EngineOps {
     packet?: Uint8Array,
   ): number {
     this.stats.traps++;
-    const listeners = this.registeredFor(SADB_SATYPE_ESP);
-    if (listeners.length === 0) throw new PfkeyError(ERRNO.EPROTONOSUPPORT, 'no socket registered for ESP');
+    if (this.registeredFor(SADB_SATYPE_ESP).length === 0 && this.kameRegistered() === 0) {
+      throw new PfkeyError(ERRNO.EPROTONOSUPPORT, 'no socket registered for ESP');
+    }
     const portSpecific = trap ? trap.flow.proto !== 0 || trap.flow.sport !== 0 || trap.flow.dport !== 0 : true;
+    const seq = this.nextSeq();
+    this.klipsAcquire(seq, SADB_SATYPE_ESP, sel, portSpecific, trap);
+    // The KAME sockets get Linux's ACQUIRE for an ESP transport template between the packet's addresses.
+    if (trap) this.kameBroadcast(buildMessage(kameAcquireMessage(seq, IPPROTO_ESP, { family: sel.family, addr: sel.src }, { family: sel.family, addr: sel.dst }, trap, 0)), 'registered');
+    this.stats.acquires++;
+    this.pendingAcquires.set(seq, { seq, selector: { ...sel }, sent: this.now() });
+    this.log('pfkey', `ACQUIRE seq=${seq} ${sel.src} -> ${sel.dst}`);
+    if (trap) this.holdAfterTrap(trap, sel, packet);
+    return seq;
+  }
+
+  /** KLIPS's ACQUIRE (pfkey_acquire) to the KLIPS sockets registered for `satype`: the packet's addresses, the eroute's identities, KLIPS's proposal. */
+  private klipsAcquire(seq: number, satype: number, sel: PendingAcquire['selector'], portSpecific: boolean, trap?: Eroute): void {
     const addr = (a: string, port: number): Address => ({
       proto: portSpecific ? sel.proto : 0, prefixlen: 0, family: sel.family,
       port: portSpecific ? port : 0, addr: a, ...(sel.family === 10 ? { flowinfo: 0, scopeId: 0 } : {}),
     });
-    const seq = this.nextSeq();
     const m: MessageInput = {
-      header: { type: SADB_ACQUIRE, satype: SADB_SATYPE_ESP, seq, pid: 0 },
+      header: { type: SADB_ACQUIRE, satype, seq, pid: 0 },
       addressSrc: addr(sel.src, sel.sport),
       addressDst: addr(sel.dst, sel.dport),
       proposal: { replay: 64, combs: acquireProposal() },
     };
     if (trap?.identSrc) m.identitySrc = { type: trap.identSrc.type, id: 0n, data: trap.identSrc.data };
     if (trap?.identDst) m.identityDst = { type: trap.identDst.type, id: 0n, data: trap.identDst.data };
-    this.toRegistered(SADB_SATYPE_ESP, buildMessage(m));
+    if (this.registeredFor(satype).length) this.toRegistered(satype, buildMessage(m));
+  }
+
+  /**
+   * The SAs a packet takes under a template eroute (a KAME IPSEC policy), in the order
+   * they apply, or why it stops: a required template with no SA sends ACQUIRE (Linux's
+   * xfrm_state_find: to the KAME sockets registered for anything, with the policy; to the
+   * KLIPS sockets registered for its SA type, as KLIPS's) and leaves a larval SA (SPI 0)
+   * for kameAcquireExpires seconds, during which further packets are dropped without
+   * another ACQUIRE; an optional template's ACQUIRE is sent likewise while the packet goes
+   * on without it. A dry run (klips trace) sends and changes nothing.
+   */
+  routeTemplates(e: Eroute, sel: PendingAcquire['selector'], dryRun = false): TemplateRoute {
+    const r = resolveTemplates(this.sadb, e, sel.src, sel.dst);
+    const listeners = (u: Unresolved) => this.kameRegistered() + this.registeredFor(PROTO_TO_SATYPE[u.template.proto] ?? 0).length;
+    if (!dryRun) for (const u of r.optionalMissing) if (!u.larval && listeners(u)) this.acquireTemplate(e, u, sel);
+    if (r.ok) return { ok: true, sas: r.sas };
+    const u = r.missing;
+    const n = listeners(u);
+    if (u.larval || (this.acquireUntil.get(this.acquireKey(u)) ?? 0) > this.now()) return { ok: false, reason: 'trap', listeners: n };
+    if (n === 0) return { ok: false, reason: 'no-listener', listeners: 0 };
+    if (dryRun) return { ok: false, reason: 'trap', listeners: n };
+    return { ok: false, reason: 'trap', acquireSeq: this.acquireTemplate(e, u, sel), listeners: n };
+  }
+
+  private acquireKey(u: Unresolved): string {
+    const t = u.template;
+    return `${t.proto}|${t.mode}|${t.reqid}|${u.src}|${u.dst}`;
+  }
+
+  private acquireTemplate(e: Eroute, u: Unresolved, sel: PendingAcquire['selector']): number {
+    this.stats.traps++;
+    const t = u.template;
+    const seq = this.nextSeq();
+    const satype = PROTO_TO_SATYPE[t.proto];
+    const now = this.now();
+    const addr = (a: string): Address => (t.family === AF_INET6
+      ? { proto: 0, prefixlen: 0, family: t.family, port: 0, addr: a, flowinfo: 0, scopeId: 0 }
+      : { proto: 0, prefixlen: 0, family: t.family, port: 0, addr: a });
+    const said: Said = { proto: t.proto, spi: 0, dst: u.dst };
+    if (this.sadb.has(said)) {
+      this.acquireUntil.set(this.acquireKey(u), now + this.kameAcquireExpires);
+    } else {
+      const larval = newSA({
+        said, satype, state: SADB_SASTATE_LARVAL, replay: 0, auth: 0, encrypt: 0, flags: 0,
+        src: addr(u.src), dst: addr(u.dst), proxy: undefined, identSrc: undefined, identDst: undefined,
+        natT: undefined, plumbif: undefined, ref: 0, refhim: 0, dir: this.localAddresses.has(u.dst) ? 'in' : 'out',
+        soft: sharedLimits(NO_LIMITS()), hard: sharedLimits({ ...NO_LIMITS(), addtime: this.kameAcquireExpires }),
+        used: false, pid: 0, seq, kame: { mode: t.mode, reqid: t.reqid }, addtime: now,
+      });
+      this.sadb.insert(larval);
+      this.noteLarval(larval);
+    }
+    this.klipsAcquire(seq, satype, sel, e.flow.proto !== 0 || e.flow.sport !== 0 || e.flow.dport !== 0);
+    this.kameBroadcast(buildMessage(kameAcquireMessage(seq, t.proto, { family: t.family, addr: u.src }, { family: t.family, addr: u.dst }, e, e.policy?.priority ?? 0)), 'registered');
     this.stats.acquires++;
-    this.pendingAcquires.set(seq, { seq, selector: { ...sel }, sent: this.now() });
-    this.log('pfkey', `ACQUIRE seq=${seq} ${sel.src} -> ${sel.dst}`);
-    if (trap) this.holdAfterTrap(trap, sel, packet);
+    this.pendingAcquires.set(seq, { seq, selector: { ...sel }, sent: now });
+    this.log('pfkey', `ACQUIRE seq=${seq} ${u.src} -> ${u.dst} (template of policy ${e.id})`);
     return seq;
   }
 
@@ -315,18 +514,33 @@ export class Engine implements EngineOps {
       this.localAddressesRead = now;
     }
     for (const [seq, p] of this.pendingAcquires) if (now - p.sent >= this.acquireLifetime) this.pendingAcquires.delete(seq);
+    for (const [k, until] of this.acquireUntil) if (until <= now) this.acquireUntil.delete(k);
     const due = this.sadb.due(now);
     for (const { sa, kind } of due) this.expire(sa, kind);
     return due.length;
   }
 
-  /** Send EXPIRE (to every open socket, as KLIPS) and apply it: soft → DYING, hard → deleted. */
+  /**
+   * Send EXPIRE and apply it: soft → DYING, hard → deleted. KLIPS's to every open KLIPS
+   * socket (as KLIPS); Linux's (no keys, seq 0, pid 0) to the KAME sockets registered for
+   * any SA type, for an SA the KAME dialect can name. The larval SA an ACQUIRE left
+   * (SPI 0) is KAME's alone.
+   */
   expire(sa: SA, kind: ExpiryKind): void {
     if (kind === 'soft') this.sadb.markSoft(sa);
-    const m = saMessage({ type: SADB_EXPIRE, satype: sa.satype, seq: this.nextSeq(), pid: 0 }, sa, { current: true, noIdentities: true });
-    if (kind === 'hard') m.lifetimeHard = lifetimeOf(sa.hard);
-    else m.lifetimeSoft = lifetimeOf(sa.soft);
-    this.toAll(buildMessage(m));
+    if (sa.said.spi !== 0 || sa.state !== SADB_SASTATE_LARVAL || !sa.kame) {
+      const m = saMessage({ type: SADB_EXPIRE, satype: sa.satype, seq: this.nextSeq(), pid: 0 }, sa, { current: true, noIdentities: true });
+      if (kind === 'hard') m.lifetimeHard = lifetimeOf(sa.hard);
+      else m.lifetimeSoft = lifetimeOf(sa.soft);
+      this.toAll(buildMessage(m));
+    }
+    const kameSatype = kameSatypeOf(sa);
+    if (kameSatype !== undefined && this.kameEndpoints.size) {
+      const k = kind === 'hard'
+        ? kameSaMessage({ type: SADB_EXPIRE, satype: kameSatype, seq: 0, pid: 0 }, sa, { keys: false, hsc: 2, state: SADB_SASTATE_DEAD })
+        : kameSaMessage({ type: SADB_EXPIRE, satype: kameSatype, seq: 0, pid: 0 }, sa, { keys: false, hsc: 1 });
+      this.kameBroadcast(buildMessage(k), 'registered');
+    }
     this.stats.expires++;
     this.log('spi', `${kind} EXPIRE ${formatSaid(sa.said)}`);
     if (kind === 'hard') this.sadb.remove(sa);
@@ -340,6 +554,11 @@ export class Engine implements EngineOps {
     const sa = this.sadb.get(said);
     if (!sa || !sa.natT) return false;
     if (sa.src.addr === newSrc && sa.natT.sport === newSport) return false;
+    if (sa.said.proto === IPPROTO_ESP && this.kameEndpoints.size) {
+      // Linux's (pfkey_send_new_mapping): the old address and port, then the new ones, to the registered KAME sockets.
+      const k = kameNewMappingMessage(this.nextSeq(), sa, { addr: sa.src.addr, port: sa.natT.sport }, { addr: newSrc, port: newSport });
+      this.kameBroadcast(buildMessage(k), 'registered');
+    }
     sa.src = { ...sa.src, addr: newSrc };
     sa.natT = { ...sa.natT, sport: newSport };
     const m: MessageInput = {
@@ -356,8 +575,13 @@ export class Engine implements EngineOps {
 
   // ---------- eroute notices ----------
 
-  /** X_PCHANGE to subscribed sockets: flags 0 added, REPLACEFLOW replaced, CLEARFLOW deleted. */
-  pchangeNotice(e: Eroute, flags: number, seq: number): void {
+  /**
+   * An eroute changed: X_PCHANGE to subscribed KLIPS sockets (flags 0 added, REPLACEFLOW
+   * replaced, CLEARFLOW deleted); and, unless a KAME client made the change (it tells its
+   * own dialect), the KAME sockets hear of it as Linux's X_SPDADD/X_SPDUPDATE/X_SPDDELETE.
+   */
+  pchangeNotice(e: Eroute, flags: number, seq: number, fromKame = false): void {
+    if (!fromKame && this.kameEndpoints.size) kameSpdNotice(this, e, flags, seq, e.pid);
     const subs = [...this.endpoints].filter((x) => x.pchange);
     if (subs.length === 0) return;
     const fam = e.flow.family;

@@ -16,14 +16,16 @@ import {
   DEBUG_SUBSYSTEMS, IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, IPPROTO_IPIP, IPSEC_SA_REF_TABLE_NUM_ENTRIES,
   SADB_EXT_SUPPORTED_AUTH, SADB_EXT_SUPPORTED_ENCRYPT, SADB_SATYPE_AH, SADB_SATYPE_ESP, SASTATE_NAMES,
   SATYPE_NAMES, ESPINUDP_WITH_NON_ESP, ESPINUDP_WITH_NON_IKE, maskToPrefix, nameOf,
+  IPSEC_POLICY_NAMES, IPSEC_MODE_NAMES, IPSEC_LEVEL_NAMES, PROTO_SAID_NAMES,
   type Address,
 } from '../wire/index.js';
 import type { Engine, Endpoint } from './engine.js';
 import { outifOf } from './interfaces.js';
 import { currentOf, type Limits, type SA } from '../sadb/sadb.js';
 import { formatSaidOld, formatSaid } from '../sadb/said.js';
-import { formatErouteProc, type Eroute } from '../spd/eroute-table.js';
+import { formatErouteProc, type Eroute, type Template } from '../spd/eroute-table.js';
 import { authName, encryptName } from './algorithm-names.js';
+import { hasTemplates, resolveTemplates } from './policy.js';
 
 export const VIEW_NAMES = [
   'eroute', 'spi', 'spigrp', 'tncfg', 'klipsdebug', 'registered', 'supported', 'stats',
@@ -53,9 +55,16 @@ const int32 = (n: number) => n | 0;
 
 // ---------- ipsec_eroute ----------
 
+/** A template as setkey writes it: esp/tunnel/192.0.2.1-192.0.2.2/require. */
+function templateText(t: Template): string {
+  const ends = t.src !== undefined && t.dst !== undefined ? `${t.src}-${t.dst}` : '';
+  const level = IPSEC_LEVEL_NAMES[t.level] ?? String(t.level);
+  return `${PROTO_SAID_NAMES[t.proto] ?? t.proto}/${IPSEC_MODE_NAMES[t.mode] ?? t.mode}/${ends}/${level}${t.reqid && level === 'unique' ? `:${t.reqid}` : ''}`;
+}
+
 function erouteData(e: Eroute) {
   const f = e.flow;
-  return {
+  const row: Record<string, unknown> = {
     count: e.packets,
     src: `${f.src}/${f.srcPrefix}`,
     dst: `${f.dst}/${f.dstPrefix}`,
@@ -67,10 +76,29 @@ function erouteData(e: Eroute) {
     created: e.created,
     lastUsed: e.lastUsed,
   };
+  // An eroute a KAME client made (X_SPDADD) also says what its policy is.
+  if (e.policy) {
+    row.policy = {
+      id: e.id, type: IPSEC_POLICY_NAMES[e.policy.type], priority: e.policy.priority,
+      templates: e.policy.templates.map(templateText),
+    };
+  }
+  return row;
+}
+
+/**
+ * An eroute as the views show it: a template eroute (a KAME IPSEC policy) points at the
+ * first SA its templates find now (between the flow's own addresses for transport
+ * templates), and at %trap while they find none, which is how it behaves.
+ */
+function shown(engine: Engine, e: Eroute): Eroute {
+  if (!hasTemplates(e)) return e;
+  const r = resolveTemplates(engine.sadb, e, e.flow.src, e.flow.dst);
+  return r.ok && r.sas.length ? { ...e, said: r.sas[0].said } : e;
 }
 
 export function erouteView(engine: Engine): View {
-  const list = [...engine.spd.entries()];
+  const list = [...engine.spd.entries()].map((e) => shown(engine, e));
   return {
     view: 'eroute',
     text: list.map((e) => `${formatErouteProc(e)}\n`).join(''),
@@ -313,7 +341,7 @@ const SS_UNCONNECTED = 1;
  * has no send buffer); KLIPS's header names two columns (next, prev) its lines lack.
  */
 export function pfKeyView(engine: Engine, ctx: ViewContext = {}): View {
-  const rows = [...engine.endpoints].map((ep) => ({
+  const rows = [...engine.endpoints, ...engine.kameEndpoints].map((ep) => ({
     socket: ep.id,
     pid: ctx.pidOf?.(ep) ?? 0,
     rcvbuf: ep.rcvbuf,
@@ -321,6 +349,8 @@ export function pfKeyView(engine: Engine, ctx: ViewContext = {}): View {
     registered: [...ep.registered].sort((a, b) => a - b),
     promisc: ep.promisc,
     pchange: ep.pchange,
+    // KAME-dialect sockets (klipsd's KAME socket) are listed after KLIPS's; their SA types are Linux's.
+    ...(ep.dialect === 'kame' ? { dialect: 'kame' } : {}),
   }));
   const line = (r: (typeof rows)[number]) =>
     `${hex8(r.socket)} ${padStart(r.pid, 5)} ${hex8(r.socket)} 0 ${PF_KEY_PROTOCOL} ${padStart(r.rcvbuf, 5)} ${hex8(0).toUpperCase()} ${padStart(SOCK_RAW.toString(16).toUpperCase(), 8)} ${padStart(SS_UNCONNECTED.toString(16).toUpperCase(), 2)}\n`;

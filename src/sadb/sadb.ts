@@ -9,7 +9,7 @@
  */
 
 import type { Address, Key } from '../wire/index.js';
-import { SADB_SASTATE_DYING, SADB_SASTATE_LARVAL } from '../wire/index.js';
+import { SADB_SASTATE_DYING, SADB_SASTATE_LARVAL, SADB_SASTATE_MATURE } from '../wire/index.js';
 import type { Said } from './said.js';
 import { SarefTable } from './saref.js';
 
@@ -79,6 +79,19 @@ export interface SA {
   seq: number;
   /** Bumped on each replacement, so stale heap deadlines are ignored. */
   gen: number;
+  /**
+   * What a KAME-dialect SA says beyond KLIPS's (Linux's sadb_x_sa2): its mode (IPSEC_MODE_*;
+   * tunnel mode wraps in IPIP itself) and reqid. Absent on SAs made in the KLIPS dialect,
+   * which are transport-mode transforms grouped behind IPIP SAs.
+   */
+  kame?: KameAttrs;
+}
+
+export interface KameAttrs {
+  mode: number;
+  reqid: number;
+  /** The prefix length of a KAME client's ADDRESS_PROXY (the SA's `proxy` keeps 0, as KLIPS's messages need). */
+  proxyPrefix?: number;
 }
 
 export const NO_LIMITS = (): Limits => ({ allocations: 0, bytes: 0, addtime: 0, usetime: 0, packets: 0 });
@@ -145,7 +158,7 @@ export class StoredKey {
 /** What newSA makes an SA from: the SA's fields, with keys as parsed and the counters' start. */
 export type SaInit = Pick<SA,
   'said' | 'satype' | 'state' | 'replay' | 'auth' | 'encrypt' | 'flags' | 'src' | 'dst' | 'proxy' |
-  'identSrc' | 'identDst' | 'natT' | 'plumbif' | 'ref' | 'refhim' | 'dir' | 'soft' | 'hard' | 'used' | 'pid' | 'seq'
+  'identSrc' | 'identDst' | 'natT' | 'plumbif' | 'ref' | 'refhim' | 'dir' | 'soft' | 'hard' | 'used' | 'pid' | 'seq' | 'kame'
 > & {
   /** Copied: the bytes may be a view of a message. */
   keyAuth?: Key;
@@ -198,6 +211,7 @@ class SaRecord implements SA {
   pid: number;
   seq: number;
   gen: number;
+  kame: KameAttrs | undefined;
   /** The auth key's bytes then the encryption key's, one character per byte. */
   private keyText: string;
   /** Bit counts, -1 for an absent key, and where the encryption key starts in keyText. */
@@ -236,6 +250,7 @@ class SaRecord implements SA {
     this.pid = i.pid;
     this.seq = i.seq;
     this.gen = 0;
+    this.kame = i.kame;
     const ka = i.keyAuth;
     const ke = i.keyEncrypt;
     this.authBits = ka ? ka.bits : -1;
@@ -666,6 +681,8 @@ export class Sadb {
   private readonly addresses = new AddressPool();
   /** SA reference numbers (KLIPS's refTable). */
   readonly sarefs = new SarefTable<SA>();
+  /** Bumped by every change of the table or of an SA's state, so a cache over it knows when it is stale. */
+  version = 0;
 
   /** How many SAs of one SA type (0: all) the table holds. */
   count(satype = 0): number {
@@ -696,6 +713,7 @@ export class Sadb {
 
   /** Insert a new SA (the caller checked it is absent), intern its ref and schedule its time limits. */
   insert(sa: SA): void {
+    this.version++;
     this.share(sa);
     this.table.add(sa);
     this.sarefs.intern(sa);
@@ -703,8 +721,13 @@ export class Sadb {
     this.schedule(sa);
   }
 
-  /** Put `sa` in place of the SA with the same SAID (UPDATE), keeping its group links and its SAref slot. */
-  replace(old: SA, sa: SA): void {
+  /**
+   * Put `sa` in place of the SA with the same SAID (UPDATE), keeping its group links and
+   * its SAref slot, and its place in the order unless `newest` (Linux's UPDATE of a larval
+   * SA inserts the new one, so it lists first in a KAME DUMP).
+   */
+  replace(old: SA, sa: SA, newest = false): void {
+    this.version++;
     this.sarefs.move(old, sa);
     sa.next = old.next;
     sa.prev = old.prev;
@@ -713,7 +736,11 @@ export class Sadb {
     sa.gen = old.gen + 1;
     old.gen = -1;
     this.share(sa);
-    if (!this.table.swap(old, sa)) {
+    if (newest) {
+      if (this.table.remove(old)) this.perType[old.satype] = this.count(old.satype) - 1;
+      this.table.add(sa);
+      this.perType[sa.satype] = this.count(sa.satype) + 1;
+    } else if (!this.table.swap(old, sa)) {
       this.table.add(sa);
       this.perType[sa.satype] = this.count(sa.satype) + 1;
     }
@@ -729,6 +756,7 @@ export class Sadb {
   /** Remove one SA, unlinking it from its group and freeing its SAref. */
   remove(sa: SA): boolean {
     if (!this.table.remove(sa)) return false;
+    this.version++;
     this.perType[sa.satype] = this.count(sa.satype) - 1;
     this.sarefs.untern(sa);
     if (sa.prev) sa.prev.next = sa.next;
@@ -740,6 +768,7 @@ export class Sadb {
 
   /** Remove the SAs of one SA type (0: all). Returns what was removed. */
   flush(satype: number): SA[] {
+    this.version++;
     const gone: SA[] = [];
     for (const sa of this.values()) if (satype === 0 || sa.satype === satype) gone.push(sa);
     if (gone.length === this.size) {
@@ -876,8 +905,24 @@ export class Sadb {
     return out;
   }
 
+  /**
+   * New limits for an SA in place (the KAME dialect's UPDATE of a mature SA, which keeps
+   * its keys, counters and data-plane state): its old deadlines lapse, the new ones are
+   * queued, and it is no longer dying.
+   */
+  relimit(sa: SA, soft: Readonly<Limits>, hard: Readonly<Limits>): void {
+    this.version++;
+    sa.soft = soft;
+    sa.hard = hard;
+    sa.gen++;
+    sa.softSent = false;
+    if (sa.state === SADB_SASTATE_DYING) sa.state = SADB_SASTATE_MATURE;
+    this.schedule(sa);
+  }
+
   /** Mark soft expiry sent: the SA is DYING from now on (larval SAs stay larval). */
   markSoft(sa: SA): void {
+    this.version++;
     sa.softSent = true;
     if (sa.state !== SADB_SASTATE_LARVAL) sa.state = SADB_SASTATE_DYING;
   }

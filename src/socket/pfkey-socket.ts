@@ -1,6 +1,10 @@
 /**
  * A PF_KEY socket on an engine, in process: send() is the kernel's pfkey_sendmsg (it
- * returns 0 or the errno sendmsg would fail with), recv() is pfkey_recvmsg. Each socket
+ * returns 0 or the errno sendmsg would fail with), recv() is pfkey_recvmsg. A socket
+ * speaks one dialect, KLIPS's numbering (the default) or the KAME dialect's (Linux's),
+ * chosen when it is made: the engine reads and answers it in that numbering, and send()
+ * fails as that kernel's does (sendErrno: KLIPS with every refusal's errno, Linux only
+ * when the header cannot be taken). Each socket
  * has a bounded receive queue, like a socket's receive buffer: a message that does not
  * fit is dropped for this socket alone, counted, and the next read reports ENOBUFS once.
  * Registration (SADB_REGISTER), promiscuous mode and X_PCHANGE subscription live here
@@ -12,8 +16,9 @@
  * them, so that many clients that never read cannot add up to unbounded memory.
  */
 
-import { ERRNO, PfkeyError } from '../wire/index.js';
-import type { Endpoint, Engine, Verdict } from '../engine/engine.js';
+import { ERRNO, PfkeyError, type Dialect } from '../wire/index.js';
+import { sendErrno, type Endpoint, type Engine, type Verdict } from '../engine/engine.js';
+
 
 const CLOSED: Verdict = Object.freeze({ errno: ERRNO.EBADF, stage: 'header', why: 'the socket is closed' });
 const SHUT_DOWN: Verdict = Object.freeze({ errno: ERRNO.EPIPE, stage: 'header', why: 'the socket is shut down for sending' });
@@ -38,12 +43,15 @@ export interface SocketOptions {
   rcvbuf?: number;
   /** A total shared with other sockets. */
   budget?: ReceiveBudget;
+  /** The numbering this socket speaks (default 'klips'). */
+  dialect?: Dialect;
 }
 
 let nextId = 1;
 
 export class PfkeySocket implements Endpoint {
   readonly id = nextId++;
+  readonly dialect: Dialect;
   readonly registered = new Set<number>();
   promisc = false;
   pchange = false;
@@ -66,6 +74,7 @@ export class PfkeySocket implements Endpoint {
   constructor(private readonly engine: Engine, opts: SocketOptions = {}) {
     this.rcvbuf = opts.rcvbuf ?? 212992;
     this.budget = opts.budget;
+    this.dialect = opts.dialect ?? 'klips';
     engine.attach(this);
   }
 
@@ -127,9 +136,9 @@ export class PfkeySocket implements Endpoint {
 
   // ---------- the client's side ----------
 
-  /** Send one message; 0 on success, else the errno (also seen as an errno reply where KLIPS sends one). */
+  /** Send one message; 0 on success, else the errno this socket's kernel's send() fails with (sendErrno). */
   send(bytes: Uint8Array): number {
-    return this.submit(bytes).errno;
+    return sendErrno(this.dialect, this.submit(bytes));
   }
 
   /** send(), with the engine's whole verdict: errno, and where and why it was refused. */

@@ -31,6 +31,16 @@
  *
  * Errors (as KLIPS's radij answers PF_KEY): EEXIST for a duplicate flow, EFAULT for
  * deleting or replacing a flow that is not there, EINVAL for a malformed flow.
+ *
+ * The same table is the KAME dialect's security policy database (one policy table for
+ * both dialects): every eroute is an outbound policy with an index (`id`, numbered as
+ * Linux's xfrm_gen_index numbers them: a counter in steps of 8 with the direction in the
+ * low bits) and a place in the SPD's listing order (`stamp`, newest first, as Linux's
+ * policy_all list). An eroute made by X_SPDADD also carries the policy's own attributes
+ * (`policy`: action, templates, priority, lifetimes). Inbound and forward policies, which
+ * KLIPS's eroutes cannot express, are kept beside the tries (never matched by a packet
+ * lookup) and listed with the rest by policies(). Mapping policies to eroutes and back is
+ * the engine's (engine/policy.ts).
  */
 
 import {
@@ -68,6 +78,44 @@ export interface Ident {
   data: string;
 }
 
+/** A policy's direction: KLIPS's eroutes are all 'out'. */
+export type PolicyDir = 'in' | 'out' | 'fwd';
+/** Linux's XFRM_POLICY_IN/OUT/FWD, the low bits of a policy index. */
+export const XFRM_DIR: Readonly<Record<PolicyDir, number>> = { in: 0, out: 1, fwd: 2 };
+
+/** One template of an IPsec policy (Linux's xfrm_tmpl as PF_KEY's sadb_x_ipsecrequest gives it). */
+export interface Template {
+  /** IPPROTO_ESP, IPPROTO_AH or IPPROTO_COMP. */
+  proto: number;
+  /** IPSEC_MODE_TRANSPORT, _TUNNEL or _BEET. */
+  mode: number;
+  /** IPSEC_LEVEL_REQUIRE, _USE (optional) or _UNIQUE (a reqid of its own). */
+  level: number;
+  reqid: number;
+  /** The address family of the SA (the tunnel's, in tunnel mode). */
+  family: number;
+  /** Tunnel mode: the SA's endpoints. */
+  src?: string;
+  dst?: string;
+}
+
+export interface PolicyLimits {
+  allocations: number;
+  bytes: number;
+  addtime: number;
+  usetime: number;
+}
+
+/** What a KAME X_SPDADD says beyond the selector (Linux's xfrm_policy). */
+export interface PolicyAttrs {
+  /** IPSEC_POLICY_IPSEC (templates), _NONE (pass) or _DISCARD. */
+  type: number;
+  templates: Template[];
+  priority: number;
+  hard: PolicyLimits;
+  soft: PolicyLimits;
+}
+
 export interface Eroute {
   flow: ValidFlow;
   /** The SA (or shunt: proto 61 INT, SPI 256..261) packets matching the flow go to. */
@@ -84,6 +132,14 @@ export interface Eroute {
   identDst?: Ident;
   /** %hold / %trap: the last packet held (KLIPS er_last); the dataplane sets it. */
   held?: Uint8Array;
+  /** The policy index (Linux's xp->index): direction in the low 3 bits. */
+  id: number;
+  /** When it was linked, in the table's own order (an SPD listing is newest first). */
+  stamp: number;
+  /** 'out' for every eroute; 'in'/'fwd' only for KAME policies kept beside the eroutes. */
+  dir: PolicyDir;
+  /** The KAME policy's attributes, when X_SPDADD/X_SPDUPDATE made it. */
+  policy?: PolicyAttrs;
 }
 
 /** What a lookup needs from a packet: addresses as 4 or 16 bytes, proto and ports. */
@@ -100,6 +156,7 @@ export interface ErouteOptions {
   pid?: number;
   identSrc?: Ident;
   identDst?: Ident;
+  policy?: PolicyAttrs;
 }
 
 export type ErouteErrorCode = 'EEXIST' | 'EFAULT' | 'EINVAL';
@@ -411,6 +468,13 @@ export class ErouteTable {
   private readonly keyDst = new Int32Array(4);
   private readonly srcPath: (TrieNode<DstTrie> | undefined)[] = new Array(129);
   private readonly dstPath: (TrieNode<Slot> | undefined)[] = new Array(129);
+  /** Every policy (eroutes and the in/fwd ones) by index. */
+  private readonly ids = new Map<number, Eroute>();
+  /** KAME inbound and forward policies, by direction and flow key. */
+  private readonly others = new Map<string, Eroute>();
+  /** Linux's idx_generator: indexes go up in steps of 8, the direction in the low bits. */
+  private indexGen = 0;
+  private nextStamp = 1;
 
   constructor(clock: () => number = defaultClock) {
     this.clock = clock;
@@ -475,7 +539,7 @@ export class ErouteTable {
     if (this.byKey.has(p.key)) {
       throw new ErouteError('EEXIST', `eroute ${describe(flow)} already exists`);
     }
-    const e = this.makeEroute(p, said, opts);
+    const e = this.makeEroute(p, said, opts, 'out');
     this.insert(p, e);
     return e;
   }
@@ -490,7 +554,7 @@ export class ErouteTable {
     const slot = this.byKey.get(p.key);
     if (slot === undefined) throw new ErouteError('EFAULT', `no eroute ${describe(flow)} to replace`);
     const old = slot.e;
-    const now = this.makeEroute(p, said, opts);
+    const now = this.makeEroute(p, said, opts, 'out', old.id);
     slot.e = now;
     return { old, now };
   }
@@ -516,6 +580,7 @@ export class ErouteTable {
         (p.family === AF_INET ? this.src4 : this.src6).release(slot.srcNode);
       }
     }
+    this.ids.delete(slot.e.id);
     return slot.e;
   }
 
@@ -524,14 +589,95 @@ export class ErouteTable {
     return this.byKey.get(this.parse(flow).key)?.e;
   }
 
-  /** Remove every eroute (KLIPS CLEARFLOW) and return them, in entries() order. */
+  /** Remove every eroute (KLIPS CLEARFLOW) and return them, in entries() order. KAME's in/fwd policies stay. */
   clear(): Eroute[] {
     const all = [...this.entries()];
     this.byKey.clear();
     this.src4.reset();
     this.src6.reset();
     this.counter.nodes = 0;
+    for (const e of all) this.ids.delete(e.id);
     return all;
+  }
+
+  // ---------- the KAME dialect's view: the table as a security policy database ----------
+
+  /** The policy of direction `dir` with exactly this selector: the eroute for 'out'. */
+  getPolicy(dir: PolicyDir, flow: ValidFlow): Eroute | undefined {
+    return dir === 'out' ? this.get(flow) : this.others.get(`${dir}|${this.parse(flow).key}`);
+  }
+
+  /**
+   * Install a KAME policy: an eroute for 'out' (as add()), else an in/fwd policy beside
+   * the eroutes. ErouteError EEXIST if the direction already has one with this selector.
+   */
+  addPolicy(dir: PolicyDir, flow: ValidFlow, said: Said, opts: ErouteOptions = {}): Eroute {
+    if (dir === 'out') return this.add(flow, said, opts);
+    const key = `${dir}|${this.parse(flow).key}`;
+    if (this.others.has(key)) throw new ErouteError('EEXIST', `${dir} policy ${describe(flow)} already exists`);
+    const e = this.makeEroute(this.parse(flow), said, opts, dir);
+    this.others.set(key, e);
+    return e;
+  }
+
+  /**
+   * Linux's X_SPDUPDATE: the policy with this selector is replaced, keeping its index (and
+   * for 'out' its eroute's place), or added when there is none. Returns the one replaced.
+   */
+  updatePolicy(dir: PolicyDir, flow: ValidFlow, said: Said, opts: ErouteOptions = {}): { old?: Eroute; now: Eroute } {
+    if (dir === 'out') {
+      if (!this.get(flow)) return { now: this.add(flow, said, opts) };
+      return this.replace(flow, said, opts);
+    }
+    const key = `${dir}|${this.parse(flow).key}`;
+    const old = this.others.get(key);
+    const now = this.makeEroute(this.parse(flow), said, opts, dir, old?.id);
+    this.others.set(key, now);
+    return { old, now };
+  }
+
+  /** Remove the policy of direction `dir` with this selector; ErouteError EFAULT if there is none. */
+  deletePolicy(dir: PolicyDir, flow: ValidFlow): Eroute {
+    if (dir === 'out') return this.delete(flow);
+    const key = `${dir}|${this.parse(flow).key}`;
+    const e = this.others.get(key);
+    if (!e) throw new ErouteError('EFAULT', `no ${dir} policy ${describe(flow)} to delete`);
+    this.others.delete(key);
+    this.ids.delete(e.id);
+    return e;
+  }
+
+  /** The policy with this index (Linux's xfrm_policy_byid), eroute or not. */
+  byId(id: number): Eroute | undefined {
+    return this.ids.get(id);
+  }
+
+  /** Every policy, eroutes and in/fwd alike, newest first (Linux's policy_all walk). */
+  policies(): Eroute[] {
+    return [...this.ids.values()].sort((a, b) => b.stamp - a.stamp);
+  }
+
+  /** How many policies there are, eroutes and in/fwd alike. */
+  get policyCount(): number {
+    return this.ids.size;
+  }
+
+  /** Remove every policy (Linux's X_SPDFLUSH): the eroutes, then the in/fwd policies. Returns them. */
+  flushPolicies(): Eroute[] {
+    const gone = [...this.clear(), ...this.others.values()];
+    for (const e of this.others.values()) this.ids.delete(e.id);
+    this.others.clear();
+    return gone;
+  }
+
+  /** Linux's xfrm_gen_index: the next free index of a direction. */
+  private newIndex(dir: PolicyDir): number {
+    for (;;) {
+      let idx = (this.indexGen | XFRM_DIR[dir]) >>> 0;
+      this.indexGen = (this.indexGen + 8) >>> 0;
+      if (idx === 0) idx = 8;
+      if (!this.ids.has(idx)) return idx;
+    }
   }
 
   /** The most specific eroute matching the packet (see the header), without counting. */
@@ -569,7 +715,8 @@ export class ErouteTable {
 
   /* ---------------------------------------------------------------------------------- */
 
-  private makeEroute(p: Parsed, said: Said, opts: ErouteOptions): Eroute {
+  /** A new eroute (or in/fwd policy), registered under its index: `id` kept when replacing, else a new one. */
+  private makeEroute(p: Parsed, said: Said, opts: ErouteOptions, dir: PolicyDir, id?: number): Eroute {
     const f = p.flow;
     const flow = { family: f.family, src: f.src, srcPrefix: f.srcPrefix, dst: f.dst, dstPrefix: f.dstPrefix, proto: f.proto, sport: f.sport, dport: f.dport };
     const e: Eroute = {
@@ -579,9 +726,14 @@ export class ErouteTable {
       packets: 0,
       lastUsed: 0,
       created: this.clock(),
+      id: id ?? this.newIndex(dir),
+      stamp: this.nextStamp++,
+      dir,
     };
     if (opts.identSrc) e.identSrc = { type: opts.identSrc.type, data: opts.identSrc.data };
     if (opts.identDst) e.identDst = { type: opts.identDst.type, data: opts.identDst.data };
+    if (opts.policy) e.policy = opts.policy;
+    this.ids.set(e.id, e);
     return e;
   }
 

@@ -247,3 +247,129 @@ export function nameOf(table: Readonly<Record<number, string>> | readonly string
   const s = (table as Record<number, string>)[n];
   return s ?? String(n);
 }
+
+// ======================================================================================
+// The KAME/Linux dialect (linux/pfkeyv2.h, linux/ipsec.h): the numbers that differ from
+// KLIPS's. Where Linux's name is free in this file it is used as is (SADB_X_SPDADD,
+// SADB_X_EXT_POLICY, SADB_X_SATYPE_IPCOMP, IPSEC_MODE_TUNNEL, ...); where KLIPS already
+// uses the name for another number, the Linux constant carries a KAME_ prefix
+// (KAME_SADB_X_NAT_T_NEW_MAPPING is 23 where KLIPS's SADB_X_NAT_T_NEW_MAPPING is 17).
+// ======================================================================================
+
+/** Which numbering a PF_KEY connection speaks: KLIPS's (openswan) or KAME's (Linux, BSD, ipsec-tools). */
+export type Dialect = 'klips' | 'kame';
+
+// --- sadb_msg_type 13..24 (KAME/Linux) ---
+export const SADB_X_SPDUPDATE = 13;
+export const SADB_X_SPDADD = 14;
+export const SADB_X_SPDDELETE = 15;
+export const SADB_X_SPDGET = 16;
+export const SADB_X_SPDACQUIRE = 17;
+export const SADB_X_SPDDUMP = 18;
+export const SADB_X_SPDFLUSH = 19;
+export const SADB_X_SPDSETIDX = 20;
+export const SADB_X_SPDEXPIRE = 21;
+export const SADB_X_SPDDELETE2 = 22;
+export const KAME_SADB_X_NAT_T_NEW_MAPPING = 23;
+export const SADB_X_MIGRATE = 24;
+export const KAME_SADB_MAX = 24;
+
+export const KAME_MSG_TYPE_NAMES: readonly string[] = [
+  ...MSG_TYPE_NAMES.slice(0, 13),
+  'X_SPDUPDATE', 'X_SPDADD', 'X_SPDDELETE', 'X_SPDGET', 'X_SPDACQUIRE', 'X_SPDDUMP', 'X_SPDFLUSH',
+  'X_SPDSETIDX', 'X_SPDEXPIRE', 'X_SPDDELETE2', 'X_NAT_T_NEW_MAPPING', 'X_MIGRATE',
+];
+
+// --- sadb_msg_satype (KAME/Linux: 9 is IPCOMP, where KLIPS's 9 is IPIP and 10 COMP) ---
+export const SADB_X_SATYPE_IPCOMP = 9;
+export const KAME_SADB_SATYPE_MAX = 9;
+export const KAME_SATYPE_NAMES: Readonly<Record<number, string>> = {
+  0: 'UNSPEC', 2: 'AH', 3: 'ESP', 5: 'RSVP', 6: 'OSPFV2', 7: 'RIPV2', 8: 'MIP', 9: 'X_IPCOMP',
+};
+/** The IP protocol of a KAME SA type (Linux's pfkey_satype2proto; UNSPEC is IPSEC_PROTO_ANY). */
+export const KAME_SATYPE_TO_PROTO: Readonly<Record<number, number>> = {
+  [SADB_SATYPE_AH]: IPPROTO_AH, [SADB_SATYPE_ESP]: IPPROTO_ESP, [SADB_X_SATYPE_IPCOMP]: IPPROTO_COMP,
+};
+/** The KAME SA type of an IP protocol (Linux's pfkey_proto2satype); IPIP and INT have none. */
+export const PROTO_TO_KAME_SATYPE: Readonly<Record<number, number>> = {
+  [IPPROTO_AH]: SADB_SATYPE_AH, [IPPROTO_ESP]: SADB_SATYPE_ESP, [IPPROTO_COMP]: SADB_X_SATYPE_IPCOMP,
+};
+
+// --- sadb_sa_flags Linux adds (high bits, clear of KLIPS's 1..16) ---
+export const SADB_SAFLAGS_NOPMTUDISC = 0x20000000;
+export const SADB_SAFLAGS_DECAP_DSCP = 0x40000000;
+export const SADB_SAFLAGS_NOECN = 0x80000000;
+/** The SA flags Linux keeps on an SA (the rest of a request's flags are dropped). */
+export const KAME_SAFLAGS_KEPT = (SADB_SAFLAGS_NOPMTUDISC | SADB_SAFLAGS_DECAP_DSCP | SADB_SAFLAGS_NOECN) >>> 0;
+
+// --- algorithms Linux numbers beyond KLIPS's tables ---
+export const SADB_X_AALG_AES_XCBC_MAC = 9;
+export const SADB_X_AALG_SM3_256HMAC = 10;
+export const SADB_AALG_MAX = 251;
+export const SADB_X_EALG_NULL_AES_GMAC = 23;
+export const SADB_X_EALG_SM4CBC = 24;
+export const SADB_X_EALG_SERPENTCBC = 252;
+export const SADB_X_EALG_TWOFISHCBC = 253;
+export const SADB_EALG_MAX = 253;
+export const SADB_X_CALG_MAX = 4;
+
+// --- extension types 18..26 (KAME/Linux; 1..17 are KLIPS's too) ---
+export const SADB_X_EXT_POLICY = 18;
+/** Linux's sadb_x_sa2 (mode, sequence, reqid): the same number as KLIPS's second sadb_sa. */
+export const KAME_SADB_X_EXT_SA2 = 19;
+export const KAME_SADB_X_EXT_NAT_T_TYPE = 20;
+export const KAME_SADB_X_EXT_NAT_T_SPORT = 21;
+export const KAME_SADB_X_EXT_NAT_T_DPORT = 22;
+export const KAME_SADB_X_EXT_NAT_T_OA = 23;
+export const SADB_X_EXT_SEC_CTX = 24;
+export const SADB_X_EXT_KMADDRESS = 25;
+export const SADB_X_EXT_FILTER = 26;
+export const KAME_SADB_EXT_MAX = 26;
+
+export const KAME_EXT_TYPE_NAMES: readonly string[] = [
+  ...EXT_TYPE_NAMES.slice(0, 18),
+  'X_POLICY', 'X_SA2', 'X_NAT_T_TYPE', 'X_NAT_T_SPORT', 'X_NAT_T_DPORT', 'X_NAT_T_OA', 'X_SEC_CTX',
+  'X_KMADDRESS', 'X_FILTER',
+];
+
+// --- linux/ipsec.h ---
+export const IPSEC_PORT_ANY = 0;
+export const IPSEC_ULPROTO_ANY = 255;
+export const IPSEC_PROTO_ANY = 255;
+
+export const IPSEC_MODE_ANY = 0;
+export const IPSEC_MODE_TRANSPORT = 1;
+export const IPSEC_MODE_TUNNEL = 2;
+export const IPSEC_MODE_BEET = 3;
+export const IPSEC_MODE_NAMES: readonly string[] = ['any', 'transport', 'tunnel', 'beet'];
+
+export const IPSEC_DIR_ANY = 0;
+export const IPSEC_DIR_INBOUND = 1;
+export const IPSEC_DIR_OUTBOUND = 2;
+export const IPSEC_DIR_FWD = 3;
+export const IPSEC_DIR_MAX = 4;
+export const IPSEC_DIR_INVALID = 5;
+export const IPSEC_DIR_NAMES: readonly string[] = ['any', 'in', 'out', 'fwd'];
+
+export const IPSEC_POLICY_DISCARD = 0;
+export const IPSEC_POLICY_NONE = 1;
+export const IPSEC_POLICY_IPSEC = 2;
+export const IPSEC_POLICY_ENTRUST = 3;
+export const IPSEC_POLICY_BYPASS = 4;
+export const IPSEC_POLICY_NAMES: readonly string[] = ['discard', 'none', 'ipsec', 'entrust', 'bypass'];
+
+export const IPSEC_LEVEL_DEFAULT = 0;
+export const IPSEC_LEVEL_USE = 1;
+export const IPSEC_LEVEL_REQUIRE = 2;
+export const IPSEC_LEVEL_UNIQUE = 3;
+export const IPSEC_LEVEL_NAMES: readonly string[] = ['default', 'use', 'require', 'unique'];
+
+/** reqids up to this are the key manager's to choose ("unique:N"); above, the kernel's. */
+export const IPSEC_MANUAL_REQID_MAX = 0x3fff;
+export const IPSEC_REPLAYWSIZE = 32;
+
+/** Linux's templates per policy (XFRM_MAX_DEPTH): a seventh is ELOOP. */
+export const XFRM_MAX_DEPTH = 6;
+
+/** The identity types Linux defines (it has no X_CONNECTION). */
+export const KAME_SADB_IDENTTYPE_MAX = 3;

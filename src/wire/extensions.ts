@@ -203,7 +203,8 @@ export interface ExtCodec<T> {
   encode(v: T, u8: Uint8Array, off: number, exttype: number): void;
 }
 
-const pad8 = (n: number) => (n + 7) & ~7;
+/** Rounded up to a multiple of 8 (PF_KEY's alignment). */
+export const pad8 = (n: number) => (n + 7) & ~7;
 
 function bad(errno: number, off: number, exttype: number, reason: string): never {
   fail(errno, reason, { offset: off, exttype });
@@ -215,11 +216,11 @@ function header(u8: Uint8Array, off: number, len: number, exttype: number): void
   wr16(u8, off + 2, exttype);
 }
 
-function requireZeroPad(u8: Uint8Array, from: number, to: number, off: number, exttype: number, what: string): void {
+export function requireZeroPad(u8: Uint8Array, from: number, to: number, off: number, exttype: number, what: string): void {
   if (!allZero(u8, from, to)) bad(ERRNO.EINVAL, off, exttype, `${what} must be zero`);
 }
 
-function exactLength(len: number, want: number, off: number, exttype: number, what: string): void {
+export function exactLength(len: number, want: number, off: number, exttype: number, what: string): void {
   if (len !== want) bad(ERRNO.EINVAL, off, exttype, `${what} extension is ${len} bytes, must be ${want}`);
 }
 
@@ -272,7 +273,7 @@ const saCodec: ExtCodec<Sa> = {
 
 // ---------- lifetime (32 bytes RFC 2367; 40 bytes openswan with x_packets) ----------
 
-const lifetimeCodec: ExtCodec<Lifetime> = {
+export const lifetimeCodec: ExtCodec<Lifetime> = {
   decode(u8, off, len, exttype) {
     if (len !== 32 && len !== 40) bad(ERRNO.EINVAL, off, exttype, `lifetime extension is ${len} bytes, must be 32 or 40`);
     const lt: Lifetime = {
@@ -394,7 +395,7 @@ const identBytes = (s: string): Uint8Array => {
   return Buffer.from(s, 'latin1');
 };
 
-const identCodec: ExtCodec<Ident> = {
+export const identCodec: ExtCodec<Ident> = {
   decode(u8, off, len, exttype) {
     if (len < 16) bad(ERRNO.EINVAL, off, exttype, `identity extension is ${len} bytes, must be at least 16`);
     const type = rd16(u8, off + 4);
@@ -423,7 +424,7 @@ const identCodec: ExtCodec<Ident> = {
 
 // ---------- sensitivity ----------
 
-const sensCodec: ExtCodec<Sens> = {
+export const sensCodec: ExtCodec<Sens> = {
   decode(u8, off, len, exttype) {
     if (len < 16) bad(ERRNO.EINVAL, off, exttype, `sensitivity extension is ${len} bytes, must be at least 16`);
     const sensLen = u8[off + 9];
@@ -458,7 +459,7 @@ const sensCodec: ExtCodec<Sens> = {
 
 // ---------- proposal (sadb_prop + sadb_comb[], 72 bytes each) ----------
 
-const COMB_LEN = 72;
+export const COMB_LEN = 72;
 
 function checkComb(c: Comb, i: number, off: number, exttype: number): void {
   const pair = (alg: number, min: number, max: number, what: string) => {
@@ -538,7 +539,7 @@ const propCodec: ExtCodec<Prop> = {
 
 // ---------- supported (sadb_supported + sadb_alg[], 8 bytes each) ----------
 
-const supportedCodec: ExtCodec<Supported> = {
+export const supportedCodec: ExtCodec<Supported> = {
   decode(u8, off, len, exttype) {
     if (len < 8 || len % 8) bad(ERRNO.EINVAL, off, exttype, `supported extension is ${len} bytes`);
     if (rd32(u8, off + 4) !== 0) bad(ERRNO.EINVAL, off, exttype, 'supported reserved field must be zero');
@@ -588,7 +589,7 @@ const spirangeCodec: ExtCodec<SpiRange> = {
 
 // ---------- X_KMPRIVATE (opaque to the kernel) ----------
 
-const kmprivateCodec: ExtCodec<KmPrivate> = {
+export const kmprivateCodec: ExtCodec<KmPrivate> = {
   decode(u8, off, len, exttype) {
     if (rd32(u8, off + 4) !== 0) bad(ERRNO.EINVAL, off, exttype, 'kmprivate reserved field must be zero');
     return { data: copyBytes(u8, off + 8, off + len) };
@@ -659,7 +660,7 @@ const protocolCodec: ExtCodec<Protocol> = {
 
 // ---------- NAT-T type and ports ----------
 
-const natTTypeCodec: ExtCodec<NatTType> = {
+export const natTTypeCodec: ExtCodec<NatTType> = {
   decode(u8, off, len, exttype) {
     exactLength(len, 8, off, exttype, 'X_NAT_T_TYPE');
     requireZeroPad(u8, off + 5, off + 8, off, exttype, 'X_NAT_T_TYPE reserved bytes');
@@ -775,3 +776,6 @@ export const EXT_TABLE: ReadonlyArray<ExtEntry | undefined> = [undefined, ...ROW
 
 /** The extension type of each message field. */
 export const EXT_TYPE_OF: Readonly<Record<ExtField, number>> = Object.fromEntries(ROWS.map((e) => [e.field, e.type])) as Record<ExtField, number>;
+
+/** For the other dialect's codecs (kame.ts): refuse an extension at its offset and type, and write an sadb_ext header. */
+export { bad as refuseExtension, header as writeExtensionHeader };

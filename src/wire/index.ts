@@ -1,12 +1,14 @@
 /**
  * The wire layer's public face: PF_KEY v2 constants, extension codecs, the per-message
  * extension rules, the non-throwing header reader, message parse/build, framing a byte
- * stream into messages, errno replies and renderings. Imports nothing of ours.
+ * stream into messages, errno replies and renderings, for both dialects (KLIPS and
+ * KAME/Linux). Imports nothing of ours.
  */
 export * from './constants.js';
 export * from './errno.js';
 export * from './sockaddr.js';
 export * from './extensions.js';
+export * from './kame.js';
 export * from './rules.js';
 export * from './header.js';
 export * from './message.js';

@@ -3,6 +3,12 @@
  * `parseMessage` checks what KLIPS's pfkey_sendmsg and pfkey_msg_parse check, in their
  * order, and refuses with the same errno; `buildMessage` writes canonical bytes
  * (extensions in ascending type unless a parsed message's own order is kept).
+ *
+ * Both take the dialect: a message of the KAME dialect (`dialect: 'kame'`, Linux
+ * numbering) is read with KAME_EXT_TABLE and KAME_RULES the way Linux's
+ * pfkey_get_base_msg and parse_exthdrs read it (types above 26 skipped, and kept in
+ * `unknown`), and built in the order its `extOrder` gives, which is how Linux's builders
+ * lay their messages out. The KLIPS path is the default and does not look at KAME's.
  */
 
 import {
@@ -11,11 +17,13 @@ import {
   SADB_ACQUIRE, SADB_REGISTER, SADB_EXPIRE, SADB_X_DELFLOW, SADB_X_SAFLAGS_CLEARFLOW,
   SADB_SASTATE_MATURE, SADB_SATYPE_AH, SADB_SATYPE_ESP, SADB_X_SATYPE_COMP,
   SADB_AALG_NONE, SADB_EALG_NONE, SADB_EALG_NULL, SADB_EXT_SA, EXT_TYPE_NAMES, MSG_TYPE_NAMES,
+  KAME_SADB_EXT_MAX, KAME_EXT_TYPE_NAMES, KAME_MSG_TYPE_NAMES, type Dialect,
 } from './constants.js';
 import { ERRNO, fail } from './errno.js';
 import { EXT_TABLE, type ExtEntry, type Extensions, type ExtField } from './extensions.js';
-import { allocMessage, rd16, wr16, wr32 } from './bytes.js';
-import { RULES, DELFLOW_FLOW_EXTS, extTypes, type Direction } from './rules.js';
+import { KAME_EXT_TABLE, type KameExtEntry, type KameExtensions, type KameExtField, type UnknownExtension } from './kame.js';
+import { allocMessage, copyBytes, rd16, wr16, wr32 } from './bytes.js';
+import { RULES, KAME_RULES, DELFLOW_FLOW_EXTS, extTypes, type Direction } from './rules.js';
 import { headerFault, readHeader } from './header.js';
 
 /** The base header, struct sadb_msg. `len` counts 8-byte units of the whole message. */
@@ -54,6 +62,29 @@ export type MessageInput = Extensions & {
   extOrder?: number[];
 };
 
+/** A parsed message of the KAME dialect (Linux numbering). */
+export interface KameMessage extends KameExtensions {
+  header: SadbMsg;
+  dialect: 'kame';
+  /** Extension types in the order they came (or are to be written), unknown types included. */
+  extOrder?: number[];
+  /** Extensions of types above 26, which Linux skips, in the order they came. */
+  unknown?: UnknownExtension[];
+}
+
+/** A KAME message whose extensions KAME_RULES[T].in requires are present (the KAME handlers' input). */
+export type KameInboundMessage<T extends number> = KameMessage & {
+  [K in (typeof KAME_RULES)[T]['in']['requiredFields'][number]]-?: NonNullable<KameExtensions[K]>;
+};
+
+/** What buildMessage needs for a KAME-dialect message: `extOrder` is the order to write the extensions in. */
+export type KameMessageInput = KameExtensions & {
+  header: Partial<SadbMsg> & { type: number };
+  dialect: 'kame';
+  extOrder?: number[];
+  unknown?: UnknownExtension[];
+};
+
 export interface ParseOptions {
   /** 'in': a message a client sends to the kernel (default); 'out': one the kernel sends. */
   direction?: Direction;
@@ -69,11 +100,13 @@ export interface ParseOptions {
    * engine does, to answer a header fault without a message): it is not checked again.
    */
   header?: SadbMsg;
+  /** The numbering to read with (default 'klips'). */
+  dialect?: Dialect;
 }
 
-/** Header-level checks that KLIPS's sendmsg makes before its parser runs (header.ts), throwing. */
-export function checkHeader(u8: Uint8Array): SadbMsg {
-  const fault = headerFault(u8);
+/** Header-level checks that the kernel's sendmsg makes before its parser runs (header.ts), throwing. */
+export function checkHeader(u8: Uint8Array, dialect?: Dialect, direction?: Direction): SadbMsg {
+  const fault = headerFault(u8, dialect, direction);
   if (fault) fail(fault.errno, fault.why, { offset: fault.offset });
   return readHeader(u8);
 }
@@ -86,7 +119,11 @@ const NEEDS_PROTO = byType(PROTO_TYPES);
 const NEEDS_SATYPE = byType([...PROTO_TYPES, SADB_ACQUIRE, SADB_REGISTER, SADB_EXPIRE]);
 
 /** Parse and validate one whole message. Throws PfkeyError (with errno and offset) on refusal. */
-export function parseMessage(u8: Uint8Array, opts: ParseOptions = {}): PfkeyMessage {
+export function parseMessage(u8: Uint8Array, opts: ParseOptions & { dialect: 'kame' }): KameMessage;
+export function parseMessage(u8: Uint8Array, opts?: ParseOptions & { dialect?: 'klips' }): PfkeyMessage;
+export function parseMessage(u8: Uint8Array, opts?: ParseOptions): PfkeyMessage | KameMessage;
+export function parseMessage(u8: Uint8Array, opts: ParseOptions = {}): PfkeyMessage | KameMessage {
+  if (opts.dialect === 'kame') return parseKame(u8, opts);
   const dir: Direction = opts.direction ?? 'in';
   const keyViews = opts.keyViews === true;
   const header = opts.header ?? checkHeader(u8);
@@ -138,6 +175,55 @@ export function parseMessage(u8: Uint8Array, opts: ParseOptions = {}): PfkeyMess
     fail(ERRNO.EINVAL, `${MSG_TYPE_NAMES[type]} (${dir}) lacks ${extTypes(missing).map((t) => EXT_TYPE_NAMES[t]).join(', ')}`, { offset: 0 });
   }
   if (dir === 'in') checkMessageRules(msg, seen);
+  return msg;
+}
+
+/**
+ * A KAME-dialect message as Linux reads it: pfkey_get_base_msg's header checks, then
+ * parse_exthdrs (an extension shorter than 8 bytes or past the end, type 0, a repeated
+ * type: EINVAL; types above 26 skipped), each extension by its KAME codec, then what the
+ * type's handler requires (KAME_RULES). No permitted-set check: Linux has none.
+ */
+function parseKame(u8: Uint8Array, opts: ParseOptions): KameMessage {
+  const dir: Direction = opts.direction ?? 'in';
+  const keyViews = opts.keyViews === true;
+  const header = opts.header ?? checkHeader(u8, 'kame', dir);
+  const msg: KameMessage = { header, dialect: 'kame' };
+  const rule = KAME_RULES[header.type][dir];
+  let seen = 0;
+  let lastType = 0;
+  let ascending = true;
+  let off = SADB_MSG_HDR_LEN;
+  while (off < u8.length) {
+    if (u8.length - off < 4) fail(ERRNO.EINVAL, `${u8.length - off} bytes left, too few for an extension header`, { offset: off });
+    const extLen = rd16(u8, off) * 8;
+    const extType = rd16(u8, off + 2);
+    if (extLen === 0) fail(ERRNO.EINVAL, 'zero-length extension', { offset: off, exttype: extType });
+    if (off + extLen > u8.length) {
+      fail(ERRNO.EINVAL, `extension of ${extLen} bytes overruns the message (${u8.length - off} left)`, { offset: off, exttype: extType });
+    }
+    if (extType === 0) fail(ERRNO.EINVAL, 'extension type 0', { offset: off, exttype: extType });
+    if (extType > KAME_SADB_EXT_MAX) {
+      (msg.unknown ??= []).push({ type: extType, data: copyBytes(u8, off, off + extLen) });
+      ascending = false;
+    } else {
+      const bit = (1 << (extType - 1)) >>> 0;
+      if (seen & bit) fail(ERRNO.EINVAL, `extension ${KAME_EXT_TYPE_NAMES[extType]} repeated`, { offset: off, exttype: extType });
+      const entry = KAME_EXT_TABLE[extType]!;
+      entry.set(msg, entry.codec.decode(u8, off, extLen, extType, keyViews));
+      seen = (seen | bit) >>> 0;
+      if (extType < lastType) ascending = false;
+      lastType = extType;
+    }
+    off += extLen;
+  }
+  if (!ascending) msg.extOrder = extTypesInOrder(u8);
+  // A kernel's errno reply has no body; a client's request is judged whatever its errno.
+  if (dir === 'out' && header.errno !== 0) return msg;
+  const missing = (rule.required & ~seen) >>> 0;
+  if (missing) {
+    fail(ERRNO.EINVAL, `${KAME_MSG_TYPE_NAMES[header.type]} (${dir}) lacks ${extTypes(missing).map((t) => KAME_EXT_TYPE_NAMES[t]).join(', ')}`, { offset: 0 });
+  }
   return msg;
 }
 
@@ -229,8 +315,58 @@ function orderedEntries(m: MessageInput, order: number[]): { entries: ExtEntry[]
   return { entries: idx.map((i) => entries[i]), values: idx.map((i) => values[i]) };
 }
 
+/** A KAME message's extensions to write, in order: `extOrder` first (an unlisted type or a type above 26 takes the next unknown extension), then the rest ascending, then unknown ones left. */
+type KamePart = { e: KameExtEntry; v: unknown } | { raw: Uint8Array };
+function kameParts(m: KameMessageInput): KamePart[] {
+  const rec = m as unknown as Record<string, unknown>;
+  const parts: KamePart[] = [];
+  const unknown = m.unknown ?? [];
+  let u = 0;
+  let done = 0;
+  for (const t of m.extOrder ?? []) {
+    const e = t >= 1 && t <= KAME_SADB_EXT_MAX ? KAME_EXT_TABLE[t] : undefined;
+    if (e === undefined) {
+      if (u < unknown.length) parts.push({ raw: unknown[u++].data });
+      continue;
+    }
+    const bit = 1 << (t - 1);
+    const v = rec[e.field];
+    if (v === undefined || done & bit) continue;
+    parts.push({ e, v });
+    done |= bit;
+  }
+  for (let t = 1; t <= KAME_SADB_EXT_MAX; t++) {
+    const e = KAME_EXT_TABLE[t]!;
+    const v = rec[e.field];
+    if (v !== undefined && !(done & (1 << (t - 1)))) parts.push({ e, v });
+  }
+  while (u < unknown.length) parts.push({ raw: unknown[u++].data });
+  return parts;
+}
+
+const partLength = (p: KamePart): number => ('raw' in p ? p.raw.length : p.e.codec.encodingLength(p.v));
+
+function buildKame(m: KameMessageInput): Uint8Array {
+  const parts = kameParts(m);
+  const lens = parts.map(partLength);
+  const total = lens.reduce((a, b) => a + b, SADB_MSG_HDR_LEN);
+  if (total % 8 || total / 8 > 0xffff) throw new RangeError(`message of ${total} bytes cannot be framed by sadb_msg_len`);
+  const u8 = allocMessage(total);
+  writeHeader(u8, m.header, total);
+  let off = SADB_MSG_HDR_LEN;
+  parts.forEach((p, i) => {
+    if ('raw' in p) u8.set(p.raw, off);
+    else p.e.codec.encode(p.v, u8, off, p.e.type);
+    off += lens[i];
+  });
+  return u8;
+}
+
+const isKame = (m: MessageInput | KameMessageInput): m is KameMessageInput => (m as KameMessageInput).dialect === 'kame';
+
 /** Encoded length in bytes of a message. */
-export function messageLength(m: MessageInput): number {
+export function messageLength(m: MessageInput | KameMessageInput): number {
+  if (isKame(m)) return kameParts(m).reduce((n, p) => n + partLength(p), SADB_MSG_HDR_LEN);
   let n = SADB_MSG_HDR_LEN;
   if (m.extOrder) {
     const { entries, values } = orderedEntries(m, m.extOrder);
@@ -262,7 +398,8 @@ function writeHeader(u8: Uint8Array, h: MessageInput['header'], total: number): 
 }
 
 /** Write a message's canonical bytes. The header's len is computed; other fields default to 0. */
-export function buildMessage(m: MessageInput): Uint8Array {
+export function buildMessage(m: MessageInput | KameMessageInput): Uint8Array {
+  if (isKame(m)) return buildKame(m);
   if (m.extOrder) return buildOrdered(m, m.extOrder);
   const set = collect(m);
   try {
@@ -314,12 +451,16 @@ export function headerOnly(h: Partial<SadbMsg> & { type: number }): Uint8Array {
   return buildMessage({ header: h });
 }
 
-/** The extension fields present in a message, ascending by type. */
-export function presentExtensions(m: Extensions): Array<{ type: number; field: ExtField; value: unknown }> {
-  const out: Array<{ type: number; field: ExtField; value: unknown }> = [];
+/** The extension fields present in a message, ascending by type (a KAME message's by KAME type). */
+export function presentExtensions(m: Extensions): Array<{ type: number; field: ExtField; value: unknown }>;
+export function presentExtensions(m: KameMessage | KameMessageInput): Array<{ type: number; field: KameExtField; value: unknown }>;
+export function presentExtensions(m: Extensions | KameMessage | KameMessageInput): Array<{ type: number; field: ExtField | KameExtField; value: unknown }> {
+  const out: Array<{ type: number; field: ExtField | KameExtField; value: unknown }> = [];
   const rec = m as unknown as Record<string, unknown>;
-  for (let t = 1; t <= SADB_EXT_MAX; t++) {
-    const e = EXT_TABLE[t]!;
+  const kame = rec.dialect === 'kame';
+  const max = kame ? KAME_SADB_EXT_MAX : SADB_EXT_MAX;
+  for (let t = 1; t <= max; t++) {
+    const e = kame ? KAME_EXT_TABLE[t]! : EXT_TABLE[t]!;
     if (rec[e.field] !== undefined) out.push({ type: t, field: e.field, value: rec[e.field] });
   }
   return out;

@@ -1,14 +1,18 @@
 /**
  * Which extensions each message type permits and requires, per direction: KLIPS's
  * `extensions_bitmaps[in/out][permitted/required][type]` (pfkey_v2_ext_bits.c) kept as a
- * table. Where klips deliberately departs from KLIPS the row says so; docs/semantics.md
- * gives the reasons.
+ * table (RULES). Where klips deliberately departs from KLIPS the row says so;
+ * docs/semantics.md gives the reasons. KAME_RULES is the same table for the KAME dialect
+ * as Linux's af_key applies it: every extension is permitted everywhere (Linux keeps what
+ * a handler reads and skips the rest), and a type requires what its handler refuses with
+ * EINVAL when absent.
  *
  * A set is a 32-bit mask where extension type t (1..32) is bit t-1.
  */
 
-import { SADB_MAX, SADB_EXT_MAX } from './constants.js';
+import { SADB_MAX, SADB_EXT_MAX, KAME_SADB_MAX, KAME_SADB_EXT_MAX } from './constants.js';
 import { EXT_TYPE_OF, type ExtField } from './extensions.js';
+import { KAME_EXT_TYPE_OF, type KameExtField } from './kame.js';
 
 export type Direction = 'in' | 'out';
 
@@ -123,3 +127,73 @@ if (RULES.length !== SADB_MAX + 1) throw new Error('RULES must cover every messa
 export const DELFLOW_FLOW_FIELDS = ['addressSrcFlow', 'addressDstFlow', 'addressSrcMask', 'addressDstMask'] as const;
 export const DELFLOW_FLOW_EXTS = mask(DELFLOW_FLOW_FIELDS);
 
+
+// ---------- the KAME dialect (Linux's af_key) ----------
+
+/** One direction's rule in the KAME dialect (fields by their KAME names). */
+export interface KameRule<R extends readonly KameExtField[] = readonly KameExtField[]> {
+  permitted: number;
+  required: number;
+  requiredFields: R;
+}
+interface KameMsgRules {
+  in: KameRule;
+  out: KameRule;
+}
+
+/** Linux reads what it uses of a message and skips the rest: every type 1..26 is permitted. */
+const KAME_ANY = (2 ** KAME_SADB_EXT_MAX - 1) >>> 0;
+const kmask = (fields: readonly KameExtField[]): number => extSet(...fields.map((f) => KAME_EXT_TYPE_OF[f]));
+function k<const R extends readonly KameExtField[]>(required: R): KameRule<R> {
+  return { required: kmask(required), permitted: KAME_ANY, requiredFields: required };
+}
+const K_NONE = k([]);
+/** What Linux's SA messages always carry (__pfkey_xfrm_state2msg). */
+const SA_OUT = k(['sa', 'lifetimeCurrent', 'addressSrc', 'addressDst', 'xSa2']);
+/** What Linux's policy messages always carry (pfkey_xfrm_policy2msg). */
+const POLICY_OUT = k(['addressSrc', 'addressDst', 'lifetimeHard', 'lifetimeSoft', 'lifetimeCurrent', 'policy']);
+/** present_and_same_family(SRC, DST) and a policy: the SPD handlers' first test. */
+const SELECTOR_IN = k(['addressSrc', 'addressDst', 'policy']);
+/** An SA and its SRC and DST: ADD, UPDATE, DELETE and GET's first test. */
+const SAID_IN = k(['sa', 'addressSrc', 'addressDst']);
+
+/**
+ * KAME_RULES[sadb_msg_type] (Linux numbering, 0..24). "in": what the handler refuses with
+ * EINVAL when it is absent (pfkey_getspi, pfkey_add, pfkey_spdadd, ...); "out": what
+ * Linux's builders always put in (an errno reply has none of it).
+ */
+export const KAME_RULES = [
+  /* RESERVED */ { in: K_NONE, out: K_NONE },
+  /* GETSPI */ { in: k(['addressSrc', 'addressDst']), out: SA_OUT },
+  /* UPDATE */ { in: SAID_IN, out: SA_OUT },
+  /* ADD */ { in: SAID_IN, out: SA_OUT },
+  /* DELETE */ { in: SAID_IN, out: SA_OUT },
+  /* GET */ { in: SAID_IN, out: SA_OUT },
+  /* ACQUIRE: a client's is an errno report (header only); the kernel's carries the policy */ {
+    in: K_NONE,
+    out: k(['addressSrc', 'addressDst', 'policy']),
+  },
+  /* REGISTER */ { in: K_NONE, out: K_NONE },
+  /* EXPIRE */ { in: K_NONE, out: SA_OUT },
+  /* FLUSH */ { in: K_NONE, out: K_NONE },
+  /* DUMP: an optional X_FILTER in */ { in: K_NONE, out: SA_OUT },
+  /* X_PROMISC: relayed as sent */ { in: K_NONE, out: K_NONE },
+  /* X_PCHANGE (no handler in Linux) */ { in: K_NONE, out: K_NONE },
+  /* X_SPDUPDATE */ { in: SELECTOR_IN, out: POLICY_OUT },
+  /* X_SPDADD */ { in: SELECTOR_IN, out: POLICY_OUT },
+  /* X_SPDDELETE */ { in: SELECTOR_IN, out: POLICY_OUT },
+  /* X_SPDGET: by id */ { in: k(['policy']), out: POLICY_OUT },
+  /* X_SPDACQUIRE (no handler) */ { in: K_NONE, out: K_NONE },
+  /* X_SPDDUMP */ { in: K_NONE, out: POLICY_OUT },
+  /* X_SPDFLUSH */ { in: K_NONE, out: K_NONE },
+  /* X_SPDSETIDX */ { in: SELECTOR_IN, out: POLICY_OUT },
+  /* X_SPDEXPIRE (no handler) */ { in: K_NONE, out: K_NONE },
+  /* X_SPDDELETE2: by id */ { in: k(['policy']), out: POLICY_OUT },
+  /* X_NAT_T_NEW_MAPPING (no handler; the kernel's) */ {
+    in: K_NONE,
+    out: k(['sa', 'addressSrc', 'addressDst', 'natTSport', 'natTDport']),
+  },
+  /* X_MIGRATE */ { in: SELECTOR_IN, out: SELECTOR_IN },
+] as const satisfies readonly KameMsgRules[];
+
+if (KAME_RULES.length !== KAME_SADB_MAX + 1) throw new Error('KAME_RULES must cover every message type');
