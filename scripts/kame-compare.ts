@@ -9,6 +9,7 @@
  *   node dist/scripts/kame-compare.js --socket /run/klips/pfkey.sock.kame
  *   node dist/scripts/kame-compare.js --socket S --live        # Linux answers now, from the VM
  *   node dist/scripts/kame-compare.js --reference A.json --against B.json   # two saved runs
+ *   node dist/scripts/kame-compare.js --show STEP [--socket S | --against B.json]  # one step, decoded
  *
  * Traffic steps (the ACQUIRE scenario) go to klipsd's view channel as `klips trace` does
  * ({"trace": {"dir": "out", "packet": HEX, "count": true}}). A framing error must reach
@@ -23,7 +24,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { FrameDecoder } from '../src/wire/index.js';
-import { compareRuns, fillRequest, renderReport, type Run, type StepResult, type Suite } from './kame-diff.js';
+import { compareRuns, decodeMessage, describe, fillRequest, renderReport, type Run, type StepResult, type Suite } from './kame-diff.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** The repository root, from scripts/ or dist/scripts/. */
@@ -193,8 +194,24 @@ export function captureLive(suiteFile: string): Run {
   return readJson<Run>(out);
 }
 
+/** One step of a run, every message decoded field by field (--show). */
+export function showStep(run: Run, label: string, name: string): string {
+  const r = run.steps.find((x) => x.name === name);
+  if (!r) return `${label}: no step ${name}\n`;
+  const fields = (h: string) => {
+    const d = decodeMessage(h);
+    const lines = [`    header: ${Object.entries(d.header).map(([k, v]) => `${k}=${v}`).join(' ')}`];
+    for (const [ext, f] of Object.entries(d.exts)) lines.push(`    ${ext}: ${Object.entries(f).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+    return lines.join('\n');
+  };
+  const out = [`${label} (${run.kernel}), step ${name}${r.source ? ` [${r.source}]` : ''}${r.send ? `, send() ${r.send.join(' ')}` : ''}${r.closed ? `, closed ${r.closed.join(' ')}` : ''}`];
+  if (r.request) out.push(`  request: ${describe(r.request)}`, fields(r.request));
+  for (const [k, list] of Object.entries(r.received)) for (const h of list) out.push(`  socket ${k} <- ${describe(h)}`, fields(h));
+  return `${out.join('\n')}\n`;
+}
+
 function usage(msg: string): never {
-  process.stderr.write(`kame-compare: ${msg}\nusage: kame-compare (--socket KAME_SOCKET [--info PATH] [--live] | --against RUN.json) [--reference linux.json] [--suite suite.json] [--save RUN.json]\n`);
+  process.stderr.write(`kame-compare: ${msg}\nusage: kame-compare (--socket KAME_SOCKET [--info PATH] | --against RUN.json) [--live | --reference linux.json] [--suite suite.json] [--save RUN.json] [--show STEP]\n`);
   process.exit(2);
 }
 
@@ -203,7 +220,7 @@ async function main(argv: string[]): Promise<number> {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--live' || a === '--help') opt[a.slice(2)] = true;
-    else if (['--socket', '--info', '--reference', '--suite', '--against', '--save'].includes(a)) {
+    else if (['--socket', '--info', '--reference', '--suite', '--against', '--save', '--show'].includes(a)) {
       if (i + 1 >= argv.length) usage(`${a} needs a value`);
       opt[a.slice(2)] = argv[++i];
     } else usage(`unknown argument ${a}`);
@@ -216,6 +233,10 @@ async function main(argv: string[]): Promise<number> {
     reference = opt.live ? captureLive(suiteFile) : readJson<Run>((opt.reference as string | undefined) ?? path.join(FIXTURES, 'linux.json'));
   } catch (e) {
     usage((e as Error).message);
+  }
+  if (opt.show && !opt.socket && !opt.against) {
+    process.stdout.write(showStep(reference, 'linux', opt.show as string));
+    return 0;
   }
   let other: Run;
   if (opt.against) other = readJson<Run>(opt.against as string);
@@ -230,6 +251,10 @@ async function main(argv: string[]): Promise<number> {
   } else usage('give --socket or --against');
   if (opt.save) fs.writeFileSync(opt.save as string, `${JSON.stringify(other, null, 1)}\n`);
   const label = other.transport === 'stream' ? 'klipsd' : 'other';
+  if (opt.show) {
+    process.stdout.write(`${showStep(reference, 'linux', opt.show as string)}\n${showStep(other, label, opt.show as string)}`);
+    return 0;
+  }
   const reports = compareRuns(suite, { label: 'linux', run: reference }, { label, run: other });
   const title = `${other.kernel} against ${reference.kernel}${typeof reference.captured === 'string' ? ` (captured ${reference.captured})` : ''}`;
   process.stdout.write(renderReport(reports, title));

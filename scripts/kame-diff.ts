@@ -304,7 +304,7 @@ function decodeExt(msg: Uint8Array, off: number, len: number, type: number, code
   return out;
 }
 
-/** Whether klips's codec accepts every extension of a message that both sides share. */
+/** Whether klips's codec reads the message's (first) extension of `type` without refusing it. */
 function codecAccepts(msg: Uint8Array, type: number): boolean {
   const e = findExt(msg, type);
   if (!e || !CODEC_TYPES.has(type)) return false;
@@ -350,6 +350,13 @@ function decodePair(a: string, b: string): [Decoded, Decoded] {
   return [decode(a, use), decode(b, use)];
 }
 
+/** A message's fields as the comparison reads them (no masks): header, then each extension by name. */
+export function decodeMessage(hex: string): { header: Record<string, string>; exts: Record<string, Record<string, string>> } {
+  const u8 = Uint8Array.from(Buffer.from(hex, 'hex'));
+  const d = decode(hex, (t) => codecAccepts(u8, t));
+  return { header: d.header, exts: Object.fromEntries(d.exts) };
+}
+
 /** A message's short name for reports: "UPDATE", "GET errno ESRCH". */
 export function describe(hex: string): string {
   const b = Buffer.from(hex, 'hex');
@@ -375,9 +382,9 @@ class Aliases {
   }
 }
 
-/** Apply the masks and aliases to a decoded message, in place. */
-function mask(d: Decoded, request: string | undefined, al: Aliases): void {
-  if (ORIGINATED.has(d.type) && d.errno === 0 && request === undefined) {
+/** Apply the masks and aliases to a decoded message, in place (`echo`: it is a copy of the step's request). */
+function mask(d: Decoded, echo: boolean, al: Aliases): void {
+  if (ORIGINATED.has(d.type) && d.errno === 0 && !echo) {
     d.header.seq = '*';
     d.header.pid = '*';
   }
@@ -458,10 +465,10 @@ const identity = (d: Decoded): string => JSON.stringify([d.header, [...d.exts].s
 function diffSocket(step: SuiteStep, id: number, xs: string[], ys: string[], A: Side, B: Side, req: [string | undefined, string | undefined]): string[] {
   const out: string[] = [];
   const isEcho = (h: string, r: string | undefined) => r !== undefined && h === r;
+  /* Dump entries are matched before they are paired, so all of them are read by the layouts alone. */
   const dec = (h: string, s: Side, r: string | undefined): Decoded => {
-    // decoded alone, for dumps matched as a set (the pairing decides the codec below)
     const d = decode(h, () => false);
-    mask(d, isEcho(h, r) ? h : undefined, s.aliases);
+    mask(d, isEcho(h, r), s.aliases);
     return d;
   };
   const reqType = step.request ? parseInt(step.request.slice(2, 4), 16) : -1;
@@ -503,8 +510,8 @@ function diffSocket(step: SuiteStep, id: number, xs: string[], ys: string[], A: 
       continue;
     }
     const [a, b] = decodePair(hx, hy);
-    mask(a, isEcho(hx, req[0]) ? hx : undefined, A.aliases);
-    mask(b, isEcho(hy, req[1]) ? hy : undefined, B.aliases);
+    mask(a, isEcho(hx, req[0]), A.aliases);
+    mask(b, isEcho(hy, req[1]), B.aliases);
     for (const d of diffMessages(a, b, A.label, B.label)) out.push(`socket ${id} message ${i + 1} (${describe(hx)}): ${d}`);
   }
   return out;
