@@ -20,10 +20,27 @@ import { connectable, ready, spawnDaemon, stopWith } from './daemon-child.js';
  * Steps where klipsd differs from Linux on purpose or by nature, each with the section of
  * docs/ that says why (file#heading-anchor). Add an entry only together with that section.
  */
+const PER_TYPE = 'docs/semantics.md#per-message-type-linux-numbering';
 const KNOWN: Record<string, string> = {
   // Over a stream the bytes after what sadb_msg_len covers are the next message: klipsd
   // answers the GET, then times the 8-byte remainder out (EMSGSIZE) and closes.
   bad_len_trailing: 'docs/semantics.md#datagram-boundaries',
+  // REGISTER lists klipsd's algorithms (AES-GCM included, no DES/CAST/Blowfish/...), with
+  // RFC 2367's ivlen in bits: the REGISTER row of the per-message table.
+  register_esp: PER_TYPE,
+  register_ah: PER_TYPE,
+  register_unspec: PER_TYPE,
+  register_ipcomp: PER_TYPE,
+  register_rsvp: PER_TYPE,
+  acquire_register_esp: PER_TYPE,
+  acquire_register_ah: PER_TYPE,
+  // Linux's reply to an UPDATE of a mature SA describes its discarded copy (state DEAD);
+  // klipsd's shows the SA as it now is: the UPDATE row.
+  update_mature_lifetimes: PER_TYPE,
+  // AES-GCM through PF_KEY works in klipsd (Linux: ENOSYS); an HMAC key must have the
+  // algorithm's size (Linux takes any length): the ADD row.
+  bad_aes_gcm: PER_TYPE,
+  add_sha1_key_128: PER_TYPE,
 };
 
 /** The anchors a markdown file's headings get (GitHub's rule: lower case, punctuation dropped, spaces to dashes). */
