@@ -2,7 +2,8 @@
  * Where klipsd listens, resolved the same way by klipsd and by every `klips` tool:
  * `--socket PATH`, else `$KLIPS_SOCKET`, else `/run/klips/pfkey.sock` for root and
  * `$XDG_RUNTIME_DIR/klips/pfkey.sock` (or `<tmpdir>/klips-<uid>/pfkey.sock`) for anyone
- * else. The view channel (views and traces) lives beside the PF_KEY socket as `<path>.info`.
+ * else. The view channel (views and traces) lives beside the PF_KEY socket as `<path>.info`,
+ * and the KAME-dialect PF_KEY socket (setkey's numbering, Linux's af_key) as `<path>.kame`.
  */
 
 import os from 'node:os';
@@ -10,6 +11,7 @@ import path from 'node:path';
 
 export const SOCKET_BASENAME = 'pfkey.sock';
 export const INFO_SUFFIX = '.info';
+export const KAME_SUFFIX = '.kame';
 
 export interface PathEnv {
   env?: NodeJS.ProcessEnv;
@@ -41,6 +43,11 @@ export function resolveSocketPath(option?: string, e: PathEnv = {}): string {
 /** The view channel that answers `klips look` and the table listings. */
 export function infoPathFor(socketPath: string): string {
   return socketPath + INFO_SUFFIX;
+}
+
+/** The PF_KEY socket that speaks the KAME dialect (`klips setkey`, Linux's numbering). */
+export function kameSocketPathFor(socketPath: string): string {
+  return socketPath + KAME_SUFFIX;
 }
 
 /** Unix socket paths are limited to 107 bytes on Linux (sun_path is 108 with the NUL). */
