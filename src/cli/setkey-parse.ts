@@ -157,10 +157,13 @@ const KEYWORDS = new Set([
 // Errors
 // ======================================================================================
 
-/** A statement setkey would refuse: the line, the problem, and the token it was found at. */
+/**
+ * A statement setkey would refuse: the line, the problem and the token it was found at,
+ * in setkey's words ("syntax error at `foo'"), then what klips can say beyond them.
+ */
 export class SetkeyError extends Error {
-  constructor(readonly line: number, readonly why: string, readonly token?: string) {
-    super(token === undefined ? why : `${why} at \`${token}'`);
+  constructor(readonly line: number, readonly why: string, readonly token?: string, readonly detail?: string) {
+    super(`${why}${token === undefined ? '' : ` at \`${token}'`}${detail ? ` (${detail})` : ''}`);
     this.name = 'SetkeyError';
   }
 }
@@ -544,13 +547,13 @@ class Parser {
     const pct = text.indexOf('%');
     if (pct >= 0) {
       const scope = text.slice(pct + 1);
-      if (!/^[0-9]+$/.test(scope)) throw new SetkeyError(t.line, 'Name or service not known (interface names are not resolved: give the scope as a number)', t.text);
+      if (!/^[0-9]+$/.test(scope)) throw new SetkeyError(t.line, 'Name or service not known', t.text, 'interface names are not resolved: give the scope as a number');
       scopeId = Number(scope);
       text = text.slice(0, pct);
     }
     const v4 = pct < 0 ? parseIPv4(text) : undefined;
     const v6 = v4 ? undefined : parseIPv6(text);
-    if (!v4 && !v6) throw new SetkeyError(t.line, 'Name or service not known (klips setkey takes numeric addresses only)', t.text);
+    if (!v4 && !v6) throw new SetkeyError(t.line, 'Name or service not known', t.text, 'klips setkey takes numeric addresses only');
     const family = v4 ? AF_INET : AF_INET6;
     if (this.family !== 0 && this.family !== family) throw new SetkeyError(t.line, 'Address family for hostname not supported', t.text);
     const a: Address = { proto: IPSEC_ULPROTO_ANY, prefixlen: fullPrefix(family), family, port, addr: formatAddress(family, (v4 ?? v6)!) };
@@ -572,7 +575,7 @@ class Parser {
       if (BigInt(t.text) > 65535n) throw new SetkeyError(t.line, 'Servname not supported for ai_socktype', t.text);
       port = Number(t.text);
     } else if (isString(t)) {
-      throw new SetkeyError(t.line, 'Servname not supported for ai_socktype (klips setkey takes port numbers only)', t.text);
+      throw new SetkeyError(t.line, 'Servname not supported for ai_socktype', t.text, 'klips setkey takes port numbers only');
     } else this.syntax(t);
     const close = this.next();
     if (close.kind !== ']') this.syntax(close);
@@ -995,16 +998,17 @@ function policySockaddr(text: string, port: number): Sockaddr | undefined {
  * sadb_x_policy. A refusal names libipsec's ipsec_strerror() text and the policy.
  */
 export function parsePolicy(text: string, line = 1): Policy {
-  const shown = text.trim().replace(/\s+/g, ' ');
-  const fail = (why: string): never => {
-    throw new SetkeyError(line, why, shown);
+  // setkey names the policy as it was written, its leading space included.
+  const shown = text.replace(/[\n\t]/g, ' ');
+  const fail = (why: string, detail?: string): never => {
+    throw new SetkeyError(line, why, shown, detail);
   };
   const toks = policyTokens(text);
-  if (typeof toks === 'string') return fail(`Invalid argument (policy syntax error at \`${toks}')`);
+  if (typeof toks === 'string') return fail('Invalid argument', `syntax error at \`${toks}'`);
   let i = 0;
   const peek = () => toks[i];
   const take = () => toks[i++];
-  const syntax = (): never => fail(`Invalid argument (policy syntax error at \`${peek()?.text ?? ''}')`);
+  const syntax = (): never => fail('Invalid argument', `syntax error at \`${peek()?.text ?? ''}'`);
   const is = (kind: string) => peek()?.kind === kind;
 
   if (!is('DIR')) syntax();
@@ -1066,9 +1070,9 @@ export function parsePolicy(text: string, line = 1): Policy {
         const dport = sport !== undefined ? (is('PORT') ? Number(take().text) : syntax()) : undefined;
         if (sport !== undefined && (sport > 65535 || dport! > 65535)) fail('Servname not supported for ai_socktype');
         const src = policySockaddr(s.text, sport ?? 0);
-        if (!src) fail(`Name or service not known (invalid IP address \`${s.text}')`);
+        if (!src) fail('Name or service not known', `invalid IP address \`${s.text}'`);
         const dst = policySockaddr(d.text, dport ?? 0);
-        if (!dst) fail(`Name or service not known (invalid IP address \`${d.text}')`);
+        if (!dst) fail('Name or service not known', `invalid IP address \`${d.text}'`);
         r.src = src;
         r.dst = dst;
       } else if (is('ME') || is('ANY')) {
