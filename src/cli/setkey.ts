@@ -24,7 +24,7 @@
 import fs from 'node:fs';
 import type net from 'node:net';
 import {
-  ERRNO, FrameDecoder, PfkeyError, SADB_DUMP, SADB_FLUSH, SADB_GET, SADB_REGISTER,
+  ERRNO, FrameDecoder, KAME_MSG_TYPE_NAMES, PfkeyError, SADB_DELETE, SADB_DUMP, SADB_FLUSH, SADB_GET, SADB_REGISTER,
   SADB_SASTATE_DEAD, SADB_SATYPE_UNSPEC, SADB_X_PROMISC, SADB_X_SPDADD, SADB_X_SPDDELETE,
   SADB_X_SPDDUMP, SADB_X_SPDFLUSH, SADB_X_SPDGET, buildMessage, errnoName, parseMessage, readHeader,
   type Address, type Alg, type KameMessage, type KameMessageInput,
@@ -77,7 +77,7 @@ export function errnoMessage(type: number, errno: number): string {
   if (errno === ERRNO.ENOENT) {
     if (type === SADB_DUMP) return 'No SAD entries';
     if (type === SADB_X_SPDDUMP) return 'No SPD entries';
-    if (type === 4 /* DELETE */ || type === SADB_GET || type === SADB_X_SPDDELETE) return 'No entry';
+    if (type === SADB_DELETE || type === SADB_GET || type === SADB_X_SPDDELETE) return 'No entry';
   }
   return strerror(errno);
 }
@@ -224,7 +224,7 @@ class Run {
     this.conn!.send(bytes);
     const replies: Uint8Array[] = [];
     for (;;) {
-      const f = await this.conn!.next(this.o.timeout, `SADB message type ${m.header.type}`);
+      const f = await this.conn!.next(this.o.timeout, `SADB_${KAME_MSG_TYPE_NAMES[m.header.type] ?? m.header.type}`);
       const h = readHeader(f);
       if (h.type !== m.header.type || h.pid !== m.header.pid) continue;
       if (this.o.v && shown) await out(`${kdebug(f)}\n`);
@@ -456,7 +456,10 @@ async function runMonitor(o: SetkeyOptions): Promise<void> {
   try {
     conn.send(buildMessage(m));
     for (let seen = 0; seen < limit && !stopped; seen++) {
-      const f = await Promise.race([conn.next(Infinity, 'X_PROMISC'), stopping]);
+      const next = conn.next(Infinity, 'SADB_X_PROMISC');
+      // Stopped while waiting, the connection's end rejects this read: nobody needs it then.
+      next.catch(() => {});
+      const f = await Promise.race([next, stopping]);
       if (f === null) break;
       if (o.json) {
         await out(jsonLines([{ time: Date.now() / 1000, ...messageRecord(decodeKame(f), f) }]));
