@@ -564,6 +564,9 @@ describe('klips setkey against a mock KAME socket', () => {
     mock.reset();
     let r = await run(['-D']);
     assert.deepEqual([r.code, r.stdout, r.stderr], [0, 'No SAD entries.\n', '']);
+    // A --socket path that names the KAME socket itself (klipsd --kame-socket) is used as it is.
+    r = await klips(['setkey', '--socket', kameSocketPathFor(base), '-D']);
+    assert.deepEqual([r.code, r.stdout, r.stderr], [0, 'No SAD entries.\n', '']);
     r = await run(['-DP', '--json']);
     assert.deepEqual([r.code, r.stdout], [0, '']);
     const live = saDump({ header: { type: SADB_DUMP, satype: 3, seq: 1, pid: 0 } });

@@ -11,7 +11,9 @@
  *
  * plus -v (each message sent and received, as kdebug prints it), -H (hex), -p (ports in
  * addresses), -n (send nothing but REGISTER), -k/-r (no `fwd` twin of an `in` policy /
- * the twin, the default), and klips's --socket, --json, --timeout, --dry-run.
+ * the twin, the default), and klips's --socket (klipsd's socket, whose `.kame` twin is
+ * used; a path ending in `.kame` is used as it is, for a klipsd told --kame-socket),
+ * --json, --timeout, --dry-run.
  *
  * As setkey, -c and -f first send SADB_REGISTER (satype 0) and judge every key's length
  * against klipsd's answer; requests carry seq 0 and our pid, and each waits for its
@@ -29,7 +31,7 @@ import {
   SADB_X_SPDDUMP, SADB_X_SPDFLUSH, SADB_X_SPDGET, buildMessage, errnoName, parseMessage, readHeader,
   type Address, type Alg, type KameMessage, type KameMessageInput,
 } from '../wire/index.js';
-import { kameSocketPathFor, resolveSocketPath } from '../daemon/paths.js';
+import { KAME_SUFFIX, kameSocketPathFor, resolveSocketPath } from '../daemon/paths.js';
 import { connect } from './client.js';
 import { CliFailure, ReportedFailure, UsageError, addCommonOptions, hexOf, newCommand, out, requireUlong, type CommonOptions } from './common.js';
 import { jsonLines } from './json.js';
@@ -95,6 +97,12 @@ export function decodeKame(b: Uint8Array): KameMessage | undefined {
 }
 
 // ---------- the connection ----------
+
+/** klipsd's KAME socket: `<socket>.kame` of the --socket path, or that path itself when it names one. */
+export function kamePathOf(socket: string | undefined): string {
+  const p = resolveSocketPath(socket);
+  return p.endsWith(KAME_SUFFIX) ? p : kameSocketPathFor(p);
+}
 
 /** klipsd's KAME socket: whole messages each way, read one at a time as setkey's recv() does. */
 class KameConnection {
@@ -202,7 +210,7 @@ class Run {
   }
 
   async connect(): Promise<void> {
-    this.conn = await KameConnection.open(kameSocketPathFor(resolveSocketPath(this.o.socket)), this.o.timeout);
+    this.conn = await KameConnection.open(kamePathOf(this.o.socket), this.o.timeout);
   }
 
   close(): void {
@@ -443,7 +451,7 @@ async function runMonitor(o: SetkeyOptions): Promise<void> {
   const m = { header: { type: SADB_X_PROMISC, satype: 1, seq: 0, pid: process.pid }, dialect: 'kame' as const };
   if (o.dryRun) return out(`${hexOf(buildMessage(m))}\n`);
   const limit = o.count !== undefined ? requireUlong('--count', o.count) : Infinity;
-  const conn = await KameConnection.open(kameSocketPathFor(resolveSocketPath(o.socket)), o.timeout);
+  const conn = await KameConnection.open(kamePathOf(o.socket), o.timeout);
   let stopped = false;
   let wakeStop: (() => void) | undefined;
   const stop = () => {
@@ -518,7 +526,7 @@ export async function runSetkey(o: SetkeyOptions, files: string[]): Promise<void
 
 export function setkeyCommand() {
   const cmd = newCommand('setkey')
-    .description("ipsec-tools' setkey on klipsd's KAME-dialect socket (<socket>.kame)")
+    .description("ipsec-tools' setkey on klipsd's KAME-dialect socket (<socket>.kame; a --socket path ending in .kame is taken as it is)")
     .argument('[files...]', 'files of PF_KEY messages to print')
     .option('-c', 'read statements from stdin, running each when its ";" arrives')
     .option('-f <file>', 'read statements from a file ("-" for stdin); nothing is sent if one is wrong')
