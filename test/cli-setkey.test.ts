@@ -28,7 +28,7 @@ import {
 } from '../src/wire/index.js';
 import { kameSocketPathFor } from '../src/daemon/paths.js';
 import { parsePolicy, parseSetkey, SetkeyError, type Statement } from '../src/cli/setkey-parse.js';
-import { decodeKame, keyCheckError } from '../src/cli/setkey.js';
+import { keyCheckError } from '../src/cli/setkey.js';
 import { ctimeText, kdebug, policyText, printSa, printSp, saRecord, spRecord } from '../src/cli/setkey-print.js';
 import { FIXTURES_DIR, readVector } from './vectors.js';
 import { klips, klipsBackground, startDaemon, tempDir, waitUntil, within } from './cli-harness.js';
