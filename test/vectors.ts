@@ -15,6 +15,8 @@ const root = path.basename(path.dirname(here)) === 'dist' ? path.resolve(here, '
 export const VECTORS_DIR = path.join(root, 'test', 'vectors');
 export const CLIENTS_DIR = path.join(VECTORS_DIR, 'clients');
 export const LINUX_DIR = path.join(VECTORS_DIR, 'linux-af_key');
+/** Fixtures captured for klips's own tests (test/fixtures/, see its README). */
+export const FIXTURES_DIR = path.join(root, 'test', 'fixtures');
 
 /** Parse one JSON vector file under test/vectors/ (e.g. 'clients/openswan-spi.json'). */
 export function readVector<T = unknown>(rel: string): T {

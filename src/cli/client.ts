@@ -46,7 +46,8 @@ function connectError(tool: string, path: string, e: NodeJS.ErrnoException, what
   return new CliFailure(`${tool}: cannot connect to ${what} at ${path}: ${why}`, systemErrno(e));
 }
 
-function connect(tool: string, path: string, timeoutMs: number, what = 'klipsd'): Promise<net.Socket> {
+/** A connection to one of klipsd's Unix sockets, or a CliFailure saying why there is none. */
+export function connect(tool: string, path: string, timeoutMs: number, what = 'klipsd'): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const c = net.connect(path);
     const timer = setTimeout(() => {

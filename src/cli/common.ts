@@ -30,6 +30,17 @@ export class CliFailure extends Error {
   }
 }
 
+/**
+ * Failures already reported one line each (klips setkey's statements): exit status 1 and
+ * nothing more printed.
+ */
+export class ReportedFailure extends CliFailure {
+  constructor(count: number) {
+    super(`${count} failure${count === 1 ? '' : 's'} reported`);
+    this.name = 'ReportedFailure';
+  }
+}
+
 /** An errno by name and number (Linux numbering, as sadb_msg_errno). */
 export interface Errno {
   name: string;
