@@ -356,11 +356,11 @@ enum { IDLE, DELIVERED };
 struct shared {
 	pthread_mutex_t send_lock;  /* a ticket and its request's bytes on the stream, together */
 	pthread_mutex_t recv_lock;  /* one relay reads one message at a time; phase below */
-	pthread_mutex_t lock;       /* done, errnos, waiting */
+	pthread_mutex_t lock;       /* done, errnos */
 	pthread_cond_t arrived;     /* a status came, or klipsd went away */
 	uint64_t issued;            /* tickets taken (requests written); under send_lock */
 	uint64_t done;              /* statuses read; under lock */
-	int waiting;                /* writers waiting for their status */
+	int waiting;                /* writers waiting for their status (atomic) */
 	int gone;                   /* klipsd closed the connection */
 	int write_shut;             /* shutdown(SHUT_WR) on the PF_KEY socket */
 	int phase;                  /* DELIVERED: the message at the stream's head was delivered, not yet consumed */
@@ -470,15 +470,22 @@ static void klipsd_gone(struct pfk *p)
  * One datagram to the program, under recv_lock. Returns 0 when delivered or dropped,
  * -1 when this process's relay was told to stop first (the message stays in the stream).
  */
+/* Under recv_lock: the ENOBUFS notice owed, if it fits now. */
+static void send_notice(struct pfk *p)
+{
+	struct shared *sh = p->sh;
+	if (!sh->notice)
+		return;
+	unsigned char n[SADB_MSG_HDR_LEN];
+	header_only(n, 0, ENOBUFS, 0, sh->dropped, 0);
+	if (real_send(p->relay, n, sizeof n, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof n)
+		sh->notice = 0;
+}
+
 static int deliver(struct pfk *p, const unsigned char *msg, size_t len)
 {
 	struct shared *sh = p->sh;
-	if (sh->notice) {
-		unsigned char n[SADB_MSG_HDR_LEN];
-		header_only(n, 0, ENOBUFS, 0, sh->dropped, 0);
-		if (real_send(p->relay, n, sizeof n, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof n)
-			sh->notice = 0;
-	}
+	send_notice(p);
 	for (;;) {
 		if (real_send(p->relay, msg, len, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0)
 			return 0;
@@ -621,7 +628,9 @@ static void *relay_main(void *arg)
 	struct pfk *p = arg;
 	unsigned char *msg = malloc(MAX_MESSAGE_BYTES);
 	while (msg != NULL) {
-		struct pollfd fds[3] = { { p->stop, POLLIN, 0 }, { p->relay, POLLIN, 0 }, { p->conn, POLLIN, 0 } };
+		/* With a notice owed, wake when the program's queue has room for it (klipsd sends its own as soon as it fits). */
+		short owed = __atomic_load_n(&p->sh->notice, __ATOMIC_ACQUIRE) ? POLLOUT : 0;
+		struct pollfd fds[3] = { { p->stop, POLLIN, 0 }, { p->relay, (short)(POLLIN | owed), 0 }, { p->conn, POLLIN, 0 } };
 		if (poll(fds, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -629,8 +638,13 @@ static void *relay_main(void *arg)
 		}
 		if (fds[0].revents)
 			break;
-		if (fds[1].revents && from_program(p, msg, (fds[1].revents & (POLLHUP | POLLERR)) != 0) < 0)
+		if ((fds[1].revents & (POLLIN | POLLHUP | POLLERR)) && from_program(p, msg, (fds[1].revents & (POLLHUP | POLLERR)) != 0) < 0)
 			break; /* the program closed every end of it, in every process */
+		if (fds[1].revents & POLLOUT) {
+			lock_recv(p, msg);
+			send_notice(p);
+			pthread_mutex_unlock(&p->sh->recv_lock);
+		}
 		if (fds[2].revents) {
 			int r = from_klipsd(p, msg);
 			if (r < 0) {
@@ -822,16 +836,19 @@ static ssize_t pfkey_send(struct pfk *p, const unsigned char *m, size_t len)
 		errno = ECONNRESET;
 		return -1;
 	}
+	/* Counted as waiting before the request goes: the relay must never block on a full queue while its status is due. */
+	__atomic_add_fetch(&sh->waiting, 1, __ATOMIC_ACQ_REL);
 	uint64_t ticket = submit(p, m, len);
-	if (ticket == 0)
+	if (ticket == 0) {
+		__atomic_sub_fetch(&sh->waiting, 1, __ATOMIC_ACQ_REL);
 		return -1;
+	}
 	lock_robust(&sh->lock);
-	sh->waiting++;
 	while (sh->done < ticket && !sh->gone) {
 		if (pthread_cond_wait(&sh->arrived, &sh->lock) == EOWNERDEAD)
 			pthread_mutex_consistent(&sh->lock);
 	}
-	sh->waiting--;
+	__atomic_sub_fetch(&sh->waiting, 1, __ATOMIC_ACQ_REL);
 	err = sh->done >= ticket ? sh->errnos[ticket % STATUS_RING] : ECONNRESET;
 	pthread_mutex_unlock(&sh->lock);
 	if (err) {
