@@ -531,34 +531,66 @@ static void lock_recv(struct pfk *p, unsigned char *scratch)
 	}
 }
 
-/* One message from klipsd, if one is there: 0, or -1 when klipsd is gone, or 1 when told to stop. */
-static int from_klipsd(struct pfk *p, unsigned char *msg)
+/*
+ * The whole messages at the stream's head, each handed on (a status to its writer, any
+ * other to the program), then consumed together: one peek and one read per batch.
+ * Under recv_lock; phase_len counts the bytes handed on so far, so a relay that dies
+ * part-way leaves the next one the number of bytes to discard. 0; -1 when klipsd is
+ * gone (or the stream lost its framing); 1 when this relay was told to stop.
+ */
+static int from_klipsd(struct pfk *p, unsigned char *buf)
 {
 	struct shared *sh = p->sh;
-	lock_recv(p, msg);
+	lock_recv(p, buf);
 	int result = 0;
-	ssize_t n = recv(p->conn, msg, SADB_MSG_HDR_LEN, MSG_PEEK | MSG_DONTWAIT);
+	size_t have = 0, off = 0;
+	ssize_t n = recv(p->conn, buf, MAX_MESSAGE_BYTES, MSG_PEEK | MSG_DONTWAIT);
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
 		result = -1;
-	} else if (n > 0) {
-		unsigned len = 0;
-		if (peek_full(p->conn, msg, SADB_MSG_HDR_LEN) < 0 || (len = msg_bytes(msg)) < SADB_MSG_HDR_LEN ||
-		    len > MAX_MESSAGE_BYTES || peek_full(p->conn, msg, len) < 0) {
-			result = -1; /* end of stream, or a stream that lost its framing */
-		} else {
-			if (msg[1] == KLIPSD_X_STATUS && len == SADB_MSG_HDR_LEN)
-				status_arrived(sh, msg[2]);
-			else if (deliver(p, msg, len) < 0)
-				result = 1;
-			if (result == 0) {
-				sh->phase = DELIVERED;
-				sh->phase_len = len;
-				if (recv(p->conn, msg, len, MSG_WAITALL) != (ssize_t)len)
-					result = -1;
-				sh->phase = IDLE;
-			}
-		}
+		goto out;
 	}
+	if (n < 0)
+		goto out;
+	have = (size_t)n;
+	/* A message klipsd's write split: its end follows at once. */
+	if (have < SADB_MSG_HDR_LEN) {
+		if (peek_full(p->conn, buf, SADB_MSG_HDR_LEN) < 0) {
+			result = -1;
+			goto out;
+		}
+		have = SADB_MSG_HDR_LEN;
+	}
+	unsigned first = msg_bytes(buf);
+	if (first >= SADB_MSG_HDR_LEN && first <= MAX_MESSAGE_BYTES && first > have) {
+		if (peek_full(p->conn, buf, first) < 0) {
+			result = -1;
+			goto out;
+		}
+		have = first;
+	}
+	sh->phase_len = 0;
+	sh->phase = DELIVERED;
+	while (have - off >= SADB_MSG_HDR_LEN) {
+		unsigned len = msg_bytes(buf + off);
+		if (len < SADB_MSG_HDR_LEN || len > MAX_MESSAGE_BYTES) {
+			result = -1; /* a stream that lost its framing */
+			break;
+		}
+		if (have - off < len)
+			break; /* the rest comes with the next batch */
+		if (buf[off + 1] == KLIPSD_X_STATUS && len == SADB_MSG_HDR_LEN) {
+			status_arrived(sh, buf[off + 2]);
+		} else if (deliver(p, buf + off, len) < 0) {
+			result = 1;
+			break;
+		}
+		off += len;
+		sh->phase_len = (uint32_t)off;
+	}
+	if (off > 0 && recv(p->conn, buf, off, MSG_WAITALL) != (ssize_t)off)
+		result = -1;
+	sh->phase = IDLE;
+out:
 	pthread_mutex_unlock(&sh->recv_lock);
 	return result;
 }
