@@ -16,7 +16,7 @@ rounds=${2:-10}
 per=$((adds / rounds))
 work=$(mktemp -d)
 trap 'kill "$(cat "$work/pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$work"' EXIT
-cc -O2 -o "$work/pfkey-client" test/bridge/pfkey-client.c
+cc -O2 -pthread -o "$work/pfkey-client" test/bridge/pfkey-client.c
 sock="$work/pfkey.sock"
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), node $(node --version), $(date -u +%FT%TZ)"
 node dist/src/daemon/main.js --socket "$sock" --log-level warn 2>"$work/klipsd.log" & echo $! > "$work/pid"

@@ -54,7 +54,7 @@ before(async () => {
   }
   dir = tempDir('klips-bridge-');
   client = path.join(dir, 'pfkey-client');
-  const cc = spawnSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', client, path.join(ROOT, 'test/bridge/pfkey-client.c')], { encoding: 'utf8' });
+  const cc = spawnSync('cc', ['-O2', '-pthread', '-Wall', '-Wextra', '-Werror', '-o', client, path.join(ROOT, 'test/bridge/pfkey-client.c')], { encoding: 'utf8' });
   assert.equal(cc.status, 0, `compiling the test client failed:\n${cc.stderr}`);
   d = await startDaemon({ engine: new Engine({ clock: () => clock.t, localAddresses: () => [] }) });
 });
@@ -195,6 +195,11 @@ test('after fork() the child sends and receives on the inherited socket, and so 
   ]);
 });
 
+test('threads writing at once on one socket: each write() fails or succeeds with its own request\'s errno', { skip: noCc }, async () => {
+  // 4 threads x 500 x (ADD, the same ADD again: EEXIST, DELETE); every reply read by a fifth thread.
+  assert.deepEqual(await check(['threads']), ['threads writes=6000 wrong=0 replies=6000']);
+});
+
 test('a program that never reads: every write() succeeds, replies that do not fit are dropped, one ENOBUFS notice counts them', { skip: noCc }, async () => {
   assert.deepEqual(await check(['fill', '20000']), ['fill writes=20000 replies-read=some notices=1 dropped+read=20000']);
 });
@@ -257,11 +262,15 @@ test('klips run: the command\'s exit status, 128 + a killing signal, 127 when it
   const env = await run(['sh', '-c', 'echo "$LD_PRELOAD|$KLIPS_SOCKET|$KLIPS_DIALECT"']);
   const preload = process.env.LD_PRELOAD ? `${BRIDGE_LIBRARY} ${process.env.LD_PRELOAD}` : BRIDGE_LIBRARY;
   assert.equal(env.stdout, `${preload}|${d.socket}|klips\n`);
+  // In a process group of its own, so nothing it started can outlive the test.
+  const child = spawn(process.execPath, [CLI, 'run', '--socket', d.socket, '--', 'sh', '-c', 'trap "exit 7" TERM; echo ready; while :; do sleep 0.05; done'], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
   const code = await within(20000, 'SIGTERM through klips run', new Promise<number>((resolve) => {
-    const child = spawn(process.execPath, [CLI, 'run', '--socket', d.socket, '--', 'sh', '-c', 'trap "exit 7" TERM; echo ready; while :; do sleep 0.05; done'], { stdio: ['ignore', 'pipe', 'inherit'] });
     child.stdout.setEncoding('utf8').on('data', (s: string) => { if (s.includes('ready')) child.kill('SIGTERM'); });
     child.on('exit', (c) => resolve(c ?? -1));
-  }));
+  })).finally(() => {
+    try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* the group is gone: nothing was left behind */ }
+    child.stdout.destroy();
+  });
   assert.equal(code, 7, 'the command got SIGTERM and exited 7; klips run exited with its status');
 });
 

@@ -45,16 +45,21 @@ export async function runRun(argv: string[], o: RunOptions): Promise<void> {
     throw new CliFailure(`klips run: the bridge library ${BRIDGE_LIBRARY} was not built (it needs a C compiler: install gcc and libc6-dev, then npm run build)`);
   }
   const env = bridgeEnv(process.env, resolveSocketPath(o.socket), o.dialect as Dialect);
-  const child = spawn(argv[0], argv.slice(1), { stdio: 'inherit', env });
-  const forward = (signal: NodeJS.Signals) => () => { child.kill(signal); };
+  // The handlers go first: a signal that comes as soon as the command runs must reach it,
+  // not end klips run by the default action and leave the command behind. (Node runs
+  // them from the event loop, so `child` is set by the time one does.)
+  let child: ReturnType<typeof spawn> | undefined;
+  const forward = (signal: NodeJS.Signals) => () => { child?.kill(signal); };
   const handlers = FORWARDED.map((s) => [s, forward(s)] as const);
   for (const [s, h] of handlers) process.on(s, h);
+  const started = spawn(argv[0], argv.slice(1), { stdio: 'inherit', env });
+  child = started;
   const status = await new Promise<number>((resolve) => {
-    child.once('error', (e: NodeJS.ErrnoException) => {
+    started.once('error', (e: NodeJS.ErrnoException) => {
       process.stderr.write(`klips run: cannot run ${argv[0]}: ${e.code ?? e.message}\n`);
       resolve(e.code === 'ENOENT' ? 127 : 126);
     });
-    child.once('exit', (code, signal) => resolve(code ?? 128 + (signal ? os.constants.signals[signal] : 0)));
+    started.once('exit', (code, signal) => resolve(code ?? 128 + (signal ? os.constants.signals[signal] : 0)));
   });
   for (const [s, h] of handlers) process.off(s, h);
   if (status !== 0) throw new ExitStatus(status);

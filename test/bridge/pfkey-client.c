@@ -14,6 +14,7 @@
  *   dup        dup() then close of one keeps the socket; close of all ends it (the
  *              test reads klipsd's stats view at each `wait` line: it answers on stdin)
  *   fork       after fork() the child sends and receives, then the parent does
+ *   threads    four threads writing at once, each write() failing with its own errno
  *   fill N     N REGISTERs written without reading: each write succeeds, the replies that
  *              do not fit are dropped, and one ENOBUFS notice counts them
  *   cat FILE.. each file's bytes, as read(2) gives them (the /proc files)
@@ -27,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -426,6 +428,59 @@ static int cat(int argc, char **argv)
 	return 0;
 }
 
+/* Four threads writing at once on one socket, each alternating an ADD that succeeds with
+ * one that must fail EEXIST: each write() gets its own request's errno. A fifth reads. */
+static int shared_fd;
+static volatile int writers_done;
+
+static void *writer(void *arg)
+{
+	long id = (long)arg, wrong = 0;
+	unsigned char m[256];
+	for (uint32_t i = 0; i < 500; i++) {
+		uint32_t spi = 0x900000 + (uint32_t)id * 0x10000 + i;
+		if (write(shared_fd, m, add_msg(m, spi, i)) != 144)
+			wrong++;
+		if (write(shared_fd, m, add_msg(m, spi, i)) != -1 || errno != EEXIST)
+			wrong++;
+		if (write(shared_fd, m, delete_msg(m, spi, i)) != 80)
+			wrong++;
+	}
+	return (void *)wrong;
+}
+
+static void *reader(void *arg)
+{
+	unsigned char buf[65536];
+	long n = 0;
+	(void)arg;
+	while (!writers_done || readable(shared_fd, 0) > 0) {
+		if (readable(shared_fd, 50) > 0 && read(shared_fd, buf, sizeof buf) > 0)
+			n++;
+	}
+	return (void *)n;
+}
+
+static int threads(void)
+{
+	pthread_t w[4], r;
+	long wrong = 0;
+	void *v;
+	shared_fd = pfkey();
+	pthread_create(&r, NULL, reader, NULL);
+	for (long i = 0; i < 4; i++)
+		pthread_create(&w[i], NULL, writer, (void *)i);
+	for (int i = 0; i < 4; i++) {
+		pthread_join(w[i], &v);
+		wrong += (long)v;
+	}
+	writers_done = 1;
+	pthread_join(r, &v);
+	say("threads writes=6000 wrong=%ld replies=%ld", wrong, (long)v);
+	close(shared_fd);
+	return 0;
+}
+
 /* N REGISTERs without reading: every write succeeds; what does not fit is dropped and counted in one ENOBUFS notice. */
 static int fill(long n)
 {
@@ -524,7 +579,7 @@ static int direct(long n, uint32_t base)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: pfkey-client datagram|poll|nonblock|sockopt|errno|dup|fork|fill N|cat FILE...|stat FILE...|bench N [BASE]|direct N [BASE]\n");
+		fprintf(stderr, "usage: pfkey-client datagram|poll|nonblock|sockopt|errno|dup|fork|threads|fill N|cat FILE...|stat FILE...|bench N [BASE]|direct N [BASE]\n");
 		return 2;
 	}
 	const char *cmd = argv[1];
@@ -540,6 +595,7 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "cat") == 0) return cat(argc - 2, argv + 2);
 	if (strcmp(cmd, "stat") == 0) return stat_check(argc - 2, argv + 2);
 	if (strcmp(cmd, "fill") == 0) return fill(n);
+	if (strcmp(cmd, "threads") == 0) return threads();
 	if (strcmp(cmd, "bench") == 0) return bench(n, base);
 	if (strcmp(cmd, "direct") == 0) return direct(n, base);
 	fprintf(stderr, "pfkey-client: unknown check %s\n", cmd);
