@@ -22,9 +22,11 @@
  * What the tickets and statuses need is in a MAP_SHARED page with process-shared,
  * robust mutexes, so after fork() parent and child send and receive on the same
  * socket: each process runs its own relay (pthread_atfork), the relays take turns
- * reading one whole message each (recv_lock), and a status wakes whichever process's
- * writer owns the ticket. A message is peeked, delivered, then consumed, so a relay that
- * dies or execs part-way loses nothing (the next one finds the mark it left).
+ * reading whole messages (recv_lock), and a status wakes whichever process's writer
+ * owns the ticket. Messages are peeked, handed on, then consumed, and each status
+ * carries its request's number (src/wire/status.ts), so a relay that dies part-way
+ * loses nothing and no status is counted twice; a process that exits first lets its
+ * relay finish the messages it holds (at worst one is read twice).
  *
  * The program's datagram queue is bounded as a socket's is (the relay end's send
  * buffer, which SO_RCVBUF on the PF_KEY socket sets). When it is full and a writer is
@@ -129,6 +131,8 @@ static int (*real_statx)(int, const char *, int, unsigned, struct statx *);
 static int (*real_access)(const char *, int);
 static int (*real_faccessat)(int, const char *, int, int);
 static int (*real_euidaccess)(const char *, int);
+static void (*real__exit)(int) __attribute__((noreturn));
+static void (*real__Exit)(int) __attribute__((noreturn));
 
 static pthread_once_t resolved = PTHREAD_ONCE_INIT;
 
@@ -142,7 +146,7 @@ static void resolve_all(void)
 	R(fopen); R(fopen64);
 	R(stat); R(lstat); R(stat64); R(lstat64); R(fstatat); R(fstatat64);
 	R(__xstat); R(__lxstat); R(__xstat64); R(__lxstat64); R(__fxstatat); R(__fxstatat64); R(statx);
-	R(access); R(faccessat); R(euidaccess);
+	R(access); R(faccessat); R(euidaccess); R(_exit); R(_Exit);
 #undef R
 	if (real_fcntl64 == NULL)
 		real_fcntl64 = real_fcntl;
@@ -350,12 +354,10 @@ static void close_private(int fd)
 
 /* ---------- a PF_KEY socket ---------- */
 
-enum { IDLE, DELIVERED };
-
 /* Seen by every process that shares the socket (MAP_SHARED, inherited across fork). */
 struct shared {
 	pthread_mutex_t send_lock;  /* a ticket and its request's bytes on the stream, together */
-	pthread_mutex_t recv_lock;  /* one relay reads one message at a time; phase below */
+	pthread_mutex_t recv_lock;  /* one relay reads from the stream at a time */
 	pthread_mutex_t lock;       /* done, errnos */
 	pthread_cond_t arrived;     /* a status came, or klipsd went away */
 	uint64_t issued;            /* tickets taken (requests written); under send_lock */
@@ -363,8 +365,7 @@ struct shared {
 	int waiting;                /* writers waiting for their status (atomic) */
 	int gone;                   /* klipsd closed the connection */
 	int write_shut;             /* shutdown(SHUT_WR) on the PF_KEY socket */
-	int phase;                  /* DELIVERED: the message at the stream's head was delivered, not yet consumed */
-	uint32_t phase_len;
+	int procs;                  /* processes relaying this socket (a hint: see quiesce) */
 	uint32_t dropped;           /* messages dropped because the program's queue was full */
 	int notice;                 /* an ENOBUFS notice is owed */
 	unsigned char errnos[STATUS_RING];
@@ -379,6 +380,7 @@ struct pfk {
 	int stop;       /* eventfd: this process's relay should end */
 	int users;      /* the program's descriptors for it in this process */
 	int running;    /* this process's relay thread is alive */
+	int exiting;    /* this process is exiting (quiesce): its relay takes no more messages */
 };
 
 static struct pfk *by_fd[FD_TRACK];
@@ -446,12 +448,22 @@ static void untrack(int fd)
 	}
 }
 
-static void status_arrived(struct shared *sh, unsigned err)
+/*
+ * A status: the `number`-th request's (modulo 2^16). One already counted (a relay that
+ * died after counting it, before consuming it) is recognised and left alone; the errno
+ * is stored before `done` moves, so a relay killed between the two is simply redone.
+ */
+static void status_arrived(struct shared *sh, unsigned err, unsigned number)
 {
 	lock_robust(&sh->lock);
-	sh->done++;
-	sh->errnos[sh->done % STATUS_RING] = (unsigned char)err;
-	pthread_cond_broadcast(&sh->arrived);
+	unsigned ahead = (number - (unsigned)sh->done) & 0xffffu;
+	if (ahead != 0 && ahead < 0x8000u) {
+		for (unsigned k = 1; k < ahead; k++) /* never: a status the stream did not carry */
+			sh->errnos[(sh->done + k) % STATUS_RING] = EIO;
+		sh->errnos[(sh->done + ahead) % STATUS_RING] = (unsigned char)err;
+		sh->done += ahead;
+		pthread_cond_broadcast(&sh->arrived);
+	}
 	pthread_mutex_unlock(&sh->lock);
 }
 
@@ -519,30 +531,27 @@ static int peek_full(int fd, unsigned char *buf, size_t len)
 	}
 }
 
-/* Under recv_lock: a relay that died part-way left its mark; finish what it started. */
-static void lock_recv(struct pfk *p, unsigned char *scratch)
+/* recv_lock; after a relay that died holding it, the stream's head is as it left it (nothing consumed that was not handed on). */
+static void lock_recv(struct pfk *p)
 {
-	struct shared *sh = p->sh;
-	if (pthread_mutex_lock(&sh->recv_lock) == EOWNERDEAD) {
-		if (sh->phase == DELIVERED)
-			(void)!recv(p->conn, scratch, sh->phase_len, MSG_WAITALL);
-		sh->phase = IDLE;
-		pthread_mutex_consistent(&sh->recv_lock);
-	}
+	lock_robust(&p->sh->recv_lock);
 }
 
 /*
  * The whole messages at the stream's head, each handed on (a status to its writer, any
  * other to the program), then consumed together: one peek and one read per batch.
- * Under recv_lock; phase_len counts the bytes handed on so far, so a relay that dies
- * part-way leaves the next one the number of bytes to discard. 0; -1 when klipsd is
- * gone (or the stream lost its framing); 1 when this relay was told to stop.
+ * 0; -1 when klipsd is gone (or the stream lost its framing); 1 when this relay was
+ * told to stop.
  */
 static int from_klipsd(struct pfk *p, unsigned char *buf)
 {
 	struct shared *sh = p->sh;
-	lock_recv(p, buf);
+	lock_recv(p);
 	int result = 0;
+	if (__atomic_load_n(&p->exiting, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_unlock(&sh->recv_lock);
+		return 1;
+	}
 	size_t have = 0, off = 0;
 	ssize_t n = recv(p->conn, buf, MAX_MESSAGE_BYTES, MSG_PEEK | MSG_DONTWAIT);
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
@@ -568,8 +577,6 @@ static int from_klipsd(struct pfk *p, unsigned char *buf)
 		}
 		have = first;
 	}
-	sh->phase_len = 0;
-	sh->phase = DELIVERED;
 	while (have - off >= SADB_MSG_HDR_LEN) {
 		unsigned len = msg_bytes(buf + off);
 		if (len < SADB_MSG_HDR_LEN || len > MAX_MESSAGE_BYTES) {
@@ -579,17 +586,15 @@ static int from_klipsd(struct pfk *p, unsigned char *buf)
 		if (have - off < len)
 			break; /* the rest comes with the next batch */
 		if (buf[off + 1] == KLIPSD_X_STATUS && len == SADB_MSG_HDR_LEN) {
-			status_arrived(sh, buf[off + 2]);
+			status_arrived(sh, buf[off + 2], (unsigned)(buf[off + 6] | (buf[off + 7] << 8)));
 		} else if (deliver(p, buf + off, len) < 0) {
 			result = 1;
 			break;
 		}
 		off += len;
-		sh->phase_len = (uint32_t)off;
 	}
 	if (off > 0 && recv(p->conn, buf, off, MSG_WAITALL) != (ssize_t)off)
 		result = -1;
-	sh->phase = IDLE;
 out:
 	pthread_mutex_unlock(&sh->recv_lock);
 	return result;
@@ -645,7 +650,7 @@ static int from_program(struct pfk *p, unsigned char *msg, int hangup)
 			memcpy(&pid, msg + 12, 4);
 		}
 		header_only(reply, n >= 2 ? msg[1] : 0, (unsigned)err, n >= 4 ? msg[3] : 0, seq, pid);
-		lock_recv(p, msg);
+		lock_recv(p);
 		deliver(p, reply, sizeof reply);
 		pthread_mutex_unlock(&p->sh->recv_lock);
 		return 0;
@@ -673,7 +678,7 @@ static void *relay_main(void *arg)
 		if ((fds[1].revents & (POLLIN | POLLHUP | POLLERR)) && from_program(p, msg, (fds[1].revents & (POLLHUP | POLLERR)) != 0) < 0)
 			break; /* the program closed every end of it, in every process */
 		if (fds[1].revents & POLLOUT) {
-			lock_recv(p, msg);
+			lock_recv(p);
 			send_notice(p);
 			pthread_mutex_unlock(&p->sh->recv_lock);
 		}
@@ -828,6 +833,7 @@ static int pfkey_open(int flags)
 		return -1;
 	}
 	p->sh = sh;
+	sh->procs = 1;
 	p->conn = hide(conn);
 	p->relay = hide(sv[1]);
 	p->stop = hide(stop);
@@ -950,8 +956,63 @@ static void after_fork_child(void)
 		int err = start_relay(p);
 		if (err != 0)
 			diag("fork: cannot start the child's PF_KEY relay: %s", strerror(err));
+		else
+			__atomic_add_fetch(&p->sh->procs, 1, __ATOMIC_ACQ_REL);
 	}
 	pthread_mutex_unlock(&table_lock);
+}
+
+/*
+ * A process that exits while sharing a socket with another lets its relays finish the
+ * messages they hold (for at most 200 ms), so the other's relay does not hand them on
+ * a second time. The last process sharing a socket has nobody to hand to and skips it
+ * (its relay keeps serving writes made on the way out).
+ */
+static void quiesce(void)
+{
+	static int done;
+	if (__atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
+		return;
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += 200 * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	for (struct pfk *p = all_sockets; p != NULL; p = p->next) {
+		if (!p->running)
+			continue;
+		if (__atomic_sub_fetch(&p->sh->procs, 1, __ATOMIC_ACQ_REL) <= 0)
+			continue;
+		__atomic_store_n(&p->exiting, 1, __ATOMIC_RELEASE);
+		uint64_t one = 1;
+		(void)!real_write(p->stop, &one, sizeof one);
+		int r = pthread_mutex_timedlock(&p->sh->recv_lock, &until);
+		if (r == EOWNERDEAD)
+			pthread_mutex_consistent(&p->sh->recv_lock);
+		if (r == 0 || r == EOWNERDEAD)
+			pthread_mutex_unlock(&p->sh->recv_lock);
+	}
+}
+
+__attribute__((destructor)) static void klips_preload_fini(void)
+{
+	quiesce();
+}
+
+void _exit(int status)
+{
+	resolve();
+	quiesce();
+	real__exit(status);
+}
+
+void _Exit(int status)
+{
+	resolve();
+	quiesce();
+	real__Exit(status);
 }
 
 __attribute__((constructor)) static void klips_preload_init(void)

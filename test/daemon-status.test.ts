@@ -57,10 +57,10 @@ async function request(c: RawClient, bytes: Uint8Array): Promise<Uint8Array[]> {
   return c.messages.slice(from, end + 1);
 }
 
-test('status bytes: type 254, errno, the request type in satype, its seq and pid', () => {
+test('status bytes: type 254, errno, the request type in satype, its number in reserved, its seq and pid', () => {
   const req = buildMessage(add(0x100, 0x01020304));
-  assert.equal(hex(statusMessage(req, ERRNO.EEXIST)), `02fe1103020000000403020167120000`);
-  assert.deepEqual(readStatus(statusMessage(req, 0)), { type: SADB_ADD, errno: 0, seq: 0x01020304, pid: 4711 });
+  assert.equal(hex(statusMessage(req, ERRNO.EEXIST, 0x10203)), `02fe1103020003020403020167120000`, 'the number modulo 2^16');
+  assert.deepEqual(readStatus(statusMessage(req, 0, 7)), { type: SADB_ADD, errno: 0, seq: 0x01020304, pid: 4711, number: 7 });
   assert.equal(readStatus(req), undefined);
   assert.equal(hex(statusRequest(true, 9, 4711)), '02fe000102000000090000006712' + '0000');
   // The KLIPS dialect: every refusal fails write() with its errno.
@@ -75,7 +75,7 @@ test('each request: its replies, then its status; refusals carry their errno', a
   try {
     const ok = await request(c, buildMessage(add(0x200, 10)));
     assert.deepEqual(ok.map((m) => [m[1], m[2], header(m).seq]), [[SADB_ADD, 0, 10], [KLIPSD_X_STATUS, 0, 10]], 'the ADD reply, then the status');
-    assert.equal(hex(ok[1]), hex(statusMessage(buildMessage(add(0x200, 10)), 0)));
+    assert.equal(hex(ok[1]), hex(statusMessage(buildMessage(add(0x200, 10)), 0, 1)), 'the first request since status mode went on');
 
     const dup = await request(c, buildMessage(add(0x200, 11)));
     assert.deepEqual(dup.map((m) => [m[1], m[2], m[3], header(m).seq]), [
@@ -94,7 +94,7 @@ test('each request: its replies, then its status; refusals carry their errno', a
     // A header refusal (version 3): the status alone, no header-only errno copy.
     const bad = Uint8Array.from([3, SADB_X_DEBUG, 0, 0, 2, 0, 0, 0, 14, 0, 0, 0, 0x67, 0x12, 0, 0]);
     const refused = await request(c, bad);
-    assert.deepEqual(refused.map(hex), [hex(Uint8Array.from([2, KLIPSD_X_STATUS, ERRNO.EINVAL, SADB_X_DEBUG, 2, 0, 0, 0, 14, 0, 0, 0, 0x67, 0x12, 0, 0]))]);
+    assert.deepEqual(refused.map(hex), [hex(Uint8Array.from([2, KLIPSD_X_STATUS, ERRNO.EINVAL, SADB_X_DEBUG, 2, 0, 5, 0, 14, 0, 0, 0, 0x67, 0x12, 0, 0]))], 'the fifth request');
 
     // Several requests in one write: each status directly after its own replies.
     const burst = [buildMessage(add(0x300, 20)), buildMessage(add(0x300, 21)), buildMessage(del(0x300, 22))];
@@ -154,6 +154,7 @@ test('a status is never dropped: a client that does not read is paused, not answ
     const statuses = () => c.messages.filter((m) => m[1] === KLIPSD_X_STATUS && m[3] === SADB_REGISTER);
     await waitUntil('every status', () => statuses().length === N, 20000);
     assert.deepEqual(statuses().map((m) => header(m).seq), Array.from({ length: N }, (_, i) => 100 + i), 'one status per request, in order');
+    assert.deepEqual(statuses().map((m) => readStatus(m)!.number), Array.from({ length: N }, (_, i) => (i + 1) & 0xffff), 'numbered from 1');
     assert.ok(small.server.engine.stats.dropped > 0, 'replies were dropped meanwhile (as a full socket drops them)');
   } finally {
     c.close();

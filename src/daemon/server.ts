@@ -262,6 +262,8 @@ class Connection {
   private reasons = false;
   /** Whether this client asked for a status after each request (wire/status.ts; the bridge does). */
   private status = false;
+  /** Requests handled since status mode was turned on (each status carries its number). */
+  private statusCount = 0;
   /** Reading stopped until the queue drains (status mode over rcvbuf; see pauseIfOver). */
   private paused = false;
   /** Bytes charged to the PF_KEY socket as held by this connection (taken, or in its write buffer). */
@@ -348,6 +350,7 @@ class Connection {
       // klipsd's own opt-in (wire/status.ts): a status after each request. Its answer is
       // never dropped: the bridge waits for it before socket() returns.
       this.status = frame[3] === 1;
+      this.statusCount = 0;
       this.sock.deliverAlways(frame.slice());
       this.flush();
       return;
@@ -378,7 +381,7 @@ class Connection {
       if (this.reasons) this.answer(reasonMessage(frame, verdict.errno, verdict.why));
     }
     // Every reply this request causes now is queued: the status goes after them.
-    if (this.status) this.sock.deliverAlways(statusMessage(frame, writeErrno(verdict)));
+    if (this.status) this.sock.deliverAlways(statusMessage(frame, writeErrno(verdict), ++this.statusCount));
     // A burst of requests can produce more replies than the PF_KEY queue holds; move
     // them to the connection as we go (up to its high-water mark), as a reading client would.
     if (this.sock.room() < this.halfQueue) this.flush();
