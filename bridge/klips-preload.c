@@ -381,6 +381,7 @@ struct pfk {
 	int users;      /* the program's descriptors for it in this process */
 	int running;    /* this process's relay thread is alive */
 	int exiting;    /* this process is exiting (quiesce): its relay takes no more messages */
+	pid_t owner;    /* the process whose relay this is (a vfork child shares the memory, not the relay) */
 };
 
 static struct pfk *by_fd[FD_TRACK];
@@ -718,6 +719,7 @@ static int start_relay(struct pfk *p)
 		return err;
 	pthread_setname_np(t, "klips-relay");
 	p->running = 1;
+	p->owner = getpid();
 	return 0;
 }
 
@@ -970,8 +972,9 @@ static void after_fork_child(void)
  */
 static void quiesce(void)
 {
-	static int done;
-	if (__atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
+	static pid_t done;
+	pid_t self = getpid();
+	if (__atomic_exchange_n(&done, self, __ATOMIC_ACQ_REL) == self)
 		return;
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
@@ -981,7 +984,7 @@ static void quiesce(void)
 		until.tv_nsec -= 1000000000L;
 	}
 	for (struct pfk *p = all_sockets; p != NULL; p = p->next) {
-		if (!p->running)
+		if (!p->running || p->owner != self)
 			continue;
 		if (__atomic_sub_fetch(&p->sh->procs, 1, __ATOMIC_ACQ_REL) <= 0)
 			continue;
