@@ -41,6 +41,14 @@ export class ReportedFailure extends CliFailure {
   }
 }
 
+/** Not a failure: the command is done and klips exits with this status (`klips run` passes on its program's). */
+export class ExitStatus extends Error {
+  constructor(readonly code: number) {
+    super(`exit status ${code}`);
+    this.name = 'ExitStatus';
+  }
+}
+
 /** An errno by name and number (Linux numbering, as sadb_msg_errno). */
 export interface Errno {
   name: string;

@@ -3,8 +3,9 @@
  * `klips`: the KLIPS tools as subcommands of one binary, with openswan's flags and
  * output (programs/{spi,eroute,spigrp,look,pf_key,klipsdebug,tncfg}), talking PF_KEY to
  * klipsd over its Unix socket, plus `decode` for PF_KEY bytes in hex, `trace` for one
- * packet through klipsd's eroutes and SAs, and `setkey` (ipsec-tools' setkey, speaking
- * the KAME dialect on klipsd's `<socket>.kame`).
+ * packet through klipsd's eroutes and SAs, `setkey` (ipsec-tools' setkey, speaking
+ * the KAME dialect on klipsd's `<socket>.kame`) and `run` for unmodified programs (the
+ * bridge, run.ts; it exits with its program's status).
  *
  * Exit status: 0 success; 1 an errno reply ("spi: ADD esp0x1234@192.0.2.2 failed: EEXIST
  * (SA already exists)"), klipsd unreachable or silent; 2 bad arguments. Every failure is
@@ -15,7 +16,7 @@
 
 import fs from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { CliFailure, ReportedFailure, UsageError, type Errno } from './common.js';
+import { CliFailure, ExitStatus, ReportedFailure, UsageError, type Errno } from './common.js';
 import { spiCommand } from './spi.js';
 import { erouteCommand } from './eroute.js';
 import { spigrpCommand } from './spigrp.js';
@@ -26,6 +27,7 @@ import { tncfgCommand } from './tncfg.js';
 import { decodeCommand } from './decode.js';
 import { traceCommand } from './trace.js';
 import { setkeyCommand } from './setkey.js';
+import { runCommand } from './run.js';
 
 /** The package's version (package.json sits three levels above dist/src/cli/). */
 function packageVersion(): string {
@@ -35,12 +37,13 @@ function packageVersion(): string {
 
 export function buildProgram(): Command {
   const program = new Command('klips')
-    .description("openswan's KLIPS tools for klipsd: spi, eroute, spigrp, look, monitor (pf_key), debug (klipsdebug), tncfg, decode, trace; and ipsec-tools' setkey")
+    .description("openswan's KLIPS tools for klipsd: spi, eroute, spigrp, look, monitor (pf_key), debug (klipsdebug), tncfg, decode, trace; ipsec-tools' setkey; and run, for unmodified programs")
     .usage('<command> [options]')
     .version(packageVersion(), '-V, --version', 'print the version')
     .exitOverride()
+    .enablePositionalOptions()
     .configureOutput({ outputError: () => {} });
-  for (const cmd of [spiCommand(), erouteCommand(), spigrpCommand(), lookCommand(), monitorCommand(), debugCommand(), tncfgCommand(), decodeCommand(), traceCommand(), setkeyCommand()]) {
+  for (const cmd of [spiCommand(), erouteCommand(), spigrpCommand(), lookCommand(), monitorCommand(), debugCommand(), tncfgCommand(), decodeCommand(), traceCommand(), setkeyCommand(), runCommand()]) {
     program.addCommand(cmd);
   }
   program.addHelpCommand('help [command]', 'show help for a command');
@@ -84,6 +87,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (e instanceof UsageError) return usage(e.message);
     if (e instanceof ReportedFailure) return 1;
+    if (e instanceof ExitStatus) return e.code;
     if (e instanceof CliFailure) {
       report(json, e.message, e.errno);
       return 1;

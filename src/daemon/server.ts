@@ -31,7 +31,10 @@
  * stage 'header'), klipsd queues a header-only copy of the request's header carrying the
  * errno for that connection alone. Later refusals are answered by the engine (to every
  * open socket, as KLIPS). A connection that asked for reasons (wire/reason.ts) then gets
- * the verdict's reason in words. Closing answers, each a
+ * the verdict's reason in words. A connection in status mode (wire/status.ts; the bridge
+ * behind `klips run`) gets, after every reply a request causes, a status carrying what
+ * its write() must fail with (engine's sendErrno decides, per dialect: KLIPS every refusal, Linux the header's; a header refusal then gets the status
+ * alone). Closing answers, each a
  * header-only message and each counted: a header that cannot be framed (length under 2
  * units or over 64 KiB) gets EMSGSIZE; a message stalled half-way for
  * partialFrameTimeoutMs gets EMSGSIZE; a connection over maxConnections gets type 0,
@@ -46,9 +49,10 @@ import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import {
   DEBUG_SUBSYSTEMS, ERRNO, MAX_MESSAGE_BYTES, PfkeyError, FrameDecoder, errnoReplyTo, framingErrorReply, headerOnly, errnoName, KLIPSD_X_REASON, isReasonsRequest, reasonMessage,
+  KLIPSD_X_STATUS, isStatusRequest, statusMessage,
   MSG_TYPE_NAMES, nameOf, type FrameError,
 } from '../wire/index.js';
-import { Engine, type Endpoint, type Verdict } from '../engine/engine.js';
+import { Engine, sendErrno, type Endpoint, type Verdict } from '../engine/engine.js';
 import { PfkeySocket, ReceiveBudget } from '../socket/pfkey-socket.js';
 import { DEFAULT_CONFIG, RELOAD, type DaemonConfig } from './config.js';
 import type { LogSink } from './log-sink.js';
@@ -269,6 +273,12 @@ class Connection {
   lastPid = 0;
   /** Whether this client asked for reasons with its refusals (wire/reason.ts; klips's tools do). */
   private reasons = false;
+  /** Whether this client asked for a status after each request (wire/status.ts; the bridge does). */
+  private status = false;
+  /** Requests handled since status mode was turned on (each status carries its number). */
+  private statusCount = 0;
+  /** Reading stopped until the queue drains (status mode over rcvbuf; see pauseIfOver). */
+  private paused = false;
   /** Bytes charged to the PF_KEY socket as held by this connection (taken, or in its write buffer). */
   private charged = 0;
   /** An ENOBUFS notice is in the write buffer, not yet taken by the kernel. */
@@ -304,6 +314,7 @@ class Connection {
     }
     this.watchPartial();
     this.flush();
+    this.pauseIfOver();
   };
 
   /**
@@ -349,6 +360,15 @@ class Connection {
       this.answer(frame.slice());
       return;
     }
+    if (frame[1] === KLIPSD_X_STATUS && isStatusRequest(frame)) {
+      // klipsd's own opt-in (wire/status.ts): a status after each request. Its answer is
+      // never dropped: the bridge waits for it before socket() returns.
+      this.status = frame[3] === 1;
+      this.statusCount = 0;
+      this.sock.deliverAlways(frame.slice());
+      this.flush();
+      return;
+    }
     let verdict: Verdict;
     try {
       verdict = this.sock.submit(frame);
@@ -357,26 +377,46 @@ class Connection {
       stats.internalErrors++;
       this.srv.logger.error({ conn: this.id, err: e, type: nameOf(MSG_TYPE_NAMES, frame[1]) }, 'engine fault while handling a message');
       this.answer(errnoReplyTo(frame, ERRNO.EINVAL));
-      return;
+      verdict = ENGINE_FAULT;
     }
     if (verdict.errno === 0) {
       this.lastPid = le32(frame, 12);
-      // A burst of requests can produce more replies than the PF_KEY queue holds; move
-      // them to the connection as we go (up to its high-water mark), as a reading client would.
-      if (this.sock.room() < this.halfQueue) this.flush();
-      return;
-    }
-    if (verdict.stage === 'header') {
-      // Refused before dispatch: KLIPS's sendmsg fails and no message exists, so this
-      // connection alone gets a header-only errno reply.
-      stats.headerRefusals++;
-      if (this.srv.logger.isLevelEnabled('debug')) {
-        this.srv.logger.debug({ conn: this.id, errno: errnoName(verdict.errno), offset: verdict.offset, why: verdict.why }, 'message refused at the header');
+    } else if (verdict !== ENGINE_FAULT) {
+      if (verdict.stage === 'header') {
+        // Refused before dispatch: KLIPS's sendmsg fails and no message exists, so this
+        // connection alone gets a header-only errno reply (in status mode, the status alone).
+        stats.headerRefusals++;
+        if (this.srv.logger.isLevelEnabled('debug')) {
+          this.srv.logger.debug({ conn: this.id, errno: errnoName(verdict.errno), offset: verdict.offset, why: verdict.why }, 'message refused at the header');
+        }
+        if (!this.status) this.answer(errnoReplyTo(frame, verdict.errno));
       }
-      this.answer(errnoReplyTo(frame, verdict.errno));
+      // A later refusal was answered by the engine already (to every socket, as KLIPS).
+      if (this.reasons) this.answer(reasonMessage(frame, verdict.errno, verdict.why));
     }
-    // A later refusal was answered by the engine already (to every socket, as KLIPS).
-    if (this.reasons) this.answer(reasonMessage(frame, verdict.errno, verdict.why));
+    // Every reply this request causes now is queued: the status goes after them.
+    if (this.status) this.sock.deliverAlways(statusMessage(frame, sendErrno(this.sock.dialect, verdict), ++this.statusCount));
+    // A burst of requests can produce more replies than the PF_KEY queue holds; move
+    // them to the connection as we go (up to its high-water mark), as a reading client would.
+    if (this.sock.room() < this.halfQueue) this.flush();
+  };
+
+  /**
+   * In status mode every request queues a status that is never dropped; a client that
+   * sends without reading would grow what klipsd holds by one per request. So once the
+   * connection holds more than its rcvbuf, klipsd stops reading it until it has drained
+   * (the client's writes then block, as on a full socket).
+   */
+  private pauseIfOver(): void {
+    if (!this.status || this.paused || this.sock.holding <= this.srv.config.rcvbuf) return;
+    this.paused = true;
+    this.c.pause();
+    this.sock.onDrain(this.onQueueDrained);
+  }
+
+  private readonly onQueueDrained = (): void => {
+    this.paused = false;
+    if (!this.closed) this.c.resume();
   };
 
   private framingFailure(err: FrameError): void {
@@ -553,6 +593,9 @@ const GROUP_BITS = 0o070;
 const OTHER_BITS = 0o007;
 
 const REFUSED_NOTICE = headerOnly({ type: 0, errno: ERRNO.ENFILE, seq: 0, pid: 0 });
+
+/** The verdict on a message the engine faulted on (answered EINVAL to its sender alone). */
+const ENGINE_FAULT: Verdict = Object.freeze({ errno: ERRNO.EINVAL, stage: 'message', why: 'klipsd could not handle this message (an internal error, logged)' });
 
 /** Descriptors klipsd uses besides its PF_KEY connections: Node's own, the listeners, view-channel clients. */
 const FDS_BESIDES_CONNECTIONS = 64;

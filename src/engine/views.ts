@@ -269,10 +269,16 @@ export function tncfgView(engine: Engine): View {
 
 // ---------- ipsec_klipsdebug ----------
 
+/**
+ * The flags ipsec_proc.c's klipsdebug file prints, in its order: netlink, ipcomp and
+ * verbose (which X_DEBUG carries and the JSON has) were never in the file.
+ */
+const KLIPSDEBUG_FILE_FLAGS = ['tunnel', 'xform', 'eroute', 'spi', 'radij', 'esp', 'ah', 'rcv', 'pfkey'] as const;
+
 export function klipsdebugView(engine: Engine): View {
   return {
     view: 'klipsdebug',
-    text: DEBUG_SUBSYSTEMS.map((n) => `debug_${n}=${hex8(engine.debug[n])}.\n`).join(''),
+    text: KLIPSDEBUG_FILE_FLAGS.map((n) => `debug_${n}=${hex8(engine.debug[n])}.\n`).join(''),
     data: { ...engine.debug },
   };
 }

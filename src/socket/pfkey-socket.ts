@@ -113,13 +113,32 @@ export class PfkeySocket implements Endpoint {
       this.overflow = true;
       return false;
     }
+    this.enqueue(msg);
+    return true;
+  }
+
+  /**
+   * Queue `msg` whatever the bounds say (it still counts against them, so later
+   * messages may drop): for an answer its owner must never lose, such as klipsd's status
+   * for a request (wire/status.ts), which a client waits for. The owner bounds how many
+   * it queues (klipsd stops reading a connection that is over its rcvbuf).
+   */
+  deliverAlways(msg: Uint8Array): void {
+    if (this.isClosed) return;
+    if (this.listeners.length && this.pending === 0) {
+      for (const l of this.listeners) l(msg);
+      return;
+    }
+    this.enqueue(msg);
+  }
+
+  private enqueue(msg: Uint8Array): void {
     this.queue.push(msg);
-    this.queued += n;
-    if (b) b.used += n;
+    this.queued += msg.length;
+    if (this.budget) this.budget.used += msg.length;
     const w = this.readableWaiters;
     this.readableWaiters = [];
     for (const f of w) f();
-    return true;
   }
 
   /** The largest message deliver() would take now (per socket, and within the shared budget). */

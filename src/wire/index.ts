@@ -16,3 +16,4 @@ export * from './framing.js';
 export * from './render.js';
 export { allocMessage } from './bytes.js';
 export * from './reason.js';
+export * from './status.js';
