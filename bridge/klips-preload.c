@@ -72,6 +72,7 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/un.h>
+#include <netinet/in.h>
 
 #ifndef PF_KEY
 #define PF_KEY 15
@@ -105,6 +106,7 @@ static int (*real_close_range)(unsigned, unsigned, int);
 static int (*real_getsockopt)(int, int, int, void *, socklen_t *);
 static int (*real_setsockopt)(int, int, int, const void *, socklen_t);
 static int (*real_shutdown)(int, int);
+static int (*real_bind)(int, const struct sockaddr *, socklen_t);
 static int (*real_open)(const char *, int, ...);
 static int (*real_open64)(const char *, int, ...);
 static int (*real_openat)(int, const char *, int, ...);
@@ -141,7 +143,7 @@ static void resolve_all(void)
 #define R(name) real_##name = (__typeof__(real_##name))dlsym(RTLD_NEXT, #name)
 	R(socket); R(close); R(write); R(writev); R(send); R(sendto); R(sendmsg);
 	R(dup); R(dup2); R(dup3); R(fcntl); R(fcntl64); R(close_range);
-	R(getsockopt); R(setsockopt); R(shutdown);
+	R(getsockopt); R(setsockopt); R(shutdown); R(bind);
 	R(open); R(open64); R(openat); R(openat64); R(__open_2); R(__open64_2); R(__openat_2); R(__openat64_2);
 	R(fopen); R(fopen64);
 	R(stat); R(lstat); R(stat64); R(lstat64); R(fstatat); R(fstatat64);
@@ -1117,6 +1119,43 @@ int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
 	if (r == 0 && p != NULL && level == SOL_SOCKET && (name == SO_RCVBUF || name == SO_RCVBUFFORCE))
 		real_setsockopt(p->relay, SOL_SOCKET, name == SO_RCVBUF ? SO_SNDBUF : SO_SNDBUFFORCE, val, len);
 	return r;
+}
+
+/*
+ * The NAT-T port (RFC 3948: IKE and ESP on one UDP port). klipsd's carrier holds it with
+ * SO_REUSEPORT and steers datagrams with the non-ESP marker to the group's second socket
+ * (src/dataplane/carrier.ts), as KLIPS took ESP off pluto's NAT-T socket. An IKE daemon's
+ * UDP bind to that port ($KLIPS_NATT_PORT, default 4500; 0 for none) gets SO_REUSEPORT
+ * first, so it joins the group and receives the IKE.
+ */
+static unsigned natt_port(void)
+{
+	const char *e = getenv("KLIPS_NATT_PORT");
+	if (e == NULL || *e == '\0')
+		return 4500;
+	char *end;
+	unsigned long v = strtoul(e, &end, 10);
+	return (*end == '\0' && v < 65536) ? (unsigned)v : 0;
+}
+
+int bind(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	NEED(bind, -1);
+	unsigned port = 0;
+	if (addr != NULL && addr->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in))
+		port = ntohs(((const struct sockaddr_in *)addr)->sin_port);
+	else if (addr != NULL && addr->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6))
+		port = ntohs(((const struct sockaddr_in6 *)addr)->sin6_port);
+	unsigned want = natt_port();
+	if (port != 0 && port == want) {
+		int type = 0;
+		socklen_t tl = sizeof type;
+		if (real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_DGRAM) {
+			int one = 1;
+			real_setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+		}
+	}
+	return real_bind(fd, addr, len);
 }
 
 int shutdown(int fd, int how)

@@ -18,6 +18,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import dgram from 'node:dgram';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CLI, DIST, startDaemon, tempDir, waitUntil, within, type Daemon } from './cli-harness.js';
@@ -26,6 +27,7 @@ import { Engine } from '../src/engine/engine.js';
 import { renderView } from '../src/engine/views.js';
 import { BRIDGE_LIBRARY } from '../src/cli/run.js';
 import { PfkeySocket } from '../src/socket/pfkey-socket.js';
+import { Carrier } from '../src/dataplane/carrier.js';
 import { AF_INET, SADB_ADD, SADB_AALG_SHA1HMAC, SADB_DELETE, SADB_EALG_3DESCBC, SADB_SATYPE_ESP, buildMessage, type MessageInput } from '../src/wire/index.js';
 
 const ROOT = path.resolve(DIST, '..');
@@ -354,4 +356,36 @@ test("openswan's spigrp: group two SAs, ENOENT for a missing one (exit 1)", { sk
   assert.deepEqual([missing.code, missing.stderr], [1, `${failed}${failed}device does not exist.  See FreeS/WAN installation procedure.\n`], 'spigrp prints its first line twice');
   assert.equal((await run([tool('spi'), '--said', 'tun.2003@192.0.2.2', '--del'])).code, 0, 'DELETE removes the whole group');
   assert.doesNotMatch(spiView(), /0x2003@/);
+});
+
+test('an IKE daemon binding the NAT-T port joins klipsd\'s carrier and gets the IKE, klipsd keeps the ESP', { skip: noCc }, async () => {
+  const port = 30000 + (process.pid % 20000);
+  const carrier = new Carrier({ family: AF_INET, encap: 'udp', port, batch: 8, slotBytes: 2048, socketBuffer: 0 });
+  const saved = process.env.KLIPS_NATT_PORT;
+  process.env.KLIPS_NATT_PORT = String(port);
+  try {
+    const send = async (b: Buffer) => {
+      const s = dgram.createSocket('udp4');
+      await new Promise<void>((res, rej) => s.send(b, port, '127.0.0.1', (e) => (e ? rej(e) : res())));
+      s.close();
+    };
+    const ike = (tag: number) => Buffer.from([0, 0, 0, 0, tag, 0, 0, 0]);
+    const esp = (tag: number) => Buffer.from([0, 0, 0x10, 1, tag, 0, 0, 1]);
+    const lines = await check(['natt', String(port)], {
+      answer: async () => {
+        for (const b of [ike(1), esp(2), ike(3), esp(4), ike(255)]) await send(b);
+      },
+    });
+    assert.deepEqual(lines, ['wait bound', 'got 1', 'got 3', 'got 255'], 'the daemon sees the IKE alone');
+    const mine: number[] = [];
+    for (let n = carrier.receive(); n > 0; n = carrier.receive()) for (let i = 0; i < n; i++) mine.push(carrier.datagram(i).packet[28 + 4]);
+    assert.deepEqual(mine, [2, 4], 'klipsd\'s carrier keeps the ESP');
+    // Without the bridge the same bind is refused: the port is klipsd's.
+    const plain = spawnSync(client, ['natt', String(port)], { encoding: 'utf8', input: '\n' });
+    assert.equal(plain.stdout.trim(), 'bind errno=98');
+  } finally {
+    if (saved === undefined) delete process.env.KLIPS_NATT_PORT;
+    else process.env.KLIPS_NATT_PORT = saved;
+    carrier.close();
+  }
 });

@@ -26,6 +26,8 @@
 
 #define _GNU_SOURCE
 #include <errno.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -576,10 +578,42 @@ static int direct(long n, uint32_t base)
 	return 0;
 }
 
+/*
+ * natt PORT: bind a UDP socket to PORT (as an IKE daemon binds the NAT-T port; the bridge
+ * adds SO_REUSEPORT so it joins klipsd's carrier), wait for the test ("wait bound"), then print the 5th byte of
+ * each datagram received within 2 s ("got N") until "got 255" or the time runs out.
+ */
+static int natt(long port)
+{
+	int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (u < 0)
+		die("udp socket");
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	if (bind(u, (struct sockaddr *)&sin, sizeof sin) < 0) {
+		say("bind errno=%d", errno);
+		return 0;
+	}
+	wait_for_test("bound");
+	for (;;) {
+		struct pollfd pf = { .fd = u, .events = POLLIN };
+		if (poll(&pf, 1, 2000) <= 0)
+			break;
+		unsigned char b[64];
+		ssize_t got = recv(u, b, sizeof b, 0);
+		if (got < 5)
+			continue;
+		say("got %u", b[4]);
+		if (b[4] == 255)
+			break;
+	}
+	close(u);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: pfkey-client datagram|poll|nonblock|sockopt|errno|dup|fork|threads|fill N|cat FILE...|stat FILE...|bench N [BASE]|direct N [BASE]\n");
+		fprintf(stderr, "usage: pfkey-client datagram|poll|nonblock|sockopt|errno|dup|fork|threads|fill N|cat FILE...|stat FILE...|bench N [BASE]|direct N [BASE]|natt PORT\n");
 		return 2;
 	}
 	const char *cmd = argv[1];
@@ -598,6 +632,7 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "threads") == 0) return threads();
 	if (strcmp(cmd, "bench") == 0) return bench(n, base);
 	if (strcmp(cmd, "direct") == 0) return direct(n, base);
+	if (strcmp(cmd, "natt") == 0) return natt(n);
 	fprintf(stderr, "pfkey-client: unknown check %s\n", cmd);
 	return 2;
 }
