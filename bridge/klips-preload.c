@@ -1786,114 +1786,34 @@ static ino_t proc_ino(const char *path)
 	return (ino_t)(0x4b000000u | (h & 0xffffffu));
 }
 
-int stat(const char *path, struct stat *st)
-{
-	int r;
-	if (PROC_STAT(st, path, &r))
-		return r;
-	NEED(stat, -1);
-	return real_stat(path, st);
-}
+/*
+ * The stat family: each answers for KLIPS's /proc files (PROC_STAT) and passes anything
+ * else to libc. PARAMS is the signature, ARGS the call, both around `path` and `st`.
+ */
+#define STAT_WRAPPER(fn, PARAMS, ARGS)            \
+	int fn PARAMS                                  \
+	{                                              \
+		int r;                                     \
+		if (PROC_STAT(st, path, &r))               \
+			return r;                              \
+		NEED(fn, -1);                              \
+		return real_##fn ARGS;                     \
+	}
 
-int lstat(const char *path, struct stat *st)
-{
-	int r;
-	if (PROC_STAT(st, path, &r))
-		return r;
-	NEED(lstat, -1);
-	return real_lstat(path, st);
-}
-
-int stat64(const char *path, struct stat64 *st)
-{
-	int r;
-	if (PROC_STAT(st, path, &r))
-		return r;
-	NEED(stat64, -1);
-	return real_stat64(path, st);
-}
-
-int lstat64(const char *path, struct stat64 *st)
-{
-	int r;
-	if (PROC_STAT(st, path, &r))
-		return r;
-	NEED(lstat64, -1);
-	return real_lstat64(path, st);
-}
-
-int fstatat(int dirfd, const char *path, struct stat *st, int flags)
-{
-	int r;
-	if (PROC_STAT(st, path, &r))
-		return r;
-	NEED(fstatat, -1);
-	return real_fstatat(dirfd, path, st, flags);
-}
-
-int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
-{
-	int r;
-	if (PROC_STAT(st, path, &r))
-		return r;
-	NEED(fstatat64, -1);
-	return real_fstatat64(dirfd, path, st, flags);
-}
-
+STAT_WRAPPER(stat, (const char *path, struct stat *st), (path, st))
+STAT_WRAPPER(lstat, (const char *path, struct stat *st), (path, st))
+STAT_WRAPPER(stat64, (const char *path, struct stat64 *st), (path, st))
+STAT_WRAPPER(lstat64, (const char *path, struct stat64 *st), (path, st))
+STAT_WRAPPER(fstatat, (int dirfd, const char *path, struct stat *st, int flags), (dirfd, path, st, flags))
+STAT_WRAPPER(fstatat64, (int dirfd, const char *path, struct stat64 *st, int flags), (dirfd, path, st, flags))
 /* Binaries built against glibc before 2.33 call these. */
-int __xstat(int ver, const char *path, struct stat *st)
-{
-	int r;
-	if (PROC_STAT(st, path, &r))
-		return r;
-	NEED(__xstat, -1);
-	return real___xstat(ver, path, st);
-}
-
-int __lxstat(int ver, const char *path, struct stat *st)
-{
-	int r;
-	if (PROC_STAT(st, path, &r))
-		return r;
-	NEED(__lxstat, -1);
-	return real___lxstat(ver, path, st);
-}
-
-int __xstat64(int ver, const char *path, struct stat64 *st)
-{
-	int r;
-	if (PROC_STAT(st, path, &r))
-		return r;
-	NEED(__xstat64, -1);
-	return real___xstat64(ver, path, st);
-}
-
-int __lxstat64(int ver, const char *path, struct stat64 *st)
-{
-	int r;
-	if (PROC_STAT(st, path, &r))
-		return r;
-	NEED(__lxstat64, -1);
-	return real___lxstat64(ver, path, st);
-}
-
-int __fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags)
-{
-	int r;
-	if (PROC_STAT(st, path, &r))
-		return r;
-	NEED(__fxstatat, -1);
-	return real___fxstatat(ver, dirfd, path, st, flags);
-}
-
-int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *st, int flags)
-{
-	int r;
-	if (PROC_STAT(st, path, &r))
-		return r;
-	NEED(__fxstatat64, -1);
-	return real___fxstatat64(ver, dirfd, path, st, flags);
-}
+STAT_WRAPPER(__xstat, (int ver, const char *path, struct stat *st), (ver, path, st))
+STAT_WRAPPER(__lxstat, (int ver, const char *path, struct stat *st), (ver, path, st))
+STAT_WRAPPER(__xstat64, (int ver, const char *path, struct stat64 *st), (ver, path, st))
+STAT_WRAPPER(__lxstat64, (int ver, const char *path, struct stat64 *st), (ver, path, st))
+STAT_WRAPPER(__fxstatat, (int ver, int dirfd, const char *path, struct stat *st, int flags), (ver, dirfd, path, st, flags))
+STAT_WRAPPER(__fxstatat64, (int ver, int dirfd, const char *path, struct stat64 *st, int flags), (ver, dirfd, path, st, flags))
+#undef STAT_WRAPPER
 
 int statx(int dirfd, const char *path, int flags, unsigned mask, struct statx *stx)
 {

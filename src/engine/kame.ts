@@ -73,6 +73,14 @@ function modeOf(mode: number): number | undefined {
   return mode <= IPSEC_MODE_BEET ? mode : undefined;
 }
 
+/** An SA's mode and reqid from its X_SA2 (transport and 0 without one); a mode past BEET is EINVAL. */
+function sa2Of(x: { mode: number; reqid: number } | undefined): { mode: number; reqid: number } {
+  if (!x) return { mode: IPSEC_MODE_TRANSPORT, reqid: 0 };
+  const mode = modeOf(x.mode);
+  if (mode === undefined) refuse(ERRNO.EINVAL, `X_SA2 mode ${x.mode}`);
+  return { mode, reqid: x.reqid };
+}
+
 /** The NAT-T encapsulations ESP takes (Linux 6.1's esp_init_state, as KLIPS's). */
 const NAT_T_TYPES: ReadonlySet<number> = new Set([ESPINUDP_WITH_NON_IKE, ESPINUDP_WITH_NON_ESP]);
 
@@ -394,14 +402,7 @@ function saFromKame(r: SaRequest, said: Said): SA {
       : (esp?.encrypt ?? []).some((a) => a.id === sa.encrypt);
     if (!known) refuse(ERRNO.ENOSYS, `${comp ? 'compression' : 'encryption'} algorithm ${sa.encrypt} not supported`);
   }
-  let mode = IPSEC_MODE_TRANSPORT;
-  let reqid = 0;
-  if (msg.xSa2) {
-    const m = modeOf(msg.xSa2.mode);
-    if (m === undefined) refuse(ERRNO.EINVAL, `X_SA2 mode ${msg.xSa2.mode}`);
-    mode = m;
-    reqid = msg.xSa2.reqid;
-  }
+  const { mode, reqid } = sa2Of(msg.xSa2);
   if (satype === 0) refuse(ERRNO.EPROTONOSUPPORT, 'SA type UNSPEC names no transform');
   const authKey = msg.keyAuth && msg.keyAuth.bits && sa.auth !== SADB_X_AALG_NULL ? msg.keyAuth : undefined;
   const encKey = msg.keyEncrypt && msg.keyEncrypt.bits && !comp ? msg.keyEncrypt : undefined;
@@ -477,14 +478,7 @@ const getspi: KameHandler<typeof SADB_GETSPI> = ({ engine, ep, msg }) => {
   const satype = KLIPS_OF_KAME[msg.header.satype];
   if (satype === undefined) refuse(ERRNO.EINVAL, `SA type ${msg.header.satype} names no SA protocol`);
   const proto = SATYPE_TO_PROTO[satype];
-  let mode = IPSEC_MODE_TRANSPORT;
-  let reqid = 0;
-  if (msg.xSa2) {
-    const m = modeOf(msg.xSa2.mode);
-    if (m === undefined) refuse(ERRNO.EINVAL, `X_SA2 mode ${msg.xSa2.mode}`);
-    mode = m;
-    reqid = msg.xSa2.reqid;
-  }
+  const { mode, reqid } = sa2Of(msg.xSa2);
   const dst = msg.addressDst.addr;
   const src = msg.addressSrc.addr;
   let larval = msg.header.seq ? engine.larvalBySeq(msg.header.seq) : undefined;
