@@ -389,3 +389,13 @@ test('an IKE daemon binding the NAT-T port joins klipsd\'s carrier and gets the 
     carrier.close();
   }
 });
+
+test('socket bypass policies (IP_IPSEC_POLICY, IPV6_IPSEC_POLICY of type BYPASS, as charon sets on its IKE sockets) are accepted by the bridge; any other request gets the kernel\'s answer', { skip: noCc }, async () => {
+  const lines = await check(['bypass']);
+  const plain = spawnSync(client, ['bypass'], { encoding: 'utf8' });
+  assert.equal(plain.status, 0, plain.stderr);
+  const kernel = plain.stdout.trimEnd().split('\n');
+  assert.deepEqual(lines.slice(0, 4), ['ip4-bypass-in 0', 'ip4-bypass-out 0', 'ip6-bypass-in 0', 'ip6-bypass-out 0']);
+  assert.deepEqual(lines.slice(4), kernel.slice(4), 'the kernel answers what the bridge does not take');
+  assert.deepEqual(lines.slice(4).map((l) => l.split(' ')[0]), ['ip6-socket-ip4-option', 'ip4-discard', 'ip4-ipsec', 'ip4-bypass-dir0', 'ip4-bypass-short']);
+});
