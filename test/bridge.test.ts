@@ -199,7 +199,8 @@ test('after fork() the child sends and receives on the inherited socket, and so 
 
 test('threads writing at once on one socket: each write() fails or succeeds with its own request\'s errno', { skip: noCc }, async () => {
   // 4 threads x 500 x (ADD, the same ADD again: EEXIST, DELETE); every reply read by a fifth thread.
-  assert.deepEqual(await check(['threads']), ['threads writes=6000 wrong=0 replies=6000']);
+  // A reader that falls behind (a busy machine) loses replies to the full queue; the ENOBUFS notice counts them.
+  assert.deepEqual(await check(['threads']), ['threads writes=6000 wrong=0 replies+dropped=6000']);
 });
 
 test('a program that never reads: every write() succeeds, replies that do not fit are dropped, one ENOBUFS notice counts them', { skip: noCc }, async () => {

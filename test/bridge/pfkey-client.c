@@ -453,16 +453,24 @@ static void *writer(void *arg)
 	return (void *)wrong;
 }
 
+/* Counts the replies read plus those the bridge dropped while the queue was full (a
+ * reader that falls behind on a busy machine): the last ENOBUFS notice's seq. */
 static void *reader(void *arg)
 {
 	unsigned char buf[65536];
-	long n = 0;
+	long n = 0, dropped = 0;
 	(void)arg;
 	while (!writers_done || readable(shared_fd, 0) > 0) {
-		if (readable(shared_fd, 50) > 0 && read(shared_fd, buf, sizeof buf) > 0)
-			n++;
+		if (readable(shared_fd, 50) > 0 && read(shared_fd, buf, sizeof buf) >= 16) {
+			uint32_t seq;
+			memcpy(&seq, buf + 8, 4);
+			if (buf[1] == 0 && buf[2] == ENOBUFS)
+				dropped = seq;
+			else
+				n++;
+		}
 	}
-	return (void *)n;
+	return (void *)(n + dropped);
 }
 
 static int threads(void)
@@ -480,7 +488,7 @@ static int threads(void)
 	}
 	writers_done = 1;
 	pthread_join(r, &v);
-	say("threads writes=6000 wrong=%ld replies=%ld", wrong, (long)v);
+	say("threads writes=6000 wrong=%ld replies+dropped=%ld", wrong, (long)v);
 	close(shared_fd);
 	return 0;
 }
