@@ -1110,10 +1110,55 @@ int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 	return real_getsockopt(fd, level, name, val, len);
 }
 
+/*
+ * Socket bypass policies. An IKE daemon asks the kernel to let its own IKE sockets'
+ * packets pass whatever IPsec policy covers them: setsockopt(IP_IPSEC_POLICY on an
+ * AF_INET socket, IPV6_IPSEC_POLICY on an AF_INET6 one) with a bare sadb_x_policy of
+ * type IPSEC_POLICY_BYPASS (Linux's pfkey_compile_policy is the reference for what is
+ * well formed: a whole header, sadb_x_policy_len within the option, direction in or
+ * out). Under klips run the program's IPsec is klipsd's, whose data plane sees only what
+ * the host routes into ipsec0; a host socket's packets never pass through a per-socket
+ * policy there, so the bridge answers 0 itself and does not ask the kernel (a kernel
+ * without XFRM refuses; one with XFRM would apply it to a stack the program is not
+ * using). Any other request (IPSEC or DISCARD policies, malformed bytes) gets the
+ * kernel's own answer.
+ */
+#define IP_IPSEC_POLICY_OPT 16      /* linux/in.h */
+#define IPV6_IPSEC_POLICY_OPT 34    /* linux/in6.h */
+#define IPSEC_POLICY_BYPASS 4       /* linux/ipsec.h */
+#define IPSEC_DIR_INBOUND 1
+#define IPSEC_DIR_OUTBOUND 2
+#define SADB_X_POLICY_BYTES 16
+
+static int socket_bypass(int fd, int level, int name, const void *val, socklen_t len)
+{
+	int family;
+	if (level == IPPROTO_IP && name == IP_IPSEC_POLICY_OPT)
+		family = AF_INET;
+	else if (level == IPPROTO_IPV6 && name == IPV6_IPSEC_POLICY_OPT)
+		family = AF_INET6;
+	else
+		return 0;
+	if (val == NULL || len < SADB_X_POLICY_BYTES)
+		return 0;
+	const unsigned char *b = val;
+	uint16_t units, type;
+	memcpy(&units, b, 2);       /* sadb_x_policy_len, 64-bit words */
+	memcpy(&type, b + 4, 2);    /* sadb_x_policy_type */
+	unsigned dir = b[6];        /* sadb_x_policy_dir */
+	if ((size_t)units * 8 > (size_t)len || type != IPSEC_POLICY_BYPASS || (dir != IPSEC_DIR_INBOUND && dir != IPSEC_DIR_OUTBOUND))
+		return 0;
+	int domain = 0;
+	socklen_t dl = sizeof domain;
+	return real_getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) == 0 && domain == family;
+}
+
 int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
 {
 	struct pfk *p = lookup(fd);
 	resolve();
+	if (p == NULL && socket_bypass(fd, level, name, val, len))
+		return 0;
 	int r = real_setsockopt(fd, level, name, val, len);
 	/* The program's queue is bounded by the relay end's send buffer: SO_RCVBUF sets both. */
 	if (r == 0 && p != NULL && level == SOL_SOCKET && (name == SO_RCVBUF || name == SO_RCVBUFFORCE))
