@@ -10,6 +10,7 @@
  * and ESP with the negotiated SPIs from the first IKE packet to the last data packet.
  * Then whack --terminate empties both klipsd back to pluto's %trap eroute, and a packet
  * hitting the %trap makes klipsd's ACQUIRE start a new negotiation (pluto on demand).
+ * Both carriers of klipsd's runtime: ESP in UDP (port 4500) and raw ESP (IP protocol 50).
  *
  * Needs root, iproute2, /dev/net/tun, ping, tcpdump, the bridge library (a C compiler at
  * build time) and pluto and whack in $KLIPS_CLIENTS_DIR or /opt/klips-clients/bin;
@@ -61,11 +62,11 @@ esac
 exit 0
 `;
 
-let tb: Testbed | undefined;
+const beds: Testbed[] = [];
 const pidFiles: string[] = [];
 
 after(async () => {
-  await tb?.close();
+  for (const bed of beds) await bed.close();
   // klips run passes SIGTERM on to pluto; a pluto still alive after that is killed here.
   for (const file of pidFiles) {
     const pid = Number.parseInt(fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '', 10);
@@ -79,9 +80,9 @@ function whack(s: Side & { dir?: string }, args: string[]): string {
   return `${r.stdout}${r.stderr}`;
 }
 
-test('pluto interop: two unmodified plutos negotiate IKEv1 over klipsd; SAs and eroutes in each klipsd; ping and TCP cross; only IKE and ESP on the wire', { skip, timeout: 150_000 }, async () => {
-  const bed = new Testbed(f, 'udp');
-  tb = bed;
+for (const encap of ['udp', 'raw'] as const) test(`pluto interop, ESP ${encap === 'udp' ? 'in UDP' : 'raw'}: two unmodified plutos negotiate IKEv1 over klipsd; SAs and eroutes in each klipsd; ping and TCP cross; only IKE and ESP on the wire; teardown and renegotiation on demand`, { skip, timeout: 150_000 }, async () => {
+  const bed = new Testbed(f, encap);
+  beds.push(bed);
   bed.network();
   await Promise.all([bed.daemon(bed.left), bed.daemon(bed.right)]);
   const updown = path.join(bed.dir, 'updown.sh');
@@ -163,8 +164,12 @@ test('pluto interop: two unmodified plutos negotiate IKEv1 over klipsd; SAs and 
     await until('tcpdump to stop', 10_000, () => dump.exitCode !== null || dump.signalCode !== null);
     const lines = dump.out.join('').split('\n').filter((l) => /^\d\d:\d\d:\d\d/.test(l));
     const spis = new Set([saids[0].espOut, saids[0].espIn].map((s) => `0x${s.padStart(8, '0')}`));
-    const ike = lines.filter((l) => new RegExp(`IP (${f.outer[0]}|${f.outer[1]})\\.500 > (${f.outer[0]}|${f.outer[1]})\\.500: isakmp`).test(l));
-    const esp = lines.filter((l) => { const m = /UDP-encap: ESP\(spi=(0x[0-9a-f]+),seq=0x[0-9a-f]+\)/.exec(l); return m !== null && spis.has(m[1]); });
+    const host = `(?:${f.outer.map((a) => a.replaceAll('.', '\\.')).join('|')})`;
+    const ike = lines.filter((l) => new RegExp(`IP ${host}\\.500 > ${host}\\.500: isakmp`).test(l));
+    // ESP in UDP leaves klipsd's carrier on 4500 (UDP-encap); raw ESP is IP protocol 50.
+    const port = encap === 'udp' ? '\\.4500' : '';
+    const espLine = new RegExp(`IP ${host}${port} > ${host}${port}: ${encap === 'udp' ? 'UDP-encap: ' : ''}ESP\\(spi=(0x[0-9a-f]+),seq=0x[0-9a-f]+\\)`);
+    const esp = lines.filter((l) => { const m = espLine.exec(l); return m !== null && spis.has(m[1]); });
     assert.ok(ike.length >= 9, `Main Mode (6) and Quick Mode (3) on the veth:\n${lines.slice(0, 20).join('\n')}`);
     assert.ok(esp.length >= 12, `ESP on the veth: ${esp.length}`);
     assert.deepEqual(lines.filter((l) => !ike.includes(l) && !esp.includes(l)), [], 'nothing but IKE and ESP on the veth');
