@@ -11,6 +11,9 @@
  * Then whack --terminate empties both klipsd back to pluto's %trap eroute, and a packet
  * hitting the %trap makes klipsd's ACQUIRE start a new negotiation (pluto on demand).
  * Both carriers of klipsd's runtime: ESP in UDP (port 4500) and raw ESP (IP protocol 50).
+ * With ESP in UDP pluto runs with --nat_traversal, so it binds port 4500 on its interface's
+ * address beside klipsd's carrier (the bridge joins it to the carrier's group): with no
+ * NAT between the hosts IKE stays on 500, and the ESP on 4500 must still reach klipsd.
  *
  * Needs root, iproute2, /dev/net/tun, ping, tcpdump, the bridge library (a C compiler at
  * build time) and pluto and whack in $KLIPS_CLIENTS_DIR or /opt/klips-clients/bin;
@@ -97,7 +100,8 @@ for (const encap of ['udp', 'raw'] as const) test(`pluto interop, ESP ${encap ==
     // pluto pairs each interface with the ipsecN interface of the same address.
     sh('ip', ['-n', s.ns, 'addr', 'add', `${f.outer[i]}/32`, 'dev', 'ipsec0']);
     return bed.start(s, process.execPath, [KLIPS, 'run', '--socket', s.socket, '--', PLUTO, '--nofork', '--stderrlog', '--use-klips',
-      '--ctlbase', path.join(s.dir, 'pluto'), '--secretsfile', path.join(s.dir, 'ipsec.secrets'), '--ipsecdir', s.dir, '--nhelpers', '0']);
+      '--ctlbase', path.join(s.dir, 'pluto'), '--secretsfile', path.join(s.dir, 'ipsec.secrets'), '--ipsecdir', s.dir, '--nhelpers', '0',
+      ...(encap === 'udp' ? ['--nat_traversal'] : [])]);
   });
   const logs = () => plutos.map((p, i) => `--- pluto ${i === 0 ? 'left' : 'right'}:\n${p.out.join('').slice(-4000)}`).join('\n');
   try {
@@ -108,7 +112,8 @@ for (const encap of ['udp', 'raw'] as const) test(`pluto interop, ESP ${encap ==
         '--host', f.outer[1], '--client', f.subnets[1], '--updown', updown]);
       whack(s, ['--listen']);
     }
-    await until('pluto to listen on both sides', 10_000, () => plutos.every((p, i) => p.out.join('').includes(`adding interface ipsec0/${sides[i].veth} ${f.outer[i]}:500`)));
+    const ports = encap === 'udp' ? [500, 4500] : [500];
+    await until('pluto to listen on both sides', 10_000, () => plutos.every((p, i) => ports.every((port) => p.out.join('').includes(`adding interface ipsec0/${sides[i].veth} ${f.outer[i]}:${port}`))));
 
     // Left out: ARP and the veth's IPv6 multicast housekeeping (neighbour discovery, MLD).
     const filter = 'not arp and not (ip6 and dst net ff00::/8)';
