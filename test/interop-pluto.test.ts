@@ -2,7 +2,8 @@
  * Interop with openswan's IKE daemon: two unmodified plutos (openswan 2.6.49.1, built by
  * scripts/build-clients.sh --pluto), one per network namespace, each under `klips run`
  * against its own `klipsd --dataplane`, negotiate an IKEv1 PSK tunnel between the two
- * protected subnets (Main Mode, then Quick Mode with PFS; IKE on port 500, no NAT-T).
+ * protected subnets (Main Mode, then Quick Mode with PFS; no NAT between the hosts, so
+ * IKE stays on port 500 and the SAs carry no NAT-T ports).
  * Then: whack --status on each side shows the IPsec SA; each klipsd holds exactly the SAs
  * pluto's status names (ESP and IPIP, in and out, the directions mirrored between the
  * sides) and the eroute between the two subnets through pluto's outbound tunnel SA; a
