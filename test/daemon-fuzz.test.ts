@@ -22,6 +22,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import {
   ERRNO, PfkeyError, SADB_ACQUIRE, SADB_X_DEBUG, buildMessage, parseMessage, readHeader, KLIPSD_X_REASON, isReasonsRequest, reasonsRequest,
+  KLIPSD_X_STATUS, isStatusRequest, statusRequest,
 } from '../src/wire/index.js';
 import { Engine } from '../src/engine/engine.js';
 import { CLIENTS_DIR, readVector } from './vectors.js';
@@ -231,6 +232,13 @@ test('fuzz: mutated real requests through klipsd: errno replies, no table change
       const got = await exchange(bytes, where);
       assert.ok(got.some((x) => x[1] === KLIPSD_X_REASON && x[2] === 0), `the reasons opt-in is echoed: ${where}`);
       if (bytes[3] === 1) await exchange(reasonsRequest(false, h.seq, h.pid), where);
+      continue;
+    }
+    if (isStatusRequest(bytes)) {
+      // klipsd's status-mode opt-in (not PF_KEY) likewise: echoed; switch status mode off again.
+      const got = await exchange(bytes, where);
+      assert.ok(got.some((x) => x[1] === KLIPSD_X_STATUS && x[2] === 0 && x[3] === bytes[3]), `the status opt-in is echoed: ${where}`);
+      if (bytes[3] === 1) await exchange(statusRequest(false, h.seq, h.pid), where);
       continue;
     }
     let parserErrno: number | undefined;
