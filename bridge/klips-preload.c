@@ -1171,7 +1171,10 @@ int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
  * SO_REUSEPORT and steers datagrams with the non-ESP marker to the group's second socket
  * (src/dataplane/carrier.ts), as KLIPS took ESP off pluto's NAT-T socket. An IKE daemon's
  * UDP bind to that port ($KLIPS_NATT_PORT, default 4500; 0 for none) gets SO_REUSEPORT
- * first, so it joins the group and receives the IKE.
+ * first, so it joins the group and receives the IKE. A bind to one address (pluto binds
+ * the port on each interface's address) is made to the family's wildcard address instead:
+ * a socket bound to the address would form a group of its own, which the kernel prefers
+ * to klipsd's wildcard one for every datagram to that address, ESP included.
  */
 static unsigned natt_port(void)
 {
@@ -1198,6 +1201,15 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len)
 		if (real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_DGRAM) {
 			int one = 1;
 			real_setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+			if (addr->sa_family == AF_INET) {
+				struct sockaddr_in any = *(const struct sockaddr_in *)addr;
+				any.sin_addr.s_addr = htonl(INADDR_ANY);
+				return real_bind(fd, (const struct sockaddr *)&any, sizeof any);
+			}
+			struct sockaddr_in6 any6 = *(const struct sockaddr_in6 *)addr;
+			any6.sin6_addr = in6addr_any;
+			any6.sin6_scope_id = 0;
+			return real_bind(fd, (const struct sockaddr *)&any6, sizeof any6);
 		}
 	}
 	return real_bind(fd, addr, len);

@@ -359,8 +359,8 @@ test("openswan's spigrp: group two SAs, ENOENT for a missing one (exit 1)", { sk
   assert.doesNotMatch(spiView(), /0x2003@/);
 });
 
-test('an IKE daemon binding the NAT-T port joins klipsd\'s carrier and gets the IKE, klipsd keeps the ESP', { skip: noCc }, async () => {
-  const port = 30000 + (process.pid % 20000);
+for (const addr of [undefined, '127.0.0.1']) test(`an IKE daemon binding the NAT-T port${addr ? ` on one address (${addr}, as pluto binds)` : ''} joins klipsd's carrier and gets the IKE, klipsd keeps the ESP`, { skip: noCc }, async () => {
+  const port = 30000 + (process.pid % 20000) + (addr ? 1 : 0);
   const carrier = new Carrier({ family: AF_INET, encap: 'udp', port, batch: 8, slotBytes: 2048, socketBuffer: 0 });
   const saved = process.env.KLIPS_NATT_PORT;
   process.env.KLIPS_NATT_PORT = String(port);
@@ -372,7 +372,7 @@ test('an IKE daemon binding the NAT-T port joins klipsd\'s carrier and gets the 
     };
     const ike = (tag: number) => Buffer.from([0, 0, 0, 0, tag, 0, 0, 0]);
     const esp = (tag: number) => Buffer.from([0, 0, 0x10, 1, tag, 0, 0, 1]);
-    const lines = await check(['natt', String(port)], {
+    const lines = await check(['natt', String(port), ...(addr ? [addr] : [])], {
       answer: async () => {
         for (const b of [ike(1), esp(2), ike(3), esp(4), ike(255)]) await send(b);
       },
@@ -382,7 +382,7 @@ test('an IKE daemon binding the NAT-T port joins klipsd\'s carrier and gets the 
     for (let n = carrier.receive(); n > 0; n = carrier.receive()) for (let i = 0; i < n; i++) mine.push(carrier.datagram(i).packet[28 + 4]);
     assert.deepEqual(mine, [2, 4], 'klipsd\'s carrier keeps the ESP');
     // Without the bridge the same bind is refused: the port is klipsd's.
-    const plain = spawnSync(client, ['natt', String(port)], { encoding: 'utf8', input: '\n' });
+    const plain = spawnSync(client, ['natt', String(port), ...(addr ? [addr] : [])], { encoding: 'utf8', input: '\n' });
     assert.equal(plain.stdout.trim(), 'bind errno=98');
   } finally {
     if (saved === undefined) delete process.env.KLIPS_NATT_PORT;

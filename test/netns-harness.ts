@@ -215,3 +215,62 @@ export interface RuntimeView {
   drops: Record<string, number>;
   paths: { xmit: DirectionCounters; rcv: DirectionCounters };
 }
+
+/** Wait until `check()` holds, polling every 50 ms; fails after `ms` naming `what`. */
+export async function until(what: string, ms: number, check: () => boolean): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** `count` pings from one side's protected host to the other's; ping's output. */
+export function ping(tb: Testbed, from: 0 | 1, count = 3): string {
+  const f = tb.family;
+  const s = from === 0 ? tb.left : tb.right;
+  return tb.exec(s, 'ping', [...(f === INET6 ? ['-6'] : []), '-n', '-q', '-c', String(count), '-i', '0.2', '-W', '3', '-I', f.inner[from], f.inner[1 - from]]);
+}
+
+const TCP_SINK = `
+const net = require('net'), crypto = require('crypto');
+const [addr, port] = process.argv.slice(1);
+const h = crypto.createHash('sha256'); let n = 0;
+const s = net.createServer((k) => {
+  k.on('data', (d) => { h.update(d); n += d.length; });
+  k.on('end', () => { console.log(JSON.stringify({ n, sha: h.digest('hex') })); k.end(); s.close(); });
+}).listen(Number(port), addr, () => console.log('listening'));
+setTimeout(() => process.exit(3), 60000).unref();
+`;
+
+const TCP_SOURCE = `
+const net = require('net'), crypto = require('crypto');
+const [src, dst, port, total] = process.argv.slice(1);
+const h = crypto.createHash('sha256'); let left = Number(total);
+const k = net.connect({ host: dst, port: Number(port), localAddress: src }, () => {
+  const pump = () => {
+    while (left > 0) {
+      const b = crypto.randomBytes(Math.min(65536, left)); left -= b.length; h.update(b);
+      if (!k.write(b)) return k.once('drain', pump);
+    }
+    k.end();
+  };
+  pump();
+});
+k.on('data', () => {});
+k.on('close', () => console.log(JSON.stringify({ sha: h.digest('hex') })));
+k.on('error', (e) => { console.error(e.message); process.exit(2); });
+setTimeout(() => process.exit(3), 60000).unref();
+`;
+
+/** `bytes` random bytes over TCP between the protected hosts; both ends' SHA-256 must agree. */
+export async function tcpTransfer(tb: Testbed, from: 0 | 1, bytes: number, port = 5201): Promise<void> {
+  const f = tb.family;
+  const [src, dst] = from === 0 ? [tb.left, tb.right] : [tb.right, tb.left];
+  const server = tb.start(dst, process.execPath, ['-e', TCP_SINK, f.inner[1 - from], String(port)]);
+  await until('the TCP server', 10_000, () => server.out.join('').includes('listening'));
+  const client = JSON.parse(tb.exec(src, process.execPath, ['-e', TCP_SOURCE, f.inner[from], f.inner[1 - from], String(port), String(bytes)], { timeout: 60_000 }).trim()) as { sha: string };
+  await until('the TCP server to finish', 30_000, () => server.out.join('').includes('"sha"'));
+  const got = JSON.parse(server.out.join('').split('\n').find((l) => l.includes('"sha"'))!) as { n: number; sha: string };
+  if (got.n !== bytes || got.sha !== client.sha) throw new Error(`TCP transfer: sent ${bytes} bytes (sha ${client.sha}), received ${got.n} (sha ${got.sha})`);
+}

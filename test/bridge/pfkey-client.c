@@ -589,16 +589,19 @@ static int direct(long n, uint32_t base)
 }
 
 /*
- * natt PORT: bind a UDP socket to PORT (as an IKE daemon binds the NAT-T port; the bridge
- * adds SO_REUSEPORT so it joins klipsd's carrier), wait for the test ("wait bound"), then print the 5th byte of
- * each datagram received within 2 s ("got N") until "got 255" or the time runs out.
+ * natt PORT [ADDR]: bind a UDP socket to PORT on ADDR (default any; as an IKE daemon binds
+ * the NAT-T port; the bridge adds SO_REUSEPORT so it joins klipsd's carrier), wait for the
+ * test ("wait bound"), then print the 5th byte of each datagram received within 2 s
+ * ("got N") until "got 255" or the time runs out.
  */
-static int natt(long port)
+static int natt(long port, const char *addr)
 {
 	int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (u < 0)
 		die("udp socket");
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	if (addr != NULL && inet_pton(AF_INET, addr, &sin.sin_addr) != 1)
+		die("natt: bad address");
 	if (bind(u, (struct sockaddr *)&sin, sizeof sin) < 0) {
 		say("bind errno=%d", errno);
 		return 0;
@@ -660,7 +663,7 @@ static int bypass(void)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: pfkey-client datagram|poll|nonblock|sockopt|errno|dup|fork|threads|fill N|cat FILE...|stat FILE...|bench N [BASE]|direct N [BASE]|natt PORT|bypass\n");
+		fprintf(stderr, "usage: pfkey-client datagram|poll|nonblock|sockopt|errno|dup|fork|threads|fill N|cat FILE...|stat FILE...|bench N [BASE]|direct N [BASE]|natt PORT [ADDR]|bypass\n");
 		return 2;
 	}
 	const char *cmd = argv[1];
@@ -679,7 +682,7 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "threads") == 0) return threads();
 	if (strcmp(cmd, "bench") == 0) return bench(n, base);
 	if (strcmp(cmd, "direct") == 0) return direct(n, base);
-	if (strcmp(cmd, "natt") == 0) return natt(n);
+	if (strcmp(cmd, "natt") == 0) return natt(n, argc > 3 ? argv[3] : NULL);
 	if (strcmp(cmd, "bypass") == 0) return bypass();
 	fprintf(stderr, "pfkey-client: unknown check %s\n", cmd);
 	return 2;
