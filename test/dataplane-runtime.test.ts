@@ -17,41 +17,11 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { INET, INET6, KLIPS, KLIPSD, Testbed, netnsUnavailable, type Family } from './netns-harness.js';
+import { INET, INET6, KLIPS, KLIPSD, Testbed, netnsUnavailable, ping, tcpTransfer, until, type Family } from './netns-harness.js';
 
 const unavailable = netnsUnavailable();
 const skip = unavailable ? `skipped: ${unavailable}` : false;
 if (unavailable) console.log(`# dataplane-runtime: ${skip}`);
-
-const TCP_SERVER = `
-const net = require('net'), crypto = require('crypto');
-const [addr, port] = process.argv.slice(1);
-const h = crypto.createHash('sha256'); let n = 0;
-const s = net.createServer((k) => {
-  k.on('data', (d) => { h.update(d); n += d.length; });
-  k.on('end', () => { console.log(JSON.stringify({ n, sha: h.digest('hex') })); k.end(); s.close(); });
-}).listen(Number(port), addr, () => console.log('listening'));
-setTimeout(() => process.exit(3), 90000).unref();
-`;
-
-const TCP_CLIENT = `
-const net = require('net'), crypto = require('crypto');
-const [src, dst, port, total] = process.argv.slice(1);
-const h = crypto.createHash('sha256'); let left = Number(total);
-const k = net.connect({ host: dst, port: Number(port), localAddress: src }, () => {
-  const pump = () => {
-    while (left > 0) {
-      const b = crypto.randomBytes(Math.min(65536, left)); left -= b.length; h.update(b);
-      if (!k.write(b)) return k.once('drain', pump);
-    }
-    k.end();
-  };
-  pump();
-});
-k.on('data', () => {});
-k.on('close', () => console.log(JSON.stringify({ sha: h.digest('hex') })));
-k.on('error', (e) => { console.error(e.message); process.exit(2); });
-`;
 
 const UDP_LISTEN = `
 const dgram = require('dgram');
@@ -69,32 +39,6 @@ const s = dgram.createSocket(dst.includes(':') ? 'udp6' : 'udp4');
 s.on('error', (e) => { console.error(e.message); process.exit(2); });
 s.bind(Number(sport || 0), src, () => s.send(Buffer.from(hex, 'hex'), Number(port), dst, (e) => { if (e) { console.error(e.message); process.exit(2); } s.close(); }));
 `;
-
-async function until(what: string, ms: number, check: () => boolean): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-function ping(tb: Testbed, from: 0 | 1, count = 3): string {
-  const f = tb.family;
-  const s = from === 0 ? tb.left : tb.right;
-  return tb.exec(s, 'ping', [...(f === INET6 ? ['-6'] : []), '-n', '-q', '-c', String(count), '-i', '0.2', '-W', '3', '-I', f.inner[from], f.inner[1 - from]]);
-}
-
-async function tcp(tb: Testbed, from: 0 | 1, bytes: number): Promise<void> {
-  const f = tb.family;
-  const [src, dst] = from === 0 ? [tb.left, tb.right] : [tb.right, tb.left];
-  const server = tb.start(dst, process.execPath, ['-e', TCP_SERVER, f.inner[1 - from], '5201']);
-  await until('the TCP server', 10_000, () => server.out.join('').includes('listening'));
-  const client = JSON.parse(tb.exec(src, process.execPath, ['-e', TCP_CLIENT, f.inner[from], f.inner[1 - from], '5201', String(bytes)], { timeout: 90_000 }).trim()) as { sha: string };
-  await until('the TCP server to finish', 30_000, () => server.out.join('').includes('"sha"'));
-  const got = JSON.parse(server.out.join('').split('\n').find((l) => l.includes('"sha"'))!) as { n: number; sha: string };
-  assert.equal(got.n, bytes, 'bytes received');
-  assert.equal(got.sha, client.sha, 'SHA-256 at both ends');
-}
 
 /** tcpdump on the left veth while `during` runs; the lines it printed (outer ND and ARP left out). */
 async function capture(tb: Testbed, during: () => void): Promise<string[]> {
@@ -142,8 +86,8 @@ for (const [f, encap, bytes] of COMBOS) {
       assert.deepEqual(lines.filter((l) => !esp.includes(l)), [], 'nothing but ESP on the veth');
       if (encap === 'udp') assert.ok(esp.every((l) => l.includes('.4500 > ') && l.includes('UDP-encap')), esp.join('\n'));
       else assert.ok(esp.every((l) => !l.includes('UDP')), esp.join('\n'));
-      await tcp(tb, 0, bytes);
-      await tcp(tb, 1, bytes);
+      await tcpTransfer(tb, 0, bytes);
+      await tcpTransfer(tb, 1, bytes);
       // The host's TCP handed over super-segments (TUN offloads): more packets went out than were read.
       const sender = tb.runtime(tb.left);
       assert.ok(sender.paths.xmit.packets > sender.tun.read * 2, `offload in use: ${sender.paths.xmit.packets} packets from ${sender.tun.read} reads`);

@@ -28,7 +28,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { INET, KLIPS, Testbed, netnsUnavailable, sh } from './netns-harness.js';
+import { INET, KLIPS, Testbed, netnsUnavailable, sh, tcpTransfer, until } from './netns-harness.js';
 import { BRIDGE_LIBRARY } from '../src/cli/run.js';
 
 const PFKEY_PREFIX = process.env.KLIPS_CHARON_PFKEY || '/opt/klips-clients/strongswan';
@@ -76,14 +76,6 @@ interface Charon {
 let tb: Testbed;
 let left: Charon;
 let right: Charon;
-
-async function until(what: string, ms: number, ok: () => boolean): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 function strongswanConf(c: Charon, side: 'left' | 'right'): string {
   // left: our charon's own plugin configs, kernel-pfkey first so that PF_KEY does the IPsec
@@ -192,36 +184,6 @@ function ping(from: 0 | 1, count: number): string {
   return r.stdout ?? '';
 }
 
-const TCP_SERVER = `
-const net = require('net'), crypto = require('crypto');
-const [addr, port] = process.argv.slice(1);
-const h = crypto.createHash('sha256'); let n = 0;
-const s = net.createServer((k) => {
-  k.on('data', (d) => { h.update(d); n += d.length; });
-  k.on('end', () => { console.log(JSON.stringify({ n, sha: h.digest('hex') })); k.end(); s.close(); });
-}).listen(Number(port), addr, () => console.log('listening'));
-setTimeout(() => process.exit(3), 60000).unref();
-`;
-
-const TCP_CLIENT = `
-const net = require('net'), crypto = require('crypto');
-const [src, dst, port, total] = process.argv.slice(1);
-const h = crypto.createHash('sha256'); let left = Number(total);
-const k = net.connect({ host: dst, port: Number(port), localAddress: src }, () => {
-  const pump = () => {
-    while (left > 0) {
-      const b = crypto.randomBytes(Math.min(65536, left)); left -= b.length; h.update(b);
-      if (!k.write(b)) return k.once('drain', pump);
-    }
-    k.end();
-  };
-  pump();
-});
-k.on('data', () => {});
-k.on('close', () => console.log(JSON.stringify({ sha: h.digest('hex') })));
-k.on('error', (e) => { console.error(e.message); process.exit(2); });
-`;
-
 function startCharon(side: 'left' | 'right'): Charon {
   const s = side === 'left' ? tb.left : tb.right;
   const dir = path.join(tb.dir, side);
@@ -299,12 +261,7 @@ test('charon (kernel-pfkey) on klipsd negotiates with charon (kernel-libipsec): 
   assert.match(ping(1, 4), / 4 received, 0% packet loss/, 'right to left');
 
   const bytes = 5 << 20;
-  const server = tb.start(tb.right, process.execPath, ['-e', TCP_SERVER, f.inner[1], '5201']);
-  await until('the TCP server', 10_000, () => server.out.join('').includes('listening'));
-  const client = JSON.parse(tb.exec(tb.left, process.execPath, ['-e', TCP_CLIENT, f.inner[0], f.inner[1], '5201', String(bytes)], { timeout: 60_000 }).trim()) as { sha: string };
-  await until('the TCP server\'s checksum', 30_000, () => server.out.join('').includes('"sha"'));
-  const got = JSON.parse(server.out.join('').split('\n').find((x) => x.includes('"sha"'))!) as { n: number; sha: string };
-  assert.deepEqual(got, { n: bytes, sha: client.sha }, 'the transfer arrives whole');
+  await tcpTransfer(tb, 0, bytes); // the same SHA-256 at both ends, or it throws
 
   // charon reads the SAs' usage from klipsd (SADB_GET): the same counts klipsd shows.
   await new Promise((res) => setTimeout(res, 300));

@@ -240,7 +240,7 @@ const s = net.createServer((k) => {
   k.on('data', (d) => { h.update(d); n += d.length; });
   k.on('end', () => { console.log(JSON.stringify({ n, sha: h.digest('hex') })); k.end(); s.close(); });
 }).listen(Number(port), addr, () => console.log('listening'));
-setTimeout(() => process.exit(3), 60000).unref();
+setTimeout(() => process.exit(3), 90000).unref();
 `;
 
 const TCP_SOURCE = `
@@ -260,7 +260,7 @@ const k = net.connect({ host: dst, port: Number(port), localAddress: src }, () =
 k.on('data', () => {});
 k.on('close', () => console.log(JSON.stringify({ sha: h.digest('hex') })));
 k.on('error', (e) => { console.error(e.message); process.exit(2); });
-setTimeout(() => process.exit(3), 60000).unref();
+setTimeout(() => process.exit(3), 90000).unref();
 `;
 
 /** `bytes` random bytes over TCP between the protected hosts; both ends' SHA-256 must agree. */
@@ -269,7 +269,7 @@ export async function tcpTransfer(tb: Testbed, from: 0 | 1, bytes: number, port 
   const [src, dst] = from === 0 ? [tb.left, tb.right] : [tb.right, tb.left];
   const server = tb.start(dst, process.execPath, ['-e', TCP_SINK, f.inner[1 - from], String(port)]);
   await until('the TCP server', 10_000, () => server.out.join('').includes('listening'));
-  const client = JSON.parse(tb.exec(src, process.execPath, ['-e', TCP_SOURCE, f.inner[from], f.inner[1 - from], String(port), String(bytes)], { timeout: 60_000 }).trim()) as { sha: string };
+  const client = JSON.parse(tb.exec(src, process.execPath, ['-e', TCP_SOURCE, f.inner[from], f.inner[1 - from], String(port), String(bytes)], { timeout: 90_000 }).trim()) as { sha: string };
   await until('the TCP server to finish', 30_000, () => server.out.join('').includes('"sha"'));
   const got = JSON.parse(server.out.join('').split('\n').find((l) => l.includes('"sha"'))!) as { n: number; sha: string };
   if (got.n !== bytes || got.sha !== client.sha) throw new Error(`TCP transfer: sent ${bytes} bytes (sha ${client.sha}), received ${got.n} (sha ${got.sha})`);
