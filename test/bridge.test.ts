@@ -25,7 +25,7 @@ import { CLI, DIST, startDaemon, tempDir, waitUntil, within, type Daemon } from 
 import { infoView } from './daemon-child.js';
 import { Engine } from '../src/engine/engine.js';
 import { renderView } from '../src/engine/views.js';
-import { BRIDGE_LIBRARY } from '../src/cli/run.js';
+import { BRIDGE_LIBRARY, dialectFor } from '../src/cli/run.js';
 import { PfkeySocket } from '../src/socket/pfkey-socket.js';
 import { Carrier } from '../src/dataplane/carrier.js';
 import { AF_INET, SADB_ADD, SADB_AALG_SHA1HMAC, SADB_DELETE, SADB_EALG_3DESCBC, SADB_SATYPE_ESP, buildMessage, type MessageInput } from '../src/wire/index.js';
@@ -399,4 +399,13 @@ test('socket bypass policies (IP_IPSEC_POLICY, IPV6_IPSEC_POLICY of type BYPASS,
   assert.deepEqual(lines.slice(0, 4), ['ip4-bypass-in 0', 'ip4-bypass-out 0', 'ip6-bypass-in 0', 'ip6-bypass-out 0']);
   assert.deepEqual(lines.slice(4), kernel.slice(4), 'the kernel answers what the bridge does not take');
   assert.deepEqual(lines.slice(4).map((l) => l.split(' ')[0]), ['ip6-socket-ip4-option', 'ip4-discard', 'ip4-ipsec', 'ip4-bypass-dir0', 'ip4-bypass-short']);
+});
+
+test('klips run picks the dialect by the program\'s name when --dialect is not given', () => {
+  assert.equal(dialectFor('/opt/klips-clients/bin/setkey'), 'kame');
+  assert.equal(dialectFor('charon'), 'kame');
+  assert.equal(dialectFor('/usr/sbin/racoon'), 'kame');
+  assert.equal(dialectFor('/opt/klips-clients/bin/pluto'), 'klips');
+  assert.equal(dialectFor('spi'), 'klips');
+  assert.equal(dialectFor('/usr/bin/setkey-wrapper'), 'klips', 'the whole name, not a prefix');
 });

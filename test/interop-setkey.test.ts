@@ -83,6 +83,9 @@ test('real setkey: a second ADD of the same SA is File exists; -F and -FP empty 
   assert.equal((await setkey('-F')).code, 0);
   assert.equal((await setkey('-FP')).code, 0);
   assert.equal((await setkey('-D')).stdout, 'No SAD entries.\n');
+  // Without --dialect, klips run gives setkey the KAME socket by its name.
+  const byName = await klips(['run', '--socket', d.socket, '--', SETKEY, '-D']);
+  assert.deepEqual([byName.code, byName.stdout], [0, 'No SAD entries.\n']);
   assert.equal((await setkey('-DP')).stdout, 'No SPD entries.\n');
   assert.equal((await klipsOk(['eroute', '--socket', d.socket])).trim(), '', 'no eroute left');
 });

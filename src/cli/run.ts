@@ -4,7 +4,9 @@
  * PF_KEY sockets connected to klipsd. The bridge library (bridge/klips-preload.c, built
  * by `npm run build` into dist/bridge/libklips-preload.so) goes first in LD_PRELOAD;
  * KLIPS_SOCKET tells it where klipsd is and KLIPS_DIALECT which of klipsd's sockets to
- * use: the KLIPS one (`klips`, the default) or the KAME one beside it (`<socket>.kame`).
+ * use: the KLIPS one (`klips`) or the KAME one beside it (`<socket>.kame`). Without
+ * --dialect the program's name chooses: the KAME dialect's own clients (setkey, racoon,
+ * charon, ...: KAME_PROGRAMS) get `kame`, everything else (openswan's tools, pluto) `klips`.
  *
  * The command inherits stdin, stdout and stderr; SIGINT, SIGTERM and SIGHUP sent to
  * `klips run` are passed on to it; `klips run` exits with its status, or 128 + the signal
@@ -27,7 +29,16 @@ export type Dialect = (typeof DIALECTS)[number];
 
 export interface RunOptions {
   socket?: string;
-  dialect: string;
+  /** Unset: chosen by the program's name (dialectFor). */
+  dialect?: string;
+}
+
+/** Programs that speak only the KAME/Linux dialect (ipsec-tools', strongSwan's, the BSDs' iked). */
+export const KAME_PROGRAMS: ReadonlySet<string> = new Set(['setkey', 'racoon', 'racoonctl', 'charon', 'charon-systemd', 'charon-nm', 'iked']);
+
+/** The dialect a program speaks when --dialect is not given, from its file name. */
+export function dialectFor(program: string): Dialect {
+  return KAME_PROGRAMS.has(program.slice(program.lastIndexOf('/') + 1)) ? 'kame' : 'klips';
 }
 
 /** The environment the command runs in: the bridge first in LD_PRELOAD, klipsd's socket, the dialect. */
@@ -39,12 +50,13 @@ export function bridgeEnv(env: NodeJS.ProcessEnv, socket: string, dialect: Diale
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 export async function runRun(argv: string[], o: RunOptions): Promise<void> {
-  if (!(DIALECTS as readonly string[]).includes(o.dialect)) throw new UsageError(`--dialect must be klips or kame, got "${o.dialect}"`);
+  if (o.dialect !== undefined && !(DIALECTS as readonly string[]).includes(o.dialect)) throw new UsageError(`--dialect must be klips or kame, got "${o.dialect}"`);
   if (argv.length === 0) throw new UsageError('missing the command to run (klips run [options] -- COMMAND ARGS...)');
+  const dialect = (o.dialect as Dialect | undefined) ?? dialectFor(argv[0]);
   if (!fs.existsSync(BRIDGE_LIBRARY)) {
     throw new CliFailure(`klips run: the bridge library ${BRIDGE_LIBRARY} was not built (it needs a C compiler: install gcc and libc6-dev, then npm run build)`);
   }
-  const env = bridgeEnv(process.env, resolveSocketPath(o.socket), o.dialect as Dialect);
+  const env = bridgeEnv(process.env, resolveSocketPath(o.socket), dialect);
   // The handlers go first: a signal that comes as soon as the command runs must reach it,
   // not end klips run by the default action and leave the command behind. (Node runs
   // them from the event loop, so `child` is set by the time one does.)
@@ -71,7 +83,7 @@ export function runCommand() {
     .usage('[--dialect klips|kame] [--socket PATH] -- COMMAND [ARGS...]')
     .argument('<command...>', 'the program and its arguments')
     .option('--socket <path>', 'klipsd socket (default: $KLIPS_SOCKET, else the per-user default)')
-    .option('--dialect <klips|kame>', "which of klipsd's PF_KEY sockets: klips (KLIPS, the socket itself) or kame (Linux af_key's dialect, <socket>.kame)", 'klips')
+    .option('--dialect <klips|kame>', "which of klipsd's PF_KEY sockets: klips (KLIPS, the socket itself) or kame (Linux af_key's dialect, <socket>.kame); default: kame for setkey, racoon and charon, klips for everything else")
     .passThroughOptions();
   cmd.action(async (argv: string[], opts: RunOptions) => runRun(argv, opts));
   return cmd;
