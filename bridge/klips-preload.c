@@ -1728,41 +1728,28 @@ int openat64(int dirfd, const char *path, int flags, ...)
 	return real_openat64(dirfd, path, flags, mode);
 }
 
-int __open_2(const char *path, int flags)
-{
-	int r;
-	if (proc_open(path, flags, &r))
-		return r;
-	NEED(__open_2, -1);
-	return real___open_2(path, flags);
-}
+/*
+ * A libc call that answers for KLIPS's /proc files first: ANSWERED (which sets r) says
+ * whether the path was ours, else the call goes to libc. PARAMS is the signature, ARGS
+ * the call; used for the open, stat and access families below.
+ */
+#define PROC_WRAPPER(fn, ANSWERED, PARAMS, ARGS) \
+	int fn PARAMS                                  \
+	{                                              \
+		int r;                                     \
+		if (ANSWERED)                              \
+			return r;                              \
+		NEED(fn, -1);                              \
+		return real_##fn ARGS;                     \
+	}
 
-int __open64_2(const char *path, int flags)
-{
-	int r;
-	if (proc_open(path, flags, &r))
-		return r;
-	NEED(__open64_2, -1);
-	return real___open64_2(path, flags);
-}
+PROC_WRAPPER(__open_2, proc_open(path, flags, &r), (const char *path, int flags), (path, flags))
 
-int __openat_2(int dirfd, const char *path, int flags)
-{
-	int r;
-	if (proc_open(path, flags, &r))
-		return r;
-	NEED(__openat_2, -1);
-	return real___openat_2(dirfd, path, flags);
-}
+PROC_WRAPPER(__open64_2, proc_open(path, flags, &r), (const char *path, int flags), (path, flags))
 
-int __openat64_2(int dirfd, const char *path, int flags)
-{
-	int r;
-	if (proc_open(path, flags, &r))
-		return r;
-	NEED(__openat64_2, -1);
-	return real___openat64_2(dirfd, path, flags);
-}
+PROC_WRAPPER(__openat_2, proc_open(path, flags, &r), (int dirfd, const char *path, int flags), (dirfd, path, flags))
+
+PROC_WRAPPER(__openat64_2, proc_open(path, flags, &r), (int dirfd, const char *path, int flags), (dirfd, path, flags))
 
 /* fopen of one of ours: read-only, as the files were. */
 static int proc_fopen(const char *path, const char *mode, FILE **result)
@@ -1843,34 +1830,20 @@ static ino_t proc_ino(const char *path)
 	return (ino_t)(0x4b000000u | (h & 0xffffffu));
 }
 
-/*
- * The stat family: each answers for KLIPS's /proc files (PROC_STAT) and passes anything
- * else to libc. PARAMS is the signature, ARGS the call, both around `path` and `st`.
- */
-#define STAT_WRAPPER(fn, PARAMS, ARGS)            \
-	int fn PARAMS                                  \
-	{                                              \
-		int r;                                     \
-		if (PROC_STAT(st, path, &r))               \
-			return r;                              \
-		NEED(fn, -1);                              \
-		return real_##fn ARGS;                     \
-	}
-
-STAT_WRAPPER(stat, (const char *path, struct stat *st), (path, st))
-STAT_WRAPPER(lstat, (const char *path, struct stat *st), (path, st))
-STAT_WRAPPER(stat64, (const char *path, struct stat64 *st), (path, st))
-STAT_WRAPPER(lstat64, (const char *path, struct stat64 *st), (path, st))
-STAT_WRAPPER(fstatat, (int dirfd, const char *path, struct stat *st, int flags), (dirfd, path, st, flags))
-STAT_WRAPPER(fstatat64, (int dirfd, const char *path, struct stat64 *st, int flags), (dirfd, path, st, flags))
+/* The stat family: each answers for KLIPS's /proc files (PROC_STAT), else libc. */
+PROC_WRAPPER(stat, PROC_STAT(st, path, &r), (const char *path, struct stat *st), (path, st))
+PROC_WRAPPER(lstat, PROC_STAT(st, path, &r), (const char *path, struct stat *st), (path, st))
+PROC_WRAPPER(stat64, PROC_STAT(st, path, &r), (const char *path, struct stat64 *st), (path, st))
+PROC_WRAPPER(lstat64, PROC_STAT(st, path, &r), (const char *path, struct stat64 *st), (path, st))
+PROC_WRAPPER(fstatat, PROC_STAT(st, path, &r), (int dirfd, const char *path, struct stat *st, int flags), (dirfd, path, st, flags))
+PROC_WRAPPER(fstatat64, PROC_STAT(st, path, &r), (int dirfd, const char *path, struct stat64 *st, int flags), (dirfd, path, st, flags))
 /* Binaries built against glibc before 2.33 call these. */
-STAT_WRAPPER(__xstat, (int ver, const char *path, struct stat *st), (ver, path, st))
-STAT_WRAPPER(__lxstat, (int ver, const char *path, struct stat *st), (ver, path, st))
-STAT_WRAPPER(__xstat64, (int ver, const char *path, struct stat64 *st), (ver, path, st))
-STAT_WRAPPER(__lxstat64, (int ver, const char *path, struct stat64 *st), (ver, path, st))
-STAT_WRAPPER(__fxstatat, (int ver, int dirfd, const char *path, struct stat *st, int flags), (ver, dirfd, path, st, flags))
-STAT_WRAPPER(__fxstatat64, (int ver, int dirfd, const char *path, struct stat64 *st, int flags), (ver, dirfd, path, st, flags))
-#undef STAT_WRAPPER
+PROC_WRAPPER(__xstat, PROC_STAT(st, path, &r), (int ver, const char *path, struct stat *st), (ver, path, st))
+PROC_WRAPPER(__lxstat, PROC_STAT(st, path, &r), (int ver, const char *path, struct stat *st), (ver, path, st))
+PROC_WRAPPER(__xstat64, PROC_STAT(st, path, &r), (int ver, const char *path, struct stat64 *st), (ver, path, st))
+PROC_WRAPPER(__lxstat64, PROC_STAT(st, path, &r), (int ver, const char *path, struct stat64 *st), (ver, path, st))
+PROC_WRAPPER(__fxstatat, PROC_STAT(st, path, &r), (int ver, int dirfd, const char *path, struct stat *st, int flags), (ver, dirfd, path, st, flags))
+PROC_WRAPPER(__fxstatat64, PROC_STAT(st, path, &r), (int ver, int dirfd, const char *path, struct stat64 *st, int flags), (ver, dirfd, path, st, flags))
 
 int statx(int dirfd, const char *path, int flags, unsigned mask, struct statx *stx)
 {
@@ -1911,32 +1884,11 @@ static int proc_access(const char *path, int mode, int *result)
 	return 1;
 }
 
-int access(const char *path, int mode)
-{
-	int r;
-	if (proc_access(path, mode, &r))
-		return r;
-	NEED(access, -1);
-	return real_access(path, mode);
-}
+PROC_WRAPPER(access, proc_access(path, mode, &r), (const char *path, int mode), (path, mode))
 
-int faccessat(int dirfd, const char *path, int mode, int flags)
-{
-	int r;
-	if (proc_access(path, mode, &r))
-		return r;
-	NEED(faccessat, -1);
-	return real_faccessat(dirfd, path, mode, flags);
-}
+PROC_WRAPPER(faccessat, proc_access(path, mode, &r), (int dirfd, const char *path, int mode, int flags), (dirfd, path, mode, flags))
 
-int euidaccess(const char *path, int mode)
-{
-	int r;
-	if (proc_access(path, mode, &r))
-		return r;
-	NEED(euidaccess, -1);
-	return real_euidaccess(path, mode);
-}
+PROC_WRAPPER(euidaccess, proc_access(path, mode, &r), (const char *path, int mode), (path, mode))
 
 int eaccess(const char *path, int mode)
 {

@@ -19,7 +19,7 @@
  */
 
 import {
-  AF_INET, AF_INET6, IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP,
+  AF_INET, AF_INET6, ESPINUDP_WITH_NON_ESP, IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP,
   IPSEC_DIR_FWD, IPSEC_DIR_INBOUND, IPSEC_DIR_OUTBOUND, IPSEC_LEVEL_DEFAULT, IPSEC_LEVEL_REQUIRE,
   IPSEC_LEVEL_UNIQUE, IPSEC_LEVEL_USE, IPSEC_MODE_ANY, IPSEC_MODE_TRANSPORT, IPSEC_MODE_TUNNEL,
   IPSEC_POLICY_BYPASS, IPSEC_POLICY_DISCARD, IPSEC_POLICY_ENTRUST, IPSEC_POLICY_IPSEC,
@@ -66,8 +66,7 @@ export const PRIORITY_HIGH = 0x40000000;
 const PRIORITY_OFFSET_POSITIVE_MAX = 0x3fffffff;
 const PRIORITY_OFFSET_NEGATIVE_MAX = 0x40000000;
 
-/** linux/udp.h's UDP_ENCAP_ESPINUDP (RFC 3948), setkey's only NAT-T type, and its port. */
-export const UDP_ENCAP_ESPINUDP = 2;
+/** setkey's NAT-T port (its only NAT-T type is UDP_ENCAP_ESPINUDP: wire's ESPINUDP_WITH_NON_ESP). */
 const DEFAULT_NATT_PORT = 4500;
 
 export const IPPROTO_ICMP = 1;
@@ -385,7 +384,7 @@ function addMessage(type: number, satype: number, p: SaParams, src: Address, dst
   m.xSa2 = { mode: p.mode, sequence: 0, reqid: p.reqid };
   order.push(SADB_EXT_SA, KAME_SADB_X_EXT_SA2);
   if (p.natt) {
-    m.natTType = { type: UDP_ENCAP_ESPINUDP };
+    m.natTType = { type: ESPINUDP_WITH_NON_ESP };
     order.push(KAME_SADB_X_EXT_NAT_T_TYPE);
     if (p.natt.oa) {
       m.natTOa = saAddress(p.natt.oa);
