@@ -17,7 +17,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { INET, INET6, KLIPS, KLIPSD, Testbed, netnsUnavailable, ping, tcpTransfer, until, type Family } from './netns-harness.js';
+import { INET, INET6, KLIPS, KLIPSD, Testbed, netnsUnavailable, NO_HOUSEKEEPING, ping, tcpTransfer, until, type Family } from './netns-harness.js';
 
 const unavailable = netnsUnavailable();
 const skip = unavailable ? `skipped: ${unavailable}` : false;
@@ -42,8 +42,7 @@ s.bind(Number(sport || 0), src, () => s.send(Buffer.from(hex, 'hex'), Number(por
 
 /** tcpdump on the left veth while `during` runs; the lines it printed (outer ND and ARP left out). */
 async function capture(tb: Testbed, during: () => void): Promise<string[]> {
-  const filter = 'not arp and not (icmp6 and (ip6[40] >= 133 and ip6[40] <= 137))';
-  const p = tb.start(tb.left, 'tcpdump', ['-l', '-n', '-i', tb.left.veth, filter]);
+  const p = tb.start(tb.left, 'tcpdump', ['-l', '-n', '-i', tb.left.veth, NO_HOUSEKEEPING]);
   await until('tcpdump', 10_000, () => p.out.join('').includes('listening on'));
   during();
   await new Promise((r) => setTimeout(r, 300));

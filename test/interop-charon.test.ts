@@ -28,7 +28,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { INET, KLIPS, Testbed, netnsUnavailable, sh, tcpTransfer, until } from './netns-harness.js';
+import { INET, KLIPS, Testbed, netnsUnavailable, NO_HOUSEKEEPING, sh, tcpTransfer, until } from './netns-harness.js';
 import { BRIDGE_LIBRARY } from '../src/cli/run.js';
 
 const PFKEY_PREFIX = process.env.KLIPS_CHARON_PFKEY || '/opt/klips-clients/strongswan';
@@ -230,9 +230,7 @@ after(async () => {
 });
 
 test('charon (kernel-pfkey) on klipsd negotiates with charon (kernel-libipsec): SAs and policies in klipsd, ping both ways, 5 MB over TCP, only UDP 500/4500 on the wire', { skip }, async () => {
-  // The veth's own link-local housekeeping is left out: ARP, neighbour discovery, and
-  // IGMP and IPv6 link-scope multicast (MLD reports carry a hop-by-hop header).
-  const filter = 'not arp and not igmp and not (icmp6 and ip6[40] >= 133 and ip6[40] <= 137) and not (ip6 and dst net ff02::/16)';
+  const filter = NO_HOUSEKEEPING; // the veth's own link-local housekeeping left out
   const dump = tb.start(tb.left, 'tcpdump', ['-l', '-n', '-t', '-i', tb.left.veth, filter]);
   await until('tcpdump', 10_000, () => dump.out.join('').includes('listening on'));
 

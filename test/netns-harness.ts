@@ -225,6 +225,14 @@ export async function until(what: string, ms: number, check: () => boolean): Pro
   }
 }
 
+/**
+ * A tcpdump filter for a veth without its own link-local housekeeping, which comes and
+ * goes with the kernel's timers and is no traffic of ours: ARP, IGMP, IPv6 neighbour
+ * discovery (ICMPv6 133..137) and link-scope multicast (MLD reports to ff02::16 carry a
+ * hop-by-hop header, so they are matched by destination, not by ICMPv6 type).
+ */
+export const NO_HOUSEKEEPING = 'not arp and not igmp and not (icmp6 and ip6[40] >= 133 and ip6[40] <= 137) and not (ip6 and dst net ff02::/16)';
+
 /** `count` pings from one side's protected host to the other's; ping's output. */
 export function ping(tb: Testbed, from: 0 | 1, count = 3): string {
   const f = tb.family;
