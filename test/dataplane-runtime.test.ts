@@ -90,6 +90,9 @@ for (const [f, encap, bytes] of COMBOS) {
       // The host's TCP handed over super-segments (TUN offloads): more packets went out than were read.
       const sender = tb.runtime(tb.left);
       assert.ok(sender.paths.xmit.packets > sender.tun.read * 2, `offload in use: ${sender.paths.xmit.packets} packets from ${sender.tun.read} reads`);
+      // And the receiver wrote the segments back merged (TunCoalescer): fewer writes than packets.
+      const receiver = tb.runtime(tb.right);
+      assert.ok(receiver.tun.merged > 0 && receiver.tun.written < receiver.paths.rcv.ipsec / 2, `merged: ${JSON.stringify(receiver.tun)} for ${receiver.paths.rcv.ipsec} packets`);
       for (const s of [tb.left, tb.right]) {
         const v = tb.runtime(s);
         assert.ok(v.tun.read > 0 && v.tun.written > 0, JSON.stringify(v));

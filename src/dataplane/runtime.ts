@@ -36,7 +36,7 @@ import {
   EAGAIN, EINTR, O_CLOEXEC, O_NONBLOCK, POLLIN, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, errnoText, libc, type Libc,
 } from './libc.js';
 import { dataplaneCounters, type DataplaneCounters } from './counters.js';
-import { VNET_HDR_BYTES, offloadedPackets } from './gso.js';
+import { TunCoalescer, VNET_HDR_BYTES, offloadedPackets } from './gso.js';
 import { rcv } from './rcv.js';
 import { openTun, type TunDevice } from './tun.js';
 import { xmit } from './xmit.js';
@@ -66,7 +66,8 @@ export interface RuntimeStats {
   mtu: number;
   encap: Encap;
   udpPort?: number;
-  tun: { read: number; written: number };
+  /** Reads and writes on the TUN device; `merged`: inbound segments written inside another's super-segment. */
+  tun: { read: number; written: number; merged: number };
   carriers: (CarrierStats & { family: string })[];
   turns: number;
   wakes: number;
@@ -92,6 +93,8 @@ export class DataplaneRuntime {
   /** Offloads: where a super-segment's pieces are built, and the header-prefixed write buffer. */
   private readonly segBuf: Buffer;
   private readonly tunOut: Buffer;
+  /** Offloads: the inbound path's TCP segments merged into super-segments (gso.ts). */
+  private readonly gro: TunCoalescer | undefined;
   private readonly pollfds: Buffer;
   private readonly nfds: number;
   private readonly wake: Int32Array = new Int32Array(2);
@@ -131,6 +134,7 @@ export class DataplaneRuntime {
     this.tunBuf = Buffer.allocUnsafeSlow(65536 + VNET_HDR_BYTES);
     this.segBuf = Buffer.allocUnsafeSlow(65536);
     this.tunOut = Buffer.alloc(65536 + VNET_HDR_BYTES);
+    if (this.tun.offload) this.gro = new TunCoalescer((p) => this.writeTun(p), (buf, len) => this.writeHeld(buf, len));
     this.turnBudget = o.batch * 4;
     this.waitSpec.writeBigInt64LE(BigInt(o.waitMicros * 1000), 8);
     const fds = [this.wake[0], this.tun.fd, ...[...this.carriers.values()].map((k) => k.fd)];
@@ -140,7 +144,7 @@ export class DataplaneRuntime {
       this.pollfds.writeInt32LE(fd, i * 8);
       this.pollfds.writeInt16LE(POLLIN, i * 8 + 4);
     });
-    this.memoryBound = this.tunBuf.length + this.segBuf.length + this.tunOut.length + this.carriers.size * 2 * o.batch * (slot + HEADROOM + 64 + 16 + 28 + 64);
+    this.memoryBound = this.tunBuf.length + this.segBuf.length + 2 * this.tunOut.length + this.carriers.size * 2 * o.batch * (slot + HEADROOM + 64 + 16 + 28 + 64);
   }
 
   /** Open the TUN device and the carriers, and start moving packets. Throws RuntimeError/TunError/CarrierError. */
@@ -280,8 +284,12 @@ export class DataplaneRuntime {
           continue;
         }
         const r = rcv(this.engine, d.packet, d, { natTPort: this.o.udpPort, udpCarrier: this.o.encap === 'udp' });
-        if (r.ok && r.kind === 'ipsec') this.writeTun(r.packet);
+        if (r.ok && r.kind === 'ipsec') {
+          if (this.gro) this.gro.add(r.packet);
+          else this.writeTun(r.packet);
+        }
       }
+      this.gro?.flush();
       full = n === k.o.batch;
       if (!full || performance.now() > this.turnEnds) break;
     }
@@ -298,6 +306,12 @@ export class DataplaneRuntime {
       n = this.c.write(this.tun.fd, packet, packet.length);
     }
     if (n < 0) this.counters.drops.tunWrite++;
+    else this.counters.tunWritten++;
+  }
+
+  /** The coalescer's buffer: a virtio_net_hdr and one packet or super-segment. */
+  private writeHeld(buf: Buffer, len: number): void {
+    if (this.c.write(this.tun.fd, buf, len) < 0) this.counters.drops.tunWrite++;
     else this.counters.tunWritten++;
   }
 
@@ -331,7 +345,7 @@ export class DataplaneRuntime {
     const c = this.counters;
     const s: RuntimeStats = {
       interface: this.tun.name, mtu: this.o.mtu, encap: this.o.encap,
-      tun: { read: c.tunRead, written: c.tunWritten },
+      tun: { read: c.tunRead, written: c.tunWritten, merged: this.gro?.merged ?? 0 },
       carriers: [...this.carriers].map(([f, k]) => ({ family: f === AF_INET ? 'inet' : 'inet6', ...k.stats })),
       turns: c.turns, wakes: c.wakes, busyTurns: c.busyTurns, drops: { ...c.drops }, memoryBound: this.memoryBound,
       paths: dataplaneCounters(this.engine),
