@@ -13,6 +13,16 @@
  * On the way out the outbound path's packet is cut back to what the socket adds itself:
  * the IP header (and for UDP any UDP header a NAT-T SA put there, whose port then wins).
  *
+ * UDP carriers also use the kernel's UDP segmentation offloads both ways. Sending, the
+ * packets queued in a row for one destination with one size (the last may be shorter:
+ * what an offloaded TCP read gives, gso.ts) leave as one message with UDP_SEGMENT, so
+ * the kernel builds one skb for up to 64 of them and cuts it at the device (or delivers
+ * it whole to a peer socket that asked for UDP_GRO). Receiving, the socket asks for
+ * UDP_GRO: a run of datagrams may arrive as one buffer with its segment size, and each
+ * piece is handed to the inbound path as its own datagram. A kernel or device that
+ * refuses either (EIO: no checksum offload) turns it off for that carrier, and the
+ * refused packets go out one by one.
+ *
  * The UDP port is shared with the IKE daemon, as KLIPS shared it with pluto's NAT-T
  * socket (RFC 3948: IKE and ESP on one port, told apart by the non-ESP marker): the
  * carrier binds with SO_REUSEPORT and gives the port's group a classic BPF program that
@@ -26,7 +36,7 @@
 
 import { AF_INET, AF_INET6, IPPROTO_ESP } from '../wire/index.js';
 import {
-  EAGAIN, EINTR, IOVEC_BYTES, IPPROTO_IP, IPPROTO_IPV6, IPV6_PKTINFO, IPV6_RECVPKTINFO, IPV6_V6ONLY, IP_HDRINCL,
+  EAGAIN, EINTR, EIO, IOVEC_BYTES, IPPROTO_IP, IPPROTO_IPV6, IPV6_PKTINFO, IPV6_RECVPKTINFO, IPV6_V6ONLY, IP_HDRINCL,
   IP_PKTINFO, MMSGHDR_BYTES, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_RAW, SOL_SOCKET, SO_RCVBUF,
   SO_ATTACH_REUSEPORT_CBPF, SO_REUSEADDR, SO_REUSEPORT, SO_SNDBUF, errnoText, libc, nativeArena, type Libc,
   type NativeArena,
@@ -46,6 +56,20 @@ const CONTROL_BYTES = 64;
 /** Room before each received payload for the headers given back (IPv6 40 + UDP 8). */
 export const HEADROOM = 48;
 const MSG_TRUNC = 0x20;
+const SOL_UDP = 17;
+const UDP_SEGMENT = 103;
+const UDP_GRO = 104;
+/** UDP_SEGMENT's cmsg: cmsghdr (len, level, type) and a u16, padded (CMSG_SPACE(2)). */
+const SEGMENT_CMSG_LEN = 18;
+const SEGMENT_CMSG_SPACE = 24;
+/** At most this many datagrams in one UDP_SEGMENT send (the kernel's UDP_MAX_SEGMENTS before 6.6 raised it). */
+const GSO_MAX_SEGMENTS = 64;
+/** At most this many payload bytes in one UDP_SEGMENT send (below any IP length limit). */
+const GSO_MAX_BYTES = 65000;
+/** A receive slot's size when UDP_GRO may hand over a run of datagrams in one buffer. */
+const GRO_SLOT_BYTES = 65535;
+/** Receive slots of that size (2 MB per carrier). */
+const GRO_SLOTS = 32;
 
 export class CarrierError extends Error {}
 
@@ -60,16 +84,20 @@ class Batch {
   private readonly nameOff: number;
   private readonly ctlOff: number;
   private readonly iovOff: number;
+  /** Sending: the messages as sendmmsg takes them, each one slot or a UDP_SEGMENT run of slots. */
+  readonly msgs: Buffer;
 
   constructor(readonly count: number, readonly slotBytes: number) {
     this.hdrOff = 0;
     this.iovOff = count * MMSGHDR_BYTES;
     this.nameOff = this.iovOff + count * IOVEC_BYTES;
     this.ctlOff = this.nameOff + count * SOCKADDR_BYTES;
-    const dataOff = this.ctlOff + count * CONTROL_BYTES;
+    const msgOff = this.ctlOff + count * CONTROL_BYTES;
+    const dataOff = msgOff + count * MMSGHDR_BYTES;
     this.arena = nativeArena(dataOff + count * (HEADROOM + slotBytes));
     const b = this.arena.buf;
     this.vec = b.subarray(0, this.iovOff);
+    this.msgs = b.subarray(msgOff, dataOff);
     this.slots = [];
     for (let i = 0; i < count; i++) {
       const data = dataOff + i * (HEADROOM + slotBytes);
@@ -118,10 +146,51 @@ class Batch {
     return this.arena.buf.subarray(off, off + Math.min(len, CONTROL_BYTES));
   }
 
-  /** Make this a sending batch: no control data in any entry (set once). */
+  /** Make this a sending batch: no control data in any slot's entry until a message asks (set once). */
   forSending(): this {
-    for (let i = 0; i < this.count; i++) this.arena.buf.fill(0, i * MMSGHDR_BYTES + 32, i * MMSGHDR_BYTES + 48);
+    for (let i = 0; i < this.count; i++) this.arena.buf.fill(0, i * MMSGHDR_BYTES + 40, i * MMSGHDR_BYTES + 48);
     return this;
+  }
+
+  /** Message m of a send starts as slot i's entry (one datagram, no control data). */
+  startMessage(m: number, i: number): void {
+    this.arena.buf.copy(this.msgs, m * MMSGHDR_BYTES, i * MMSGHDR_BYTES, (i + 1) * MMSGHDR_BYTES);
+  }
+
+  /** Message m, which starts at slot i, carries `segments` slots cut at `size` bytes (UDP_SEGMENT). */
+  segmentMessage(m: number, i: number, segments: number, size: number): void {
+    const h = m * MMSGHDR_BYTES;
+    this.msgs.writeUInt32LE(segments, h + 24);
+    if (segments !== 2) return;
+    this.msgs.writeUInt32LE(SEGMENT_CMSG_SPACE, h + 40);
+    const b = this.arena.buf;
+    const c = this.ctlOff + i * CONTROL_BYTES;
+    b.writeUInt32LE(SEGMENT_CMSG_LEN, c);
+    b.writeUInt32LE(0, c + 4);
+    b.writeInt32LE(SOL_UDP, c + 8);
+    b.writeInt32LE(UDP_SEGMENT, c + 12);
+    b.writeUInt16LE(size, c + 16);
+  }
+
+  /** Slots i+1 … i+n-1 sent alone, to slot i's destination (a refused UDP_SEGMENT run, one by one). */
+  copyName(i: number, n: number, nameLen: number): void {
+    const b = this.arena.buf;
+    for (let k = i + 1; k < i + n; k++) {
+      b.copy(b, this.nameOff + k * SOCKADDR_BYTES, this.nameOff + i * SOCKADDR_BYTES, this.nameOff + i * SOCKADDR_BYTES + SOCKADDR_BYTES);
+      b.writeUInt32LE(nameLen, k * MMSGHDR_BYTES + 8);
+    }
+  }
+
+  /** The UDP_GRO segment size in received entry i's control data, or 0. */
+  groSize(i: number): number {
+    const ctl = this.control(i);
+    for (let off = 0; off + 16 <= ctl.length;) {
+      const len = ctl.readUInt32LE(off);
+      if (len < 16) return 0;
+      if (ctl.readInt32LE(off + 8) === SOL_UDP && ctl.readInt32LE(off + 12) === UDP_GRO && len >= 20) return ctl.readInt32LE(off + 16);
+      off += (len + 7) & ~7;
+    }
+    return 0;
   }
 
   /** Before a send of slot i: `len` payload bytes to the address already in name(i). */
@@ -154,6 +223,9 @@ export interface CarrierStats {
   sendErrors: number;
   /** The last send errno, as a name. */
   lastSendError?: string;
+  /** Messages sent as a UDP_SEGMENT run (several datagrams each), and buffers received as a UDP_GRO run. */
+  gsoSends: number;
+  groReceives: number;
 }
 
 export interface CarrierOptions {
@@ -202,16 +274,38 @@ function setInt(c: Libc, fd: number, level: number, name: number, value: number)
   return c.setsockopt(fd, level, name, v, 4) === 0;
 }
 
+function sameBytes(a: Uint8Array, at: number, b: Uint8Array, n: number): boolean {
+  for (let k = 0; k < n; k++) if (a[at + k] !== b[k]) return false;
+  return true;
+}
+
 export class Carrier {
-  readonly stats: CarrierStats = { received: 0, sent: 0, receiveBatches: 0, sendBatches: 0, truncated: 0, sendErrors: 0 };
+  readonly stats: CarrierStats = { received: 0, sent: 0, receiveBatches: 0, sendBatches: 0, truncated: 0, sendErrors: 0, gsoSends: 0, groReceives: 0 };
   readonly fd: number;
   private readonly c: Libc;
   private readonly rx: Batch;
   private readonly tx: Batch;
-  /** Packets waiting in tx for the next flush. */
+  /** Packets waiting in tx for the next flush (slots 0..pending-1), in `messages` messages. */
   private pending = 0;
+  private messages = 0;
+  /** Each message's first slot and slot count. */
+  private readonly msgFirst: Int32Array;
+  private readonly msgSlots: Int32Array;
+  /** The message being built: its datagram size (the first's), bytes, destination; closed by a shorter one. */
+  private runSize = 0;
+  private runBytes = 0;
+  private runPort = 0;
+  private runClosed = true;
+  private readonly runDst = new Uint8Array(16);
+  /** UDP segmentation offloads in use (UDP carriers, until the kernel refuses them). */
+  private gso: boolean;
+  readonly gro: boolean;
   /** What the last receive gave (0..got-1 are valid). */
   private got = 0;
+  /** The received entry whose pieces datagram() is handing out: its segment size and local address. */
+  private curEntry = -1;
+  private curSize = 0;
+  private curDst: Buffer | undefined;
 
   constructor(readonly o: CarrierOptions) {
     this.c = libc();
@@ -248,8 +342,18 @@ export class Carrier {
       ok(`bind to port ${o.port}`, c.bind(fd, sa, o.family === AF_INET ? 16 : 28) === 0);
       ok('SO_ATTACH_REUSEPORT_CBPF', attachSteering(c, fd));
     }
-    this.rx = new Batch(o.batch, o.slotBytes);
+    this.gso = !raw;
+    // (A kernel without UDP_GRO refuses the option: datagrams then come one by one.)
+    this.gro = !raw && setInt(c, fd, SOL_UDP, UDP_GRO, 1);
+    this.rx = this.gro ? new Batch(Math.min(o.batch, GRO_SLOTS), GRO_SLOT_BYTES) : new Batch(o.batch, o.slotBytes);
     this.tx = new Batch(o.batch, o.slotBytes).forSending();
+    this.msgFirst = new Int32Array(o.batch);
+    this.msgSlots = new Int32Array(o.batch);
+  }
+
+  /** Bytes of native memory the carrier holds (its two batches). */
+  get memoryBytes(): number {
+    return this.rx.arena.buf.length + this.tx.arena.buf.length;
   }
 
   describe(): string {
@@ -269,27 +373,59 @@ export class Carrier {
     }
     this.stats.receiveBatches++;
     this.stats.received += n;
+    this.curEntry = -1;
     return (this.got = n);
   }
 
-  /** Received datagram i of the last batch, with its outer header given back. */
-  datagram(i: number): Received {
+  /** How many datagrams received entry i holds: 1, or a UDP_GRO run's count. */
+  segments(i: number): number {
+    this.enter(i);
+    if (this.curSize === 0) return 1;
+    const n = Math.ceil(this.rx.received(i) / this.curSize);
+    if (n > 1) {
+      this.stats.received += n - 1;
+      this.stats.groReceives++;
+    }
+    return Math.max(n, 1);
+  }
+
+  /** Entry i's control data read once: its UDP_GRO segment size and the local address. */
+  private enter(i: number): void {
+    if (this.curEntry === i) return;
+    this.curEntry = i;
     const b = this.rx;
-    const len = b.received(i);
+    this.curSize = this.gro ? b.groSize(i) : 0;
+    this.curDst = this.o.encap === 'raw' && this.o.family === AF_INET ? undefined : this.localAddress(b.control(i), this.o.family === AF_INET);
+  }
+
+  /**
+   * Received datagram i of the last batch (piece `seg` of a UDP_GRO run), with its outer
+   * header given back. The header of a piece is written over the end of the piece before
+   * it: take the pieces in order, each done with before the next.
+   */
+  datagram(i: number, seg = 0): Received {
+    const b = this.rx;
+    this.enter(i);
+    let len = b.received(i);
+    let at = HEADROOM;
+    if (this.curSize > 0) {
+      at += seg * this.curSize;
+      len = Math.min(this.curSize, len - seg * this.curSize);
+    }
     const slot = b.slots[i];
-    const truncated = (b.flags(i) & MSG_TRUNC) !== 0 || len > b.slotBytes;
-    if (truncated) this.stats.truncated++;
+    const truncated = (b.flags(i) & MSG_TRUNC) !== 0 || at - HEADROOM + len > b.slotBytes;
+    if (truncated && seg === 0) this.stats.truncated++;
     const name = b.name(i);
     const port = name.readUInt16BE(2);
     const v4 = this.o.family === AF_INET;
     const src = v4 ? name.subarray(4, 8) : name.subarray(8, 24);
     const addr = formatAddress(this.o.family, src);
-    if (this.o.encap === 'raw' && v4) return { packet: slot.subarray(HEADROOM, HEADROOM + Math.min(len, b.slotBytes)), addr, port, truncated };
-    const dst = this.localAddress(b.control(i), v4);
+    if (this.o.encap === 'raw' && v4) return { packet: slot.subarray(at, at + Math.min(len, b.slotBytes)), addr, port, truncated };
+    const dst = this.curDst;
     const udp = this.o.encap === 'udp';
     const head = (v4 ? 20 : 40) + (udp ? 8 : 0);
-    const start = HEADROOM - head;
-    const total = head + Math.min(len, b.slotBytes);
+    const start = at - head;
+    const total = head + Math.max(0, Math.min(len, b.slotBytes - (at - HEADROOM)));
     const p = slot.subarray(start, start + total);
     const protocol = udp ? IPPROTO_UDP : IPPROTO_ESP;
     if (v4) {
@@ -342,44 +478,98 @@ export class Carrier {
     const i = this.pending++;
     const slot = this.tx.slots[i];
     slot.set(packet.subarray(from), HEADROOM);
+    this.tx.prepareSend(i, len, v4 ? 16 : 28);
+    const dstAt = v4 ? 16 : 24;
+    const dstLen = v4 ? 4 : 16;
+    if (this.gso && !this.runClosed && len <= this.runSize && port === this.runPort && this.runBytes + len <= GSO_MAX_BYTES &&
+        this.msgSlots[this.messages - 1] < GSO_MAX_SEGMENTS && sameBytes(packet, dstAt, this.runDst, dstLen)) {
+      // One more datagram of the run: the kernel cuts it off the message at runSize.
+      const m = this.messages - 1;
+      const n = ++this.msgSlots[m];
+      this.tx.segmentMessage(m, this.msgFirst[m], n, this.runSize);
+      this.runBytes += len;
+      if (len < this.runSize) this.runClosed = true;
+      return true;
+    }
     const name = this.tx.name(i);
     name.fill(0);
     name.writeUInt16LE(this.o.family, 0);
     name.writeUInt16BE(this.o.encap === 'udp' ? port : 0, 2);
-    if (v4) name.set(packet.subarray(16, 20), 4);
-    else name.set(packet.subarray(24, 40), 8);
-    this.tx.prepareSend(i, len, v4 ? 16 : 28);
+    name.set(packet.subarray(dstAt, dstAt + dstLen), v4 ? 4 : 8);
+    const m = this.messages++;
+    this.tx.startMessage(m, i);
+    this.msgFirst[m] = i;
+    this.msgSlots[m] = 1;
+    this.runSize = len;
+    this.runBytes = len;
+    this.runPort = port;
+    this.runClosed = false;
+    for (let k = 0; k < dstLen; k++) this.runDst[k] = packet[dstAt + k];
     return true;
   }
 
-  /** Send what is queued. Returns how many were dropped (refused by the socket). */
+  /** Send what is queued. Returns how many datagrams were dropped (refused by the socket). */
   flush(): number {
     let dropped = 0;
     let at = 0;
-    while (at < this.pending) {
-      const vec = at === 0 ? this.tx.vec : this.tx.vec.subarray(at * MMSGHDR_BYTES);
-      const n = this.c.sendmmsg(this.fd, vec, this.pending - at, MSG_DONTWAIT);
+    const total = this.messages;
+    while (at < total) {
+      const vec = at === 0 ? this.tx.msgs : this.tx.msgs.subarray(at * MMSGHDR_BYTES);
+      const n = this.c.sendmmsg(this.fd, vec, total - at, MSG_DONTWAIT);
       if (n < 0) {
         const e = this.c.errno();
         if (e === EINTR) continue;
-        // The first packet of the rest was refused: drop it, try the others.
+        const slots = this.msgSlots[at];
+        if (slots > 1 && e !== EAGAIN) {
+          // The run was refused as a run (EIO: the device cannot checksum it; EINVAL/EMSGSIZE:
+          // the route's MTU): its datagrams go one by one, and after EIO no run is tried again.
+          if (e === EIO) this.gso = false;
+          dropped += this.sendAlone(this.msgFirst[at], slots);
+          at++;
+          continue;
+        }
+        // The first message of the rest was refused: drop it, try the others; when the send
+        // buffer is full (EAGAIN) the rest would be refused too.
+        let lost = slots;
+        at++;
+        if (e === EAGAIN) for (; at < total; at++) lost += this.msgSlots[at];
+        this.stats.sendErrors += lost;
+        this.stats.lastSendError = errnoText(e);
+        dropped += lost;
+      }
+      this.stats.sendBatches++;
+      for (let m = at; m < at + n; m++) {
+        this.stats.sent += this.msgSlots[m];
+        if (this.msgSlots[m] > 1) this.stats.gsoSends++;
+      }
+      at += n;
+    }
+    this.pending = 0;
+    this.messages = 0;
+    this.runClosed = true;
+    return dropped;
+  }
+
+  /** Slots first … first+n-1 sent as single datagrams (their own entries); returns how many were refused. */
+  private sendAlone(first: number, n: number): number {
+    this.tx.copyName(first, n, this.o.family === AF_INET ? 16 : 28);
+    let at = 0;
+    let dropped = 0;
+    while (at < n) {
+      const r = this.c.sendmmsg(this.fd, this.tx.vec.subarray((first + at) * MMSGHDR_BYTES), n - at, MSG_DONTWAIT);
+      if (r < 0) {
+        const e = this.c.errno();
+        if (e === EINTR) continue;
         this.stats.sendErrors++;
         this.stats.lastSendError = errnoText(e);
         dropped++;
         at++;
-        if (e === EAGAIN) {
-          // Send buffer full: the rest would be refused too.
-          this.stats.sendErrors += this.pending - at;
-          dropped += this.pending - at;
-          break;
-        }
         continue;
       }
       this.stats.sendBatches++;
-      this.stats.sent += n;
-      at += n;
+      this.stats.sent += r;
+      at += r;
     }
-    this.pending = 0;
     return dropped;
   }
 

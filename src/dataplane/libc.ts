@@ -38,6 +38,7 @@ export const POLLIN = 0x1;
 export const MSG_DONTWAIT = 0x40;
 export const EAGAIN = 11;
 export const EINTR = 4;
+export const EIO = 5;
 
 /** TUN ioctls and flags (linux/if_tun.h), interface ioctls (linux/sockios.h). */
 export const TUNSETIFF = 0x400454ca;

@@ -28,7 +28,7 @@ import fs from 'node:fs';
 import type { Engine } from '../engine/engine.js';
 import type { Eroute } from '../spd/eroute-table.js';
 import { AF_INET, AF_INET6 } from '../wire/index.js';
-import { Carrier, HEADROOM, type CarrierStats } from './carrier.js';
+import { Carrier, type CarrierStats } from './carrier.js';
 import { DEFAULT_RUNTIME, type Encap, type RuntimeOptions } from './runtime-options.js';
 
 export { DEFAULT_RUNTIME, type Encap, type RuntimeOptions };
@@ -144,7 +144,7 @@ export class DataplaneRuntime {
       this.pollfds.writeInt32LE(fd, i * 8);
       this.pollfds.writeInt16LE(POLLIN, i * 8 + 4);
     });
-    this.memoryBound = this.tunBuf.length + this.segBuf.length + 2 * this.tunOut.length + this.carriers.size * 2 * o.batch * (slot + HEADROOM + 64 + 16 + 28 + 64);
+    this.memoryBound = this.tunBuf.length + this.segBuf.length + 2 * this.tunOut.length + [...this.carriers.values()].reduce((n, k) => n + k.memoryBytes, 0);
   }
 
   /** Open the TUN device and the carriers, and start moving packets. Throws RuntimeError/TunError/CarrierError. */
@@ -278,15 +278,18 @@ export class DataplaneRuntime {
     for (let round = 0; round < 4; round++) {
       const n = k.receive();
       for (let i = 0; i < n; i++) {
-        const d = k.datagram(i);
-        if (d.truncated) {
-          this.counters.drops.truncated++;
-          continue;
-        }
-        const r = rcv(this.engine, d.packet, d, { natTPort: this.o.udpPort, udpCarrier: this.o.encap === 'udp' });
-        if (r.ok && r.kind === 'ipsec') {
-          if (this.gro) this.gro.add(r.packet);
-          else this.writeTun(r.packet);
+        const pieces = k.segments(i);
+        for (let seg = 0; seg < pieces; seg++) {
+          const d = k.datagram(i, seg);
+          if (d.truncated) {
+            this.counters.drops.truncated++;
+            break;
+          }
+          const r = rcv(this.engine, d.packet, d, { natTPort: this.o.udpPort, udpCarrier: this.o.encap === 'udp' });
+          if (r.ok && r.kind === 'ipsec') {
+            if (this.gro) this.gro.add(r.packet);
+            else this.writeTun(r.packet);
+          }
         }
       }
       this.gro?.flush();
