@@ -21,6 +21,7 @@ import {
   IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6, buildIPv6Header, pseudoHeaderSum, espInput, toTransformSA,
 } from '../src/dataplane/index.js';
 import { parseIPv6 } from '../src/wire/index.js';
+import { warmUp } from '../src/dataplane/warmup.js';
 
 const W = '192.0.2.1';
 const E = '192.0.2.2';
@@ -451,4 +452,16 @@ test('IPCOMP in transport mode (comp → esp out, esp → comp in): compressed a
     assert.equal(hex(r.packet), hex(inner));
     assert.deepEqual(r.sas.map((s) => s.proto), sas);
   }
+});
+
+test('warm-up: every packet of every suite crosses the private engines, and nothing of them reaches a real engine', () => {
+  const p = pair();
+  espTunnel(p);
+  const before = JSON.stringify(dataplaneCounters(p.west.engine));
+  const sas = p.west.engine.sadb.size;
+  // 3 suites × (1500/8 rounds × (8 segments + 1 ACK)).
+  assert.equal(warmUp(), 3 * Math.ceil(1500 / 8) * 9);
+  assert.equal(warmUp(16), 3 * 2 * 9);
+  assert.equal(JSON.stringify(dataplaneCounters(p.west.engine)), before);
+  assert.equal(p.west.engine.sadb.size, sas);
 });

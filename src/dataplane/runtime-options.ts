@@ -31,6 +31,8 @@ export interface RuntimeOptions {
   turnMs: number;
   /** Take checksum and TCP segmentation offloads from the TUN device (gso.ts). */
   offload: boolean;
+  /** Run the paths over private engines before the first packet, so V8 has compiled them (warmup.ts). */
+  warmUp: boolean;
   /** Address families to carry ESP over (a family whose socket cannot open is left out, logged). */
   families: readonly number[];
   log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
@@ -47,5 +49,6 @@ export const DEFAULT_RUNTIME: Omit<RuntimeOptions, 'log'> = {
   waitMicros: 200,
   turnMs: 1,
   offload: true,
+  warmUp: true,
   families: [AF_INET, AF_INET6],
 };

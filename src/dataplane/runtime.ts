@@ -39,6 +39,7 @@ import { dataplaneCounters, type DataplaneCounters } from './counters.js';
 import { TunCoalescer, VNET_HDR_BYTES, offloadedPackets } from './gso.js';
 import { rcv } from './rcv.js';
 import { openTun, type TunDevice } from './tun.js';
+import { warmUp } from './warmup.js';
 import { xmit } from './xmit.js';
 
 const IPPROTO_RAW = 255;
@@ -151,6 +152,11 @@ export class DataplaneRuntime {
   static start(engine: Engine, opts: Partial<RuntimeOptions> = {}): DataplaneRuntime {
     const o: RuntimeOptions = { ...DEFAULT_RUNTIME, ...opts };
     const rt = new DataplaneRuntime(engine, o);
+    if (o.warmUp) {
+      const t0 = performance.now();
+      const crossed = warmUp();
+      o.log?.('info', 'data plane paths compiled', { packets: crossed, ms: Math.round(performance.now() - t0) });
+    }
     engine.onRelease = (e, packets) => rt.release(e, packets);
     rt.attach(true);
     rt.arm();
