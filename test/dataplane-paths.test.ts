@@ -22,6 +22,7 @@ import {
 } from '../src/dataplane/index.js';
 import { parseIPv6 } from '../src/wire/index.js';
 import { warmUp } from '../src/dataplane/warmup.js';
+import { espCrypto } from '../src/dataplane/index.js';
 
 const W = '192.0.2.1';
 const E = '192.0.2.2';
@@ -464,4 +465,42 @@ test('warm-up: every packet of every suite crosses the private engines, and noth
   assert.equal(warmUp(16), 3 * 2 * 9);
   assert.equal(JSON.stringify(dataplaneCounters(p.west.engine)), before);
   assert.equal(p.west.engine.sadb.size, sas);
+});
+
+test('rcv in place (the runtime\'s receive slots): the same verdicts, packets and counters as a copying rcv, for ESP and NAT-T ESP in UDP', () => {
+  const natT = { natTType: { type: ESPINUDP_WITH_NON_ESP }, natTSport: { port: 4500 }, natTDport: { port: 4500 } };
+  // Two receivers with the same SAs (the keys are fixed patterns): one copies, one works in place.
+  const a = pair();
+  const b = pair();
+  for (const p of [a, b]) {
+    espTunnel(p);
+    for (const c of [p.wc, p.ec]) c.ok(addReq({ spi: 0x600, src: W, dst: E, extra: natT }), 'ADD esp natT');
+    p.wc.ok(addflowReq({ satype: SADB_SATYPE_ESP, spi: 0x600, said_dst: E, src: W, srcMask: '255.255.255.255', dst: E, dstMask: '255.255.255.255' }), 'ADDFLOW');
+    p.wc.raw();
+  }
+  const inners = [udpPacket('10.1.0.5', '10.2.0.7', 1300), udpPacket('10.1.0.5', '10.2.0.7', 3), udpPacket(W, E, 700), udpPacket(W, E, 1)];
+  for (const [i, inner] of inners.entries()) {
+    const x = xmit(a.west.engine, inner);
+    assert.ok(x.ok);
+    const wire = Buffer.from(x.out.packet);
+    const copying = rcv(a.east.engine, Buffer.from(wire));
+    const slot = Buffer.concat([Buffer.alloc(16), wire]).subarray(16);
+    const inPlace = rcv(b.east.engine, slot, undefined, { inPlace: true });
+    assert.ok(copying.ok && inPlace.ok && copying.kind === 'ipsec' && inPlace.kind === 'ipsec', `packet ${i}`);
+    assert.equal(hex(inPlace.packet), hex(inner), `packet ${i}: the inner packet`);
+    assert.equal(hex(copying.packet), hex(inner));
+    assert.deepEqual(inPlace.sas, copying.sas);
+    // In place means in the slot (libcrypto's EVP; node:crypto's decipher always gives a new buffer).
+    if (espCrypto() === 'evp') assert.equal(inPlace.packet.buffer, slot.buffer, `packet ${i}: decrypted where it lay`);
+  }
+  // A corrupted one fails the same way.
+  const x = xmit(a.west.engine, inners[0]);
+  assert.ok(x.ok);
+  const bad = Buffer.from(x.out.packet);
+  bad[bad.length - 5] ^= 1;
+  const r1 = rcv(a.east.engine, Buffer.from(bad));
+  const r2 = rcv(b.east.engine, Buffer.from(bad), undefined, { inPlace: true });
+  assert.deepEqual([r1.ok, (r1 as { reason: string }).reason], [false, 'icv']);
+  assert.deepEqual([r2.ok, (r2 as { reason: string }).reason], [false, 'icv']);
+  assert.deepEqual(dataplaneCounters(b.east.engine).rcv, dataplaneCounters(a.east.engine).rcv);
 });

@@ -26,10 +26,12 @@ export interface SaCipher {
    */
   encrypt(buf: Buffer, off: number, len: number, iv: Buffer, aad: Buffer | undefined, tagOff: number): void;
   /**
-   * Decrypt src[off, off + len) into a new Buffer (src is left as it was). GCM checks the
-   * tag at src[tagOff, …) against `aad` and the ciphertext: undefined when it fails.
+   * Decrypt src[off, off + len) into a new Buffer (src is left as it was), or with
+   * `inPlace` over the ciphertext itself where the backend can (the answer is then a view
+   * of src; where it cannot, a new Buffer as before). GCM checks the tag at src[tagOff, …)
+   * against `aad` and the ciphertext: undefined when it fails.
    */
-  decrypt(src: Buffer, off: number, len: number, iv: Buffer, aad: Buffer | undefined, tagOff: number): Buffer | undefined;
+  decrypt(src: Buffer, off: number, len: number, iv: Buffer, aad: Buffer | undefined, tagOff: number, inPlace?: boolean): Buffer | undefined;
 }
 
 /** One SA's HMAC, truncated to the algorithm's ICV length. */

@@ -173,7 +173,7 @@ export function espSeal(sa: TransformSA, input: EspSealInput): Result<{ esp: Buf
  * Verify and decrypt the ESP at b[espOff, b.length): the plaintext (a new buffer; with
  * NULL encryption a view into b) with the payload in plain[0, end).
  */
-function open(sa: TransformSA, b: Buffer, espOff: number, seqHi: number): Result<{ plain: Buffer; end: number; nextHeader: number }> {
+function open(sa: TransformSA, b: Buffer, espOff: number, seqHi: number, inPlace = false): Result<{ plain: Buffer; end: number; nextHeader: number }> {
   const pr = prepareSA(sa);
   if (!pr.ok) return pr;
   const p = pr.prepared;
@@ -191,7 +191,7 @@ function open(sa: TransformSA, b: Buffer, espOff: number, seqHi: number): Result
   let plain: Buffer;
   if (p.cipher) {
     const aad = enc.mode === 'gcm' ? gcmAad(b, espOff, sa.esn === true, seqHi) : undefined;
-    const d = p.cipher.decrypt(b, ctOff, ctLen, cipherIv(p, b, ivOff), aad, icvOff);
+    const d = p.cipher.decrypt(b, ctOff, ctLen, cipherIv(p, b, ivOff), aad, icvOff, inPlace);
     if (!d) return drop('icv');
     plain = d;
   } else plain = slice(b, ctOff, icvOff);
@@ -273,6 +273,8 @@ export interface EspInputOptions {
   seqHi?: number;
   /** Tunnel mode: require the outer source to be the SA's source (default true). */
   policyCheck?: boolean;
+  /** Decrypt over the packet's own bytes (the caller gives up the input; the runtime's receive slots). */
+  inPlace?: boolean;
 }
 
 export interface EspInputResult {
@@ -299,7 +301,7 @@ export function espInput(sa: TransformSA, packet: Uint8Array, opts: EspInputOpti
     if (!c.ok) return c;
     seqHi = c.seqHi;
   }
-  const o = open(sa, b, espOff, seqHi);
+  const o = open(sa, b, espOff, seqHi, opts.inPlace === true);
   if (!o.ok) return o;
   const nh = o.nextHeader;
   const tunnel = opts.mode === 'tunnel';

@@ -241,7 +241,7 @@ class EvpCipher implements SaCipher {
     for (let i = 0; i < this.#tagBytes; i++) buf[tagOff + i] = scratch[TAG + i];
   }
 
-  decrypt(src: Buffer, off: number, len: number, iv: Buffer, aad: Buffer | undefined, tagOff: number): Buffer | undefined {
+  decrypt(src: Buffer, off: number, len: number, iv: Buffer, aad: Buffer | undefined, tagOff: number, inPlace = false): Buffer | undefined {
     const e = this.#e;
     const ctx = this.#decCtx;
     const s = scratchAddress(e);
@@ -251,8 +251,9 @@ class EvpCipher implements SaCipher {
       if (e.cipherCtrl(ctx, EVP_CTRL_AEAD_SET_TAG, this.#tagBytes, from + tagOff) !== 1) failed('EVP_CIPHER_CTX_ctrl (tag)');
       if (e.cipherUpdate(ctx, 0, s + OUTL, this.#aad.of(e, aad!), aad!.length) !== 1) failed('EVP_CipherUpdate (AAD)');
     }
-    const plain = packetBuffer(len);
-    if (e.cipherUpdate(ctx, addressOf(e, plain), s + OUTL, from + off, len) !== 1 || outLen[0] !== len) failed('EVP_CipherUpdate');
+    const plain = inPlace ? src.subarray(off, off + len) : packetBuffer(len);
+    const to = inPlace ? from + off : addressOf(e, plain);
+    if (e.cipherUpdate(ctx, to, s + OUTL, from + off, len) !== 1 || outLen[0] !== len) failed('EVP_CipherUpdate');
     // GCM's final checks the tag: anything but 1 is a forgery or corruption.
     if (this.#gcm && e.cipherFinal(ctx, s + SINK, s + OUTL) !== 1) return undefined;
     return plain;

@@ -13,7 +13,8 @@
 import { ESPINUDP_WITH_NON_IKE, IPPROTO_ESP } from '../wire/constants.js';
 import { drop, type Result } from './drop.js';
 import {
-  IPPROTO_UDP, assemble, findHeader, locateInbound, internetChecksum, parseIp, pseudoHeaderSum, refreshTransportChecksum,
+  IPPROTO_UDP, IPV6_HEADER_BYTES, assemble, findHeader, locateInbound, internetChecksum, parseIp, pseudoHeaderSum,
+  refreshIPv4Checksum, refreshTransportChecksum,
 } from './packet.js';
 import { DEFAULT_NATT, type TransformSA } from './sa.js';
 
@@ -63,7 +64,7 @@ export type NattInbound =
  * Classify and unwrap a UDP packet received on the NAT-T port. `type` is the SA's (or
  * socket's) encapsulation: ESPINUDP_WITH_NON_ESP (RFC 3948, default) or _NON_IKE.
  */
-export function nattDecap(packet: Uint8Array, type = DEFAULT_NATT.type): Result<NattInbound> {
+export function nattDecap(packet: Uint8Array, type = DEFAULT_NATT.type, inPlace = false): Result<NattInbound> {
   const at = locateInbound(packet, IPPROTO_UDP);
   if (!at.ok) return at;
   const ip = at.ip;
@@ -87,6 +88,20 @@ export function nattDecap(packet: Uint8Array, type = DEFAULT_NATT.type): Result<
     esp = data;
   }
   if (esp.length < 8) return drop('too-short');
+  if (inPlace && esp.byteOffset - b.byteOffset === off + UDP_HEADER_BYTES) {
+    // The IP header moves up over the UDP header: no copy of the ESP.
+    const gap = UDP_HEADER_BYTES;
+    b.copyWithin(gap, 0, off);
+    const q = b.subarray(gap);
+    q[at.at.protocolField] = IPPROTO_ESP;
+    if (ip.version === 4) {
+      q.writeUInt16BE(q.length, 2);
+      refreshIPv4Checksum(q);
+    } else {
+      q.writeUInt16BE(q.length - IPV6_HEADER_BYTES, 4);
+    }
+    return { ok: true, kind: 'esp', packet: q, sport, dport };
+  }
   const r = assemble(b.subarray(0, off), at.at.protocolField, IPPROTO_ESP, esp);
   if (!r.ok) return r;
   return { ok: true, kind: 'esp', packet: r.packet, sport, dport };

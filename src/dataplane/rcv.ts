@@ -72,6 +72,12 @@ export interface RcvOptions extends PathOptions {
    * accepts ESP in UDP too. Otherwise ESP in UDP is only for NAT-T SAs.
    */
   udpCarrier?: boolean;
+  /**
+   * The packet's bytes are the path's to reuse (the runtime's receive slots): NAT-T's UDP
+   * header is taken out and ESP decrypted where they lie, with no copy. The input is
+   * overwritten, so a caller that keeps it (a test, a replay) leaves this off.
+   */
+  inPlace?: boolean;
 }
 
 const IPSEC_PROTOS = [IPPROTO_ESP, IPPROTO_AH, IPPROTO_COMP, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP] as const;
@@ -151,7 +157,7 @@ function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opt
   let natt: { addr: string; port: number } | undefined;
   if (nh?.proto === IPPROTO_UDP) {
     if (nh.offset + 4 > pkt.length || pkt.readUInt16BE(nh.offset + 2) !== natTPort) return { ok: true, kind: 'not-ipsec', packet: pkt };
-    const d = nattDecap(pkt);
+    const d = nattDecap(pkt, DEFAULT_NATT.type, opts.inPlace === true);
     if (!d.ok) return d;
     trace?.({ step: 'natt', kind: d.kind, sport: d.sport, dport: d.dport });
     if (d.kind !== 'esp') return { ok: true, kind: d.kind, packet: pkt };
@@ -193,7 +199,7 @@ function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opt
       }
       const arrived = pkt.length;
       const guard = trace || opts.dryRun ? new TracedReplay(runtimeOf(sa).replay, opts.dryRun === true) : undefined;
-      const r = decap(sa, pkt, guard);
+      const r = decap(sa, pkt, guard, opts.inPlace === true);
       if (trace && guard && sa.said.proto !== IPPROTO_COMP) traceVerdicts(trace, sa, guard, r);
       if (!r.ok) return { ok: false, reason: r.reason, said };
       if (natt && !prev && sa.natT && (natt.addr !== sa.src.addr || natt.port !== sa.natT.sport)) {
@@ -259,13 +265,13 @@ function spiAt(b: Buffer, proto: number, off: number): number | undefined {
 }
 
 /** One SA's decapsulation; `guard` stands in for the SA's replay window when tracing. */
-function decap(sa: SA, pkt: Buffer, guard?: ReplayGuard): { ok: true; packet: Buffer; nextHeader?: number } | { ok: false; reason: PathDropReason } {
+function decap(sa: SA, pkt: Buffer, guard: ReplayGuard | undefined, inPlace: boolean): { ok: true; packet: Buffer; nextHeader?: number } | { ok: false; reason: PathDropReason } {
   const rt = runtimeOf(sa);
   const mode = sa.kame?.mode === IPSEC_MODE_TUNNEL ? 'tunnel' : 'transport';
   if (sa.kame !== undefined && sa.kame.mode === IPSEC_MODE_BEET) return { ok: false, reason: 'unsupported' };
   switch (sa.said.proto) {
     case IPPROTO_ESP:
-      return espInput(rt.tsa, pkt, { mode, replay: guard ?? rt.replay });
+      return espInput(rt.tsa, pkt, { mode, replay: guard ?? rt.replay, inPlace });
     case IPPROTO_AH:
       return ahInput(rt.tsa, pkt, { mode, replay: guard ?? rt.replay });
     case IPPROTO_COMP: {

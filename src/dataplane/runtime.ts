@@ -37,7 +37,7 @@ import {
 } from './libc.js';
 import { dataplaneCounters, type DataplaneCounters } from './counters.js';
 import { TunCoalescer, VNET_HDR_BYTES, offloadedPackets } from './gso.js';
-import { rcv } from './rcv.js';
+import { rcv, type RcvOptions } from './rcv.js';
 import { openTun, type TunDevice } from './tun.js';
 import { warmUp } from './warmup.js';
 import { xmit } from './xmit.js';
@@ -104,6 +104,7 @@ export class DataplaneRuntime {
   private polling = false;
   private pollDone: (() => void) | undefined;
   private readonly turnBudget: number;
+  private readonly rcvOptions: RcvOptions;
   private readonly waitSpec = Buffer.alloc(16);
   private turnEnds = 0;
   private readonly counters = {
@@ -137,6 +138,7 @@ export class DataplaneRuntime {
     this.tunOut = Buffer.alloc(65536 + VNET_HDR_BYTES);
     if (this.tun.offload) this.gro = new TunCoalescer((p) => this.writeTun(p), (buf, len) => this.writeHeld(buf, len));
     this.turnBudget = o.batch * 4;
+    this.rcvOptions = { natTPort: o.udpPort, udpCarrier: o.encap === 'udp', inPlace: true };
     this.waitSpec.writeBigInt64LE(BigInt(o.waitMicros * 1000), 8);
     const fds = [this.wake[0], this.tun.fd, ...[...this.carriers.values()].map((k) => k.fd)];
     this.nfds = fds.length;
@@ -291,7 +293,7 @@ export class DataplaneRuntime {
             this.counters.drops.truncated++;
             break;
           }
-          const r = rcv(this.engine, d.packet, d, { natTPort: this.o.udpPort, udpCarrier: this.o.encap === 'udp' });
+          const r = rcv(this.engine, d.packet, d, this.rcvOptions);
           if (r.ok && r.kind === 'ipsec') {
             if (this.gro) this.gro.add(r.packet);
             else this.writeTun(r.packet);
