@@ -8,13 +8,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  world, addReq, grpsaReq, addflowReq, hdrReq, lifetime, type World, type Client,
+  world, addReq, grpsaReq, addflowReq, hdrReq, lifetime, saExt, type World, type Client,
 } from './engine-helpers.js';
 import {
   SADB_SATYPE_ESP, SADB_SATYPE_AH, SADB_X_SATYPE_IPIP, SADB_X_SATYPE_INT, SADB_REGISTER, SADB_ACQUIRE,
   SADB_EXPIRE, SADB_X_SAFLAGS_INFLOW, SPI_PASS, SPI_DROP, SPI_REJECT, SPI_HOLD, SPI_TRAP,
   IPPROTO_ESP, IPPROTO_AH, IPPROTO_IPIP, SADB_SASTATE_DYING, ESPINUDP_WITH_NON_ESP, SADB_X_NAT_T_NEW_MAPPING,
-  SADB_X_SATYPE_COMP, SADB_X_CALG_DEFLATE, IPPROTO_COMP,
+  SADB_X_SATYPE_COMP, SADB_X_CALG_DEFLATE, IPPROTO_COMP, SADB_X_EALG_AES_GCM_ICV16,
 } from '../src/wire/index.js';
 import {
   xmit, rcv, dataplaneCounters, buildIPv4Header, refreshTransportChecksum, parseIp, internetChecksum,
@@ -503,4 +503,30 @@ test('rcv in place (the runtime\'s receive slots): the same verdicts, packets an
   assert.deepEqual([r1.ok, (r1 as { reason: string }).reason], [false, 'icv']);
   assert.deepEqual([r2.ok, (r2 as { reason: string }).reason], [false, 'icv']);
   assert.deepEqual(dataplaneCounters(b.east.engine).rcv, dataplaneCounters(a.east.engine).rcv);
+});
+
+test('a tun + esp group goes out in one step: the same bytes, counts and lifetimes as the two SAs one after the other', () => {
+  const gcm = { sa: saExt(0x100, { auth: 0, encrypt: SADB_X_EALG_AES_GCM_ICV16, replay: 32 }), keyAuth: undefined, keyEncrypt: { bits: 160, key: Uint8Array.from({ length: 20 }, (_, i) => i) } };
+  const one = pair();
+  const two = pair();
+  espTunnel(one, gcm);
+  espTunnel(two, gcm);
+  const steps: string[] = [];
+  for (const n of [40, 1300, 3]) {
+    const inner = udpPacket('10.1.0.5', '10.2.0.7', n);
+    const a = xmit(one.west.engine, inner);
+    // A trace sees each SA's step, so it takes the two-step path.
+    const b = xmit(two.west.engine, inner, { trace: (s) => steps.push(s.step) });
+    assert.ok(a.ok && b.ok && a.action === 'ipsec' && b.action === 'ipsec');
+    assert.deepEqual(a.sas, b.sas);
+    const [pa, pb] = [Buffer.from(a.out.packet), Buffer.from(b.out.packet)];
+    // The outer IPv4 id is random: equal the rest (id and header checksum left out).
+    for (const p of [pa, pb]) p.fill(0, 4, 6).fill(0, 10, 12);
+    assert.equal(hex(pa), hex(pb), `${n}-byte payload`);
+  }
+  assert.ok(steps.filter((s) => s === 'sa').length === 6, 'the traced path took both SAs, one at a time');
+  for (const said of [{ proto: IPPROTO_IPIP, spi: 0x200, dst: E }, { proto: IPPROTO_ESP, spi: 0x100, dst: E }]) {
+    assert.deepEqual(one.west.engine.sadb.get(said)!.current, two.west.engine.sadb.get(said)!.current, `${said.proto}: lifetimes`);
+  }
+  assert.deepEqual(dataplaneCounters(one.west.engine).xmit, dataplaneCounters(two.west.engine).xmit);
 });

@@ -44,7 +44,7 @@ import { formatAddress } from '../wire/sockaddr.js';
 import { countDrop, countersOf, type PathDropReason } from './counters.js';
 import { espOutput } from './esp.js';
 import { ahOutput } from './ah.js';
-import { ipipEncap } from './ipip.js';
+import { ipipEncap, ipipHeaderLength } from './ipip.js';
 import { ipcompCompress } from './ipcomp.js';
 import { nattEncap } from './natt.js';
 import {
@@ -145,6 +145,25 @@ function route(engine: Engine, packet: Uint8Array, opts: XmitOptions): XmitResul
   let pkt: Buffer = Buffer.from(packet.buffer, packet.byteOffset, packet.byteLength);
   let natTPort: number | undefined;
   for (let x: SA | undefined = sa; x; x = x.next) {
+    const esp: SA | undefined = opts.trace ? undefined : fusableEsp(x);
+    if (esp) {
+      // KLIPS's tun → esp group in one step (the same bytes and counts as the two).
+      const ip = parseIp(pkt);
+      if (!ip.ok) return fail(ip.reason, { eroute, said: x.said });
+      const h = ipipHeaderLength(runtimeOf(x).tsa, ip.ip);
+      if (!h.ok) return fail(h.reason, { eroute, said: x.said });
+      const r = applyEsp(esp, pkt, 'tunnel', opts.dryRun === true);
+      if (!r.ok) return fail(r.reason, { eroute, said: esp.said });
+      sas.push(x.said, esp.said);
+      if (!opts.dryRun) {
+        engine.countTraffic(x.said, pkt.length + h.headerLength, 1);
+        engine.countTraffic(esp.said, r.packet.length, 1);
+      }
+      pkt = r.packet;
+      if (r.natTPort !== undefined) natTPort = r.natTPort;
+      x = esp;
+      continue;
+    }
     const r = apply(x, pkt, opts.dryRun === true);
     if (!r.ok) return fail(r.reason, { eroute, said: x.said });
     if (opts.trace) opts.trace(saStep(x, pkt.length, r, opts.dryRun === true));
@@ -233,23 +252,54 @@ function apply(sa: SA, pkt: Buffer, dryRun: boolean): Result<Applied> {
       return t.ok ? ipcompCompress(tsa, t.packet) : t;
     }
     case IPPROTO_ESP:
+      return applyEsp(sa, pkt, mode, dryRun);
     case IPPROTO_AH: {
       const seq = rt.seq + 1;
       if (!sendableSeq(tsa, seq, 0)) return { ok: false, reason: 'seq-overflow' };
-      const r = sa.said.proto === IPPROTO_ESP
-        ? espOutput(tsa, pkt, { mode, seq })
-        : ahOutput(tsa, pkt, { mode, seq });
+      const r = ahOutput(tsa, pkt, { mode, seq });
       if (!r.ok) return r;
       if (!dryRun) rt.seq = seq;
-      if (sa.said.proto === IPPROTO_ESP && tsa.natT) {
-        const u = nattEncap(tsa, r.packet);
-        return u.ok ? { ok: true, packet: u.packet, natTPort: tsa.natT.dport } : u;
-      }
       return r;
     }
     default:
       return { ok: false, reason: 'bad-sa' };
   }
+}
+
+/** An ESP SA's transform on the way out (tunnel: with the outer header), then NAT-T's UDP header if the SA has one. */
+function applyEsp(sa: SA, pkt: Buffer, mode: 'tunnel' | 'transport', dryRun: boolean): Result<Applied> {
+  const rt = runtimeOf(sa);
+  const tsa = rt.tsa;
+  const seq = rt.seq + 1;
+  if (!sendableSeq(tsa, seq, 0)) return { ok: false, reason: 'seq-overflow' };
+  const r = espOutput(tsa, pkt, { mode, seq });
+  if (!r.ok) return r;
+  if (!dryRun) rt.seq = seq;
+  if (tsa.natT) {
+    const u = nattEncap(tsa, r.packet);
+    return u.ok ? { ok: true, packet: u.packet, natTPort: tsa.natT.dport } : u;
+  }
+  return r;
+}
+
+/**
+ * The ESP SA that `x` (a KLIPS IPIP SA) hands its packet to when the two can be one step:
+ * the group ends there, both are KLIPS SAs in use, and the tunnel's endpoints are the
+ * ESP SA's (whose tunnel mode writes the outer header from its own).
+ */
+function fusableEsp(x: SA): SA | undefined {
+  const esp = x.next;
+  if (x.said.proto !== IPPROTO_IPIP || !esp || esp.next || esp.said.proto !== IPPROTO_ESP) return undefined;
+  if (x.kame !== undefined || esp.kame !== undefined || x.state === SADB_SASTATE_LARVAL || esp.state === SADB_SASTATE_LARVAL) return undefined;
+  const t = runtimeOf(x).tsa;
+  const e = runtimeOf(esp).tsa;
+  return sameBytes(t.src, e.src) && sameBytes(t.dst, e.dst) ? esp : undefined;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function shunt(engine: Engine, eroute: Eroute, sel: Selector, packet: Uint8Array, opts: XmitOptions): XmitResult {
