@@ -306,6 +306,9 @@ export class Carrier {
   private curEntry = -1;
   private curSize = 0;
   private curDst: Buffer | undefined;
+  private curSrc: Buffer = Buffer.alloc(0);
+  private curAddr = '';
+  private curPort = 0;
 
   constructor(readonly o: CarrierOptions) {
     this.c = libc();
@@ -396,6 +399,10 @@ export class Carrier {
     const b = this.rx;
     this.curSize = this.gro ? b.groSize(i) : 0;
     this.curDst = this.o.encap === 'raw' && this.o.family === AF_INET ? undefined : this.localAddress(b.control(i), this.o.family === AF_INET);
+    const name = b.name(i);
+    this.curPort = name.readUInt16BE(2);
+    this.curSrc = this.o.family === AF_INET ? name.subarray(4, 8) : name.subarray(8, 24);
+    this.curAddr = formatAddress(this.o.family, this.curSrc);
   }
 
   /**
@@ -415,11 +422,10 @@ export class Carrier {
     const slot = b.slots[i];
     const truncated = (b.flags(i) & MSG_TRUNC) !== 0 || at - HEADROOM + len > b.slotBytes;
     if (truncated && seg === 0) this.stats.truncated++;
-    const name = b.name(i);
-    const port = name.readUInt16BE(2);
+    const port = this.curPort;
     const v4 = this.o.family === AF_INET;
-    const src = v4 ? name.subarray(4, 8) : name.subarray(8, 24);
-    const addr = formatAddress(this.o.family, src);
+    const src = this.curSrc;
+    const addr = this.curAddr;
     if (this.o.encap === 'raw' && v4) return { packet: slot.subarray(at, at + Math.min(len, b.slotBytes)), addr, port, truncated };
     const dst = this.curDst;
     const udp = this.o.encap === 'udp';
