@@ -182,3 +182,28 @@ test('a run reaches a plain socket as single datagrams; another destination or s
     a.close();
   }
 });
+
+test('next() hands out a receive datagram by datagram, a UDP_GRO buffer piece by piece, and then has nothing unread', async () => {
+  const a = new Carrier({ family: AF_INET, encap: 'udp', port: PORT + 8, batch: 64, slotBytes: 2048, socketBuffer: 0 });
+  const b = new Carrier({ family: AF_INET, encap: 'udp', port: PORT + 9, batch: 64, slotBytes: 2048, socketBuffer: 0 });
+  try {
+    const run = Array.from({ length: 5 }, (_, i) => payloadOf(600, i));
+    const lone = payloadOf(90, 9);
+    for (const p of run) a.queue(natTPacket(p), PORT + 9);
+    a.queue(natTPacket(lone), PORT + 9); // shorter: ends the run, joins it as its last piece
+    a.flush();
+    a.queue(natTPacket(payloadOf(700, 7)), PORT + 9);
+    a.flush();
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(b.unread, false);
+    assert.equal(b.receive(), 2);
+    const got: string[] = [];
+    while (b.unread) got.push(b.next().packet.subarray(28).toString('hex'));
+    assert.deepEqual(got, [...run, lone, payloadOf(700, 7)].map((p) => p.toString('hex')));
+    assert.equal(b.lastBatchFull, false);
+    assert.equal(b.stats.received, 7);
+  } finally {
+    a.close();
+    b.close();
+  }
+});

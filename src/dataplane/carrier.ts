@@ -300,8 +300,11 @@ export class Carrier {
   /** UDP segmentation offloads in use (UDP carriers, until the kernel refuses them). */
   private gso: boolean;
   readonly gro: boolean;
-  /** What the last receive gave (0..got-1 are valid). */
+  /** What the last receive gave (0..got-1 are valid), and where next() is in it. */
   private got = 0;
+  private at = 0;
+  private piece = 0;
+  private pieces = 0;
   /** The received entry whose pieces datagram() is handing out: its segment size and local address. */
   private curEntry = -1;
   private curSize = 0;
@@ -364,7 +367,7 @@ export class Carrier {
     return this.o.encap === 'udp' ? `the ${fam} UDP socket on port ${this.o.port}` : `the ${fam} raw ESP socket`;
   }
 
-  /** Receive up to one batch; returns how many (0 when nothing waits). */
+  /** Receive up to one batch (what next() had not handed out of the last one is dropped); returns how many (0 when nothing waits). */
   receive(): number {
     // The kernel rewrote the entries the last receive filled; the rest are as set up.
     this.rx.resetForReceive(this.got);
@@ -377,7 +380,30 @@ export class Carrier {
     this.stats.receiveBatches++;
     this.stats.received += n;
     this.curEntry = -1;
+    this.at = 0;
+    this.piece = 0;
     return (this.got = n);
+  }
+
+  /** Datagrams of the last receive not yet handed out by next(). */
+  get unread(): boolean {
+    return this.at < this.got;
+  }
+
+  /** Whether the last receive filled the whole batch (more may be waiting). */
+  get lastBatchFull(): boolean {
+    return this.got === this.rx.count;
+  }
+
+  /** The next datagram of the last receive (entries in order, a UDP_GRO buffer piece by piece); only while unread. */
+  next(): Received {
+    if (this.piece === 0) this.pieces = this.segments(this.at);
+    const d = this.datagram(this.at, this.piece);
+    if (++this.piece >= this.pieces || d.truncated) {
+      this.at++;
+      this.piece = 0;
+    }
+    return d;
   }
 
   /** How many datagrams received entry i holds: 1, or a UDP_GRO run's count. */

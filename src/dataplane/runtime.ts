@@ -202,7 +202,11 @@ export class DataplaneRuntime {
       try {
         if (all || this.ready(1)) busy = this.outbound();
         let i = 2;
-        for (const k of this.carriers.values()) if (all || this.ready(i++)) busy = this.inbound(k) || busy;
+        for (const k of this.carriers.values()) {
+          // (A carrier with datagrams of its last receive still unread is ready whatever ppoll said.)
+          if (all || k.unread || this.ready(i)) busy = this.inbound(k) || busy;
+          i++;
+        }
         this.flush();
       } catch (e) {
         this.o.log?.('error', `data plane turn failed: ${(e as Error).stack ?? String(e)}`);
@@ -256,7 +260,8 @@ export class DataplaneRuntime {
       this.counters.tunRead++;
       if (!this.tun.offload) this.send(this.tunBuf.subarray(0, n));
       else if (offloadedPackets(this.tunBuf, n, this.segBuf, this.sendOne)) this.counters.drops.badVnetHeader++;
-      if ((i & 15) === 15 && performance.now() > this.turnEnds) return true;
+      // (One read may be a 64 KB super-segment, dozens of packets: the clock is read after each.)
+      if (performance.now() > this.turnEnds) return true;
     }
     return true;
   }
@@ -280,31 +285,35 @@ export class DataplaneRuntime {
     if (r.icmp) this.writeTun(r.icmp);
   }
 
-  /** Carrier → rcv → TUN; true when a whole batch came (more may wait). */
+  /**
+   * Carrier → rcv → TUN; true when there may be more (a whole batch came, or the turn's
+   * time ran out with datagrams of the last receive still unread: the next turn goes on
+   * from there, so a 64 KB UDP_GRO buffer never holds a turn past its time by much).
+   */
   private inbound(k: Carrier): boolean {
-    let full = false;
+    let n = 0;
     for (let round = 0; round < 4; round++) {
-      const n = k.receive();
-      for (let i = 0; i < n; i++) {
-        const pieces = k.segments(i);
-        for (let seg = 0; seg < pieces; seg++) {
-          const d = k.datagram(i, seg);
-          if (d.truncated) {
-            this.counters.drops.truncated++;
-            break;
-          }
+      if (!k.unread && k.receive() === 0) return false;
+      while (k.unread) {
+        const d = k.next();
+        if (d.truncated) this.counters.drops.truncated++;
+        else {
           const r = rcv(this.engine, d.packet, d, this.rcvOptions);
           if (r.ok && r.kind === 'ipsec') {
             if (this.gro) this.gro.add(r.packet);
             else this.writeTun(r.packet);
           }
         }
+        if ((++n & 7) === 0 && performance.now() > this.turnEnds) {
+          this.gro?.flush();
+          return true;
+        }
       }
       this.gro?.flush();
-      full = n === k.o.batch;
-      if (!full || performance.now() > this.turnEnds) break;
+      if (!k.lastBatchFull) return false;
+      if (performance.now() > this.turnEnds) return true;
     }
-    return full;
+    return true;
   }
 
   private writeTun(packet: Uint8Array): void {
