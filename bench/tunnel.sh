@@ -6,7 +6,7 @@
 # tunnel installed by the klips tools, then what bench/anchors/strongswan-libipsec.sh
 # measures for libipsec: ping RTT, iperf3 TCP for DUR s, and a UDP flood (`iperf3 -u -b 0
 # -l 1300`) with klipsd's RSS and every drop counter; plus a PF_KEY GET every 1 ms (open
-# loop) while the TCP run saturates the tunnel. The bare veth is the floor. Then the
+# loop) during a second TCP run (the first runs alone, as the anchor's does). The bare veth is the floor. Then the
 # strongSwan anchor script runs (same DUR), and a summary puts the two side by side.
 #
 # Usage (root, Debian; after `npm run build`):   bash bench/tunnel.sh
@@ -172,15 +172,17 @@ for encap in $ENCAPS; do
     wait $dump || true
     say "  on the wire     $(head -1 "$WORK/wire.txt" | cut -c17-)"
     say "  ping RTT        $rtt ms"
+    # TCP alone (as the anchor measures libipsec), then again with the GET client beside it.
     c0l=$(cpu_ticks "$KPID_left"); c0r=$(cpu_ticks "$KPID_right")
+    read -r mbit retr < <(iperf_json_tcp $IN_L $IN_R)
+    c1l=$(cpu_ticks "$KPID_left"); c1r=$(cpu_ticks "$KPID_right")
+    say "  TCP             $mbit Mbit/s (retr $retr)   [klipsd-left $(( 100 * (c1l - c0l) / HZ / DUR ))%, klipsd-right $(( 100 * (c1r - c0r) / HZ / DUR ))% of one core]"
     $NODE dist/bench/tunnel-get.js "$WORK/left.sock" esp.1001@$OUT_R "$DUR" > "$WORK/get.json" &
     getp=$!
-    read -r mbit retr < <(iperf_json_tcp $IN_L $IN_R)
+    read -r mbit2 retr2 < <(iperf_json_tcp $IN_L $IN_R)
     wait $getp
-    c1l=$(cpu_ticks "$KPID_left"); c1r=$(cpu_ticks "$KPID_right")
     get=$($NODE -e 'const g=JSON.parse(require("fs").readFileSync(process.argv[1]));console.log(`p50 ${g.p50.toFixed(2)} ms, p99 ${g.p99.toFixed(2)} ms, max ${g.max.toFixed(2)} ms (${g.answered}/${g.sent} answered)`)' "$WORK/get.json")
-    say "  TCP             $mbit Mbit/s (retr $retr)   [klipsd-left $(( 100 * (c1l - c0l) / HZ / DUR ))%, klipsd-right $(( 100 * (c1r - c0r) / HZ / DUR ))% of one core]"
-    say "  GET during TCP  $get   (open loop, one per ms)"
+    say "  GET during TCP  $get   (open loop, one per ms; TCP meanwhile $mbit2 Mbit/s)"
     eval "TCP_${encap}_${esp//[-]/_}=$mbit"
     eval "RTT_${encap}_${esp//[-]/_}=$(cut -d/ -f2 <<<"$rtt")"
     if [[ $encap == udp ]]; then
