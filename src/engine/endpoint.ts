@@ -22,6 +22,11 @@ export interface Endpoint {
   readonly dialect?: Dialect;
   /** Queue one message for the client; false if its receive queue was full (dropped). */
   deliver(msg: Uint8Array): boolean;
+  /**
+   * deliver() a copy of the first `len` bytes of `src`, which the engine reuses once this
+   * returns (its fast path writes replies into a scratch). Without it the engine copies.
+   */
+  deliverCopy?(src: Uint8Array, len: number): boolean;
   /** Free bytes in the receive queue (DUMP paces itself on this). */
   room(): number;
   /** The receive queue's size in bytes. */

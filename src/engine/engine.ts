@@ -26,13 +26,15 @@ import {
   SADB_X_SAFLAGS_REPLACEFLOW, SADB_X_SATYPE_INT, SPI_HOLD, SPI_TRAP,
   SPI_TRAPSUBNET, SADB_AALG_MD5HMAC, SADB_AALG_SHA1HMAC, SADB_EALG_3DESCBC, SADB_X_EALG_AESCBC,
   SADB_SAFLAGS_PFS, PROTO_TO_SATYPE, DEBUG_SUBSYSTEMS, MSG_TYPE_NAMES, prefixToMask,
+  SADB_ADD, SATYPE_TO_PROTO, IPSEC_SAREF_NULL, formatIPv4Cached, newAddScan, scanAdd,
   type DebugSubsystem, type MessageInput, type Comb, type Address,
 } from '../wire/index.js';
 import { NO_LIMITS, Sadb, newSA, sharedLimits, type SA, type ExpiryKind } from '../sadb/sadb.js';
 import { formatSaid, type Said } from '../sadb/said.js';
 import { ErouteTable, type Eroute, type PacketSelector } from '../spd/eroute-table.js';
 import { defaultSupported, type SupportedLists } from './algorithms.js';
-import { HANDLERS } from './handlers.js';
+import { HANDLERS, saOfStoredAdd } from './handlers.js';
+import { ADDTIME, HARD, SOFT, addReplyLength, keysFit, readLimits, writeAddReply } from './fast-add.js';
 import { ACCEPTED, SenderRefusal, type Endpoint, type EngineOps, type Verdict, type VirtualInterface } from './endpoint.js';
 import { initialInterfaces } from './interfaces.js';
 import { LocalAddresses, type AddressSource } from './local-addresses.js';
@@ -66,6 +68,11 @@ export interface EngineOptions {
   onRelease?: (eroute: Eroute, packets: Uint8Array[]) => void;
   /** KAME larval SAs (GETSPI, an ACQUIRE's) live this many seconds (Linux's xfrm_acq_expires; default 30). */
   kameAcquireExpires?: number;
+  /**
+   * Take the ADD fast path (addFast) for the ADDs it can (default true); false sends every
+   * message through the parser and the handlers (the fast path's tests compare the two).
+   */
+  fastPath?: boolean;
 }
 
 /** How a message reaches KAME sockets (Linux's pfkey_broadcast modes). */
@@ -75,6 +82,12 @@ export type KameDelivery = 'all' | 'one' | 'registered' | 'promisc';
 export type TemplateRoute =
   | { ok: true; sas: SA[] }
   | { ok: false; reason: 'trap' | 'no-listener'; acquireSeq?: number; listeners: number };
+
+/** The fast path's scratch (addFast never re-enters itself). */
+const SCAN = newAddScan();
+/** Reply scratches by length (a handful of lengths occur), so a socket copies a whole one natively. */
+const REPLIES: Uint8Array[] = [];
+const replyScratch = (n: number): Uint8Array => (REPLIES[n >>> 3] ??= new Uint8Array(n));
 
 export interface PendingAcquire {
   seq: number;
@@ -120,6 +133,8 @@ export class Engine implements EngineOps {
   readonly supported: Map<number, SupportedLists>;
   readonly debug: Record<DebugSubsystem, number>;
   readonly endpoints = new Set<Endpoint>();
+  /** `endpoints` as an array, in the same order, for the loops every reply takes (no iterator per message). */
+  private endpointList: Endpoint[] = [];
   readonly pendingAcquires = new Map<number, PendingAcquire>();
   readonly larvalLifetime: number;
   readonly acquireLifetime: number;
@@ -140,8 +155,12 @@ export class Engine implements EngineOps {
   private readonly logFn?: (subsystem: DebugSubsystem, text: string) => void;
   /** Where held packets go when their eroute is replaced (the data plane's runtime sets it). */
   onRelease?: (eroute: Eroute, packets: Uint8Array[]) => void;
+  private readonly fastPath: boolean;
 
   constructor(opts: EngineOptions = {}) {
+    this.fastPath = opts.fastPath ?? true;
+    // ADDs the fast path stored become SAs through the ADD handler's own code.
+    this.sadb.builder = saOfStoredAdd;
     this.ownClock = opts.clock === undefined;
     // The wall clock is read once per message (handle sets msgNow), not once per use.
     this.now = opts.clock ?? (() => (this.msgNow >= 0 ? this.msgNow : Date.now() / 1000));
@@ -164,12 +183,15 @@ export class Engine implements EngineOps {
 
   attach(ep: Endpoint): void {
     if (ep.dialect === 'kame') this.kameEndpoints.add(ep);
-    else this.endpoints.add(ep);
+    else if (!this.endpoints.has(ep)) {
+      this.endpoints.add(ep);
+      this.endpointList.push(ep);
+    }
   }
 
   /** A closed socket is unregistered and leaves promiscuous mode (KLIPS pfkey_release). */
   detach(ep: Endpoint): void {
-    this.endpoints.delete(ep);
+    if (this.endpoints.delete(ep)) this.endpointList = this.endpointList.filter((e) => e !== ep);
     this.kameEndpoints.delete(ep);
     this.kameDumping.delete(ep);
     ep.registered.clear();
@@ -198,6 +220,7 @@ export class Engine implements EngineOps {
    */
   handle(ep: Endpoint, request: Uint8Array): Verdict {
     if (ep.dialect === 'kame') return this.handleKame(ep, request);
+    if (request[1] === SADB_ADD && this.fastPath && this.addFast(ep, request, 0, request.length)) return ACCEPTED;
     this.stats.requests++;
     const fault = headerFault(request);
     if (fault) {
@@ -232,6 +255,62 @@ export class Engine implements EngineOps {
     } finally {
       this.msgNow = -1;
     }
+  }
+
+  /**
+   * handle() for the message at bytes [off, off + len) of `buf` (klipsd's frames, in the
+   * chunk they arrived in): the fast path reads it in place; any other message is handled
+   * as a view.
+   */
+  handleAt(ep: Endpoint, buf: Uint8Array, off: number, len: number): Verdict {
+    if (buf[off + 1] === SADB_ADD && ep.dialect !== 'kame' && this.fastPath && this.addFast(ep, buf, off, len)) return ACCEPTED;
+    return this.handle(ep, off === 0 && len === buf.length ? buf : buf.subarray(off, off + len));
+  }
+
+  /**
+   * The ADD fast path: an ADD of the shape wire's scanAdd reads in place that the ADD
+   * handler would accept (its algorithms and keys fit, its SAID is free) is handled
+   * here with the same effects, in the same order, as through handle(): promiscuous
+   * sockets get a copy of the request, the SA goes into the table (stored as its request
+   * and made into an SA when first asked for, by the handler's own code), its ACQUIRE is
+   * settled, and every socket gets the reply (fast-add.ts writes it from the request's
+   * bytes). Returns false, having done nothing, for anything else, which then takes the
+   * general path: another shape, any refusal, KAME sockets to notify, pfkey debugging on.
+   */
+  private addFast(ep: Endpoint, u8: Uint8Array, off: number, len: number): boolean {
+    if (this.kameEndpoints.size !== 0 || this.debug.pfkey !== 0) return false;
+    const s = SCAN;
+    if (!scanAdd(u8, off, len, s)) return false;
+    const proto = SATYPE_TO_PROTO[s.satype];
+    const dst = formatIPv4Cached(u8, s.dst + 12);
+    if (this.sadb.contains(proto, s.spi, dst) || !keysFit(this.supported.get(s.satype), s)) return false;
+    this.stats.requests++;
+    const eps = this.endpointList;
+    for (let i = 0; i < eps.length; i++) {
+      if (eps[i].promisc && eps[i] !== ep) {
+        const copy = allocMessage(len);
+        copy.set(u8.subarray(off, off + len));
+        this.copyToPromisc(copy, ep);
+        break;
+      }
+    }
+    if (this.ownClock) this.msgNow = Date.now() / 1000;
+    try {
+      const now = this.now();
+      const inbound = this.localAddresses.has(dst);
+      const ref = s.ref !== IPSEC_SAREF_NULL ? s.ref : this.sadb.sarefs.alloc();
+      readLimits(u8, s);
+      this.sadb.insertStored(proto, s.spi, dst, s.satype, u8, off, len, now, ref, inbound, SOFT[ADDTIME], HARD[ADDTIME]);
+      if (this.pendingAcquires.size !== 0) this.settleAcquire(s.seq);
+      const n = addReplyLength(s);
+      const reply = replyScratch(n);
+      writeAddReply(reply, 0, u8, off, s, ref, inbound);
+      const eps = this.endpointList;
+      for (let i = 0; i < eps.length; i++) this.pushCopy(eps[i], reply, n);
+    } finally {
+      this.msgNow = -1;
+    }
+    return true;
   }
 
   /**
@@ -327,9 +406,16 @@ export class Engine implements EngineOps {
     if (!ep.deliver(bytes)) this.stats.dropped++;
   }
 
+  /** push() of the first `len` bytes of a scratch the engine reuses. */
+  private pushCopy(ep: Endpoint, scratch: Uint8Array, len: number): void {
+    if (ep.closed) return;
+    if (!(ep.deliverCopy ? ep.deliverCopy(scratch, len) : ep.deliver(scratch.slice(0, len)))) this.stats.dropped++;
+  }
+
   /** Copies of a message for promiscuous sockets that are not among its recipients. */
   private copyToPromisc(bytes: Uint8Array, except: Endpoint): void {
-    for (const ep of this.endpoints) if (ep.promisc && ep !== except) this.push(ep, bytes);
+    const eps = this.endpointList;
+    for (let i = 0; i < eps.length; i++) if (eps[i].promisc && eps[i] !== except) this.push(eps[i], bytes);
   }
 
   private toSet(bytes: Uint8Array, recipients: Iterable<Endpoint>): void {
@@ -339,7 +425,8 @@ export class Engine implements EngineOps {
   }
 
   toAll(bytes: Uint8Array): void {
-    for (const ep of this.endpoints) this.push(ep, bytes);
+    const eps = this.endpointList;
+    for (let i = 0; i < eps.length; i++) this.push(eps[i], bytes);
   }
 
   toSender(ep: Endpoint, bytes: Uint8Array): void {

@@ -14,6 +14,13 @@
  * its owner took out with take() (or added with hold()) and still holds, until it
  * release()s them: klipsd's connection write buffer. Sockets may also share a ReceiveBudget, a bound on the sum over all of
  * them, so that many clients that never read cannot add up to unbounded memory.
+ *
+ * The queue holds messages as the engine delivered them (deliver), and runs of messages
+ * the engine had copied in (deliverCopy, for the replies it writes into a scratch of its
+ * own): consecutive copies go back to back into a chunk of this socket's, so a burst of
+ * replies costs no object per message, and klipsd takes a whole run out as one buffer
+ * for one write (takeRun). A chunk is only ever appended to, so a message read or taken
+ * out of it stays as it was.
  */
 
 import { ERRNO, PfkeyError, type Dialect } from '../wire/index.js';
@@ -49,6 +56,18 @@ export interface SocketOptions {
 
 let nextId = 1;
 
+/** Messages copied back to back into a chunk: bytes [start, end) of buf, `count` messages. */
+interface Run {
+  buf: Uint8Array;
+  start: number;
+  end: number;
+  count: number;
+}
+
+/** Chunk sizes for copied messages: a socket starts small and doubles up to the largest. */
+const MIN_CHUNK = 4096;
+const MAX_CHUNK = 64 * 1024;
+
 export class PfkeySocket implements Endpoint {
   readonly id = nextId++;
   readonly dialect: Dialect;
@@ -58,9 +77,15 @@ export class PfkeySocket implements Endpoint {
   readonly rcvbuf: number;
   /** Messages dropped because the receive queue was full. */
   dropped = 0;
-  private queue: Uint8Array[] = [];
+  private queue: Array<Uint8Array | Run> = [];
   private head = 0;
   private queued = 0;
+  /** Messages in the queue (a run holds several). */
+  private count = 0;
+  /** The chunk copies go into, how much of it is used, and the run at the queue's tail that is growing in it. */
+  private chunk: Uint8Array | undefined;
+  private chunkUsed = 0;
+  private tailRun: Run | undefined;
   /** Bytes the owner took (take/hold) and still holds, until release(). */
   private held = 0;
   private budget: ReceiveBudget | undefined;
@@ -89,7 +114,7 @@ export class PfkeySocket implements Endpoint {
 
   /** Messages waiting to be read. */
   get pending(): number {
-    return this.queue.length - this.head;
+    return this.count;
   }
 
   // ---------- Endpoint (called by the engine) ----------
@@ -100,7 +125,44 @@ export class PfkeySocket implements Endpoint {
       for (const l of this.listeners) l(msg);
       return true;
     }
-    const n = msg.length;
+    if (!this.admit(msg.length)) return false;
+    this.enqueue(msg);
+    return true;
+  }
+
+  /**
+   * deliver() for the first `len` bytes of `src`, a buffer the caller reuses: they are
+   * copied into this socket's chunk, after the run of copies queued before them.
+   */
+  deliverCopy(src: Uint8Array, len: number): boolean {
+    if (this.isClosed) return false;
+    if (this.listeners.length && this.pending === 0) return this.deliver(src.slice(0, len));
+    if (!this.admit(len)) return false;
+    let c = this.chunk;
+    if (c === undefined || this.chunkUsed + len > c.length) {
+      let size = c === undefined ? MIN_CHUNK : Math.min(2 * c.length, MAX_CHUNK);
+      while (size < len) size *= 2;
+      c = this.chunk = new Uint8Array(size);
+      this.chunkUsed = 0;
+      this.tailRun = undefined;
+    }
+    const at = this.chunkUsed;
+    c.set(src.length === len ? src : src.subarray(0, len), at);
+    this.chunkUsed = at + len;
+    const run = this.tailRun;
+    if (run !== undefined && run.end === at && this.queue.length > this.head && this.queue[this.queue.length - 1] === run) {
+      run.end += len;
+      run.count++;
+    } else {
+      this.tailRun = { buf: c, start: at, end: at + len, count: 1 };
+      this.queue.push(this.tailRun);
+    }
+    this.added(len, 1);
+    return true;
+  }
+
+  /** Whether a message of n bytes fits this socket's rcvbuf and the shared budget; if not, it is dropped (counted). */
+  private admit(n: number): boolean {
     const mine = this.queued + this.held;
     const b = this.budget;
     let full = mine + n > this.rcvbuf;
@@ -113,7 +175,6 @@ export class PfkeySocket implements Endpoint {
       this.overflow = true;
       return false;
     }
-    this.enqueue(msg);
     return true;
   }
 
@@ -134,8 +195,14 @@ export class PfkeySocket implements Endpoint {
 
   private enqueue(msg: Uint8Array): void {
     this.queue.push(msg);
-    this.queued += msg.length;
-    if (this.budget) this.budget.used += msg.length;
+    this.added(msg.length, 1);
+  }
+
+  private added(bytes: number, messages: number): void {
+    this.queued += bytes;
+    this.count += messages;
+    if (this.budget) this.budget.used += bytes;
+    if (this.readableWaiters.length === 0) return;
     const w = this.readableWaiters;
     this.readableWaiters = [];
     for (const f of w) f();
@@ -167,6 +234,13 @@ export class PfkeySocket implements Endpoint {
     return this.engine.handle(this, bytes);
   }
 
+  /** submit() for the message at bytes [off, off + len) of `buf`, read in place when the engine can (Engine.handleAt). */
+  submitAt(buf: Uint8Array, off: number, len: number): Verdict {
+    if (this.isClosed) return CLOSED;
+    if (this.isShutdown) return SHUT_DOWN;
+    return this.engine.handleAt(this, buf, off, len);
+  }
+
   /** The next queued message, or undefined. After an overflow, throws ENOBUFS once. */
   recv(): Uint8Array | undefined {
     if (this.overflow) {
@@ -179,6 +253,28 @@ export class PfkeySocket implements Endpoint {
     if (this.budget) this.budget.used -= m.length;
     this.drained();
     return m;
+  }
+
+  /**
+   * take() for whole messages up to `max` bytes (at least one) that lie back to back:
+   * a run of copies (as one view), or one delivered message. Throws ENOBUFS as recv() does.
+   */
+  takeRun(max: number): Uint8Array | undefined {
+    if (this.overflow) return this.recv();
+    if (this.head >= this.queue.length) return undefined;
+    const e = this.queue[this.head];
+    if (e instanceof Uint8Array) return this.take();
+    let end = e.start;
+    let n = 0;
+    do {
+      end += (e.buf[end + 4] | (e.buf[end + 5] << 8)) * 8;
+      n++;
+    } while (end < e.end && end - e.start < max);
+    const out = new Uint8Array(e.buf.buffer, e.buf.byteOffset + e.start, end - e.start);
+    this.taken(e, end, n);
+    this.queued -= out.length;
+    this.held += out.length;
+    return out;
   }
 
   /**
@@ -195,13 +291,38 @@ export class PfkeySocket implements Endpoint {
     return m;
   }
 
+  /** The next queued message, out of the queue (a run gives up its first message, as a view). */
   private shift(): Uint8Array {
-    const m = this.queue[this.head++];
+    const e = this.queue[this.head];
+    if (e instanceof Uint8Array) {
+      this.head++;
+      this.count--;
+      this.compactQueue();
+      return e;
+    }
+    const end = e.start + (e.buf[e.start + 4] | (e.buf[e.start + 5] << 8)) * 8;
+    const m = new Uint8Array(e.buf.buffer, e.buf.byteOffset + e.start, end - e.start);
+    this.taken(e, end, 1);
+    return m;
+  }
+
+  /** Messages [run.start, end) of the run at the head are out of the queue (the caller accounts for their bytes). */
+  private taken(run: Run, end: number, messages: number): void {
+    this.count -= messages;
+    run.start = end;
+    run.count -= messages;
+    if (run.count === 0) {
+      this.head++;
+      if (run === this.tailRun) this.tailRun = undefined;
+      this.compactQueue();
+    }
+  }
+
+  private compactQueue(): void {
     if (this.head > 1024 && this.head * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.head);
       this.head = 0;
     }
-    return m;
   }
 
   /** The owner holds `bytes` more for this client (e.g. a reply of its own): they count until release(). */

@@ -1,0 +1,126 @@
+/**
+ * The ADD fast path's engine half: for an ADD that wire's scanAdd read in place, the
+ * checks the ADD handler makes beyond the parser's (the SA type's algorithms and key
+ * sizes, an SAID not yet taken: Engine.addFast asks the table), the SA's soft and hard
+ * limits as the handler derives them, and the reply KLIPS's pfkey_add_parse builds,
+ * written straight from the request's bytes: the header, the SA extension (24 bytes,
+ * EMT_INBOUND for an inbound SA, sadb_x_sa_ref NULL), the limits as openswan's 40-byte
+ * lifetimes when the request had them, the addresses with protocol 0, and X_SAREF (the
+ * SA's ref, no pairing). Byte for byte what handlers.ts's `add` builds through
+ * saMessage and buildMessage (test/fast-add.test.ts compares them); the SA itself is
+ * made later from the stored request by the handler's own code (saOfStoredAdd).
+ */
+
+import {
+  PF_KEY_V2, SADB_ADD, SADB_SASTATE_MATURE, SADB_SATYPE_ESP, SADB_EXT_SA, SADB_EXT_LIFETIME_HARD,
+  SADB_EXT_LIFETIME_SOFT, SADB_X_EXT_SAREF, dataViewOf, type AddScan,
+} from '../wire/index.js';
+import { keyFits, type SupportedLists } from './algorithms.js';
+import { EMT_INBOUND } from './sa-extensions.js';
+
+/** Whether the SA type's supported list takes the request's algorithms and keys (saFromRequest's checkKey calls, for AH and ESP). */
+export function keysFit(lists: SupportedLists | undefined, s: AddScan): boolean {
+  if (!keyFits(lists, 'auth', s.auth, s.authBits || undefined)) return false;
+  if (s.satype === SADB_SATYPE_ESP) return keyFits(lists, 'encrypt', s.encrypt, s.encryptBits || undefined);
+  return s.keyEncrypt < 0;
+}
+
+const TWO32 = 4294967296;
+
+/** A u64 as sa-extensions' limitsFrom reads it: a number, capped at Number.MAX_SAFE_INTEGER. */
+function u64(v: DataView, o: number): number {
+  const hi = v.getUint32(o + 4, true);
+  return hi >= 0x200000 ? Number.MAX_SAFE_INTEGER : hi * TWO32 + v.getUint32(o, true);
+}
+
+/**
+ * The SA's hard and soft limits as the handler computes them (limitsFrom, soft clamped
+ * to hard), each as [allocations, bytes, addtime, usetime, packets]; filled by readLimits.
+ */
+export const HARD = new Float64Array(5);
+export const SOFT = new Float64Array(5);
+/** Index of addtime in HARD and SOFT. */
+export const ADDTIME = 2;
+
+function readLifetime(v: DataView, o: number, out: Float64Array): void {
+  out[0] = v.getUint32(o + 4, true);
+  out[1] = u64(v, o + 8);
+  out[2] = u64(v, o + 16);
+  out[3] = u64(v, o + 24);
+  out[4] = v.getUint16(o, true) === 5 ? v.getUint32(o + 32, true) : 0;
+}
+
+/** Fill HARD and SOFT from the request's lifetimes (absent: no limits). */
+export function readLimits(u8: Uint8Array, s: AddScan): void {
+  if (s.hard < 0 && s.soft < 0) {
+    for (let i = 0; i < 5; i++) HARD[i] = SOFT[i] = 0;
+    return;
+  }
+  const v = dataViewOf(u8);
+  if (s.hard >= 0) readLifetime(v, u8.byteOffset + s.hard, HARD);
+  else for (let i = 0; i < 5; i++) HARD[i] = 0;
+  if (s.soft >= 0) readLifetime(v, u8.byteOffset + s.soft, SOFT);
+  else for (let i = 0; i < 5; i++) SOFT[i] = 0;
+  for (let i = 0; i < 5; i++) if (HARD[i] > 0 && SOFT[i] > HARD[i]) SOFT[i] = HARD[i];
+}
+
+/** Bytes of the reply to a scanned ADD. */
+export function addReplyLength(s: AddScan): number {
+  return 16 + 24 + (s.hard >= 0 ? 40 : 0) + (s.soft >= 0 ? 40 : 0) + 24 + 24 + 16;
+}
+
+/** openswan's 40-byte lifetime of limits `l` (lifetimeOf). */
+function writeLifetime(w: DataView, o: number, type: number, l: Float64Array): void {
+  w.setUint32(o, 5 | (type << 16), true);
+  w.setUint32(o + 4, l[0], true);
+  for (let i = 1; i <= 3; i++) {
+    w.setUint32(o + 8 * i, l[i] % TWO32, true);
+    w.setUint32(o + 8 * i + 4, Math.floor(l[i] / TWO32), true);
+  }
+  w.setUint32(o + 32, l[4], true);
+  w.setUint32(o + 36, 0, true);
+}
+
+/** An IPv4 address extension (24 bytes) copied with its protocol set to 0 (addressOut). */
+function copyAddress(w: DataView, o: number, v: DataView, from: number): void {
+  w.setUint32(o, v.getUint32(from, true), true);
+  w.setUint32(o + 4, v.getUint32(from + 4, true) & 0xffffff00, true);
+  for (let i = 8; i < 24; i += 4) w.setUint32(o + i, v.getUint32(from + i, true), true);
+}
+
+/**
+ * Write the reply to the ADD at `off` in `u8` (scanned into `s`, limits read by
+ * readLimits) into `out` from `at`, for an SA with SAref `ref`; returns its length.
+ */
+export function writeAddReply(out: Uint8Array, at: number, u8: Uint8Array, off: number, s: AddScan, ref: number, inbound: boolean): number {
+  const len = addReplyLength(s);
+  const v = dataViewOf(u8);
+  const b = u8.byteOffset;
+  const w = dataViewOf(out);
+  let o = out.byteOffset + at;
+  // The header: version, type, errno 0, satype; length, reserved 0; the request's seq and pid.
+  w.setUint32(o, PF_KEY_V2 | (SADB_ADD << 8) | (s.satype << 24), true);
+  w.setUint32(o + 4, len / 8, true);
+  w.setUint32(o + 8, v.getUint32(b + off + 8, true), true);
+  w.setUint32(o + 12, v.getUint32(b + off + 12, true), true);
+  o += 16;
+  // SA (pfkey_sa_build): SPI, replay, MATURE, algorithms, flags, sadb_x_sa_ref NULL.
+  w.setUint32(o, 3 | (SADB_EXT_SA << 16), true);
+  w.setUint32(o + 4, v.getUint32(b + s.sa + 4, true), true);
+  w.setUint32(o + 8, s.replay | (SADB_SASTATE_MATURE << 8) | (s.auth << 16) | (s.encrypt << 24), true);
+  w.setUint32(o + 12, inbound ? (s.flags | EMT_INBOUND) >>> 0 : s.flags, true);
+  w.setUint32(o + 16, 0, true);
+  w.setUint32(o + 20, 0, true);
+  o += 24;
+  if (s.hard >= 0) { writeLifetime(w, o, SADB_EXT_LIFETIME_HARD, HARD); o += 40; }
+  if (s.soft >= 0) { writeLifetime(w, o, SADB_EXT_LIFETIME_SOFT, SOFT); o += 40; }
+  copyAddress(w, o, v, b + s.src);
+  copyAddress(w, o + 24, v, b + s.dst);
+  o += 48;
+  // X_SAREF: the SA's ref, no paired SA.
+  w.setUint32(o, 2 | (SADB_X_EXT_SAREF << 16), true);
+  w.setUint32(o + 4, ref, true);
+  w.setUint32(o + 8, 0, true);
+  w.setUint32(o + 12, 0, true);
+  return len;
+}

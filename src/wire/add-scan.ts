@@ -1,0 +1,150 @@
+/**
+ * An SADB_ADD read in place, for the engine's fast path. For the common shape of a
+ * KLIPS-dialect ADD (AH or ESP; the SA extension, optional hard and soft lifetimes, IPv4
+ * source and destination, optional keys, in ascending order, no other extension),
+ * `scanAdd` checks in place everything parseMessage checks of such a message (header,
+ * extension lengths, order, each codec's rules, the ADD rules of checkMessageRules) and
+ * notes where each extension lies, without making an object. Every other message, valid
+ * or not, is simply not of this shape (false), and its sender parses it in full; for a
+ * message scanAdd accepts, parseMessage accepts it too and reads the same values
+ * (test/fast-add.test.ts feeds both random and mutated messages).
+ */
+
+import {
+  PF_KEY_V2, SADB_ADD, SADB_MSG_HDR_LEN, SADB_SATYPE_AH, SADB_SATYPE_ESP, SADB_SASTATE_MATURE,
+  SADB_AALG_NONE, SADB_EALG_NONE, SADB_EALG_NULL, AF_INET,
+  SADB_EXT_SA, SADB_EXT_LIFETIME_HARD, SADB_EXT_LIFETIME_SOFT, SADB_EXT_ADDRESS_SRC, SADB_EXT_ADDRESS_DST,
+  SADB_EXT_KEY_AUTH, SADB_EXT_KEY_ENCRYPT,
+} from './constants.js';
+import { dataViewOf } from './bytes.js';
+import { IPSEC_SAREF_NULL, IPSEC_SA_REF_TABLE_NUM_ENTRIES } from './extensions.js';
+
+/** Where scanAdd found an ADD's parts: byte offsets into the scanned buffer (-1: absent) and the SA extension's fields. */
+export interface AddScan {
+  satype: number;
+  seq: number;
+  pid: number;
+  spi: number;
+  replay: number;
+  auth: number;
+  encrypt: number;
+  flags: number;
+  /** The SAref the SA extension names (IPSEC_SAREF_NULL for none, the older 0xFFFFFFFF included). */
+  ref: number;
+  sa: number;
+  hard: number;
+  soft: number;
+  src: number;
+  dst: number;
+  keyAuth: number;
+  keyEncrypt: number;
+  /** Key sizes in bits (0 when the key is absent). */
+  authBits: number;
+  encryptBits: number;
+}
+
+export function newAddScan(): AddScan {
+  return {
+    satype: 0, seq: 0, pid: 0, spi: 0, replay: 0, auth: 0, encrypt: 0, flags: 0, ref: 0,
+    sa: -1, hard: -1, soft: -1, src: -1, dst: -1, keyAuth: -1, keyEncrypt: -1, authBits: 0, encryptBits: 0,
+  };
+}
+
+const bit = (t: number) => 1 << (t - 1);
+/** The extension types this shape may carry, and those it must. */
+const SHAPE = bit(SADB_EXT_SA) | bit(SADB_EXT_LIFETIME_HARD) | bit(SADB_EXT_LIFETIME_SOFT) | bit(SADB_EXT_ADDRESS_SRC) |
+  bit(SADB_EXT_ADDRESS_DST) | bit(SADB_EXT_KEY_AUTH) | bit(SADB_EXT_KEY_ENCRYPT);
+const REQUIRED = bit(SADB_EXT_SA) | bit(SADB_EXT_ADDRESS_SRC) | bit(SADB_EXT_ADDRESS_DST);
+
+/** An IPv4 sadb_address of 24 bytes as the codec accepts it: prefix length and reserved 0, sin_zero 0. */
+const v4Address = (v: DataView, o: number, len: number): boolean =>
+  len === 24 && (v.getUint32(o + 4, true) & 0xffffff00) === 0 && v.getUint16(o + 8, true) === AF_INET &&
+  v.getInt32(o + 16) === 0 && v.getInt32(o + 20) === 0;
+
+/** A key extension as the codec accepts it: non-zero bits, exactly padded, reserved and padding 0. Returns its bits, or 0. */
+function keyBits(v: DataView, o: number, len: number): number {
+  const bits = v.getUint16(o + 4, true);
+  const nbytes = (bits + 7) >>> 3;
+  if (bits === 0 || len !== ((8 + nbytes + 7) & ~7) || v.getUint16(o + 6, true) !== 0) return 0;
+  for (let i = o + 8 + nbytes; i < o + len; i++) if (v.getUint8(i) !== 0) return 0;
+  return bits;
+}
+
+/**
+ * Whether bytes [off, off + len) of `u8` are an ADD of the shape above that parseMessage
+ * (inbound, KLIPS dialect) accepts; if so, `s` says where its parts are (offsets into
+ * `u8`). Reads go through a DataView, a word at a time.
+ */
+export function scanAdd(u8: Uint8Array, off: number, len: number, s: AddScan): boolean {
+  if (len < SADB_MSG_HDR_LEN || off + len > u8.length) return false;
+  const v = dataViewOf(u8);
+  const base = u8.byteOffset;
+  const m = base + off;
+  const end = m + len;
+  // version, type, errno and satype in one word; then sadb_msg_len and sadb_msg_reserved.
+  const w0 = v.getUint32(m, true);
+  const satype = w0 >>> 24;
+  if ((w0 & 0xffffff) !== (PF_KEY_V2 | (SADB_ADD << 8)) || v.getUint32(m + 4, true) !== len / 8) return false;
+  if (satype !== SADB_SATYPE_AH && satype !== SADB_SATYPE_ESP) return false;
+  s.satype = satype;
+  s.seq = v.getUint32(m + 8, true);
+  s.pid = v.getUint32(m + 12, true);
+  s.hard = s.soft = s.keyAuth = s.keyEncrypt = -1;
+  s.authBits = s.encryptBits = 0;
+  let seen = 0;
+  let last = 0;
+  for (let o = m + SADB_MSG_HDR_LEN; o < end;) {
+    const h = v.getUint32(o, true);
+    const n = (h & 0xffff) * 8;
+    const t = h >>> 16;
+    if (n === 0 || o + n > end || t <= last || t > 32 || !(SHAPE & bit(t))) return false;
+    switch (t) {
+      case SADB_EXT_SA: {
+        if (n !== 16 && n !== 24) return false;
+        // sadb_sa_replay, _state, _auth, _encrypt.
+        const w2 = v.getUint32(o + 8, true);
+        const replay = w2 & 0xff;
+        if (replay > 64 || ((w2 >>> 8) & 0xff) !== SADB_SASTATE_MATURE) return false;
+        let ref = IPSEC_SAREF_NULL;
+        if (n === 24) {
+          ref = v.getUint32(o + 16, true);
+          if (ref === 0xffffffff) ref = IPSEC_SAREF_NULL;
+          else if (ref >= IPSEC_SA_REF_TABLE_NUM_ENTRIES || v.getInt32(o + 20) !== 0) return false;
+        }
+        s.sa = o - base;
+        s.spi = v.getUint32(o + 4);
+        s.replay = replay;
+        s.auth = (w2 >>> 16) & 0xff;
+        s.encrypt = w2 >>> 24;
+        s.flags = v.getUint32(o + 12, true);
+        s.ref = ref;
+        break;
+      }
+      case SADB_EXT_LIFETIME_HARD:
+      case SADB_EXT_LIFETIME_SOFT:
+        if (n !== 32 && (n !== 40 || v.getInt32(o + 36) !== 0)) return false;
+        if (t === SADB_EXT_LIFETIME_HARD) s.hard = o - base;
+        else s.soft = o - base;
+        break;
+      case SADB_EXT_ADDRESS_SRC:
+      case SADB_EXT_ADDRESS_DST:
+        if (!v4Address(v, o, n)) return false;
+        if (t === SADB_EXT_ADDRESS_SRC) s.src = o - base;
+        else s.dst = o - base;
+        break;
+      default: {
+        const bits = keyBits(v, o, n);
+        if (bits === 0) return false;
+        if (t === SADB_EXT_KEY_AUTH) { s.keyAuth = o - base; s.authBits = bits; } else { s.keyEncrypt = o - base; s.encryptBits = bits; }
+      }
+    }
+    seen |= bit(t);
+    last = t;
+    o += n;
+  }
+  if ((seen & REQUIRED) !== REQUIRED) return false;
+  // checkMessageRules for an ADD: the algorithms its SA type needs, and an SPI above 255.
+  if (satype === SADB_SATYPE_AH ? s.auth === SADB_AALG_NONE || s.encrypt !== SADB_EALG_NONE
+    : s.encrypt === SADB_EALG_NONE || (s.encrypt === SADB_EALG_NULL && s.auth === SADB_AALG_NONE)) return false;
+  return s.spi > 255;
+}
