@@ -54,6 +54,8 @@ export interface EngineOps {
   random(n: number): number;
   toAll(bytes: Uint8Array): void;
   toSender(ep: Endpoint, bytes: Uint8Array): void;
+  /** toSender() of a scratch the caller reuses once this returns. */
+  toSenderCopy(ep: Endpoint, scratch: Uint8Array): void;
   toRegistered(satype: number, bytes: Uint8Array): number;
   registeredFor(satype: number): Endpoint[];
   settleAcquire(seq: number): boolean;

@@ -26,7 +26,7 @@ import {
   SADB_X_SAFLAGS_REPLACEFLOW, SADB_X_SATYPE_INT, SPI_HOLD, SPI_TRAP,
   SPI_TRAPSUBNET, SADB_AALG_MD5HMAC, SADB_AALG_SHA1HMAC, SADB_EALG_3DESCBC, SADB_X_EALG_AESCBC,
   SADB_SAFLAGS_PFS, PROTO_TO_SATYPE, DEBUG_SUBSYSTEMS, MSG_TYPE_NAMES, prefixToMask,
-  SADB_ADD, SATYPE_TO_PROTO, IPSEC_SAREF_NULL, formatIPv4Cached, newAddScan, scanAdd,
+  SADB_ADD, IPPROTO_AH, IPSEC_SAREF_NULL, formatIPv4Word, newAddScan, scanAdd,
   type DebugSubsystem, type MessageInput, type Comb, type Address,
 } from '../wire/index.js';
 import { NO_LIMITS, Sadb, newSA, sharedLimits, type SA, type ExpiryKind } from '../sadb/sadb.js';
@@ -34,7 +34,7 @@ import { formatSaid, type Said } from '../sadb/said.js';
 import { ErouteTable, type Eroute, type PacketSelector } from '../spd/eroute-table.js';
 import { defaultSupported, type SupportedLists } from './algorithms.js';
 import { HANDLERS, saOfStoredAdd } from './handlers.js';
-import { ADDTIME, HARD, SOFT, addReplyLength, keysFit, readLimits, writeAddReply } from './fast-add.js';
+import { ADDTIME, HARD, SOFT, addReplyLength, keysFit, readLimits, scratchFor, writeAddReply } from './fast-add.js';
 import { ACCEPTED, SenderRefusal, type Endpoint, type EngineOps, type Verdict, type VirtualInterface } from './endpoint.js';
 import { initialInterfaces } from './interfaces.js';
 import { LocalAddresses, type AddressSource } from './local-addresses.js';
@@ -85,9 +85,7 @@ export type TemplateRoute =
 
 /** The fast path's scratch (addFast never re-enters itself). */
 const SCAN = newAddScan();
-/** Reply scratches by length (a handful of lengths occur), so a socket copies a whole one natively. */
-const REPLIES: Uint8Array[] = [];
-const replyScratch = (n: number): Uint8Array => (REPLIES[n >>> 3] ??= new Uint8Array(n));
+
 
 export interface PendingAcquire {
   seq: number;
@@ -221,6 +219,11 @@ export class Engine implements EngineOps {
   handle(ep: Endpoint, request: Uint8Array): Verdict {
     if (ep.dialect === 'kame') return this.handleKame(ep, request);
     if (request[1] === SADB_ADD && this.fastPath && this.addFast(ep, request, 0, request.length)) return ACCEPTED;
+    return this.handleKlips(ep, request);
+  }
+
+  /** handle() of a KLIPS-dialect message, through the parser and HANDLERS. */
+  private handleKlips(ep: Endpoint, request: Uint8Array): Verdict {
     this.stats.requests++;
     const fault = headerFault(request);
     if (fault) {
@@ -263,8 +266,10 @@ export class Engine implements EngineOps {
    * as a view.
    */
   handleAt(ep: Endpoint, buf: Uint8Array, off: number, len: number): Verdict {
-    if (buf[off + 1] === SADB_ADD && ep.dialect !== 'kame' && this.fastPath && this.addFast(ep, buf, off, len)) return ACCEPTED;
-    return this.handle(ep, off === 0 && len === buf.length ? buf : buf.subarray(off, off + len));
+    const request = off === 0 && len === buf.length ? buf : undefined;
+    if (ep.dialect === 'kame') return this.handleKame(ep, request ?? buf.subarray(off, off + len));
+    if (buf[off + 1] === SADB_ADD && this.fastPath && this.addFast(ep, buf, off, len)) return ACCEPTED;
+    return this.handleKlips(ep, request ?? buf.subarray(off, off + len));
   }
 
   /**
@@ -281,8 +286,8 @@ export class Engine implements EngineOps {
     if (this.kameEndpoints.size !== 0 || this.debug.pfkey !== 0) return false;
     const s = SCAN;
     if (!scanAdd(u8, off, len, s)) return false;
-    const proto = SATYPE_TO_PROTO[s.satype];
-    const dst = formatIPv4Cached(u8, s.dst + 12);
+    const proto = s.satype === SADB_SATYPE_ESP ? IPPROTO_ESP : IPPROTO_AH;
+    const dst = formatIPv4Word(s.view.getUint32(s.dst + 12));
     if (this.sadb.contains(proto, s.spi, dst) || !keysFit(this.supported.get(s.satype), s)) return false;
     this.stats.requests++;
     const eps = this.endpointList;
@@ -299,14 +304,13 @@ export class Engine implements EngineOps {
       const now = this.now();
       const inbound = this.localAddresses.has(dst);
       const ref = s.ref !== IPSEC_SAREF_NULL ? s.ref : this.sadb.sarefs.alloc();
-      readLimits(u8, s);
+      readLimits(s);
       this.sadb.insertStored(proto, s.spi, dst, s.satype, u8, off, len, now, ref, inbound, SOFT[ADDTIME], HARD[ADDTIME]);
       if (this.pendingAcquires.size !== 0) this.settleAcquire(s.seq);
-      const n = addReplyLength(s);
-      const reply = replyScratch(n);
-      writeAddReply(reply, 0, u8, off, s, ref, inbound);
+      const reply = scratchFor(addReplyLength(s));
+      const n = writeAddReply(reply.view, 0, s, ref, inbound);
       const eps = this.endpointList;
-      for (let i = 0; i < eps.length; i++) this.pushCopy(eps[i], reply, n);
+      for (let i = 0; i < eps.length; i++) this.pushCopy(eps[i], reply.bytes, n);
     } finally {
       this.msgNow = -1;
     }
@@ -432,6 +436,13 @@ export class Engine implements EngineOps {
   toSender(ep: Endpoint, bytes: Uint8Array): void {
     this.push(ep, bytes);
     this.copyToPromisc(bytes, ep);
+  }
+
+  /** toSender() of a scratch the caller reuses (each recipient gets a copy). */
+  toSenderCopy(ep: Endpoint, scratch: Uint8Array): void {
+    this.pushCopy(ep, scratch, scratch.length);
+    const eps = this.endpointList;
+    for (let i = 0; i < eps.length; i++) if (eps[i].promisc && eps[i] !== ep) this.pushCopy(eps[i], scratch, scratch.length);
   }
 
   registeredFor(satype: number): Endpoint[] {

@@ -12,9 +12,10 @@
  */
 
 import {
-  PF_KEY_V2, SADB_ADD, SADB_SASTATE_MATURE, SADB_SATYPE_ESP, SADB_EXT_SA, SADB_EXT_LIFETIME_HARD,
-  SADB_EXT_LIFETIME_SOFT, SADB_X_EXT_SAREF, dataViewOf, type AddScan,
+  PF_KEY_V2, SADB_ADD, SADB_SASTATE_MATURE, SADB_SATYPE_ESP, SADB_EXT_SA, SADB_EXT_LIFETIME_CURRENT, SADB_EXT_LIFETIME_HARD,
+  SADB_EXT_LIFETIME_SOFT, SADB_X_EXT_SAREF, newAddScan, scanAdd, type AddScan,
 } from '../wire/index.js';
+import type { Sadb, StoredRequest } from '../sadb/sadb.js';
 import { keyFits, type SupportedLists } from './algorithms.js';
 import { EMT_INBOUND } from './sa-extensions.js';
 
@@ -51,15 +52,14 @@ function readLifetime(v: DataView, o: number, out: Float64Array): void {
 }
 
 /** Fill HARD and SOFT from the request's lifetimes (absent: no limits). */
-export function readLimits(u8: Uint8Array, s: AddScan): void {
+export function readLimits(s: AddScan): void {
   if (s.hard < 0 && s.soft < 0) {
     for (let i = 0; i < 5; i++) HARD[i] = SOFT[i] = 0;
     return;
   }
-  const v = dataViewOf(u8);
-  if (s.hard >= 0) readLifetime(v, u8.byteOffset + s.hard, HARD);
+  if (s.hard >= 0) readLifetime(s.view, s.hard, HARD);
   else for (let i = 0; i < 5; i++) HARD[i] = 0;
-  if (s.soft >= 0) readLifetime(v, u8.byteOffset + s.soft, SOFT);
+  if (s.soft >= 0) readLifetime(s.view, s.soft, SOFT);
   else for (let i = 0; i < 5; i++) SOFT[i] = 0;
   for (let i = 0; i < 5; i++) if (HARD[i] > 0 && SOFT[i] > HARD[i]) SOFT[i] = HARD[i];
 }
@@ -88,34 +88,46 @@ function copyAddress(w: DataView, o: number, v: DataView, from: number): void {
   for (let i = 8; i < 24; i += 4) w.setUint32(o + i, v.getUint32(from + i, true), true);
 }
 
-/**
- * Write the reply to the ADD at `off` in `u8` (scanned into `s`, limits read by
- * readLimits) into `out` from `at`, for an SA with SAref `ref`; returns its length.
- */
-export function writeAddReply(out: Uint8Array, at: number, u8: Uint8Array, off: number, s: AddScan, ref: number, inbound: boolean): number {
-  const len = addReplyLength(s);
-  const v = dataViewOf(u8);
-  const b = u8.byteOffset;
-  const w = dataViewOf(out);
-  let o = out.byteOffset + at;
-  // The header: version, type, errno 0, satype; length, reserved 0; the request's seq and pid.
-  w.setUint32(o, PF_KEY_V2 | (SADB_ADD << 8) | (s.satype << 24), true);
-  w.setUint32(o + 4, len / 8, true);
-  w.setUint32(o + 8, v.getUint32(b + off + 8, true), true);
-  w.setUint32(o + 12, v.getUint32(b + off + 12, true), true);
-  o += 16;
-  // SA (pfkey_sa_build): SPI, replay, MATURE, algorithms, flags, sadb_x_sa_ref NULL.
+/** The SA extension KLIPS writes for the SA (saExtOf): 24 bytes, MATURE, EMT_INBOUND for an inbound SA, sadb_x_sa_ref NULL. */
+function writeSaExt(w: DataView, o: number, s: AddScan, inbound: boolean): void {
   w.setUint32(o, 3 | (SADB_EXT_SA << 16), true);
-  w.setUint32(o + 4, v.getUint32(b + s.sa + 4, true), true);
+  w.setUint32(o + 4, s.view.getUint32(s.sa + 4, true), true);
   w.setUint32(o + 8, s.replay | (SADB_SASTATE_MATURE << 8) | (s.auth << 16) | (s.encrypt << 24), true);
   w.setUint32(o + 12, inbound ? (s.flags | EMT_INBOUND) >>> 0 : s.flags, true);
   w.setUint32(o + 16, 0, true);
   w.setUint32(o + 20, 0, true);
+}
+
+/** Exact-length scratches for the messages written here, so a socket copies a whole one natively. */
+const SCRATCH: Array<{ bytes: Uint8Array; view: DataView }> = [];
+export function scratchFor(n: number): { bytes: Uint8Array; view: DataView } {
+  let r = SCRATCH[n >>> 3];
+  if (r === undefined) {
+    const bytes = new Uint8Array(n);
+    r = SCRATCH[n >>> 3] = { bytes, view: new DataView(bytes.buffer) };
+  }
+  return r;
+}
+
+/**
+ * Write the reply to the ADD scanned into `s` (its limits read by readLimits) at byte
+ * `o` of `w`, for an SA with SAref `ref`; returns its length.
+ */
+export function writeAddReply(w: DataView, o: number, s: AddScan, ref: number, inbound: boolean): number {
+  const len = addReplyLength(s);
+  const v = s.view;
+  // The header: version, type, errno 0, satype; length, reserved 0; the request's seq and pid.
+  w.setUint32(o, PF_KEY_V2 | (SADB_ADD << 8) | (s.satype << 24), true);
+  w.setUint32(o + 4, len / 8, true);
+  w.setUint32(o + 8, s.seq, true);
+  w.setUint32(o + 12, s.pid, true);
+  o += 16;
+  writeSaExt(w, o, s, inbound);
   o += 24;
   if (s.hard >= 0) { writeLifetime(w, o, SADB_EXT_LIFETIME_HARD, HARD); o += 40; }
   if (s.soft >= 0) { writeLifetime(w, o, SADB_EXT_LIFETIME_SOFT, SOFT); o += 40; }
-  copyAddress(w, o, v, b + s.src);
-  copyAddress(w, o + 24, v, b + s.dst);
+  copyAddress(w, o, v, s.src);
+  copyAddress(w, o + 24, v, s.dst);
   o += 48;
   // X_SAREF: the SA's ref, no paired SA.
   w.setUint32(o, 2 | (SADB_X_EXT_SAREF << 16), true);
@@ -124,3 +136,54 @@ export function writeAddReply(out: Uint8Array, at: number, u8: Uint8Array, off: 
   w.setUint32(o + 12, 0, true);
   return len;
 }
+
+const STORED: StoredRequest = { bytes: new Uint8Array(0), at: 0, len: 0, satype: 0, addtime: 0, ref: 0, inbound: false };
+const STORED_SCAN = newAddScan();
+
+const hasLimit = (l: Float64Array): boolean => l[0] > 0 || l[1] > 0 || l[2] > 0 || l[3] > 0 || l[4] > 0;
+const extLength = (v: DataView, o: number): number => (o < 0 ? 0 : v.getUint16(o, true) * 8);
+
+/**
+ * The DUMP reply for the SA the table still stores as its ADD under `key` (what
+ * handlers.ts's dump builds through saMessage with keys, current, limits, proxy and
+ * NAT-T, for an SA nothing has touched since its ADD: MATURE, counters zero but the add
+ * time), written from the request into a scratch that the caller copies out before the
+ * next call; undefined when the key no longer names a stored SA.
+ */
+export function storedDumpReply(sadb: Sadb, key: number, type: number, seq: number, pid: number): Uint8Array | undefined {
+  if (!sadb.readStored(key, STORED)) return undefined;
+  const s = STORED_SCAN;
+  if (!scanAdd(STORED.bytes, STORED.at, STORED.len, s)) throw new Error(`SA table: stored ADD ${key} is not one the fast path takes`);
+  readLimits(s);
+  const v = s.view;
+  const hard = hasLimit(HARD);
+  const soft = hasLimit(SOFT);
+  const keys = extLength(v, s.keyAuth) + extLength(v, s.keyEncrypt);
+  const len = 16 + 24 + 40 + (hard ? 40 : 0) + (soft ? 40 : 0) + 48 + keys;
+  const r = scratchFor(len);
+  const w = r.view;
+  w.setUint32(0, PF_KEY_V2 | (type << 8) | (STORED.satype << 24), true);
+  w.setUint32(4, len / 8, true);
+  w.setUint32(8, seq, true);
+  w.setUint32(12, pid, true);
+  writeSaExt(w, 16, s, STORED.inbound);
+  let o = 40;
+  // LIFETIME_CURRENT of an SA never used: nothing counted, added at its add time.
+  CURRENT[2] = Math.floor(STORED.addtime);
+  writeLifetime(w, o, SADB_EXT_LIFETIME_CURRENT, CURRENT);
+  o += 40;
+  if (hard) { writeLifetime(w, o, SADB_EXT_LIFETIME_HARD, HARD); o += 40; }
+  if (soft) { writeLifetime(w, o, SADB_EXT_LIFETIME_SOFT, SOFT); o += 40; }
+  copyAddress(w, o, v, s.src);
+  copyAddress(w, o + 24, v, s.dst);
+  o += 48;
+  for (const k of [s.keyAuth, s.keyEncrypt]) {
+    const n = extLength(v, k);
+    for (let i = 0; i < n; i += 4) w.setUint32(o + i, v.getUint32(k + i, true), true);
+    o += n;
+  }
+  return r.bytes;
+}
+
+/** [allocations, bytes, addtime, usetime, packets] of an unused SA's counters (addtime set per message). */
+const CURRENT = new Float64Array(5);

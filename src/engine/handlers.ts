@@ -28,6 +28,7 @@ import {
   addressOut, flowAddressOut, lifetimeOf, limitsFrom, requestSaExt, saMessage, saidOf,
 } from './sa-extensions.js';
 import { plumbTarget } from './interfaces.js';
+import { storedDumpReply } from './fast-add.js';
 import { SenderRefusal, type EngineOps, type Request } from './endpoint.js';
 
 /** A handler of message type T: its message has every extension RULES[T].in requires. */
@@ -365,28 +366,42 @@ const DUMP_SLICE_MS = 2;
 const dump: Handler<typeof SADB_DUMP> = ({ engine, ep, msg }) => {
   const satype = msg.header.satype;
   if (engine.sadb.count(satype) === 0) refuse(ERRNO.ENOENT, 'no SAs to dump');
-  const list: SA[] = [];
-  const it = engine.sadb.values();
+  // SAs, and the keys of SAs the table still stores as their ADD (their replies are
+  // written from the request: fast-add.ts); pinned, a key stands for its SA until sent.
+  const list: Array<SA | number> = [];
+  const it = engine.sadb.entries(satype);
+  engine.sadb.pin();
+  let pinned = true;
+  const unpin = (): void => {
+    if (pinned) engine.sadb.unpin();
+    pinned = false;
+  };
   let listing = true;
   let i = 0;
   const step = (): void => {
     const until = performance.now() + DUMP_SLICE_MS;
-    for (let n = 0; !ep.closed; n++) {
+    for (let n = 0; ; n++) {
+      if (ep.closed) return unpin();
       if ((n & 63) === 63 && performance.now() > until) { setImmediate(step); return; }
       if (listing) {
         const r = it.next();
         if (r.done) listing = false;
-        else if (satype === 0 || r.value.satype === satype) list.push(r.value);
+        else list.push(r.value);
         continue;
       }
-      if (i >= list.length) return;
-      const sa = list[i];
-      const header = { type: msg.header.type, satype: sa.satype, seq: list.length - 1 - i, pid: msg.header.pid };
-      const bytes = buildMessage(saMessage(header, sa, { keys: true, current: true, limits: true, proxy: true, natT: true }));
+      if (i >= list.length) return unpin();
+      const e = list[i];
+      const seq = list.length - 1 - i;
+      const sa = typeof e === 'number' ? engine.sadb.madeFrom(e) : e;
+      const stored = sa === undefined ? storedDumpReply(engine.sadb, e as number, msg.header.type, seq, msg.header.pid) : undefined;
+      if (sa === undefined && stored === undefined) { i++; continue; } // (cannot happen while pinned)
+      const bytes = stored ?? buildMessage(saMessage({ type: msg.header.type, satype: sa!.satype, seq, pid: msg.header.pid }, sa!,
+        { keys: true, current: true, limits: true, proxy: true, natT: true }));
       // Wait for the reader unless the message could never fit (then it is dropped and counted).
       if (ep.room() < bytes.length && bytes.length <= ep.rcvbuf) { ep.onDrain(step); return; }
       i++;
-      engine.toSender(ep, bytes);
+      if (stored) engine.toSenderCopy(ep, stored);
+      else engine.toSender(ep, bytes);
     }
   };
   step();

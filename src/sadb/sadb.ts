@@ -512,6 +512,11 @@ class ByteArena {
     return new Uint8Array(c.buffer, c.byteOffset + (loc % CHUNK), len);
   }
 
+  /** The chunk holding the record at `loc` (the record starts at loc % CHUNK). */
+  chunkOf(loc: number): Uint8Array {
+    return this.chunks[Math.floor(loc / CHUNK)]!;
+  }
+
   /** The record at `loc` is no longer needed. */
   release(loc: number, len: number): void {
     const c = Math.floor(loc / CHUNK);
@@ -541,6 +546,17 @@ const recordLength = (arena: ByteArena, loc: number): number => {
  * and what the request does not say: when it was added, its SAref, whether it is inbound.
  */
 export type SaBuilder = (request: Uint8Array, addtime: number, ref: number, inbound: boolean) => SA;
+
+/** A stored SA as Sadb.readStored gives it: its request is bytes [at, at + len) of `bytes`. */
+export interface StoredRequest {
+  bytes: Uint8Array;
+  at: number;
+  len: number;
+  satype: number;
+  addtime: number;
+  ref: number;
+  inbound: boolean;
+}
 
 /**
  * The SAs by SAID, in insertion order. Two parts, neither with an object per SA:
@@ -580,6 +596,8 @@ class SaTable {
   /** Used length of list/seqs (holes included). */
   private len = 0;
   private live = 0;
+  /** Stored SAs among the live ones. */
+  stored = 0;
   private nextSeq = 0;
   /** Bumped whenever list positions move (compaction). */
   private epoch = 0;
@@ -651,6 +669,7 @@ class SaTable {
     const len = recordLength(this.arena, loc);
     const sa = build(this.arena.view(loc, len), this.sAddtime[p], this.sRef[p], this.sInbound[p] === 1);
     this.list[p] = sa;
+    this.stored--;
     this.arena.release(loc, len);
     this.onMade(sa, this.seqs[p]);
     if (this.arena.wasteful) this.rewriteArena();
@@ -776,6 +795,7 @@ class SaTable {
   ): number {
     if (2 * (this.live + 1) > this.capacity) this.reindex(this.capacity * 2);
     this.live++;
+    this.stored++;
     const p = this.append(dst);
     this.sProto[p] = proto;
     this.sSpi[p] = spi | 0;
@@ -844,6 +864,7 @@ class SaTable {
     const i = this.slotOfPosition(this.sSpi[p], p);
     if (i < 0) return undefined;
     const gone = { satype: this.sSatype[p], ref: this.sRef[p] };
+    this.stored--;
     this.arena.release(loc, recordLength(this.arena, loc));
     this.removeAt(i, p);
     return gone;
@@ -881,7 +902,7 @@ class SaTable {
     this.sAddtime = new Float64Array(1024);
     this.sLoc = new Float64Array(1024);
     this.arena = new ByteArena();
-    this.len = this.live = 0;
+    this.len = this.live = this.stored = 0;
     this.epoch++;
     this.slots = SaTable.emptySlots(1024);
     this.capacity = 1024;
@@ -929,6 +950,46 @@ class SaTable {
     return lo;
   }
 
+  /**
+   * Every entry of SA type `satype` (0: all) in insertion order, as values() walks them,
+   * without making stored SAs: an SA, or a stored SA's key.
+   */
+  *entries(satype: number): IterableIterator<SA | number> {
+    let epoch = this.epoch;
+    let p = 0;
+    let last = -1;
+    for (;;) {
+      if (epoch !== this.epoch) {
+        epoch = this.epoch;
+        p = this.after(last);
+      }
+      if (p >= this.len) return;
+      const e = this.list[p];
+      const seq = this.seqs[p];
+      p++;
+      if (e === undefined) continue;
+      last = seq;
+      if (typeof e === 'string') {
+        if (satype === 0 || this.sSatype[p - 1] === satype) yield seq;
+      } else if (satype === 0 || e.satype === satype) yield e;
+    }
+  }
+
+  /** What a stored SA (key) holds, into `out`; false if the key names no stored SA. */
+  readStored(key: number, out: StoredRequest): boolean {
+    const p = this.positionOf(key);
+    if (p < 0 || typeof this.list[p] !== 'string') return false;
+    const loc = this.sLoc[p];
+    out.bytes = this.arena.chunkOf(loc);
+    out.at = loc % CHUNK;
+    out.len = recordLength(this.arena, loc);
+    out.satype = this.sSatype[p];
+    out.addtime = this.sAddtime[p];
+    out.ref = this.sRef[p];
+    out.inbound = this.sInbound[p] === 1;
+    return true;
+  }
+
   /** Every SA in insertion order, stored ones made as they come. */
   *values(): IterableIterator<SA> {
     let epoch = this.epoch;
@@ -965,6 +1026,8 @@ export class Sadb {
   readonly sarefs = new SarefTable<SA>((key) => this.table.byKey(key));
   /** Bumped by every change of the table or of an SA's state, so a cache over it knows when it is stale. */
   version = 0;
+  private pins = 0;
+  private readonly madeWhilePinned = new Map<number, SA>();
 
   /** How many SAs of one SA type (0: all) the table holds. */
   count(satype = 0): number {
@@ -973,6 +1036,11 @@ export class Sadb {
 
   get size(): number {
     return this.table.size;
+  }
+
+  /** How many SAs are still stored as the request that added them (not yet made; SaTable). */
+  get storedCount(): number {
+    return this.table.stored;
   }
 
   /** Deadlines queued, stale ones included (bounded by compaction). */
@@ -1031,6 +1099,40 @@ export class Sadb {
   private made(sa: SA, key: number): void {
     this.share(sa);
     this.sarefs.settle(key, sa);
+    if (this.pins > 0) this.madeWhilePinned.set(key, sa);
+  }
+
+  /**
+   * Every entry of SA type `satype` (0: all) in insertion order, as values() gives them,
+   * but a stored SA as its key, not made (DUMP writes its reply from the stored request;
+   * readStored). A walk that keeps keys should pin() the table meanwhile.
+   */
+  entries(satype: number): IterableIterator<SA | number> {
+    return this.table.entries(satype);
+  }
+
+  /** What the stored SA `key` holds (its request, add time, SAref, direction), into `out`; false once it is made or gone. */
+  readStored(key: number, out: StoredRequest): boolean {
+    return this.table.readStored(key, out);
+  }
+
+  /**
+   * While pinned (a DUMP holds keys from entries()), the SA each stored SA becomes is
+   * remembered (madeFrom), and removing stored SAs makes them first: so a key listed
+   * goes on standing for its SA, as a listed SA object would, whatever happens to the
+   * table before the DUMP reaches it.
+   */
+  pin(): void {
+    this.pins++;
+  }
+
+  unpin(): void {
+    if (--this.pins === 0) this.madeWhilePinned.clear();
+  }
+
+  /** The SA the stored SA `key` became while the table was pinned, if it was made. */
+  madeFrom(key: number): SA | undefined {
+    return this.madeWhilePinned.get(key);
   }
 
   /**
@@ -1082,12 +1184,16 @@ export class Sadb {
   flush(satype: number): SA[] {
     const gone: SA[] = [];
     for (const sa of this.values()) if (satype === 0 || sa.satype === satype) gone.push(sa);
-    this.drop(satype);
+    this.removeType(satype);
     return gone;
   }
 
-  /** Remove the SAs of one SA type (0: all), stored ones without making them. Returns how many went. */
+  /** Remove the SAs of one SA type (0: all), stored ones without making them (unless pinned). Returns how many went. */
   drop(satype: number): number {
+    return this.pins > 0 ? this.flush(satype).length : this.removeType(satype);
+  }
+
+  private removeType(satype: number): number {
     this.version++;
     const gone: Array<SA | number> = [];
     this.table.forEachEntry((sa, key, t) => {

@@ -64,6 +64,9 @@ interface Run {
   count: number;
 }
 
+/** What a read slot of the queue holds, so that it keeps no message (or chunk) alive. */
+const EMPTY_RUN: Run = Object.freeze({ buf: new Uint8Array(0), start: 0, end: 0, count: 0 }) as Run;
+
 /** Chunk sizes for copied messages: a socket starts small and doubles up to the largest. */
 const MIN_CHUNK = 4096;
 const MAX_CHUNK = 64 * 1024;
@@ -295,7 +298,7 @@ export class PfkeySocket implements Endpoint {
   private shift(): Uint8Array {
     const e = this.queue[this.head];
     if (e instanceof Uint8Array) {
-      this.head++;
+      this.queue[this.head++] = EMPTY_RUN;
       this.count--;
       this.compactQueue();
       return e;
@@ -312,7 +315,7 @@ export class PfkeySocket implements Endpoint {
     run.start = end;
     run.count -= messages;
     if (run.count === 0) {
-      this.head++;
+      this.queue[this.head++] = EMPTY_RUN;
       if (run === this.tailRun) this.tailRun = undefined;
       this.compactQueue();
     }

@@ -19,8 +19,14 @@ import {
 import { dataViewOf } from './bytes.js';
 import { IPSEC_SAREF_NULL, IPSEC_SA_REF_TABLE_NUM_ENTRIES } from './extensions.js';
 
-/** Where scanAdd found an ADD's parts: byte offsets into the scanned buffer (-1: absent) and the SA extension's fields. */
+/**
+ * Where scanAdd found an ADD's parts: a DataView over the scanned buffer's memory, byte
+ * offsets into that view (-1: absent), and the SA extension's fields.
+ */
 export interface AddScan {
+  view: DataView;
+  /** The message's first byte, in `view`. */
+  at: number;
   satype: number;
   seq: number;
   pid: number;
@@ -45,7 +51,7 @@ export interface AddScan {
 
 export function newAddScan(): AddScan {
   return {
-    satype: 0, seq: 0, pid: 0, spi: 0, replay: 0, auth: 0, encrypt: 0, flags: 0, ref: 0,
+    view: new DataView(new ArrayBuffer(0)), at: 0, satype: 0, seq: 0, pid: 0, spi: 0, replay: 0, auth: 0, encrypt: 0, flags: 0, ref: 0,
     sa: -1, hard: -1, soft: -1, src: -1, dst: -1, keyAuth: -1, keyEncrypt: -1, authBits: 0, encryptBits: 0,
   };
 }
@@ -72,20 +78,21 @@ function keyBits(v: DataView, o: number, len: number): number {
 
 /**
  * Whether bytes [off, off + len) of `u8` are an ADD of the shape above that parseMessage
- * (inbound, KLIPS dialect) accepts; if so, `s` says where its parts are (offsets into
- * `u8`). Reads go through a DataView, a word at a time.
+ * (inbound, KLIPS dialect) accepts; if so, `s` says where its parts are. Reads go
+ * through a DataView, a word at a time.
  */
 export function scanAdd(u8: Uint8Array, off: number, len: number, s: AddScan): boolean {
   if (len < SADB_MSG_HDR_LEN || off + len > u8.length) return false;
   const v = dataViewOf(u8);
-  const base = u8.byteOffset;
-  const m = base + off;
+  const m = u8.byteOffset + off;
   const end = m + len;
   // version, type, errno and satype in one word; then sadb_msg_len and sadb_msg_reserved.
   const w0 = v.getUint32(m, true);
   const satype = w0 >>> 24;
   if ((w0 & 0xffffff) !== (PF_KEY_V2 | (SADB_ADD << 8)) || v.getUint32(m + 4, true) !== len / 8) return false;
   if (satype !== SADB_SATYPE_AH && satype !== SADB_SATYPE_ESP) return false;
+  s.view = v;
+  s.at = m;
   s.satype = satype;
   s.seq = v.getUint32(m + 8, true);
   s.pid = v.getUint32(m + 12, true);
@@ -108,10 +115,11 @@ export function scanAdd(u8: Uint8Array, off: number, len: number, s: AddScan): b
         let ref = IPSEC_SAREF_NULL;
         if (n === 24) {
           ref = v.getUint32(o + 16, true);
+          if (v.getInt32(o + 20) !== 0) return false;
           if (ref === 0xffffffff) ref = IPSEC_SAREF_NULL;
-          else if (ref >= IPSEC_SA_REF_TABLE_NUM_ENTRIES || v.getInt32(o + 20) !== 0) return false;
+          else if (ref >= IPSEC_SA_REF_TABLE_NUM_ENTRIES) return false;
         }
-        s.sa = o - base;
+        s.sa = o;
         s.spi = v.getUint32(o + 4);
         s.replay = replay;
         s.auth = (w2 >>> 16) & 0xff;
@@ -123,19 +131,19 @@ export function scanAdd(u8: Uint8Array, off: number, len: number, s: AddScan): b
       case SADB_EXT_LIFETIME_HARD:
       case SADB_EXT_LIFETIME_SOFT:
         if (n !== 32 && (n !== 40 || v.getInt32(o + 36) !== 0)) return false;
-        if (t === SADB_EXT_LIFETIME_HARD) s.hard = o - base;
-        else s.soft = o - base;
+        if (t === SADB_EXT_LIFETIME_HARD) s.hard = o;
+        else s.soft = o;
         break;
       case SADB_EXT_ADDRESS_SRC:
       case SADB_EXT_ADDRESS_DST:
         if (!v4Address(v, o, n)) return false;
-        if (t === SADB_EXT_ADDRESS_SRC) s.src = o - base;
-        else s.dst = o - base;
+        if (t === SADB_EXT_ADDRESS_SRC) s.src = o;
+        else s.dst = o;
         break;
       default: {
         const bits = keyBits(v, o, n);
         if (bits === 0) return false;
-        if (t === SADB_EXT_KEY_AUTH) { s.keyAuth = o - base; s.authBits = bits; } else { s.keyEncrypt = o - base; s.encryptBits = bits; }
+        if (t === SADB_EXT_KEY_AUTH) { s.keyAuth = o; s.authBits = bits; } else { s.keyEncrypt = o; s.encryptBits = bits; }
       }
     }
     seen |= bit(t);
