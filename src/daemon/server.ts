@@ -310,7 +310,15 @@ class Connection {
   private readonly onData = (chunk: Buffer): void => {
     if (this.closed) return;
     this.srv.stats.bytesIn += chunk.length;
-    const err = this.decoder.pushAt(chunk, this.onFrameAt);
+    // The messages of one read are handled on one reading of the clock.
+    const engine = this.srv.engine;
+    engine.beginBatch();
+    let err;
+    try {
+      err = this.decoder.pushAt(chunk, this.onFrameAt);
+    } finally {
+      engine.endBatch();
+    }
     if (err) {
       this.framingFailure(err);
       return;

@@ -149,6 +149,8 @@ export class Engine implements EngineOps {
   private readonly ownClock: boolean;
   /** The wall-clock time of the message being handled, or -1 between messages. */
   private msgNow = -1;
+  /** The wall-clock time read for the batch of messages being handled (beginBatch), or -1. */
+  private batchNow = -1;
   readonly random: (n: number) => number;
   private readonly logFn?: (subsystem: DebugSubsystem, text: string) => void;
   /** Where held packets go when their eroute is replaced (the data plane's runtime sets it). */
@@ -160,7 +162,7 @@ export class Engine implements EngineOps {
     // ADDs the fast path stored become SAs through the ADD handler's own code.
     this.sadb.builder = saOfStoredAdd;
     this.ownClock = opts.clock === undefined;
-    // The wall clock is read once per message (handle sets msgNow), not once per use.
+    // The wall clock is read once per message (handle sets msgNow), or once per batch, not once per use.
     this.now = opts.clock ?? (() => (this.msgNow >= 0 ? this.msgNow : Date.now() / 1000));
     this.random = opts.random ?? ((n) => Math.floor(Math.random() * n));
     this.supported = opts.supported ?? defaultSupported();
@@ -209,6 +211,21 @@ export class Engine implements EngineOps {
   // ---------- the way in ----------
 
   /**
+   * Messages that arrived together (klipsd: one read from a connection) are handled on
+   * one reading of the wall clock: from beginBatch() to endBatch(), each message takes
+   * the time read at beginBatch(), where it would otherwise read the clock itself (a
+   * clock read costs about as much as the rest of an ADD's bookkeeping). An injected
+   * clock is asked as always.
+   */
+  beginBatch(): void {
+    if (this.ownClock) this.batchNow = Date.now() / 1000;
+  }
+
+  endBatch(): void {
+    this.batchNow = -1;
+  }
+
+  /**
    * Handle one message a client sent on `ep` (KLIPS's pfkey_sendmsg) and return the
    * verdict: errno 0 (ACCEPTED), or the errno with where and why it was refused. This is
    * the one place a request is checked; callers read the verdict instead of checking
@@ -236,7 +253,7 @@ export class Engine implements EngineOps {
     const bytes = allocMessage(request.length);
     bytes.set(request);
     this.copyToPromisc(bytes, ep);
-    if (this.ownClock) this.msgNow = Date.now() / 1000;
+    if (this.ownClock) this.msgNow = this.batchNow >= 0 ? this.batchNow : Date.now() / 1000;
     try {
       const msg = parseMessage(bytes, { direction: 'in', keyViews: true, header });
       if (this.debug.pfkey) this.log('pfkey', `${MSG_TYPE_NAMES[header.type]} seq=${header.seq} pid=${header.pid} from socket ${ep.id}`);
@@ -299,7 +316,7 @@ export class Engine implements EngineOps {
         break;
       }
     }
-    if (this.ownClock) this.msgNow = Date.now() / 1000;
+    if (this.ownClock) this.msgNow = this.batchNow >= 0 ? this.batchNow : Date.now() / 1000;
     try {
       const now = this.now();
       const inbound = this.localAddresses.has(dst);
@@ -336,7 +353,7 @@ export class Engine implements EngineOps {
     const bytes = allocMessage(request.length);
     bytes.set(request);
     this.kameBroadcast(bytes, 'promisc');
-    if (this.ownClock) this.msgNow = Date.now() / 1000;
+    if (this.ownClock) this.msgNow = this.batchNow >= 0 ? this.batchNow : Date.now() / 1000;
     try {
       const msg = parseMessage(bytes, { dialect: 'kame', direction: 'in', keyViews: true, header });
       if (this.debug.pfkey) this.log('pfkey', `KAME ${KAME_MSG_TYPE_NAMES[header.type]} seq=${header.seq} pid=${header.pid} from socket ${ep.id}`);

@@ -21,6 +21,24 @@ import { EMT_INBOUND } from './sa-extensions.js';
 
 /** Whether the SA type's supported list takes the request's algorithms and keys (saFromRequest's checkKey calls, for AH and ESP). */
 export function keysFit(lists: SupportedLists | undefined, s: AddScan): boolean {
+  // A key manager adds SA after SA with the same algorithms: the last answer is kept.
+  const what = s.satype | (s.auth << 8) | (s.encrypt << 16) | (s.keyEncrypt < 0 ? 0 : 1 << 24);
+  const bits = s.authBits + s.encryptBits * 65536;
+  if (lists === lastLists && what === lastWhat && bits === lastBits) return lastFit;
+  lastLists = lists;
+  lastWhat = what;
+  lastBits = bits;
+  lastFit = fitsNow(lists, s);
+  return lastFit;
+}
+
+/** The last answer of keysFit: the supported lists (never changed in place), the algorithms and key sizes asked about, and the answer. */
+let lastLists: SupportedLists | undefined;
+let lastWhat = -1;
+let lastBits = -1;
+let lastFit = false;
+
+function fitsNow(lists: SupportedLists | undefined, s: AddScan): boolean {
   if (!keyFits(lists, 'auth', s.auth, s.authBits || undefined)) return false;
   if (s.satype === SADB_SATYPE_ESP) return keyFits(lists, 'encrypt', s.encrypt, s.encryptBits || undefined);
   return s.keyEncrypt < 0;
