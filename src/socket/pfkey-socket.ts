@@ -19,8 +19,10 @@
  * the engine had copied in (deliverCopy, for the replies it writes into a scratch of its
  * own): consecutive copies go back to back into a chunk of this socket's, so a burst of
  * replies costs no object per message, and klipsd takes a whole run out as one buffer
- * for one write (takeRun). A chunk is only ever appended to, so a message read or taken
- * out of it stays as it was.
+ * for one write (takeRun). A message read out of a chunk (recv) stays as it was: that
+ * socket's chunks are only ever appended to. Where every byte goes out through take and
+ * comes back through release (klipsd: once written), an emptied chunk is filled again
+ * from its start.
  */
 
 import { ERRNO, PfkeyError, type Dialect } from '../wire/index.js';
@@ -89,6 +91,12 @@ export class PfkeySocket implements Endpoint {
   private chunk: Uint8Array | undefined;
   private chunkUsed = 0;
   private tailRun: Run | undefined;
+  /**
+   * Whether a view of a chunk ever went to someone who does not give it back (recv()):
+   * until then, a chunk whose every byte was taken and released holds nothing anyone
+   * still reads, and copies start again at its beginning.
+   */
+  private viewsOut = false;
   /** Bytes the owner took (take/hold) and still holds, until release(). */
   private held = 0;
   private budget: ReceiveBudget | undefined;
@@ -142,6 +150,10 @@ export class PfkeySocket implements Endpoint {
     if (this.listeners.length && this.pending === 0) return this.deliver(src.slice(0, len));
     if (!this.admit(len)) return false;
     let c = this.chunk;
+    if (this.count === 0 && this.held === 0 && !this.viewsOut) {
+      this.chunkUsed = 0;
+      this.tailRun = undefined;
+    }
     if (c === undefined || this.chunkUsed + len > c.length) {
       let size = c === undefined ? MIN_CHUNK : Math.min(2 * c.length, MAX_CHUNK);
       while (size < len) size *= 2;
@@ -251,6 +263,7 @@ export class PfkeySocket implements Endpoint {
       throw new PfkeyError(ERRNO.ENOBUFS, `receive queue overflowed: ${this.dropped} message(s) dropped so far`);
     }
     if (this.head >= this.queue.length) return undefined;
+    this.viewsOut = true;
     const m = this.shift();
     this.queued -= m.length;
     if (this.budget) this.budget.used -= m.length;
