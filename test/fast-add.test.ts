@@ -3,7 +3,7 @@
  * against the general path: two engines on the same clock, one with the fast path and
  * one without (EngineOptions.fastPath false), get the same random and mutated ADD and
  * UPDATE messages, valid and not, mixed with GET, DELETE, DUMP, FLUSH, the clock running
- * lifetimes out, and a KAME-dialect socket that dumps. After every message the verdicts (errno, stage, offset, reason)
+ * lifetimes out, a KAME-dialect socket that dumps, in batches or not (klipsd's reads). After every message the verdicts (errno, stage, offset, reason)
  * and every byte each socket received (sender, another socket, a promiscuous one) must
  * be the same, and at the end the tables (SAs, SAref slots, counters). So the fast path
  * gives the general path's replies, errnos and effects, and falls back for the rest.
@@ -125,7 +125,9 @@ type Op =
   | { op: 'dump'; satype: number }
   | { op: 'flush'; satype: number }
   | { op: 'time'; seconds: number }
-  | { op: 'kame' };
+  | { op: 'kame' }
+  | { op: 'batch' }
+  | { op: 'burst'; ms: MessageInput[] };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 60, arbitrary: fc.record({ op: fc.constant('sa' as const), m: saMsgArb, mutations: fc.oneof({ weight: 3, arbitrary: fc.constant([] as Mutation[]) }, { weight: 1, arbitrary: fc.array(mutationArb, { minLength: 1, maxLength: 3 }) }) }) },
@@ -134,6 +136,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ op: fc.constant('flush' as const), satype: fc.constantFrom(0, SADB_SATYPE_ESP, SADB_SATYPE_AH) }) },
   { weight: 5, arbitrary: fc.record({ op: fc.constant('time' as const), seconds: fc.constantFrom(0.5, 1, 3, 11, 20) }) },
   { weight: 1, arbitrary: fc.constant({ op: 'kame' as const }) },
+  { weight: 5, arbitrary: fc.constant({ op: 'batch' as const }) },
+  { weight: 5, arbitrary: fc.record({ op: fc.constant('burst' as const), ms: fc.array(saMsgArb, { minLength: 2, maxLength: 6 }) }) },
 );
 
 /** One engine and its sockets: the sender, another socket, and (when asked) a promiscuous one. */
@@ -181,7 +185,9 @@ function request(op: Op): Uint8Array {
     case 'dump': return buildMessage(hdrReq(SADB_DUMP, op.satype, { seq: 5 }));
     case 'flush': return buildMessage(hdrReq(SADB_FLUSH, op.satype, { seq: 6 }));
     case 'time':
-    case 'kame': throw new Error('no request');
+    case 'kame':
+    case 'batch':
+    case 'burst': throw new Error('no request');
   }
 }
 
@@ -197,9 +203,31 @@ test('fast and general path: same verdicts, same bytes to every socket, same tab
       const slow = side(false, clock, promisc);
       received(fast.socks);
       received(slow.socks);
+      let inBatch = false;
+      // The buffers the fast side was given: once handle() returned (or the batch ended) they are the sender's again, and scribbled on.
+      const used: Uint8Array[] = [];
+      const scribble = () => { for (const b of used.splice(0)) b.fill(0xee); };
       for (const [i, op] of ops.entries()) {
         const what = `op ${i} (${op.op})`;
-        if (op.op === 'time') {
+        if (op.op === 'batch') {
+          // Messages handled as one batch, as klipsd handles one read (stored requests copied at its end).
+          for (const s of [fast, slow]) inBatch ? s.engine.endBatch() : s.engine.beginBatch();
+          inBatch = !inBatch;
+          if (!inBatch) scribble();
+        } else if (op.op === 'burst') {
+          // Messages back to back in one buffer, as in one read: the fast side reads each where it lies.
+          const msgs = op.ms.map((m) => buildMessage(m));
+          const buf = new Uint8Array(msgs.reduce((n, m) => n + m.length, 0));
+          let off = 0;
+          for (const [j, m] of msgs.entries()) {
+            buf.set(m, off);
+            const vf = outcome(() => fast.socks[0].submitAt(buf, off, m.length));
+            const vs = outcome(() => slow.socks[0].submit(m));
+            assert.deepEqual(vf, vs, `${what}, message ${j}: verdict`);
+            off += m.length;
+          }
+          used.push(buf);
+        } else if (op.op === 'time') {
           clock.t += op.seconds;
           assert.equal(fast.engine.tick(), slow.engine.tick(), `${what}: expiries`);
         } else if (op.op === 'kame') {
@@ -215,13 +243,17 @@ test('fast and general path: same verdicts, same bytes to every socket, same tab
           const bytes = request(op);
           const before = fast.engine.sadb.storedCount;
           // The fast side reads it where it lies in a larger buffer, at any alignment, as klipsd's frames lie in a read chunk.
-          const vf = outcome(() => fast.socks[0].submitAt(within(bytes, i % 13), i % 13, bytes.length));
+          const where = within(bytes, i % 13);
+          used.push(where);
+          const vf = outcome(() => fast.socks[0].submitAt(where, i % 13, bytes.length));
           if (fast.engine.sadb.storedCount > before) fastAdds++;
           const vs = outcome(() => slow.socks[0].submit(bytes));
           assert.deepEqual(vf, vs, `${what}: verdict`);
         }
+        if (!inBatch) scribble();
         assert.deepEqual(received(fast.socks), received(slow.socks), `${what}: what the sockets received`);
       }
+      if (inBatch) for (const s of [fast, slow]) s.engine.endBatch();
       assert.deepEqual(fast.engine.stats, slow.engine.stats, 'engine counters');
       assert.equal(snapshot(fast.engine), snapshot(slow.engine), 'tables');
       assert.equal(fast.engine.sadb.storedCount, 0, 'the snapshot made every SA');

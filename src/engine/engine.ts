@@ -151,6 +151,8 @@ export class Engine implements EngineOps {
   private msgNow = -1;
   /** The wall-clock time read for the batch of messages being handled (beginBatch), or -1. */
   private batchNow = -1;
+  /** Between beginBatch() and endBatch(). */
+  private inBatch = false;
   readonly random: (n: number) => number;
   private readonly logFn?: (subsystem: DebugSubsystem, text: string) => void;
   /** Where held packets go when their eroute is replaced (the data plane's runtime sets it). */
@@ -211,18 +213,22 @@ export class Engine implements EngineOps {
   // ---------- the way in ----------
 
   /**
-   * Messages that arrived together (klipsd: one read from a connection) are handled on
-   * one reading of the wall clock: from beginBatch() to endBatch(), each message takes
-   * the time read at beginBatch(), where it would otherwise read the clock itself (a
-   * clock read costs about as much as the rest of an ADD's bookkeeping). An injected
-   * clock is asked as always.
+   * Messages that arrived together (klipsd: one read from a connection) are handled as
+   * a batch, from beginBatch() to endBatch(): on one reading of the wall clock (each
+   * message takes the time read at beginBatch(), where it would otherwise read the clock
+   * itself, which costs about as much as the rest of an ADD's bookkeeping; an injected
+   * clock is asked as always), and with the requests the ADD fast path stores copied in
+   * one go at the end (the caller must not change their buffers before endBatch()).
    */
   beginBatch(): void {
+    this.inBatch = true;
     if (this.ownClock) this.batchNow = Date.now() / 1000;
   }
 
   endBatch(): void {
+    this.inBatch = false;
     this.batchNow = -1;
+    this.sadb.flushStored();
   }
 
   /**
@@ -323,6 +329,8 @@ export class Engine implements EngineOps {
       const ref = s.ref !== IPSEC_SAREF_NULL ? s.ref : this.sadb.sarefs.alloc();
       readLimits(s);
       this.sadb.insertStored(proto, s.spi, dst, s.satype, u8, off, len, now, ref, inbound, SOFT[ADDTIME], HARD[ADDTIME]);
+      // A lone message's buffer is its sender's again once handle() returns.
+      if (!this.inBatch) this.sadb.flushStored();
       if (this.pendingAcquires.size !== 0) this.settleAcquire(s.seq);
       const reply = scratchFor(addReplyLength(s));
       const n = writeAddReply(reply.view, 0, s, ref, inbound);

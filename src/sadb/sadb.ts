@@ -472,6 +472,12 @@ const EMPTY = -1;
  * all gone (made into SAs, or removed) is dropped, and the table rewrites the records
  * into fresh chunks when dead bytes outweigh live ones, so the arena stays within about
  * twice what its live records need. Nothing outside the table ever holds a view of it.
+ *
+ * Records that lie back to back in their source (klipsd's ADDs in one read chunk) are
+ * copied in one go: put() notes the run, and it is copied when a record that does not
+ * continue it comes, when anything reads the arena, or at flush() (the engine calls it
+ * before its caller may reuse the source: at once for a lone message, at the end of a
+ * batch for klipsd's reads).
  */
 const CHUNK = 256 * 1024;
 class ByteArena {
@@ -484,20 +490,43 @@ class ByteArena {
   /** Bytes of live records, and bytes of chunks still held. */
   liveBytes = 0;
   heldBytes = 0;
+  /** The run of records not yet copied: bytes [pendingFrom, + pendingLen) of pendingSrc, going to pendingAt of the current chunk. */
+  private pendingSrc: Uint8Array | undefined;
+  private pendingFrom = 0;
+  private pendingAt = 0;
+  private pendingLen = 0;
 
-  /** Copy bytes [off, off + len) of `src` in; returns the record's location. */
+  /** Take bytes [off, off + len) of `src` in (copied now, or with the run they continue); returns the record's location. */
   put(src: Uint8Array, off: number, len: number): number {
     if (this.used + len > CHUNK) this.next();
     const c = this.cur;
     const o = this.used;
-    this.chunks[c]!.set(new Uint8Array(src.buffer, src.byteOffset + off, len), o);
+    if (src === this.pendingSrc && off === this.pendingFrom + this.pendingLen && o === this.pendingAt + this.pendingLen) {
+      this.pendingLen += len;
+    } else {
+      this.flush();
+      this.pendingSrc = src;
+      this.pendingFrom = off;
+      this.pendingAt = o;
+      this.pendingLen = len;
+    }
     this.used = o + len;
     this.live[c] += len;
     this.liveBytes += len;
     return c * CHUNK + o;
   }
 
+  /** Copy the records put() has noted and not copied yet. */
+  flush(): void {
+    const src = this.pendingSrc;
+    if (src === undefined) return;
+    this.chunks[this.cur]!.set(new Uint8Array(src.buffer, src.byteOffset + this.pendingFrom, this.pendingLen), this.pendingAt);
+    this.pendingSrc = undefined;
+    this.pendingLen = 0;
+  }
+
   private next(): void {
+    this.flush();
     const c = this.free.length ? this.free.pop()! : this.chunks.length;
     this.chunks[c] = new Uint8Array(CHUNK);
     this.live[c] = 0;
@@ -508,12 +537,14 @@ class ByteArena {
 
   /** The record at `loc` as a view (for reading it at once; never kept). */
   view(loc: number, len: number): Uint8Array {
+    this.flush();
     const c = this.chunks[Math.floor(loc / CHUNK)]!;
     return new Uint8Array(c.buffer, c.byteOffset + (loc % CHUNK), len);
   }
 
   /** The chunk holding the record at `loc` (the record starts at loc % CHUNK). */
   chunkOf(loc: number): Uint8Array {
+    this.flush();
     return this.chunks[Math.floor(loc / CHUNK)]!;
   }
 
@@ -685,6 +716,7 @@ class SaTable {
       const len = recordLength(old, this.sLoc[p]);
       this.sLoc[p] = next.put(old.view(this.sLoc[p], len), 0, len);
     }
+    next.flush();
     this.arena = next;
   }
 
@@ -975,6 +1007,11 @@ class SaTable {
     }
   }
 
+  /** Copy the stored requests not copied yet (ByteArena.put): their source may change after this. */
+  flushStored(): void {
+    this.arena.flush();
+  }
+
   /** What a stored SA (key) holds, into `out`; false if the key names no stored SA. */
   readStored(key: number, out: StoredRequest): boolean {
     const p = this.positionOf(key);
@@ -1078,8 +1115,9 @@ export class Sadb {
 
   /**
    * Insert a new SA as the request an ADD carried (the caller checked it is absent and
-   * that `builder` makes an SA of these bytes): bytes [off, off + len) of `u8` are copied,
-   * and the SA is made only when something asks for it (SaTable). Its ref takes its SAref
+   * that `builder` makes an SA of these bytes): bytes [off, off + len) of `u8` are copied
+   * (by flushStored() at the latest), and the SA is made only when something asks for it
+   * (SaTable). Its ref takes its SAref
    * slot, and its add-time limits (soft and hard, seconds, 0 for none) are scheduled as an
    * SA's are; the SA starts unused, so it has no use-time deadline yet.
    */
@@ -1093,6 +1131,14 @@ export class Sadb {
     this.perType[satype] = this.count(satype) + 1;
     if (softAddtime > 0) this.deadline(addtime + softAddtime, key, 0);
     if (hardAddtime > 0) this.deadline(addtime + hardAddtime, key, 0);
+  }
+
+  /**
+   * insertStored() may copy the request later, with the requests that follow it in the
+   * same buffer: its caller calls this before the buffer may change.
+   */
+  flushStored(): void {
+    this.table.flushStored();
   }
 
   /** A stored SA (key) was made into `sa`: it shares addresses as inserted SAs do, and holds its SAref slot itself. */
