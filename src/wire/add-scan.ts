@@ -76,15 +76,27 @@ function keyBits(v: DataView, o: number, len: number): number {
   return bits;
 }
 
+let lastBuffer: Uint8Array | undefined;
+let lastView: DataView = new DataView(new ArrayBuffer(0));
+let lastOffset = 0;
+let lastLength = 0;
+
 /**
  * Whether bytes [off, off + len) of `u8` are an ADD of the shape above that parseMessage
  * (inbound, KLIPS dialect) accepts; if so, `s` says where its parts are. Reads go
  * through a DataView, a word at a time.
  */
 export function scanAdd(u8: Uint8Array, off: number, len: number, s: AddScan): boolean {
-  if (len < SADB_MSG_HDR_LEN || off + len > u8.length) return false;
-  const v = dataViewOf(u8);
-  const m = u8.byteOffset + off;
+  // The messages of one read chunk share it: its view, offset and length are looked up once.
+  if (u8 !== lastBuffer) {
+    lastBuffer = u8;
+    lastView = dataViewOf(u8);
+    lastOffset = u8.byteOffset;
+    lastLength = u8.length;
+  }
+  if (len < SADB_MSG_HDR_LEN || off + len > lastLength) return false;
+  const v = lastView;
+  const m = lastOffset + off;
   const end = m + len;
   // version, type, errno and satype in one word; then sadb_msg_len and sadb_msg_reserved.
   const w0 = v.getUint32(m, true);
