@@ -26,7 +26,7 @@ import {
   SADB_X_SAFLAGS_REPLACEFLOW, SADB_X_SATYPE_INT, SPI_HOLD, SPI_TRAP,
   SPI_TRAPSUBNET, SADB_AALG_MD5HMAC, SADB_AALG_SHA1HMAC, SADB_EALG_3DESCBC, SADB_X_EALG_AESCBC,
   SADB_SAFLAGS_PFS, PROTO_TO_SATYPE, DEBUG_SUBSYSTEMS, MSG_TYPE_NAMES, prefixToMask,
-  SADB_ADD, IPPROTO_AH, IPSEC_SAREF_NULL, formatIPv4Word, newAddScan, scanAdd,
+  SADB_ADD, SADB_GET, IPPROTO_AH, IPSEC_SAREF_NULL, formatIPv4Word, newAddScan, scanSa,
   type DebugSubsystem, type MessageInput, type Comb, type Address,
 } from '../wire/index.js';
 import { NO_LIMITS, Sadb, newSA, sharedLimits, type SA, type ExpiryKind } from '../sadb/sadb.js';
@@ -34,7 +34,7 @@ import { formatSaid, type Said } from '../sadb/said.js';
 import { ErouteTable, type Eroute, type PacketSelector } from '../spd/eroute-table.js';
 import { defaultSupported, type SupportedLists } from './algorithms.js';
 import { HANDLERS, saOfStoredAdd } from './handlers.js';
-import { ADDTIME, HARD, SOFT, addReplyLength, keysFit, readLimits, scratchFor, writeAddReply } from './fast-add.js';
+import { ADDTIME, HARD, SOFT, addReplyLength, keysFit, readLimits, scratchFor, storedSaReply, writeAddReply } from './fast-add.js';
 import { ACCEPTED, SenderRefusal, type Endpoint, type EngineOps, type Verdict, type VirtualInterface } from './endpoint.js';
 import { initialInterfaces } from './interfaces.js';
 import { LocalAddresses, type AddressSource } from './local-addresses.js';
@@ -241,7 +241,7 @@ export class Engine implements EngineOps {
    */
   handle(ep: Endpoint, request: Uint8Array): Verdict {
     if (ep.dialect === 'kame') return this.handleKame(ep, request);
-    if (request[1] === SADB_ADD && this.fastPath && this.addFast(ep, request, 0, request.length)) return ACCEPTED;
+    if (this.fastPath && this.fast(ep, request, 0, request.length)) return ACCEPTED;
     return this.handleKlips(ep, request);
   }
 
@@ -291,12 +291,56 @@ export class Engine implements EngineOps {
   handleAt(ep: Endpoint, buf: Uint8Array, off: number, len: number): Verdict {
     const request = off === 0 && len === buf.length ? buf : undefined;
     if (ep.dialect === 'kame') return this.handleKame(ep, request ?? buf.subarray(off, off + len));
-    if (buf[off + 1] === SADB_ADD && this.fastPath && this.addFast(ep, buf, off, len)) return ACCEPTED;
+    if (this.fastPath && this.fast(ep, buf, off, len)) return ACCEPTED;
     return this.handleKlips(ep, request ?? buf.subarray(off, off + len));
   }
 
   /**
-   * The ADD fast path: an ADD of the shape wire's scanAdd reads in place that the ADD
+   * The fast paths, for an ADD or a GET of the shapes wire's scanSa reads in place (only
+   * while no KAME socket is open, which would hear of SAs, and pfkey debugging is off):
+   * true when one handled the message, false (nothing done) for the general path.
+   */
+  private fast(ep: Endpoint, u8: Uint8Array, off: number, len: number): boolean {
+    const type = u8[off + 1];
+    if ((type !== SADB_ADD && type !== SADB_GET) || this.kameEndpoints.size !== 0 || this.debug.pfkey !== 0) return false;
+    if (!scanSa(u8, off, len, SCAN)) return false;
+    return type === SADB_ADD ? this.addFast(ep, u8, off, len) : this.getFast(ep, u8, off, len);
+  }
+
+  /**
+   * The GET fast path: a GET for an SA the table still stores as its ADD is answered from
+   * the stored request (fast-add.ts, as DUMP answers it) without making the SA, with what
+   * handle() and the GET handler do: a copy of the request to promiscuous sockets, the
+   * reply to the sender (and promiscuous sockets). A GET for any other SA, or for none,
+   * takes the general path.
+   */
+  private getFast(ep: Endpoint, u8: Uint8Array, off: number, len: number): boolean {
+    const s = SCAN;
+    const proto = s.satype === SADB_SATYPE_ESP ? IPPROTO_ESP : IPPROTO_AH;
+    const key = this.sadb.storedKey(proto, s.spi, formatIPv4Word(s.view.getUint32(s.dst + 12)));
+    if (key < 0) return false;
+    this.stats.requests++;
+    this.promiscCopy(ep, u8, off, len);
+    const reply = storedSaReply(this.sadb, key, SADB_GET, s.seq, s.pid);
+    if (reply !== undefined) this.toSenderCopy(ep, reply);
+    return true;
+  }
+
+  /** Copies of a request read in place for promiscuous sockets (the general path's copyToPromisc). */
+  private promiscCopy(ep: Endpoint, u8: Uint8Array, off: number, len: number): void {
+    const eps = this.endpointList;
+    for (let i = 0; i < eps.length; i++) {
+      if (eps[i].promisc && eps[i] !== ep) {
+        const copy = allocMessage(len);
+        copy.set(u8.subarray(off, off + len));
+        this.copyToPromisc(copy, ep);
+        return;
+      }
+    }
+  }
+
+  /**
+   * The ADD fast path: an ADD of the shape wire's scanSa reads in place that the ADD
    * handler would accept (its algorithms and keys fit, its SAID is free) is handled
    * here with the same effects, in the same order, as through handle(): promiscuous
    * sockets get a copy of the request, the SA goes into the table (stored as its request
@@ -306,22 +350,12 @@ export class Engine implements EngineOps {
    * general path: another shape, any refusal, KAME sockets to notify, pfkey debugging on.
    */
   private addFast(ep: Endpoint, u8: Uint8Array, off: number, len: number): boolean {
-    if (this.kameEndpoints.size !== 0 || this.debug.pfkey !== 0) return false;
     const s = SCAN;
-    if (!scanAdd(u8, off, len, s)) return false;
     const proto = s.satype === SADB_SATYPE_ESP ? IPPROTO_ESP : IPPROTO_AH;
     const dst = formatIPv4Word(s.view.getUint32(s.dst + 12));
     if (this.sadb.contains(proto, s.spi, dst) || !keysFit(this.supported.get(s.satype), s)) return false;
     this.stats.requests++;
-    const eps = this.endpointList;
-    for (let i = 0; i < eps.length; i++) {
-      if (eps[i].promisc && eps[i] !== ep) {
-        const copy = allocMessage(len);
-        copy.set(u8.subarray(off, off + len));
-        this.copyToPromisc(copy, ep);
-        break;
-      }
-    }
+    this.promiscCopy(ep, u8, off, len);
     if (this.ownClock) this.msgNow = this.batchNow >= 0 ? this.batchNow : Date.now() / 1000;
     try {
       const now = this.now();

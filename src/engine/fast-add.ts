@@ -1,5 +1,5 @@
 /**
- * The ADD fast path's engine half: for an ADD that wire's scanAdd read in place, the
+ * The ADD fast path's engine half: for an ADD that wire's scanSa read in place, the
  * checks the ADD handler makes beyond the parser's (the SA type's algorithms and key
  * sizes, an SAID not yet taken: Engine.addFast asks the table), the SA's soft and hard
  * limits as the handler derives them, and the reply KLIPS's pfkey_add_parse builds,
@@ -8,12 +8,14 @@
  * lifetimes when the request had them, the addresses with protocol 0, and X_SAREF (the
  * SA's ref, no pairing). Byte for byte what handlers.ts's `add` builds through
  * saMessage and buildMessage (test/fast-add.test.ts compares them); the SA itself is
- * made later from the stored request by the handler's own code (saOfStoredAdd).
+ * made later from the stored request by the handler's own code (saOfStoredAdd). Until
+ * then, what GET and DUMP answer about it is written from the stored request too
+ * (storedSaReply).
  */
 
 import {
   PF_KEY_V2, SADB_ADD, SADB_SASTATE_MATURE, SADB_SATYPE_ESP, SADB_EXT_SA, SADB_EXT_LIFETIME_CURRENT, SADB_EXT_LIFETIME_HARD,
-  SADB_EXT_LIFETIME_SOFT, SADB_X_EXT_SAREF, newAddScan, scanAdd, type AddScan,
+  SADB_EXT_LIFETIME_SOFT, SADB_X_EXT_SAREF, newAddScan, scanSa, type AddScan,
 } from '../wire/index.js';
 import type { Sadb, StoredRequest } from '../sadb/sadb.js';
 import { keyFits, type SupportedLists } from './algorithms.js';
@@ -162,16 +164,17 @@ const hasLimit = (l: Float64Array): boolean => l[0] > 0 || l[1] > 0 || l[2] > 0 
 const extLength = (v: DataView, o: number): number => (o < 0 ? 0 : v.getUint16(o, true) * 8);
 
 /**
- * The DUMP reply for the SA the table still stores as its ADD under `key` (what
- * handlers.ts's dump builds through saMessage with keys, current, limits, proxy and
- * NAT-T, for an SA nothing has touched since its ADD: MATURE, counters zero but the add
- * time), written from the request into a scratch that the caller copies out before the
- * next call; undefined when the key no longer names a stored SA.
+ * The GET or DUMP reply (header type `type`) for the SA the table still stores as its
+ * ADD under `key`: what handlers.ts's get and dump build through saMessage with keys,
+ * current, limits, proxy and NAT-T, for an SA nothing has touched since its ADD (MATURE,
+ * counters zero but the add time), written from the request into a scratch that the
+ * caller copies out before the next call; undefined when the key no longer names a
+ * stored SA.
  */
-export function storedDumpReply(sadb: Sadb, key: number, type: number, seq: number, pid: number): Uint8Array | undefined {
+export function storedSaReply(sadb: Sadb, key: number, type: number, seq: number, pid: number): Uint8Array | undefined {
   if (!sadb.readStored(key, STORED)) return undefined;
   const s = STORED_SCAN;
-  if (!scanAdd(STORED.bytes, STORED.at, STORED.len, s)) throw new Error(`SA table: stored ADD ${key} is not one the fast path takes`);
+  if (!scanSa(STORED.bytes, STORED.at, STORED.len, s)) throw new Error(`SA table: stored ADD ${key} is not one the fast path takes`);
   readLimits(s);
   const v = s.view;
   const hard = hasLimit(HARD);

@@ -28,7 +28,7 @@ import {
   addressOut, flowAddressOut, lifetimeOf, limitsFrom, requestSaExt, saMessage, saidOf,
 } from './sa-extensions.js';
 import { plumbTarget } from './interfaces.js';
-import { storedDumpReply } from './fast-add.js';
+import { storedSaReply } from './fast-add.js';
 import { SenderRefusal, type EngineOps, type Request } from './endpoint.js';
 
 /** A handler of message type T: its message has every extension RULES[T].in requires. */
@@ -393,7 +393,7 @@ const dump: Handler<typeof SADB_DUMP> = ({ engine, ep, msg }) => {
       const e = list[i];
       const seq = list.length - 1 - i;
       const sa = typeof e === 'number' ? engine.sadb.madeFrom(e) : e;
-      const stored = sa === undefined ? storedDumpReply(engine.sadb, e as number, msg.header.type, seq, msg.header.pid) : undefined;
+      const stored = sa === undefined ? storedSaReply(engine.sadb, e as number, msg.header.type, seq, msg.header.pid) : undefined;
       if (sa === undefined && stored === undefined) { i++; continue; } // (cannot happen while pinned)
       const bytes = stored ?? buildMessage(saMessage({ type: msg.header.type, satype: sa!.satype, seq, pid: msg.header.pid }, sa!,
         { keys: true, current: true, limits: true, proxy: true, natT: true }));

@@ -692,6 +692,23 @@ class SaTable {
     }
   }
 
+  /** The key of the stored SA with this SAID, or -1 when there is none (or the SA was made). */
+  storedKey(proto: number, spi: number, dst: string): number {
+    const k = spi | 0;
+    const slots = this.slots;
+    const mask = this.mask;
+    for (let i = this.slotOf(k); ; i = (i + 1) & mask) {
+      const p = slots[2 * i + 1];
+      if (p === EMPTY) return -1;
+      if (slots[2 * i] === k) {
+        const e = this.list[p]!;
+        if (typeof e === 'string') {
+          if (e === dst && this.sProto[p] === proto) return this.seqs[p];
+        } else if (e.said.proto === proto && e.said.dst === dst) return -1;
+      }
+    }
+  }
+
   /** The SA stored at position p, made from its request; it takes the stored entry's place. */
   private make(p: number, dst: string): SA {
     const build = this.builder();
@@ -1091,6 +1108,11 @@ export class Sadb {
 
   has(said: Said): boolean {
     return this.table.contains(said.proto, said.spi, said.dst);
+  }
+
+  /** The key of the SA with this SAID while it is still stored as its ADD (readStored), or -1. */
+  storedKey(proto: number, spi: number, dst: string): number {
+    return this.table.storedKey(proto, spi, dst);
   }
 
   /** has() from the SAID's parts. */

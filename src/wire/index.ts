@@ -15,6 +15,6 @@ export * from './message.js';
 export * from './framing.js';
 export * from './render.js';
 export { allocMessage, dataViewOf } from './bytes.js';
-export * from './add-scan.js';
+export * from './scan.js';
 export * from './reason.js';
 export * from './status.js';

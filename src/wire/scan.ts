@@ -1,17 +1,18 @@
 /**
- * An SADB_ADD read in place, for the engine's fast path. For the common shape of a
- * KLIPS-dialect ADD (AH or ESP; the SA extension, optional hard and soft lifetimes, IPv4
- * source and destination, optional keys, in ascending order, no other extension),
- * `scanAdd` checks in place everything parseMessage checks of such a message (header,
- * extension lengths, order, each codec's rules, the ADD rules of checkMessageRules) and
- * notes where each extension lies, without making an object. Every other message, valid
- * or not, is simply not of this shape (false), and its sender parses it in full; for a
- * message scanAdd accepts, parseMessage accepts it too and reads the same values
- * (test/fast-add.test.ts feeds both random and mutated messages).
+ * SADB_ADD and SADB_GET read in place, for the engine's fast path. For the common shape
+ * of a KLIPS-dialect ADD (AH or ESP; the SA extension, optional hard and soft lifetimes,
+ * IPv4 source and destination, optional keys, in ascending order, no other extension)
+ * and of a GET (AH or ESP; SA, IPv4 source and destination), `scanSa` checks in place
+ * everything parseMessage checks of such a message (header, extension lengths, order,
+ * each codec's rules, the ADD rules of checkMessageRules) and notes where each extension
+ * lies, without making an object. Every other message, valid or not, is simply not of
+ * this shape (false), and its sender parses it in full; for a message scanSa accepts,
+ * parseMessage accepts it too and reads the same values (test/fast-add.test.ts feeds
+ * both random and mutated messages).
  */
 
 import {
-  PF_KEY_V2, SADB_ADD, SADB_MSG_HDR_LEN, SADB_SATYPE_AH, SADB_SATYPE_ESP, SADB_SASTATE_MATURE,
+  PF_KEY_V2, SADB_ADD, SADB_GET, SADB_MSG_HDR_LEN, SADB_SASTATE_DEAD, SADB_SATYPE_AH, SADB_SATYPE_ESP, SADB_SASTATE_MATURE,
   SADB_AALG_NONE, SADB_EALG_NONE, SADB_EALG_NULL, AF_INET,
   SADB_EXT_SA, SADB_EXT_LIFETIME_HARD, SADB_EXT_LIFETIME_SOFT, SADB_EXT_ADDRESS_SRC, SADB_EXT_ADDRESS_DST,
   SADB_EXT_KEY_AUTH, SADB_EXT_KEY_ENCRYPT,
@@ -20,13 +21,15 @@ import { dataViewOf } from './bytes.js';
 import { IPSEC_SAREF_NULL, IPSEC_SA_REF_TABLE_NUM_ENTRIES } from './extensions.js';
 
 /**
- * Where scanAdd found an ADD's parts: a DataView over the scanned buffer's memory, byte
+ * Where scanSa found a message's parts: a DataView over the scanned buffer's memory, byte
  * offsets into that view (-1: absent), and the SA extension's fields.
  */
 export interface AddScan {
   view: DataView;
   /** The message's first byte, in `view`. */
   at: number;
+  /** SADB_ADD or SADB_GET. */
+  type: number;
   satype: number;
   seq: number;
   pid: number;
@@ -51,16 +54,16 @@ export interface AddScan {
 
 export function newAddScan(): AddScan {
   return {
-    view: new DataView(new ArrayBuffer(0)), at: 0, satype: 0, seq: 0, pid: 0, spi: 0, replay: 0, auth: 0, encrypt: 0, flags: 0, ref: 0,
+    view: new DataView(new ArrayBuffer(0)), at: 0, type: 0, satype: 0, seq: 0, pid: 0, spi: 0, replay: 0, auth: 0, encrypt: 0, flags: 0, ref: 0,
     sa: -1, hard: -1, soft: -1, src: -1, dst: -1, keyAuth: -1, keyEncrypt: -1, authBits: 0, encryptBits: 0,
   };
 }
 
 const bit = (t: number) => 1 << (t - 1);
-/** The extension types this shape may carry, and those it must. */
-const SHAPE = bit(SADB_EXT_SA) | bit(SADB_EXT_LIFETIME_HARD) | bit(SADB_EXT_LIFETIME_SOFT) | bit(SADB_EXT_ADDRESS_SRC) |
-  bit(SADB_EXT_ADDRESS_DST) | bit(SADB_EXT_KEY_AUTH) | bit(SADB_EXT_KEY_ENCRYPT);
+/** The extension types each shape may carry (a subset of what RULES permits), and those both must. */
 const REQUIRED = bit(SADB_EXT_SA) | bit(SADB_EXT_ADDRESS_SRC) | bit(SADB_EXT_ADDRESS_DST);
+const ADD_SHAPE = REQUIRED | bit(SADB_EXT_LIFETIME_HARD) | bit(SADB_EXT_LIFETIME_SOFT) | bit(SADB_EXT_KEY_AUTH) | bit(SADB_EXT_KEY_ENCRYPT);
+const GET_SHAPE = REQUIRED;
 
 /** An IPv4 sadb_address of 24 bytes as the codec accepts it: prefix length and reserved 0, sin_zero 0. */
 const v4Address = (v: DataView, o: number, len: number): boolean =>
@@ -82,11 +85,11 @@ let lastOffset = 0;
 let lastLength = 0;
 
 /**
- * Whether bytes [off, off + len) of `u8` are an ADD of the shape above that parseMessage
- * (inbound, KLIPS dialect) accepts; if so, `s` says where its parts are. Reads go
- * through a DataView, a word at a time.
+ * Whether bytes [off, off + len) of `u8` are an ADD or a GET of the shapes above that
+ * parseMessage (inbound, KLIPS dialect) accepts; if so, `s` says where its parts are.
+ * Reads go through a DataView, a word at a time.
  */
-export function scanAdd(u8: Uint8Array, off: number, len: number, s: AddScan): boolean {
+export function scanSa(u8: Uint8Array, off: number, len: number, s: AddScan): boolean {
   // The messages of one read chunk share it: its view, offset and length are looked up once.
   if (u8 !== lastBuffer) {
     lastBuffer = u8;
@@ -101,10 +104,14 @@ export function scanAdd(u8: Uint8Array, off: number, len: number, s: AddScan): b
   // version, type, errno and satype in one word; then sadb_msg_len and sadb_msg_reserved.
   const w0 = v.getUint32(m, true);
   const satype = w0 >>> 24;
-  if ((w0 & 0xffffff) !== (PF_KEY_V2 | (SADB_ADD << 8)) || v.getUint32(m + 4, true) !== len / 8) return false;
+  const type = (w0 >>> 8) & 0xff;
+  if ((w0 & 0xff00ff) !== PF_KEY_V2 || v.getUint32(m + 4, true) !== len / 8) return false;
   if (satype !== SADB_SATYPE_AH && satype !== SADB_SATYPE_ESP) return false;
+  const shape = type === SADB_ADD ? ADD_SHAPE : type === SADB_GET ? GET_SHAPE : 0;
+  if (shape === 0) return false;
   s.view = v;
   s.at = m;
+  s.type = type;
   s.satype = satype;
   s.seq = v.getUint32(m + 8, true);
   s.pid = v.getUint32(m + 12, true);
@@ -116,14 +123,16 @@ export function scanAdd(u8: Uint8Array, off: number, len: number, s: AddScan): b
     const h = v.getUint32(o, true);
     const n = (h & 0xffff) * 8;
     const t = h >>> 16;
-    if (n === 0 || o + n > end || t <= last || t > 32 || !(SHAPE & bit(t))) return false;
+    if (n === 0 || o + n > end || t <= last || t > 32 || !(shape & bit(t))) return false;
     switch (t) {
       case SADB_EXT_SA: {
         if (n !== 16 && n !== 24) return false;
         // sadb_sa_replay, _state, _auth, _encrypt.
         const w2 = v.getUint32(o + 8, true);
         const replay = w2 & 0xff;
-        if (replay > 64 || ((w2 >>> 8) & 0xff) !== SADB_SASTATE_MATURE) return false;
+        const state = (w2 >>> 8) & 0xff;
+        // The codec takes any state but DEAD and above; an ADD must be MATURE (checkMessageRules).
+        if (replay > 64 || (type === SADB_ADD ? state !== SADB_SASTATE_MATURE : state >= SADB_SASTATE_DEAD)) return false;
         let ref = IPSEC_SAREF_NULL;
         if (n === 24) {
           ref = v.getUint32(o + 16, true);
@@ -163,6 +172,7 @@ export function scanAdd(u8: Uint8Array, off: number, len: number, s: AddScan): b
     o += n;
   }
   if ((seen & REQUIRED) !== REQUIRED) return false;
+  if (type === SADB_GET) return true;
   // checkMessageRules for an ADD: the algorithms its SA type needs, and an SPI above 255.
   if (satype === SADB_SATYPE_AH ? s.auth === SADB_AALG_NONE || s.encrypt !== SADB_EALG_NONE
     : s.encrypt === SADB_EALG_NONE || (s.encrypt === SADB_EALG_NULL && s.auth === SADB_AALG_NONE)) return false;
