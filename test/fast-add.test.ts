@@ -289,3 +289,22 @@ test('a typical ADD takes the fast path and is stored until asked for; GET answe
   assert.deepEqual(received(fast.socks), received(slow.socks));
   assert.equal(fast.engine.sadb.size, 0);
 });
+
+test('a DUMP whose reader closes while it waits for room unpins the table', async () => {
+  const clock = { t: 1000 };
+  const s = side(true, clock, false);
+  for (let spi = 0x1000; spi < 0x1000 + 3000; spi++) assert.equal(s.socks[0].send(buildMessage(addReq({ spi }))), 0);
+  received(s.socks);
+  const small = new PfkeySocket(s.engine, { rcvbuf: 4096 });
+  assert.equal(small.send(buildMessage(hdrReq(SADB_DUMP, 0, { seq: 3 }))), 0);
+  await new Promise((r) => setImmediate(r));
+  assert.ok(small.pending > 0 && small.pending < 3000, 'the DUMP waits for the reader');
+  small.close();
+  // Unpinned, a FLUSH removes the stored SAs without making them.
+  assert.equal(s.socks[0].send(buildMessage(hdrReq(SADB_FLUSH, 0, { seq: 4 }))), 0);
+  assert.equal(s.engine.sadb.size, 0);
+  assert.equal(s.engine.sadb.storedCount, 0);
+  // While pinned, the FLUSH would have made them first (and kept them made until the DUMP ended):
+  // the table is empty and holds nothing made while pinned.
+  assert.equal(s.engine.sadb.madeFrom(0), undefined);
+});

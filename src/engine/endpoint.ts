@@ -31,7 +31,7 @@ export interface Endpoint {
   room(): number;
   /** The receive queue's size in bytes. */
   readonly rcvbuf: number;
-  /** Call `cb` once when the receive queue has drained. */
+  /** Call `cb` once when the receive queue has drained, or the socket closed. */
   onDrain(cb: () => void): void;
   readonly closed: boolean;
   /** SA types this socket registered for (SADB_REGISTER), in its dialect's numbering. */

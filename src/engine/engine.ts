@@ -16,6 +16,11 @@
  * dialects, each in its own numbering. Template eroutes (a KAME policy's) are resolved
  * to SAs at packet time (routeTemplates, policy.ts).
  *
+ * The common ADD, and a GET of an SA it added, take a fast path (Engine.fast, with
+ * wire/scan.ts and fast-add.ts): read in place, the SA stored as its request until
+ * something asks for it, the reply written from the request, with the effects and bytes
+ * of the general path (docs/semantics.md, "The fast path for ADD and GET").
+ *
  * The engine never sees a socket, only Endpoints (socket/ implements them).
  */
 
@@ -69,8 +74,9 @@ export interface EngineOptions {
   /** KAME larval SAs (GETSPI, an ACQUIRE's) live this many seconds (Linux's xfrm_acq_expires; default 30). */
   kameAcquireExpires?: number;
   /**
-   * Take the ADD fast path (addFast) for the ADDs it can (default true); false sends every
-   * message through the parser and the handlers (the fast path's tests compare the two).
+   * Take the ADD and GET fast paths for the messages they can (default true); false sends
+   * every message through the parser and the handlers (the fast path's tests compare the
+   * two).
    */
   fastPath?: boolean;
 }
@@ -83,9 +89,8 @@ export type TemplateRoute =
   | { ok: true; sas: SA[] }
   | { ok: false; reason: 'trap' | 'no-listener'; acquireSeq?: number; listeners: number };
 
-/** The fast path's scratch (addFast never re-enters itself). */
+/** The fast path's scratch (it never re-enters itself). */
 const SCAN = newAddScan();
-
 
 export interface PendingAcquire {
   seq: number;

@@ -420,5 +420,9 @@ export class PfkeySocket implements Endpoint {
     const w = this.readableWaiters;
     this.readableWaiters = [];
     for (const f of w) f();
+    // A waiter for room (a DUMP) learns that the socket is gone, and ends.
+    const d = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const f of d) f();
   }
 }
