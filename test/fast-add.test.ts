@@ -18,7 +18,7 @@ import {
 } from '../src/wire/index.js';
 import { Engine } from '../src/engine/engine.js';
 import { PfkeySocket } from '../src/socket/pfkey-socket.js';
-import { addReq, hdrReq, saidReq, seededRandom, snapshot } from './engine-helpers.js';
+import { addReq, hdrReq, saidReq, seededRandom, snapshot, updateReq } from './engine-helpers.js';
 
 /** The host's own address (SAs to it are inbound) and a peer. */
 const LOCAL = '192.0.2.2';
@@ -307,4 +307,35 @@ test('a DUMP whose reader closes while it waits for room unpins the table', asyn
   // While pinned, the FLUSH would have made them first (and kept them made until the DUMP ended):
   // the table is empty and holds nothing made while pinned.
   assert.equal(s.engine.sadb.madeFrom(0), undefined);
+});
+
+test('a DUMP that lists stored SAs sends them as listed, whatever DELETE, UPDATE, GET and FLUSH do meanwhile', async () => {
+  const clock = { t: 1000.5 };
+  const outs = await Promise.all([true, false].map(async (fastPath) => {
+    const s = side(fastPath, clock, false);
+    for (let spi = 0x1000; spi < 0x1000 + 200; spi++) assert.equal(s.socks[0].send(buildMessage(addReq({ spi, seq: spi }))), 0);
+    received(s.socks);
+    const reader = new PfkeySocket(s.engine, { rcvbuf: 4096 });
+    const got: string[] = [];
+    assert.equal(reader.send(buildMessage(hdrReq(SADB_DUMP, 0, { seq: 3 }))), 0);
+    // (Reading everything would let the DUMP go on at once: the reader takes a few.)
+    for (let n = 0; n < 5; n++) got.push(hex(reader.recv()!));
+    assert.ok(reader.pending < 150, 'the DUMP waits for its reader');
+    // The DUMP has listed all 200 and waits for its reader; meanwhile:
+    const said = (spi: number) => ({ spi, seq: 9 });
+    assert.equal(s.socks[0].send(buildMessage(saidReq(SADB_DELETE, said(0x1000 + 150)))), 0);
+    assert.equal(s.socks[0].send(buildMessage(saidReq(SADB_GET, said(0x1000 + 170)))), 0);
+    assert.equal(s.socks[0].send(buildMessage(updateReq({ spi: 0x1000 + 160, replay: 7, seq: 10 }))), 0);
+    assert.equal(s.socks[0].send(buildMessage(saidReq(SADB_DELETE, said(0x1000 + 160)))), 0);
+    assert.equal(s.socks[0].send(buildMessage(hdrReq(SADB_FLUSH, SADB_SATYPE_AH, { seq: 11 }))), 0);
+    assert.equal(s.socks[0].send(buildMessage(hdrReq(SADB_FLUSH, 0, { seq: 12 }))), 0);
+    const lastDumpReply = (h: string) => h.slice(2, 4) === '0a' && h.slice(16, 24) === '00000000';
+    for (let turns = 0; turns < 1000 && !got.some(lastDumpReply); turns++) {
+      await new Promise((r) => setImmediate(r));
+      got.push(...reader.recvAll().map(hex));
+    }
+    return { got, others: received(s.socks), size: s.engine.sadb.size };
+  }));
+  assert.equal(outs[0].got.filter((h) => h.slice(2, 4) === '0a').length, 200, 'all 200 listed SAs were sent');
+  assert.deepEqual(outs[0], outs[1]);
 });

@@ -16,7 +16,7 @@
  * dialects, each in its own numbering. Template eroutes (a KAME policy's) are resolved
  * to SAs at packet time (routeTemplates, policy.ts).
  *
- * The common ADD, and a GET of an SA it added, take a fast path (Engine.fast, with
+ * The common ADD, and a GET or DELETE of an SA it added, take a fast path (Engine.fast, with
  * wire/scan.ts and fast-add.ts): read in place, the SA stored as its request until
  * something asks for it, the reply written from the request, with the effects and bytes
  * of the general path (docs/semantics.md, "The fast path for ADD and GET").
@@ -31,15 +31,18 @@ import {
   SADB_X_SAFLAGS_REPLACEFLOW, SADB_X_SATYPE_INT, SPI_HOLD, SPI_TRAP,
   SPI_TRAPSUBNET, SADB_AALG_MD5HMAC, SADB_AALG_SHA1HMAC, SADB_EALG_3DESCBC, SADB_X_EALG_AESCBC,
   SADB_SAFLAGS_PFS, PROTO_TO_SATYPE, DEBUG_SUBSYSTEMS, MSG_TYPE_NAMES, prefixToMask,
-  SADB_ADD, SADB_GET, IPPROTO_AH, IPSEC_SAREF_NULL, formatIPv4Word, newAddScan, scanSa,
+  SADB_ADD, SADB_GET, SADB_DELETE, IPPROTO_AH, IPSEC_SAREF_NULL, formatIPv4Word, newAddScan, scanSa,
   type DebugSubsystem, type MessageInput, type Comb, type Address,
 } from '../wire/index.js';
-import { NO_LIMITS, Sadb, newSA, sharedLimits, type SA, type ExpiryKind } from '../sadb/sadb.js';
+import { NO_LIMITS, Sadb, newSA, sharedLimits, type SA, type ExpiryKind, type StoredRequest } from '../sadb/sadb.js';
 import { formatSaid, type Said } from '../sadb/said.js';
 import { ErouteTable, type Eroute, type PacketSelector } from '../spd/eroute-table.js';
 import { defaultSupported, type SupportedLists } from './algorithms.js';
 import { HANDLERS, saOfStoredAdd } from './handlers.js';
-import { ADDTIME, HARD, SOFT, addReplyLength, keysFit, readLimits, scratchFor, storedSaReply, writeAddReply } from './fast-add.js';
+import {
+  ADDTIME, DELETE_REPLY_LENGTH, HARD, SOFT, addReplyLength, keysFit, readLimits, scratchFor, storedSaReply, writeAddReply, writeDeleteReply,
+} from './fast-add.js';
+import { isTableRef } from '../sadb/saref.js';
 import { ACCEPTED, SenderRefusal, type Endpoint, type EngineOps, type Verdict, type VirtualInterface } from './endpoint.js';
 import { initialInterfaces } from './interfaces.js';
 import { LocalAddresses, type AddressSource } from './local-addresses.js';
@@ -74,7 +77,7 @@ export interface EngineOptions {
   /** KAME larval SAs (GETSPI, an ACQUIRE's) live this many seconds (Linux's xfrm_acq_expires; default 30). */
   kameAcquireExpires?: number;
   /**
-   * Take the ADD and GET fast paths for the messages they can (default true); false sends
+   * Take the ADD, GET and DELETE fast paths for the messages they can (default true); false sends
    * every message through the parser and the handlers (the fast path's tests compare the
    * two).
    */
@@ -91,6 +94,7 @@ export type TemplateRoute =
 
 /** The fast path's scratch (it never re-enters itself). */
 const SCAN = newAddScan();
+const STORED: StoredRequest = { bytes: new Uint8Array(0), at: 0, len: 0, satype: 0, addtime: 0, ref: 0, inbound: false };
 
 export interface PendingAcquire {
   seq: number;
@@ -307,9 +311,32 @@ export class Engine implements EngineOps {
    */
   private fast(ep: Endpoint, u8: Uint8Array, off: number, len: number): boolean {
     const type = u8[off + 1];
-    if ((type !== SADB_ADD && type !== SADB_GET) || this.kameEndpoints.size !== 0 || this.debug.pfkey !== 0) return false;
+    if ((type !== SADB_ADD && type !== SADB_GET && type !== SADB_DELETE) || this.kameEndpoints.size !== 0 || this.debug.pfkey !== 0) return false;
     if (!scanSa(u8, off, len, SCAN)) return false;
-    return type === SADB_ADD ? this.addFast(ep, u8, off, len) : this.getFast(ep, u8, off, len);
+    return type === SADB_ADD ? this.addFast(ep, u8, off, len) : type === SADB_GET ? this.getFast(ep, u8, off, len) : this.deleteFast(ep, u8, off, len);
+  }
+
+  /**
+   * The DELETE fast path: a DELETE of an SA the table still stores as its ADD removes it
+   * without making it (a stored SA is in no group), with what handle() and the DELETE
+   * handler do: a copy of the request to promiscuous sockets, the SA and its SAref gone,
+   * the reply to every socket. A DELETE of any other SA, or for none, or while a DUMP
+   * pins the table, takes the general path.
+   */
+  private deleteFast(ep: Endpoint, u8: Uint8Array, off: number, len: number): boolean {
+    const s = SCAN;
+    const proto = s.satype === SADB_SATYPE_ESP ? IPPROTO_ESP : IPPROTO_AH;
+    const key = this.sadb.storedKey(proto, s.spi, formatIPv4Word(s.view.getUint32(s.dst + 12)));
+    if (key < 0 || !this.sadb.readStored(key, STORED)) return false;
+    const ref = isTableRef(STORED.ref) ? STORED.ref : IPSEC_SAREF_NULL;
+    if (!this.sadb.removeStored(key)) return false;
+    this.stats.requests++;
+    this.promiscCopy(ep, u8, off, len);
+    const reply = scratchFor(DELETE_REPLY_LENGTH);
+    writeDeleteReply(reply.view, 0, s, ref);
+    const eps = this.endpointList;
+    for (let i = 0; i < eps.length; i++) this.pushCopy(eps[i], reply.bytes, DELETE_REPLY_LENGTH);
+    return true;
   }
 
   /**

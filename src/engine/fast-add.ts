@@ -1,5 +1,5 @@
 /**
- * The ADD fast path's engine half: for an ADD that wire's scanSa read in place, the
+ * The fast paths' engine half: for an ADD that wire's scanSa read in place, the
  * checks the ADD handler makes beyond the parser's (the SA type's algorithms and key
  * sizes, an SAID not yet taken: Engine.addFast asks the table), the SA's soft and hard
  * limits as the handler derives them, and the reply KLIPS's pfkey_add_parse builds,
@@ -10,7 +10,8 @@
  * saMessage and buildMessage (test/fast-add.test.ts compares them); the SA itself is
  * made later from the stored request by the handler's own code (saOfStoredAdd). Until
  * then, what GET and DUMP answer about it is written from the stored request too
- * (storedSaReply).
+ * (storedSaReply), and a DELETE of it has its reply written from the DELETE's bytes
+ * (writeDeleteReply).
  */
 
 import {
@@ -155,6 +156,32 @@ export function writeAddReply(w: DataView, o: number, s: AddScan, ref: number, i
   w.setUint32(o + 8, 0, true);
   w.setUint32(o + 12, 0, true);
   return len;
+}
+
+/** Bytes of the reply to a DELETE. */
+export const DELETE_REPLY_LENGTH = 16 + 24 + 24 + 24;
+
+/**
+ * Write the reply to the DELETE scanned into `s` at byte `o` of `w` (pfkey_delete_parse's,
+ * as handlers.ts's del builds it): the request's header, an SA extension with the SPI and
+ * the deleted SA's SAref (`ref`, NULL when outside the SAref table) and all else zero,
+ * the request's addresses with protocol 0.
+ */
+export function writeDeleteReply(w: DataView, o: number, s: AddScan, ref: number): number {
+  const v = s.view;
+  w.setUint32(o, PF_KEY_V2 | (s.type << 8) | (s.satype << 24), true);
+  w.setUint32(o + 4, DELETE_REPLY_LENGTH / 8, true);
+  w.setUint32(o + 8, s.seq, true);
+  w.setUint32(o + 12, s.pid, true);
+  w.setUint32(o + 16, 3 | (SADB_EXT_SA << 16), true);
+  w.setUint32(o + 20, v.getUint32(s.sa + 4, true), true);
+  w.setUint32(o + 24, 0, true);
+  w.setUint32(o + 28, 0, true);
+  w.setUint32(o + 32, ref, true);
+  w.setUint32(o + 36, 0, true);
+  copyAddress(w, o + 40, v, s.src);
+  copyAddress(w, o + 64, v, s.dst);
+  return DELETE_REPLY_LENGTH;
 }
 
 const STORED: StoredRequest = { bytes: new Uint8Array(0), at: 0, len: 0, satype: 0, addtime: 0, ref: 0, inbound: false };

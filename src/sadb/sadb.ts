@@ -1163,6 +1163,22 @@ export class Sadb {
     this.table.flushStored();
   }
 
+  /**
+   * Remove the stored SA `key` without making it (it has no group: X_GRPSA makes SAs),
+   * freeing its SAref; false, having done nothing, while the table is pinned (a DUMP
+   * that listed it must find what it became: make it and remove() it then) or when the
+   * key names no stored SA.
+   */
+  removeStored(key: number): boolean {
+    if (this.pins > 0) return false;
+    const gone = this.table.removeStored(key);
+    if (gone === undefined) return false;
+    this.version++;
+    this.perType[gone.satype] = this.count(gone.satype) - 1;
+    this.sarefs.unternKey(gone.ref, key);
+    return true;
+  }
+
   /** A stored SA (key) was made into `sa`: it shares addresses as inserted SAs do, and holds its SAref slot itself. */
   private made(sa: SA, key: number): void {
     this.share(sa);

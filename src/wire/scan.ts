@@ -1,8 +1,8 @@
 /**
- * SADB_ADD and SADB_GET read in place, for the engine's fast path. For the common shape
- * of a KLIPS-dialect ADD (AH or ESP; the SA extension, optional hard and soft lifetimes,
- * IPv4 source and destination, optional keys, in ascending order, no other extension)
- * and of a GET (AH or ESP; SA, IPv4 source and destination), `scanSa` checks in place
+ * SADB_ADD, SADB_GET and SADB_DELETE read in place, for the engine's fast path. For the
+ * common shape of a KLIPS-dialect ADD (AH or ESP; the SA extension, optional hard and
+ * soft lifetimes, IPv4 source and destination, optional keys, in ascending order, no
+ * other extension) and of a GET or DELETE (AH or ESP; SA, IPv4 source and destination), `scanSa` checks in place
  * everything parseMessage checks of such a message (header, extension lengths, order,
  * each codec's rules, the ADD rules of checkMessageRules) and notes where each extension
  * lies, without making an object. Every other message, valid or not, is simply not of
@@ -12,7 +12,7 @@
  */
 
 import {
-  PF_KEY_V2, SADB_ADD, SADB_GET, SADB_MSG_HDR_LEN, SADB_SASTATE_DEAD, SADB_SATYPE_AH, SADB_SATYPE_ESP, SADB_SASTATE_MATURE,
+  PF_KEY_V2, SADB_ADD, SADB_GET, SADB_DELETE, SADB_MSG_HDR_LEN, SADB_SASTATE_DEAD, SADB_SATYPE_AH, SADB_SATYPE_ESP, SADB_SASTATE_MATURE,
   SADB_AALG_NONE, SADB_EALG_NONE, SADB_EALG_NULL, AF_INET,
   SADB_EXT_SA, SADB_EXT_LIFETIME_HARD, SADB_EXT_LIFETIME_SOFT, SADB_EXT_ADDRESS_SRC, SADB_EXT_ADDRESS_DST,
   SADB_EXT_KEY_AUTH, SADB_EXT_KEY_ENCRYPT,
@@ -28,7 +28,7 @@ export interface AddScan {
   view: DataView;
   /** The message's first byte, in `view`. */
   at: number;
-  /** SADB_ADD or SADB_GET. */
+  /** SADB_ADD, SADB_GET or SADB_DELETE. */
   type: number;
   satype: number;
   seq: number;
@@ -63,7 +63,8 @@ const bit = (t: number) => 1 << (t - 1);
 /** The extension types each shape may carry (a subset of what RULES permits), and those both must. */
 const REQUIRED = bit(SADB_EXT_SA) | bit(SADB_EXT_ADDRESS_SRC) | bit(SADB_EXT_ADDRESS_DST);
 const ADD_SHAPE = REQUIRED | bit(SADB_EXT_LIFETIME_HARD) | bit(SADB_EXT_LIFETIME_SOFT) | bit(SADB_EXT_KEY_AUTH) | bit(SADB_EXT_KEY_ENCRYPT);
-const GET_SHAPE = REQUIRED;
+/** GET and DELETE: the SA they name, and nothing else. */
+const SAID_SHAPE = REQUIRED;
 
 /** An IPv4 sadb_address of 24 bytes as the codec accepts it: prefix length and reserved 0, sin_zero 0. */
 const v4Address = (v: DataView, o: number, len: number): boolean =>
@@ -85,7 +86,7 @@ let lastOffset = 0;
 let lastLength = 0;
 
 /**
- * Whether bytes [off, off + len) of `u8` are an ADD or a GET of the shapes above that
+ * Whether bytes [off, off + len) of `u8` are an ADD, GET or DELETE of the shapes above that
  * parseMessage (inbound, KLIPS dialect) accepts; if so, `s` says where its parts are.
  * Reads go through a DataView, a word at a time.
  */
@@ -107,7 +108,7 @@ export function scanSa(u8: Uint8Array, off: number, len: number, s: AddScan): bo
   const type = (w0 >>> 8) & 0xff;
   if ((w0 & 0xff00ff) !== PF_KEY_V2 || v.getUint32(m + 4, true) !== len / 8) return false;
   if (satype !== SADB_SATYPE_AH && satype !== SADB_SATYPE_ESP) return false;
-  const shape = type === SADB_ADD ? ADD_SHAPE : type === SADB_GET ? GET_SHAPE : 0;
+  const shape = type === SADB_ADD ? ADD_SHAPE : type === SADB_GET || type === SADB_DELETE ? SAID_SHAPE : 0;
   if (shape === 0) return false;
   s.view = v;
   s.at = m;
@@ -172,7 +173,7 @@ export function scanSa(u8: Uint8Array, off: number, len: number, s: AddScan): bo
     o += n;
   }
   if ((seen & REQUIRED) !== REQUIRED) return false;
-  if (type === SADB_GET) return true;
+  if (type !== SADB_ADD) return true;
   // checkMessageRules for an ADD: the algorithms its SA type needs, and an SPI above 255.
   if (satype === SADB_SATYPE_AH ? s.auth === SADB_AALG_NONE || s.encrypt !== SADB_EALG_NONE
     : s.encrypt === SADB_EALG_NONE || (s.encrypt === SADB_EALG_NULL && s.auth === SADB_AALG_NONE)) return false;
