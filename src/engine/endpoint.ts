@@ -27,6 +27,14 @@ export interface Endpoint {
    * returns (its fast path writes replies into a scratch). Without it the engine copies.
    */
   deliverCopy?(src: Uint8Array, len: number): boolean;
+  /**
+   * Room for a message of `len` bytes that the engine writes in place, at the returned
+   * offset of `appendView`, before anything reads the socket: the message is queued
+   * from now on. APPEND_DROPPED when it was dropped (full, as deliver() drops), or
+   * APPEND_PUSH when the socket needs the message as its own buffer (deliver() then).
+   */
+  append?(len: number): number;
+  readonly appendView?: DataView;
   /** Free bytes in the receive queue (DUMP paces itself on this). */
   room(): number;
   /** The receive queue's size in bytes. */
@@ -40,6 +48,11 @@ export interface Endpoint {
   /** Subscribed to X_PCHANGE eroute notices. */
   pchange: boolean;
 }
+
+/** Endpoint.append() gave no room: the message was dropped. */
+export const APPEND_DROPPED = -1;
+/** Endpoint.append() gave no room: deliver() the message as a buffer of its own instead. */
+export const APPEND_PUSH = -2;
 
 /** What a message handler may do with the engine. */
 export interface EngineOps {

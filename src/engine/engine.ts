@@ -43,7 +43,7 @@ import {
   ADDTIME, DELETE_REPLY_LENGTH, HARD, SOFT, addReplyLength, keysFit, readLimits, scratchFor, storedSaReply, writeAddReply, writeDeleteReply,
 } from './fast-add.js';
 import { isTableRef } from '../sadb/saref.js';
-import { ACCEPTED, SenderRefusal, type Endpoint, type EngineOps, type Verdict, type VirtualInterface } from './endpoint.js';
+import { ACCEPTED, APPEND_DROPPED, SenderRefusal, type Endpoint, type EngineOps, type Verdict, type VirtualInterface } from './endpoint.js';
 import { initialInterfaces } from './interfaces.js';
 import { LocalAddresses, type AddressSource } from './local-addresses.js';
 import {
@@ -53,7 +53,7 @@ import {
 import { resolveTemplates, type Unresolved } from './policy.js';
 
 export type { Endpoint, VirtualInterface, Request, EngineOps, Verdict } from './endpoint.js';
-export { ACCEPTED, sendErrno } from './endpoint.js';
+export { ACCEPTED, APPEND_DROPPED, APPEND_PUSH, sendErrno } from './endpoint.js';
 import { lifetimeOf, saExtOf, saMessage } from './sa-extensions.js';
 
 export interface EngineOptions {
@@ -398,10 +398,18 @@ export class Engine implements EngineOps {
       // A lone message's buffer is its sender's again once handle() returns.
       if (!this.inBatch) this.sadb.flushStored();
       if (this.pendingAcquires.size !== 0) this.settleAcquire(s.seq);
-      const reply = scratchFor(addReplyLength(s));
-      const n = writeAddReply(reply.view, 0, s, ref, inbound);
+      const n = addReplyLength(s);
       const eps = this.endpointList;
-      for (let i = 0; i < eps.length; i++) this.pushCopy(eps[i], reply.bytes, n);
+      // One socket (a key manager's alone): the reply is written straight into its queue.
+      const one = eps.length === 1 && !eps[0].closed && eps[0].append !== undefined ? eps[0] : undefined;
+      const at = one !== undefined ? one.append!(n) : APPEND_DROPPED;
+      if (at >= 0) writeAddReply(one!.appendView!, at, s, ref, inbound);
+      else if (one !== undefined && at === APPEND_DROPPED) this.stats.dropped++;
+      else {
+        const reply = scratchFor(n);
+        writeAddReply(reply.view, 0, s, ref, inbound);
+        for (let i = 0; i < eps.length; i++) this.pushCopy(eps[i], reply.bytes, n);
+      }
     } finally {
       this.msgNow = -1;
     }

@@ -26,7 +26,7 @@
  */
 
 import { ERRNO, PfkeyError, type Dialect } from '../wire/index.js';
-import { sendErrno, type Endpoint, type Engine, type Verdict } from '../engine/engine.js';
+import { APPEND_DROPPED, APPEND_PUSH, sendErrno, type Endpoint, type Engine, type Verdict } from '../engine/engine.js';
 
 
 const CLOSED: Verdict = Object.freeze({ errno: ERRNO.EBADF, stage: 'header', why: 'the socket is closed' });
@@ -91,6 +91,8 @@ export class PfkeySocket implements Endpoint {
   private chunk: Uint8Array | undefined;
   private chunkUsed = 0;
   private tailRun: Run | undefined;
+  /** A view of the chunk copies go into (append()). */
+  appendView: DataView = new DataView(new ArrayBuffer(0));
   /**
    * Whether a view of a chunk ever went to someone who does not give it back (recv()):
    * until then, a chunk whose every byte was taken and released holds nothing anyone
@@ -146,9 +148,25 @@ export class PfkeySocket implements Endpoint {
    * copied into this socket's chunk, after the run of copies queued before them.
    */
   deliverCopy(src: Uint8Array, len: number): boolean {
-    if (this.isClosed) return false;
-    if (this.listeners.length && this.pending === 0) return this.deliver(src.slice(0, len));
-    if (!this.admit(len)) return false;
+    const at = this.append(len);
+    if (at === APPEND_PUSH) return this.deliver(src.slice(0, len));
+    if (at < 0) return false;
+    this.chunk!.set(src.length === len ? src : src.subarray(0, len), at);
+    return true;
+  }
+
+  /**
+   * Room for a message of `len` bytes that the caller writes in place, at the returned
+   * offset of `appendView` (the engine's fast path writes its replies there), after the
+   * run of copies queued before it: the message counts as queued from now on, and the
+   * caller must write all of it before anything reads this socket. APPEND_DROPPED when
+   * it does not fit (dropped and counted, as deliver() drops); APPEND_PUSH when a push
+   * listener is waiting for it (onMessage), which needs a message of its own: deliver().
+   */
+  append(len: number): number {
+    if (this.isClosed) return APPEND_DROPPED;
+    if (this.listeners.length && this.pending === 0) return APPEND_PUSH;
+    if (!this.admit(len)) return APPEND_DROPPED;
     let c = this.chunk;
     if (this.count === 0 && this.held === 0 && !this.viewsOut) {
       this.chunkUsed = 0;
@@ -158,11 +176,11 @@ export class PfkeySocket implements Endpoint {
       let size = c === undefined ? MIN_CHUNK : Math.min(2 * c.length, MAX_CHUNK);
       while (size < len) size *= 2;
       c = this.chunk = new Uint8Array(size);
+      this.appendView = new DataView(c.buffer);
       this.chunkUsed = 0;
       this.tailRun = undefined;
     }
     const at = this.chunkUsed;
-    c.set(src.length === len ? src : src.subarray(0, len), at);
     this.chunkUsed = at + len;
     const run = this.tailRun;
     if (run !== undefined && run.end === at && this.queue.length > this.head && this.queue[this.queue.length - 1] === run) {
@@ -173,7 +191,7 @@ export class PfkeySocket implements Endpoint {
       this.queue.push(this.tailRun);
     }
     this.added(len, 1);
-    return true;
+    return at;
   }
 
   /** Whether a message of n bytes fits this socket's rcvbuf and the shared budget; if not, it is dropped (counted). */
