@@ -344,3 +344,23 @@ test('a DUMP that lists stored SAs sends them as listed, whatever DELETE, UPDATE
   assert.equal(outs[0].got.filter((h) => h.slice(2, 4) === '0a').length, 200, 'all 200 listed SAs were sent');
   assert.deepEqual(outs[0], outs[1]);
 });
+
+test('stored SAs survive the arena being rewritten when most of its records are gone', () => {
+  const clock = { t: 1000 };
+  const [fast, slow] = [true, false].map((fastPath) => side(fastPath, clock, false, true));
+  const n = 40_000;
+  for (const s of [fast, slow]) {
+    for (let spi = 0x1000; spi < 0x1000 + n; spi++) assert.equal(s.socks[0].send(buildMessage(addReq({ spi, seq: spi, authBits: 160 }))), 0);
+    // Three SAs of every four updated (made) or deleted: every chunk keeps some stored records.
+    for (let spi = 0x1000; spi < 0x1000 + n; spi++) {
+      if (spi % 4 === 1) assert.equal(s.socks[0].send(buildMessage(updateReq({ spi, replay: 9 }))), 0);
+      else if (spi % 4 !== 0) assert.equal(s.socks[0].send(buildMessage(saidReq(SADB_DELETE, { spi }))), 0);
+    }
+    received(s.socks);
+  }
+  assert.equal(fast.engine.sadb.storedCount, n / 4, 'a quarter still stored');
+  // What is left reads back the same: a GET of each stored SA, then a DUMP, then the tables.
+  for (const s of [fast, slow]) for (let spi = 0x1000; spi < 0x1000 + n; spi += 4) assert.equal(s.socks[0].send(buildMessage(saidReq(SADB_GET, { spi }))), 0);
+  assert.deepEqual(received(fast.socks), received(slow.socks));
+  assert.equal(snapshot(fast.engine), snapshot(slow.engine));
+});

@@ -916,6 +916,7 @@ class SaTable {
     this.stored--;
     this.arena.release(loc, recordLength(this.arena, loc));
     this.removeAt(i, p);
+    if (this.arena.wasteful) this.rewriteArena();
     return gone;
   }
 
