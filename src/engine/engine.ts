@@ -17,7 +17,7 @@
  * to SAs at packet time (routeTemplates, policy.ts).
  *
  * The common ADD, and a GET or DELETE of an SA it added, take a fast path (Engine.fast, with
- * wire/scan.ts and fast-add.ts): read in place, the SA stored as its request until
+ * wire/scan.ts and fast-path.ts): read in place, the SA stored as its request until
  * something asks for it, the reply written from the request, with the effects and bytes
  * of the general path (docs/semantics.md, "The fast path for ADD and GET").
  *
@@ -31,7 +31,7 @@ import {
   SADB_X_SAFLAGS_REPLACEFLOW, SADB_X_SATYPE_INT, SPI_HOLD, SPI_TRAP,
   SPI_TRAPSUBNET, SADB_AALG_MD5HMAC, SADB_AALG_SHA1HMAC, SADB_EALG_3DESCBC, SADB_X_EALG_AESCBC,
   SADB_SAFLAGS_PFS, PROTO_TO_SATYPE, DEBUG_SUBSYSTEMS, MSG_TYPE_NAMES, prefixToMask,
-  SADB_ADD, SADB_GET, SADB_DELETE, IPPROTO_AH, IPSEC_SAREF_NULL, formatIPv4Word, newAddScan, scanSa,
+  SADB_ADD, SADB_GET, SADB_DELETE, IPPROTO_AH, IPSEC_SAREF_NULL, formatIPv4Word, newSaScan, scanSa,
   type DebugSubsystem, type MessageInput, type Comb, type Address,
 } from '../wire/index.js';
 import { NO_LIMITS, Sadb, newSA, sharedLimits, type SA, type ExpiryKind, type StoredRequest } from '../sadb/sadb.js';
@@ -41,7 +41,7 @@ import { defaultSupported, type SupportedLists } from './algorithms.js';
 import { HANDLERS, saOfStoredAdd } from './handlers.js';
 import {
   ADDTIME, DELETE_REPLY_LENGTH, HARD, SOFT, addReplyLength, keysFit, readLimits, scratchFor, storedSaReply, writeAddReply, writeDeleteReply,
-} from './fast-add.js';
+} from './fast-path.js';
 import { isTableRef } from '../sadb/saref.js';
 import { ACCEPTED, APPEND_DROPPED, SenderRefusal, type Endpoint, type EngineOps, type Verdict, type VirtualInterface } from './endpoint.js';
 import { initialInterfaces } from './interfaces.js';
@@ -93,7 +93,7 @@ export type TemplateRoute =
   | { ok: false; reason: 'trap' | 'no-listener'; acquireSeq?: number; listeners: number };
 
 /** The fast path's scratch (it never re-enters itself). */
-const SCAN = newAddScan();
+const SCAN = newSaScan();
 const STORED: StoredRequest = { bytes: new Uint8Array(0), at: 0, len: 0, satype: 0, addtime: 0, ref: 0, inbound: false };
 
 export interface PendingAcquire {
@@ -341,7 +341,7 @@ export class Engine implements EngineOps {
 
   /**
    * The GET fast path: a GET for an SA the table still stores as its ADD is answered from
-   * the stored request (fast-add.ts, as DUMP answers it) without making the SA, with what
+   * the stored request (fast-path.ts, as DUMP answers it) without making the SA, with what
    * handle() and the GET handler do: a copy of the request to promiscuous sockets, the
    * reply to the sender (and promiscuous sockets). A GET for any other SA, or for none,
    * takes the general path.
@@ -377,7 +377,7 @@ export class Engine implements EngineOps {
    * here with the same effects, in the same order, as through handle(): promiscuous
    * sockets get a copy of the request, the SA goes into the table (stored as its request
    * and made into an SA when first asked for, by the handler's own code), its ACQUIRE is
-   * settled, and every socket gets the reply (fast-add.ts writes it from the request's
+   * settled, and every socket gets the reply (fast-path.ts writes it from the request's
    * bytes). Returns false, having done nothing, for anything else, which then takes the
    * general path: another shape, any refusal, KAME sockets to notify, pfkey debugging on.
    */

@@ -28,7 +28,7 @@ import {
   addressOut, flowAddressOut, lifetimeOf, limitsFrom, requestSaExt, saMessage, saidOf,
 } from './sa-extensions.js';
 import { plumbTarget } from './interfaces.js';
-import { storedSaReply } from './fast-add.js';
+import { storedSaReply } from './fast-path.js';
 import { SenderRefusal, type EngineOps, type Request } from './endpoint.js';
 
 /** A handler of message type T: its message has every extension RULES[T].in requires. */
@@ -367,7 +367,7 @@ const dump: Handler<typeof SADB_DUMP> = ({ engine, ep, msg }) => {
   const satype = msg.header.satype;
   if (engine.sadb.count(satype) === 0) refuse(ERRNO.ENOENT, 'no SAs to dump');
   // SAs, and the keys of SAs the table still stores as their ADD (their replies are
-  // written from the request: fast-add.ts); pinned, a key stands for its SA until sent.
+  // written from the request: fast-path.ts); pinned, a key stands for its SA until sent.
   const list: Array<SA | number> = [];
   const it = engine.sadb.entries(satype);
   engine.sadb.pin();

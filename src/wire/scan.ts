@@ -7,7 +7,7 @@
  * each codec's rules, the ADD rules of checkMessageRules) and notes where each extension
  * lies, without making an object. Every other message, valid or not, is simply not of
  * this shape (false), and its sender parses it in full; for a message scanSa accepts,
- * parseMessage accepts it too and reads the same values (test/fast-add.test.ts feeds
+ * parseMessage accepts it too and reads the same values (test/fast-path.test.ts feeds
  * both random and mutated messages).
  */
 
@@ -24,7 +24,7 @@ import { IPSEC_SAREF_NULL, IPSEC_SA_REF_TABLE_NUM_ENTRIES } from './extensions.j
  * Where scanSa found a message's parts: a DataView over the scanned buffer's memory, byte
  * offsets into that view (-1: absent), and the SA extension's fields.
  */
-export interface AddScan {
+export interface SaScan {
   view: DataView;
   /** The message's first byte, in `view`. */
   at: number;
@@ -52,7 +52,7 @@ export interface AddScan {
   encryptBits: number;
 }
 
-export function newAddScan(): AddScan {
+export function newSaScan(): SaScan {
   return {
     view: new DataView(new ArrayBuffer(0)), at: 0, type: 0, satype: 0, seq: 0, pid: 0, spi: 0, replay: 0, auth: 0, encrypt: 0, flags: 0, ref: 0,
     sa: -1, hard: -1, soft: -1, src: -1, dst: -1, keyAuth: -1, keyEncrypt: -1, authBits: 0, encryptBits: 0,
@@ -90,7 +90,7 @@ let lastLength = 0;
  * parseMessage (inbound, KLIPS dialect) accepts; if so, `s` says where its parts are.
  * Reads go through a DataView, a word at a time.
  */
-export function scanSa(u8: Uint8Array, off: number, len: number, s: AddScan): boolean {
+export function scanSa(u8: Uint8Array, off: number, len: number, s: SaScan): boolean {
   // The messages of one read chunk share it: its view, offset and length are looked up once.
   if (u8 !== lastBuffer) {
     lastBuffer = u8;

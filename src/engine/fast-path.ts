@@ -7,7 +7,7 @@
  * EMT_INBOUND for an inbound SA, sadb_x_sa_ref NULL), the limits as openswan's 40-byte
  * lifetimes when the request had them, the addresses with protocol 0, and X_SAREF (the
  * SA's ref, no pairing). Byte for byte what handlers.ts's `add` builds through
- * saMessage and buildMessage (test/fast-add.test.ts compares them); the SA itself is
+ * saMessage and buildMessage (test/fast-path.test.ts compares them); the SA itself is
  * made later from the stored request by the handler's own code (saOfStoredAdd). Until
  * then, what GET and DUMP answer about it is written from the stored request too
  * (storedSaReply), and a DELETE of it has its reply written from the DELETE's bytes
@@ -16,14 +16,14 @@
 
 import {
   PF_KEY_V2, SADB_ADD, SADB_SASTATE_MATURE, SADB_SATYPE_ESP, SADB_EXT_SA, SADB_EXT_LIFETIME_CURRENT, SADB_EXT_LIFETIME_HARD,
-  SADB_EXT_LIFETIME_SOFT, SADB_X_EXT_SAREF, newAddScan, scanSa, type AddScan,
+  SADB_EXT_LIFETIME_SOFT, SADB_X_EXT_SAREF, newSaScan, scanSa, type SaScan,
 } from '../wire/index.js';
 import type { Sadb, StoredRequest } from '../sadb/sadb.js';
 import { keyFits, type SupportedLists } from './algorithms.js';
 import { EMT_INBOUND } from './sa-extensions.js';
 
 /** Whether the SA type's supported list takes the request's algorithms and keys (saFromRequest's checkKey calls, for AH and ESP). */
-export function keysFit(lists: SupportedLists | undefined, s: AddScan): boolean {
+export function keysFit(lists: SupportedLists | undefined, s: SaScan): boolean {
   // A key manager adds SA after SA with the same algorithms: the last answer is kept.
   const what = s.satype | (s.auth << 8) | (s.encrypt << 16) | (s.keyEncrypt < 0 ? 0 : 1 << 24);
   const bits = s.authBits + s.encryptBits * 65536;
@@ -41,7 +41,7 @@ let lastWhat = -1;
 let lastBits = -1;
 let lastFit = false;
 
-function fitsNow(lists: SupportedLists | undefined, s: AddScan): boolean {
+function fitsNow(lists: SupportedLists | undefined, s: SaScan): boolean {
   if (!keyFits(lists, 'auth', s.auth, s.authBits || undefined)) return false;
   if (s.satype === SADB_SATYPE_ESP) return keyFits(lists, 'encrypt', s.encrypt, s.encryptBits || undefined);
   return s.keyEncrypt < 0;
@@ -73,7 +73,7 @@ function readLifetime(v: DataView, o: number, out: Float64Array): void {
 }
 
 /** Fill HARD and SOFT from the request's lifetimes (absent: no limits). */
-export function readLimits(s: AddScan): void {
+export function readLimits(s: SaScan): void {
   if (s.hard < 0 && s.soft < 0) {
     for (let i = 0; i < 5; i++) HARD[i] = SOFT[i] = 0;
     return;
@@ -86,7 +86,7 @@ export function readLimits(s: AddScan): void {
 }
 
 /** Bytes of the reply to a scanned ADD. */
-export function addReplyLength(s: AddScan): number {
+export function addReplyLength(s: SaScan): number {
   return 16 + 24 + (s.hard >= 0 ? 40 : 0) + (s.soft >= 0 ? 40 : 0) + 24 + 24 + 16;
 }
 
@@ -110,7 +110,7 @@ function copyAddress(w: DataView, o: number, v: DataView, from: number): void {
 }
 
 /** The SA extension KLIPS writes for the SA (saExtOf): 24 bytes, MATURE, EMT_INBOUND for an inbound SA, sadb_x_sa_ref NULL. */
-function writeSaExt(w: DataView, o: number, s: AddScan, inbound: boolean): void {
+function writeSaExt(w: DataView, o: number, s: SaScan, inbound: boolean): void {
   w.setUint32(o, 3 | (SADB_EXT_SA << 16), true);
   w.setUint32(o + 4, s.view.getUint32(s.sa + 4, true), true);
   w.setUint32(o + 8, s.replay | (SADB_SASTATE_MATURE << 8) | (s.auth << 16) | (s.encrypt << 24), true);
@@ -134,7 +134,7 @@ export function scratchFor(n: number): { bytes: Uint8Array; view: DataView } {
  * Write the reply to the ADD scanned into `s` (its limits read by readLimits) at byte
  * `o` of `w`, for an SA with SAref `ref`; returns its length.
  */
-export function writeAddReply(w: DataView, o: number, s: AddScan, ref: number, inbound: boolean): number {
+export function writeAddReply(w: DataView, o: number, s: SaScan, ref: number, inbound: boolean): number {
   const len = addReplyLength(s);
   const v = s.view;
   // The header: version, type, errno 0, satype; length, reserved 0; the request's seq and pid.
@@ -167,7 +167,7 @@ export const DELETE_REPLY_LENGTH = 16 + 24 + 24 + 24;
  * the deleted SA's SAref (`ref`, NULL when outside the SAref table) and all else zero,
  * the request's addresses with protocol 0.
  */
-export function writeDeleteReply(w: DataView, o: number, s: AddScan, ref: number): number {
+export function writeDeleteReply(w: DataView, o: number, s: SaScan, ref: number): number {
   const v = s.view;
   w.setUint32(o, PF_KEY_V2 | (s.type << 8) | (s.satype << 24), true);
   w.setUint32(o + 4, DELETE_REPLY_LENGTH / 8, true);
@@ -185,7 +185,7 @@ export function writeDeleteReply(w: DataView, o: number, s: AddScan, ref: number
 }
 
 const STORED: StoredRequest = { bytes: new Uint8Array(0), at: 0, len: 0, satype: 0, addtime: 0, ref: 0, inbound: false };
-const STORED_SCAN = newAddScan();
+const STORED_SCAN = newSaScan();
 
 const hasLimit = (l: Float64Array): boolean => l[0] > 0 || l[1] > 0 || l[2] > 0 || l[3] > 0 || l[4] > 0;
 const extLength = (v: DataView, o: number): number => (o < 0 ? 0 : v.getUint16(o, true) * 8);

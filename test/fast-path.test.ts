@@ -1,5 +1,5 @@
 /**
- * The ADD and GET fast paths (wire/scan.ts, engine/fast-add.ts, the stored SAs of sadb.ts)
+ * The ADD and GET fast paths (wire/scan.ts, engine/fast-path.ts, the stored SAs of sadb.ts)
  * against the general path: two engines on the same clock, one with the fast path and
  * one without (EngineOptions.fastPath false), get the same random and mutated ADD and
  * UPDATE messages, valid and not, mixed with GET, DELETE, DUMP, FLUSH, the clock running
