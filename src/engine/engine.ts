@@ -19,7 +19,7 @@
  * The common ADD, and a GET or DELETE of an SA it added, take a fast path (Engine.fast, with
  * wire/scan.ts and fast-path.ts): read in place, the SA stored as its request until
  * something asks for it, the reply written from the request, with the effects and bytes
- * of the general path (docs/semantics.md, "The fast path for ADD and GET").
+ * of the general path (docs/semantics.md, "The fast path for ADD, GET and DELETE").
  *
  * The engine never sees a socket, only Endpoints (socket/ implements them).
  */
@@ -305,7 +305,7 @@ export class Engine implements EngineOps {
   }
 
   /**
-   * The fast paths, for an ADD or a GET of the shapes wire's scanSa reads in place (only
+   * The fast paths, for an ADD, GET or DELETE of the shapes wire's scanSa reads in place (only
    * while no KAME socket is open, which would hear of SAs, and pfkey debugging is off):
    * true when one handled the message, false (nothing done) for the general path.
    */
