@@ -298,12 +298,17 @@ export class PfkeySocket implements Endpoint {
     if (this.head >= this.queue.length) return undefined;
     const e = this.queue[this.head];
     if (e instanceof Uint8Array) return this.take();
-    let end = e.start;
-    let n = 0;
-    do {
-      end += (e.buf[end + 4] | (e.buf[end + 5] << 8)) * 8;
-      n++;
-    } while (end < e.end && end - e.start < max);
+    let end = e.end;
+    let n = e.count;
+    if (end - e.start > max) {
+      // Only part of the run: whole messages, walked by their lengths.
+      end = e.start;
+      n = 0;
+      do {
+        end += (e.buf[end + 4] | (e.buf[end + 5] << 8)) * 8;
+        n++;
+      } while (end < e.end && end - e.start < max);
+    }
     const out = new Uint8Array(e.buf.buffer, e.buf.byteOffset + e.start, end - e.start);
     this.taken(e, end, n);
     this.queued -= out.length;
