@@ -417,10 +417,41 @@ async function withLimit<T>(p: Promise<T>, ms: number, what: string): Promise<T>
 }
 
 /**
+ * Pipelining clients whose replies reach every one of them (klipsd broadcasts each ADD
+ * reply to every socket): each keeps its own window, and together they write only while
+ * every socket has read all but `window` of the replies to what they have written. A
+ * reader that falls behind otherwise falls behind without bound (the others go on
+ * getting their own replies and writing more), until klipsd drops replies for it, as
+ * KLIPS does for a full socket, including the reader's own, and that client waits
+ * forever; with the shared window the row measures the fan-out at the pace of its
+ * slowest reader.
+ */
+export class Fanout {
+  readonly members: Pipeliner[] = [];
+  /** Messages written by all members. */
+  sent = 0;
+
+  constructor(private readonly window: number) {}
+
+  /** How many more messages the members may write now. */
+  room(): number {
+    let min = Infinity;
+    for (const m of this.members) if (m.received < min) min = m.received;
+    return this.window - (this.sent - min);
+  }
+
+  /** Some socket read replies: let every member write what its window and the shared one allow. */
+  kick(): void {
+    for (const m of this.members) m.pump();
+  }
+}
+
+/**
  * A pipelining client: writes messages [0, total) as `chunk(from, to)` slices with at
  * most `window` of its own messages unanswered, and counts replies with a FrameWalker
  * (lengths only). With `pid`, only replies carrying that pid count as its own (ADD
- * replies are broadcast to every socket); without, every frame counts.
+ * replies are broadcast to every socket); without, every frame counts. In a Fanout, it
+ * also writes only while the group's shared window is open.
  */
 export class Pipeliner {
   private sent = 0;
@@ -438,7 +469,9 @@ export class Pipeliner {
     private readonly chunk: (from: number, to: number) => Uint8Array,
     private readonly window: number,
     private readonly pid?: number,
+    private readonly fanout?: Fanout,
   ) {
+    fanout?.members.push(this);
     this.finished = new Promise((res, rej) => { this.done = res; this.fail = rej; });
     this.walker = new FrameWalker((_type, errno, _seq, fromPid) => {
       this.received++;
@@ -454,10 +487,12 @@ export class Pipeliner {
     this.pump();
   }
 
-  private pump(): void {
-    const target = Math.min(this.total, this.got + this.window);
+  pump(): void {
+    let target = Math.min(this.total, this.got + this.window);
+    if (this.fanout !== undefined) target = Math.min(target, this.sent + this.fanout.room());
     if (target > this.sent) {
       this.c.write(this.chunk(this.sent, target));
+      if (this.fanout !== undefined) this.fanout.sent += target - this.sent;
       this.sent = target;
     }
   }
@@ -470,6 +505,7 @@ export class Pipeliner {
       return;
     }
     if (this.got >= this.total) this.done();
+    else if (this.fanout !== undefined) this.fanout.kick();
     else if (this.sent - this.got <= this.window / 2) this.pump();
   }
 }
@@ -619,7 +655,8 @@ export const suite: Suite = {
         {
           const socks = await Promise.all(Array.from({ length: CLIENTS }, () => connect(klipsPath)));
           try {
-            const ps = socks.map((c, k) => new Pipeliner(c, per, (from, to) => manyStreams[k].subarray(from * ADD_LEN, to * ADD_LEN), WINDOW / CLIENTS, 2000 + k));
+            const fanout = new Fanout(WINDOW);
+            const ps = socks.map((c, k) => new Pipeliner(c, per, (from, to) => manyStreams[k].subarray(from * ADD_LEN, to * ADD_LEN), WINDOW / CLIENTS, 2000 + k, fanout));
             const t0 = performance.now();
             for (const p of ps) p.start();
             await withLimit(Promise.all(ps.map((p) => p.finished)), RUN_LIMIT_MS, 'ADD x16');
@@ -729,7 +766,7 @@ export const suite: Suite = {
       await flush(klipsPath);
 
       notes.push(`rates: ${ROUNDS} rounds, each running the echo floor (${ECHO_N} messages), ADD x1 (${N}), ADD x${CLIENTS} (${per} each) and the in-process engine (${N}); a row is its median round; "vs floor" = median of per-round ratios to that round's echo floor, listed in "per round"; p99 column = the slowest round`);
-      notes.push(`pipelining: window ${WINDOW} messages in flight per client (${WINDOW / CLIENTS} each for ${CLIENTS} clients); replies are counted by walking sadb_msg_len, the same client code for the echo and klipsd`);
+      notes.push(`pipelining: window ${WINDOW} messages in flight per client (${WINDOW / CLIENTS} each for ${CLIENTS} clients, who also write only while every socket has read all but ${WINDOW} of the replies broadcast to it: a shared window, so the slowest reader sets the pace instead of overflowing); replies are counted by walking sadb_msg_len, the same client code for the echo and klipsd`);
       notes.push(`goals: pipelined ADDs >= ${percent(GOAL_OF_FLOOR)} of the echo floor (issue 4) and >= 1M/s (issue 10); GET p99 <= ${fmtMs(GOAL_GET_IDLE_P99_MS)} idle, < ${fmtMs(GOAL_GET_DUMP_P99_MS)} during the DUMP`);
       notes.push(`open loop: a client in its own process; GET k is due at t0 + k x ${GET_PERIOD_MS} ms and its latency runs from that due time to its answer, so a stall counts for every GET due during it; "lag" is how late the client itself wrote a GET (included in the latency); "p99 from write" leaves the lag out`);
       notes.push(`klipsd, the echo server and the open-loop client each run in their own process; the pipelining clients and the DUMP reader share this one (${os.cpus().length} cores in all)`);

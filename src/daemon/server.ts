@@ -265,6 +265,9 @@ function removeIfOurs(p: string, ino: number | undefined): void {
 
 const le32 = (b: Uint8Array, o: number) => (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) >>> 0;
 
+/** A message the decoder named by place, as a view (the buffer itself when it is exactly the message). */
+const frameOf = (buf: Uint8Array, off: number, len: number): Uint8Array => (off === 0 && len === buf.length ? buf : buf.subarray(off, off + len));
+
 class Connection {
   readonly sock: PfkeySocket;
   private readonly decoder = new FrameDecoder();
@@ -307,7 +310,15 @@ class Connection {
   private readonly onData = (chunk: Buffer): void => {
     if (this.closed) return;
     this.srv.stats.bytesIn += chunk.length;
-    const err = this.decoder.push(chunk, this.onFrame);
+    // The messages of one read are handled on one reading of the clock.
+    const engine = this.srv.engine;
+    engine.beginBatch();
+    let err;
+    try {
+      err = this.decoder.pushAt(chunk, this.onFrameAt);
+    } finally {
+      engine.endBatch();
+    }
     if (err) {
       this.framingFailure(err);
       return;
@@ -350,38 +361,32 @@ class Connection {
     this.shut();
   };
 
-  private readonly onFrame = (frame: Uint8Array): void => {
+  /**
+   * One message, bytes [off, off + len) of `buf` (the chunk it came in, or the buffer it
+   * was assembled in): handled in place (the engine's fast path reads it there), with a
+   * view of it made only when something must quote it (a refusal, a status).
+   */
+  private readonly onFrameAt = (buf: Uint8Array, off: number, len: number): void => {
     if (this.closed) return;
     const stats = this.srv.stats;
     stats.framesIn++;
-    if (frame[1] === KLIPSD_X_REASON && isReasonsRequest(frame)) {
-      // klipsd's own opt-in (wire/reason.ts): reasons for refusals, this connection only.
-      this.reasons = frame[3] === 1;
-      this.answer(frame.slice());
-      return;
-    }
-    if (frame[1] === KLIPSD_X_STATUS && isStatusRequest(frame)) {
-      // klipsd's own opt-in (wire/status.ts): a status after each request. Its answer is
-      // never dropped: the bridge waits for it before socket() returns.
-      this.status = frame[3] === 1;
-      this.statusCount = 0;
-      this.sock.deliverAlways(frame.slice());
-      this.flush();
-      return;
-    }
+    const type = buf[off + 1];
+    if ((type === KLIPSD_X_REASON || type === KLIPSD_X_STATUS) && this.optIn(frameOf(buf, off, len))) return;
     let verdict: Verdict;
     try {
-      verdict = this.sock.submit(frame);
+      verdict = this.sock.submitAt(buf, off, len);
     } catch (e) {
       // A fault inside the engine: report it to this client only and carry on.
+      const frame = frameOf(buf, off, len);
       stats.internalErrors++;
       this.srv.logger.error({ conn: this.id, err: e, type: nameOf(MSG_TYPE_NAMES, frame[1]) }, 'engine fault while handling a message');
       this.answer(errnoReplyTo(frame, ERRNO.EINVAL));
       verdict = ENGINE_FAULT;
     }
     if (verdict.errno === 0) {
-      this.lastPid = le32(frame, 12);
+      this.lastPid = le32(buf, off + 12);
     } else if (verdict !== ENGINE_FAULT) {
+      const frame = frameOf(buf, off, len);
       if (verdict.stage === 'header') {
         // Refused before dispatch: KLIPS's sendmsg fails and no message exists, so this
         // connection alone gets a header-only errno reply (in status mode, the status alone).
@@ -395,11 +400,31 @@ class Connection {
       if (this.reasons) this.answer(reasonMessage(frame, verdict.errno, verdict.why));
     }
     // Every reply this request causes now is queued: the status goes after them.
-    if (this.status) this.sock.deliverAlways(statusMessage(frame, sendErrno(this.sock.dialect, verdict), ++this.statusCount));
+    if (this.status) this.sock.deliverAlways(statusMessage(frameOf(buf, off, len), sendErrno(this.sock.dialect, verdict), ++this.statusCount));
     // A burst of requests can produce more replies than the PF_KEY queue holds; move
     // them to the connection as we go (up to its high-water mark), as a reading client would.
     if (this.sock.room() < this.halfQueue) this.flush();
   };
+
+  /** klipsd's own opt-ins (wire/reason.ts, wire/status.ts): true when `frame` was one, and is answered. */
+  private optIn(frame: Uint8Array): boolean {
+    if (frame[1] === KLIPSD_X_REASON && isReasonsRequest(frame)) {
+      // Reasons for refusals, this connection only.
+      this.reasons = frame[3] === 1;
+      this.answer(frame.slice());
+      return true;
+    }
+    if (frame[1] === KLIPSD_X_STATUS && isStatusRequest(frame)) {
+      // A status after each request. Its answer is never dropped: the bridge waits for it
+      // before socket() returns.
+      this.status = frame[3] === 1;
+      this.statusCount = 0;
+      this.sock.deliverAlways(frame.slice());
+      this.flush();
+      return true;
+    }
+    return false;
+  }
 
   /**
    * In status mode every request queues a status that is never dropped; a client that
@@ -485,7 +510,7 @@ class Connection {
     while (bytes < room) {
       let m: Uint8Array | undefined;
       try {
-        m = this.sock.take();
+        m = this.sock.takeRun(room - bytes);
       } catch (e) {
         if (!(e instanceof PfkeyError) || e.errno !== ERRNO.ENOBUFS) throw e;
         this.srv.stats.enobufsNotices++;

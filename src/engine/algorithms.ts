@@ -63,20 +63,37 @@ export function defaultSupported(): Map<number, SupportedLists> {
   ]);
 }
 
+/** The algorithm `id` in a list (a loop: this runs for every ADD). */
+function findAlg(list: AlgSpec[], id: number): AlgSpec | undefined {
+  for (let i = 0; i < list.length; i++) if (list[i].id === id) return list[i];
+  return undefined;
+}
+
 /**
- * Why an algorithm/key pair is unacceptable, or undefined when it is fine. An algorithm
- * whose maxbits is 0 (NULL encryption) takes no key; neither does any algorithm of a
- * `keyless` SA type (IPCOMP, whose bit counts describe no key).
+ * Whether an algorithm/key pair is acceptable: an algorithm whose maxbits is 0 (NULL
+ * encryption) takes no key; neither does any algorithm of a `keyless` SA type (IPCOMP,
+ * whose bit counts describe no key). keyProblem says why not.
  */
+export function keyFits(
+  lists: SupportedLists | undefined, kind: 'auth' | 'encrypt', id: number, bits: number | undefined, keyless = false,
+): boolean {
+  if (id === (kind === 'auth' ? SADB_AALG_NONE : SADB_EALG_NONE)) return !bits;
+  const spec = lists === undefined ? undefined : findAlg(lists[kind], id);
+  if (spec === undefined) return false;
+  if (keyless || spec.maxbits === 0) return !bits;
+  if (bits === undefined) return false;
+  return spec.sizes ? spec.sizes.includes(bits) : bits >= spec.minbits && bits <= spec.maxbits;
+}
+
+/** Why an algorithm/key pair is unacceptable (keyFits), or undefined when it is fine. */
 export function keyProblem(
   lists: SupportedLists | undefined, kind: 'auth' | 'encrypt', id: number, bits: number | undefined, keyless = false,
 ): string | undefined {
-  const none = kind === 'auth' ? SADB_AALG_NONE : SADB_EALG_NONE;
-  if (id === none) return bits ? `${kind} key given without an ${kind} algorithm` : undefined;
-  const spec = lists?.[kind].find((a) => a.id === id);
+  if (keyFits(lists, kind, id, bits, keyless)) return undefined;
+  if (id === (kind === 'auth' ? SADB_AALG_NONE : SADB_EALG_NONE)) return `${kind} key given without an ${kind} algorithm`;
+  const spec = lists === undefined ? undefined : findAlg(lists[kind], id);
   if (!spec) return `${kind} algorithm ${id} not supported`;
-  if (keyless || spec.maxbits === 0) return bits ? `${kind} algorithm ${id} takes no key` : undefined;
+  if (keyless || spec.maxbits === 0) return `${kind} algorithm ${id} takes no key`;
   if (bits === undefined) return `${kind} algorithm ${id} needs a key`;
-  const ok = spec.sizes ? spec.sizes.includes(bits) : bits >= spec.minbits && bits <= spec.maxbits;
-  return ok ? undefined : `${kind} key of ${bits} bits does not fit algorithm ${id} (${spec.sizes?.join('/') ?? `${spec.minbits}-${spec.maxbits}`})`;
+  return `${kind} key of ${bits} bits does not fit algorithm ${id} (${spec.sizes?.join('/') ?? `${spec.minbits}-${spec.maxbits}`})`;
 }

@@ -22,11 +22,24 @@ export interface Endpoint {
   readonly dialect?: Dialect;
   /** Queue one message for the client; false if its receive queue was full (dropped). */
   deliver(msg: Uint8Array): boolean;
+  /**
+   * deliver() a copy of the first `len` bytes of `src`, which the engine reuses once this
+   * returns (its fast path writes replies into a scratch). Without it the engine copies.
+   */
+  deliverCopy?(src: Uint8Array, len: number): boolean;
+  /**
+   * Room for a message of `len` bytes that the engine writes in place, at the returned
+   * offset of `appendView`, before anything reads the socket: the message is queued
+   * from now on. APPEND_DROPPED when it was dropped (full, as deliver() drops), or
+   * APPEND_PUSH when the socket needs the message as its own buffer (deliver() then).
+   */
+  append?(len: number): number;
+  readonly appendView?: DataView;
   /** Free bytes in the receive queue (DUMP paces itself on this). */
   room(): number;
   /** The receive queue's size in bytes. */
   readonly rcvbuf: number;
-  /** Call `cb` once when the receive queue has drained. */
+  /** Call `cb` once when the receive queue has drained, or the socket closed. */
   onDrain(cb: () => void): void;
   readonly closed: boolean;
   /** SA types this socket registered for (SADB_REGISTER), in its dialect's numbering. */
@@ -35,6 +48,11 @@ export interface Endpoint {
   /** Subscribed to X_PCHANGE eroute notices. */
   pchange: boolean;
 }
+
+/** Endpoint.append() gave no room: the message was dropped. */
+export const APPEND_DROPPED = -1;
+/** Endpoint.append() gave no room: deliver() the message as a buffer of its own instead. */
+export const APPEND_PUSH = -2;
 
 /** What a message handler may do with the engine. */
 export interface EngineOps {
@@ -49,6 +67,8 @@ export interface EngineOps {
   random(n: number): number;
   toAll(bytes: Uint8Array): void;
   toSender(ep: Endpoint, bytes: Uint8Array): void;
+  /** toSender() of a scratch the caller reuses once this returns. */
+  toSenderCopy(ep: Endpoint, scratch: Uint8Array): void;
   toRegistered(satype: number, bytes: Uint8Array): number;
   registeredFor(satype: number): Endpoint[];
   settleAcquire(seq: number): boolean;

@@ -16,6 +16,11 @@
  * dialects, each in its own numbering. Template eroutes (a KAME policy's) are resolved
  * to SAs at packet time (routeTemplates, policy.ts).
  *
+ * The common ADD, and a GET or DELETE of an SA it added, take a fast path (Engine.fast, with
+ * wire/scan.ts and fast-path.ts): read in place, the SA stored as its request until
+ * something asks for it, the reply written from the request, with the effects and bytes
+ * of the general path (docs/semantics.md, "The fast path for ADD, GET and DELETE").
+ *
  * The engine never sees a socket, only Endpoints (socket/ implements them).
  */
 
@@ -26,14 +31,19 @@ import {
   SADB_X_SAFLAGS_REPLACEFLOW, SADB_X_SATYPE_INT, SPI_HOLD, SPI_TRAP,
   SPI_TRAPSUBNET, SADB_AALG_MD5HMAC, SADB_AALG_SHA1HMAC, SADB_EALG_3DESCBC, SADB_X_EALG_AESCBC,
   SADB_SAFLAGS_PFS, PROTO_TO_SATYPE, DEBUG_SUBSYSTEMS, MSG_TYPE_NAMES, prefixToMask,
+  SADB_ADD, SADB_GET, SADB_DELETE, IPPROTO_AH, IPSEC_SAREF_NULL, formatIPv4Word, newSaScan, scanSa,
   type DebugSubsystem, type MessageInput, type Comb, type Address,
 } from '../wire/index.js';
-import { NO_LIMITS, Sadb, newSA, sharedLimits, type SA, type ExpiryKind } from '../sadb/sadb.js';
+import { NO_LIMITS, Sadb, newSA, sharedLimits, type SA, type ExpiryKind, type StoredRequest } from '../sadb/sadb.js';
 import { formatSaid, type Said } from '../sadb/said.js';
 import { ErouteTable, type Eroute, type PacketSelector } from '../spd/eroute-table.js';
 import { defaultSupported, type SupportedLists } from './algorithms.js';
-import { HANDLERS } from './handlers.js';
-import { ACCEPTED, SenderRefusal, type Endpoint, type EngineOps, type Verdict, type VirtualInterface } from './endpoint.js';
+import { HANDLERS, saOfStoredAdd } from './handlers.js';
+import {
+  ADDTIME, DELETE_REPLY_LENGTH, HARD, SOFT, addReplyLength, keysFit, readLimits, scratchFor, storedSaReply, writeAddReply, writeDeleteReply,
+} from './fast-path.js';
+import { isTableRef } from '../sadb/saref.js';
+import { ACCEPTED, APPEND_DROPPED, SenderRefusal, type Endpoint, type EngineOps, type Verdict, type VirtualInterface } from './endpoint.js';
 import { initialInterfaces } from './interfaces.js';
 import { LocalAddresses, type AddressSource } from './local-addresses.js';
 import {
@@ -43,7 +53,7 @@ import {
 import { resolveTemplates, type Unresolved } from './policy.js';
 
 export type { Endpoint, VirtualInterface, Request, EngineOps, Verdict } from './endpoint.js';
-export { ACCEPTED, sendErrno } from './endpoint.js';
+export { ACCEPTED, APPEND_DROPPED, APPEND_PUSH, sendErrno } from './endpoint.js';
 import { lifetimeOf, saExtOf, saMessage } from './sa-extensions.js';
 
 export interface EngineOptions {
@@ -66,6 +76,12 @@ export interface EngineOptions {
   onRelease?: (eroute: Eroute, packets: Uint8Array[]) => void;
   /** KAME larval SAs (GETSPI, an ACQUIRE's) live this many seconds (Linux's xfrm_acq_expires; default 30). */
   kameAcquireExpires?: number;
+  /**
+   * Take the ADD, GET and DELETE fast paths for the messages they can (default true); false sends
+   * every message through the parser and the handlers (the fast path's tests compare the
+   * two).
+   */
+  fastPath?: boolean;
 }
 
 /** How a message reaches KAME sockets (Linux's pfkey_broadcast modes). */
@@ -75,6 +91,10 @@ export type KameDelivery = 'all' | 'one' | 'registered' | 'promisc';
 export type TemplateRoute =
   | { ok: true; sas: SA[] }
   | { ok: false; reason: 'trap' | 'no-listener'; acquireSeq?: number; listeners: number };
+
+/** The fast path's scratch (it never re-enters itself). */
+const SCAN = newSaScan();
+const STORED: StoredRequest = { bytes: new Uint8Array(0), at: 0, len: 0, satype: 0, addtime: 0, ref: 0, inbound: false };
 
 export interface PendingAcquire {
   seq: number;
@@ -120,6 +140,8 @@ export class Engine implements EngineOps {
   readonly supported: Map<number, SupportedLists>;
   readonly debug: Record<DebugSubsystem, number>;
   readonly endpoints = new Set<Endpoint>();
+  /** `endpoints` as an array, in the same order, for the loops every reply takes (no iterator per message). */
+  private endpointList: Endpoint[] = [];
   readonly pendingAcquires = new Map<number, PendingAcquire>();
   readonly larvalLifetime: number;
   readonly acquireLifetime: number;
@@ -136,14 +158,22 @@ export class Engine implements EngineOps {
   private readonly ownClock: boolean;
   /** The wall-clock time of the message being handled, or -1 between messages. */
   private msgNow = -1;
+  /** The wall-clock time read for the batch of messages being handled (beginBatch), or -1. */
+  private batchNow = -1;
+  /** Between beginBatch() and endBatch(). */
+  private inBatch = false;
   readonly random: (n: number) => number;
   private readonly logFn?: (subsystem: DebugSubsystem, text: string) => void;
   /** Where held packets go when their eroute is replaced (the data plane's runtime sets it). */
   onRelease?: (eroute: Eroute, packets: Uint8Array[]) => void;
+  private readonly fastPath: boolean;
 
   constructor(opts: EngineOptions = {}) {
+    this.fastPath = opts.fastPath ?? true;
+    // ADDs the fast path stored become SAs through the ADD handler's own code.
+    this.sadb.builder = saOfStoredAdd;
     this.ownClock = opts.clock === undefined;
-    // The wall clock is read once per message (handle sets msgNow), not once per use.
+    // The wall clock is read once per message (handle sets msgNow), or once per batch, not once per use.
     this.now = opts.clock ?? (() => (this.msgNow >= 0 ? this.msgNow : Date.now() / 1000));
     this.random = opts.random ?? ((n) => Math.floor(Math.random() * n));
     this.supported = opts.supported ?? defaultSupported();
@@ -164,12 +194,15 @@ export class Engine implements EngineOps {
 
   attach(ep: Endpoint): void {
     if (ep.dialect === 'kame') this.kameEndpoints.add(ep);
-    else this.endpoints.add(ep);
+    else if (!this.endpoints.has(ep)) {
+      this.endpoints.add(ep);
+      this.endpointList.push(ep);
+    }
   }
 
   /** A closed socket is unregistered and leaves promiscuous mode (KLIPS pfkey_release). */
   detach(ep: Endpoint): void {
-    this.endpoints.delete(ep);
+    if (this.endpoints.delete(ep)) this.endpointList = this.endpointList.filter((e) => e !== ep);
     this.kameEndpoints.delete(ep);
     this.kameDumping.delete(ep);
     ep.registered.clear();
@@ -189,6 +222,25 @@ export class Engine implements EngineOps {
   // ---------- the way in ----------
 
   /**
+   * Messages that arrived together (klipsd: one read from a connection) are handled as
+   * a batch, from beginBatch() to endBatch(): on one reading of the wall clock (each
+   * message takes the time read at beginBatch(), where it would otherwise read the clock
+   * itself, which costs about as much as the rest of an ADD's bookkeeping; an injected
+   * clock is asked as always), and with the requests the ADD fast path stores copied in
+   * one go at the end (the caller must not change their buffers before endBatch()).
+   */
+  beginBatch(): void {
+    this.inBatch = true;
+    if (this.ownClock) this.batchNow = Date.now() / 1000;
+  }
+
+  endBatch(): void {
+    this.inBatch = false;
+    this.batchNow = -1;
+    this.sadb.flushStored();
+  }
+
+  /**
    * Handle one message a client sent on `ep` (KLIPS's pfkey_sendmsg) and return the
    * verdict: errno 0 (ACCEPTED), or the errno with where and why it was refused. This is
    * the one place a request is checked; callers read the verdict instead of checking
@@ -198,6 +250,12 @@ export class Engine implements EngineOps {
    */
   handle(ep: Endpoint, request: Uint8Array): Verdict {
     if (ep.dialect === 'kame') return this.handleKame(ep, request);
+    if (this.fastPath && this.fast(ep, request, 0, request.length)) return ACCEPTED;
+    return this.handleKlips(ep, request);
+  }
+
+  /** handle() of a KLIPS-dialect message, through the parser and HANDLERS. */
+  private handleKlips(ep: Endpoint, request: Uint8Array): Verdict {
     this.stats.requests++;
     const fault = headerFault(request);
     if (fault) {
@@ -210,7 +268,7 @@ export class Engine implements EngineOps {
     const bytes = allocMessage(request.length);
     bytes.set(request);
     this.copyToPromisc(bytes, ep);
-    if (this.ownClock) this.msgNow = Date.now() / 1000;
+    if (this.ownClock) this.msgNow = this.batchNow >= 0 ? this.batchNow : Date.now() / 1000;
     try {
       const msg = parseMessage(bytes, { direction: 'in', keyViews: true, header });
       if (this.debug.pfkey) this.log('pfkey', `${MSG_TYPE_NAMES[header.type]} seq=${header.seq} pid=${header.pid} from socket ${ep.id}`);
@@ -235,6 +293,130 @@ export class Engine implements EngineOps {
   }
 
   /**
+   * handle() for the message at bytes [off, off + len) of `buf` (klipsd's frames, in the
+   * chunk they arrived in): the fast path reads it in place; any other message is handled
+   * as a view.
+   */
+  handleAt(ep: Endpoint, buf: Uint8Array, off: number, len: number): Verdict {
+    const request = off === 0 && len === buf.length ? buf : undefined;
+    if (ep.dialect === 'kame') return this.handleKame(ep, request ?? buf.subarray(off, off + len));
+    if (this.fastPath && this.fast(ep, buf, off, len)) return ACCEPTED;
+    return this.handleKlips(ep, request ?? buf.subarray(off, off + len));
+  }
+
+  /**
+   * The fast paths, for an ADD, GET or DELETE of the shapes wire's scanSa reads in place (only
+   * while no KAME socket is open, which would hear of SAs, and pfkey debugging is off):
+   * true when one handled the message, false (nothing done) for the general path.
+   */
+  private fast(ep: Endpoint, u8: Uint8Array, off: number, len: number): boolean {
+    const type = u8[off + 1];
+    if ((type !== SADB_ADD && type !== SADB_GET && type !== SADB_DELETE) || this.kameEndpoints.size !== 0 || this.debug.pfkey !== 0) return false;
+    if (!scanSa(u8, off, len, SCAN)) return false;
+    return type === SADB_ADD ? this.addFast(ep, u8, off, len) : type === SADB_GET ? this.getFast(ep, u8, off, len) : this.deleteFast(ep, u8, off, len);
+  }
+
+  /**
+   * The DELETE fast path: a DELETE of an SA the table still stores as its ADD removes it
+   * without making it (a stored SA is in no group), with what handle() and the DELETE
+   * handler do: a copy of the request to promiscuous sockets, the SA and its SAref gone,
+   * the reply to every socket. A DELETE of any other SA, or for none, or while a DUMP
+   * pins the table, takes the general path.
+   */
+  private deleteFast(ep: Endpoint, u8: Uint8Array, off: number, len: number): boolean {
+    const s = SCAN;
+    const proto = s.satype === SADB_SATYPE_ESP ? IPPROTO_ESP : IPPROTO_AH;
+    const key = this.sadb.storedKey(proto, s.spi, formatIPv4Word(s.view.getUint32(s.dst + 12)));
+    if (key < 0 || !this.sadb.readStored(key, STORED)) return false;
+    const ref = isTableRef(STORED.ref) ? STORED.ref : IPSEC_SAREF_NULL;
+    if (!this.sadb.removeStored(key)) return false;
+    this.stats.requests++;
+    this.promiscCopy(ep, u8, off, len);
+    const reply = scratchFor(DELETE_REPLY_LENGTH);
+    writeDeleteReply(reply.view, 0, s, ref);
+    const eps = this.endpointList;
+    for (let i = 0; i < eps.length; i++) this.pushCopy(eps[i], reply.bytes, DELETE_REPLY_LENGTH);
+    return true;
+  }
+
+  /**
+   * The GET fast path: a GET for an SA the table still stores as its ADD is answered from
+   * the stored request (fast-path.ts, as DUMP answers it) without making the SA, with what
+   * handle() and the GET handler do: a copy of the request to promiscuous sockets, the
+   * reply to the sender (and promiscuous sockets). A GET for any other SA, or for none,
+   * takes the general path.
+   */
+  private getFast(ep: Endpoint, u8: Uint8Array, off: number, len: number): boolean {
+    const s = SCAN;
+    const proto = s.satype === SADB_SATYPE_ESP ? IPPROTO_ESP : IPPROTO_AH;
+    const key = this.sadb.storedKey(proto, s.spi, formatIPv4Word(s.view.getUint32(s.dst + 12)));
+    if (key < 0) return false;
+    this.stats.requests++;
+    this.promiscCopy(ep, u8, off, len);
+    const reply = storedSaReply(this.sadb, key, SADB_GET, s.seq, s.pid);
+    if (reply !== undefined) this.toSenderCopy(ep, reply);
+    return true;
+  }
+
+  /** Copies of a request read in place for promiscuous sockets (the general path's copyToPromisc). */
+  private promiscCopy(ep: Endpoint, u8: Uint8Array, off: number, len: number): void {
+    const eps = this.endpointList;
+    for (let i = 0; i < eps.length; i++) {
+      if (eps[i].promisc && eps[i] !== ep) {
+        const copy = allocMessage(len);
+        copy.set(u8.subarray(off, off + len));
+        this.copyToPromisc(copy, ep);
+        return;
+      }
+    }
+  }
+
+  /**
+   * The ADD fast path: an ADD of the shape wire's scanSa reads in place that the ADD
+   * handler would accept (its algorithms and keys fit, its SAID is free) is handled
+   * here with the same effects, in the same order, as through handle(): promiscuous
+   * sockets get a copy of the request, the SA goes into the table (stored as its request
+   * and made into an SA when first asked for, by the handler's own code), its ACQUIRE is
+   * settled, and every socket gets the reply (fast-path.ts writes it from the request's
+   * bytes). Returns false, having done nothing, for anything else, which then takes the
+   * general path: another shape, any refusal, KAME sockets to notify, pfkey debugging on.
+   */
+  private addFast(ep: Endpoint, u8: Uint8Array, off: number, len: number): boolean {
+    const s = SCAN;
+    const proto = s.satype === SADB_SATYPE_ESP ? IPPROTO_ESP : IPPROTO_AH;
+    const dst = formatIPv4Word(s.view.getUint32(s.dst + 12));
+    if (this.sadb.contains(proto, s.spi, dst) || !keysFit(this.supported.get(s.satype), s)) return false;
+    this.stats.requests++;
+    this.promiscCopy(ep, u8, off, len);
+    if (this.ownClock) this.msgNow = this.batchNow >= 0 ? this.batchNow : Date.now() / 1000;
+    try {
+      const now = this.now();
+      const inbound = this.localAddresses.has(dst);
+      const ref = s.ref !== IPSEC_SAREF_NULL ? s.ref : this.sadb.sarefs.alloc();
+      readLimits(s);
+      this.sadb.insertStored(proto, s.spi, dst, s.satype, u8, off, len, now, ref, inbound, SOFT[ADDTIME], HARD[ADDTIME]);
+      // A lone message's buffer is its sender's again once handle() returns.
+      if (!this.inBatch) this.sadb.flushStored();
+      if (this.pendingAcquires.size !== 0) this.settleAcquire(s.seq);
+      const n = addReplyLength(s);
+      const eps = this.endpointList;
+      // One socket (a key manager's alone): the reply is written straight into its queue.
+      const one = eps.length === 1 && !eps[0].closed && eps[0].append !== undefined ? eps[0] : undefined;
+      const at = one !== undefined ? one.append!(n) : APPEND_DROPPED;
+      if (at >= 0) writeAddReply(one!.appendView!, at, s, ref, inbound);
+      else if (one !== undefined && at === APPEND_DROPPED) this.stats.dropped++;
+      else {
+        const reply = scratchFor(n);
+        writeAddReply(reply.view, 0, s, ref, inbound);
+        for (let i = 0; i < eps.length; i++) this.pushCopy(eps[i], reply.bytes, n);
+      }
+    } finally {
+      this.msgNow = -1;
+    }
+    return true;
+  }
+
+  /**
    * Handle one message on a KAME socket, as Linux's pfkey_sendmsg: a header Linux cannot
    * take (pfkey_get_base_msg) is a 'header' verdict and no message at all, as send()
    * fails; otherwise promiscuous sockets get a copy of the request, and a refusal by the
@@ -253,7 +435,7 @@ export class Engine implements EngineOps {
     const bytes = allocMessage(request.length);
     bytes.set(request);
     this.kameBroadcast(bytes, 'promisc');
-    if (this.ownClock) this.msgNow = Date.now() / 1000;
+    if (this.ownClock) this.msgNow = this.batchNow >= 0 ? this.batchNow : Date.now() / 1000;
     try {
       const msg = parseMessage(bytes, { dialect: 'kame', direction: 'in', keyViews: true, header });
       if (this.debug.pfkey) this.log('pfkey', `KAME ${KAME_MSG_TYPE_NAMES[header.type]} seq=${header.seq} pid=${header.pid} from socket ${ep.id}`);
@@ -327,9 +509,16 @@ export class Engine implements EngineOps {
     if (!ep.deliver(bytes)) this.stats.dropped++;
   }
 
+  /** push() of the first `len` bytes of a scratch the engine reuses. */
+  private pushCopy(ep: Endpoint, scratch: Uint8Array, len: number): void {
+    if (ep.closed) return;
+    if (!(ep.deliverCopy ? ep.deliverCopy(scratch, len) : ep.deliver(scratch.slice(0, len)))) this.stats.dropped++;
+  }
+
   /** Copies of a message for promiscuous sockets that are not among its recipients. */
   private copyToPromisc(bytes: Uint8Array, except: Endpoint): void {
-    for (const ep of this.endpoints) if (ep.promisc && ep !== except) this.push(ep, bytes);
+    const eps = this.endpointList;
+    for (let i = 0; i < eps.length; i++) if (eps[i].promisc && eps[i] !== except) this.push(eps[i], bytes);
   }
 
   private toSet(bytes: Uint8Array, recipients: Iterable<Endpoint>): void {
@@ -339,12 +528,20 @@ export class Engine implements EngineOps {
   }
 
   toAll(bytes: Uint8Array): void {
-    for (const ep of this.endpoints) this.push(ep, bytes);
+    const eps = this.endpointList;
+    for (let i = 0; i < eps.length; i++) this.push(eps[i], bytes);
   }
 
   toSender(ep: Endpoint, bytes: Uint8Array): void {
     this.push(ep, bytes);
     this.copyToPromisc(bytes, ep);
+  }
+
+  /** toSender() of a scratch the caller reuses (each recipient gets a copy). */
+  toSenderCopy(ep: Endpoint, scratch: Uint8Array): void {
+    this.pushCopy(ep, scratch, scratch.length);
+    const eps = this.endpointList;
+    for (let i = 0; i < eps.length; i++) if (eps[i].promisc && eps[i] !== ep) this.pushCopy(eps[i], scratch, scratch.length);
   }
 
   registeredFor(satype: number): Endpoint[] {

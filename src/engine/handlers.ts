@@ -9,7 +9,7 @@
  */
 
 import {
-  ERRNO, buildMessage, headerOnly, SATYPE_TO_PROTO, AF_INET, IPSEC_SAREF_NULL,
+  ERRNO, buildMessage, headerOnly, parseMessage, SATYPE_TO_PROTO, AF_INET, IPSEC_SAREF_NULL,
   SADB_SASTATE_LARVAL, SADB_SASTATE_MATURE, SADB_SATYPE_AH, SADB_SATYPE_ESP,
   SADB_X_SATYPE_IPIP, SADB_X_SATYPE_COMP, SADB_SATYPE_MAX, ESPINUDP_WITH_NON_IKE, ESPINUDP_WITH_NON_ESP,
   SADB_X_SAFLAGS_REPLACEFLOW, SADB_X_SAFLAGS_CLEARFLOW, SADB_X_SAFLAGS_INFLOW,
@@ -28,6 +28,7 @@ import {
   addressOut, flowAddressOut, lifetimeOf, limitsFrom, requestSaExt, saMessage, saidOf,
 } from './sa-extensions.js';
 import { plumbTarget } from './interfaces.js';
+import { storedSaReply } from './fast-path.js';
 import { SenderRefusal, type EngineOps, type Request } from './endpoint.js';
 
 /** A handler of message type T: its message has every extension RULES[T].in requires. */
@@ -111,7 +112,6 @@ function requestedRef(msg: PfkeyMessage & { sa: Sa }): number {
   return givenRef(msg.sa.ref) || givenRef(msg.saref?.me);
 }
 
-/** Build an SA from ADD/UPDATE extensions, refusing what KLIPS's ipsec_sa_init refuses. */
 /** Refuse an algorithm or key size the SA type's supported list does not allow. */
 function checkKey(lists: SupportedLists | undefined, kind: 'auth' | 'encrypt', id: number, bits: number | undefined, keyless = false): void {
   const p = keyProblem(lists, kind, id, bits, keyless);
@@ -142,11 +142,26 @@ function saFromRequest(r: SaRequest, old: SA | undefined, said: Said): SA {
     default:
       refuse(ERRNO.EINVAL, `SA type ${satype} cannot hold an SA`);
   }
+  // UPDATE keeps the SA's place in the SAref table and its pairing.
+  const ref = old ? old.ref : requestedRef(msg);
+  const refhim = old ? old.refhim : msg.saref?.him ?? IPSEC_SAREF_NULL;
+  return saOfRequest(msg, said, old, engine.now(), ref, refhim, dirOf(engine, msg.addressDst));
+}
+
+/**
+ * The SA an ADD/UPDATE that passed every check makes, added at `now` with SAref `ref`
+ * (UPDATE: replacing `old`). Also what makes an SA that the ADD fast path stored as its
+ * request (saOfStoredAdd), so both paths make the same SA.
+ */
+function saOfRequest(
+  msg: InboundMessage<typeof SADB_ADD> | InboundMessage<typeof SADB_UPDATE>, said: Said, old: SA | undefined,
+  now: number, ref: number, refhim: number, dir: 'in' | 'out',
+): SA {
+  const sa = msg.sa;
   const hard = limitsFrom(msg.lifetimeHard);
-  const now = engine.now();
   return newSA({
     said,
-    satype,
+    satype: msg.header.satype,
     state: SADB_SASTATE_MATURE,
     replay: sa.replay,
     auth: sa.auth,
@@ -163,10 +178,9 @@ function saFromRequest(r: SaRequest, old: SA | undefined, said: Said): SA {
       ? { type: msg.natTType?.type ?? 0, sport: msg.natTSport?.port ?? 0, dport: msg.natTDport?.port ?? 0, oa: msg.natTOa }
       : undefined,
     plumbif: msg.plumbif?.ifnum,
-    // UPDATE keeps the SA's place in the SAref table and its pairing.
-    ref: old ? old.ref : requestedRef(msg),
-    refhim: old ? old.refhim : msg.saref?.him ?? IPSEC_SAREF_NULL,
-    dir: dirOf(engine, msg.addressDst),
+    ref,
+    refhim,
+    dir,
     soft: sharedLimits(clampSoft(limitsFrom(msg.lifetimeSoft), hard)),
     hard: sharedLimits(hard),
     // UPDATE keeps the counters and first use of the SA it replaces; a larval SA's life starts now.
@@ -176,6 +190,18 @@ function saFromRequest(r: SaRequest, old: SA | undefined, said: Said): SA {
     pid: msg.header.pid,
     seq: msg.header.seq,
   });
+}
+
+/**
+ * The SA of an ADD the engine accepted and stored as its request (sadb's SaBuilder):
+ * the request parsed again and made into an SA by the general path's own code, with the
+ * add time, SAref (the final one, allocated if the request named none) and direction
+ * the ADD had.
+ */
+export function saOfStoredAdd(request: Uint8Array, addtime: number, ref: number, inbound: boolean): SA {
+  const msg = parseMessage(request, { direction: 'in', keyViews: true }) as InboundMessage<typeof SADB_ADD>;
+  const said = saidOf(msg.header.satype, msg.sa.spi, msg.addressDst.addr);
+  return saOfRequest(msg, said, undefined, addtime, ref, msg.saref?.him ?? IPSEC_SAREF_NULL, inbound ? 'in' : 'out');
 }
 
 /**
@@ -324,7 +350,7 @@ const expire: Handler<typeof SADB_EXPIRE> = ({ engine, bytes }) => engine.toAll(
 const flush: Handler<typeof SADB_FLUSH> = ({ engine, msg }) => {
   const satype = msg.header.satype;
   if (satype !== 0 && !SATYPE_TO_PROTO[satype]) refuse(ERRNO.EINVAL, `SA type ${satype} names no protocol`);
-  engine.sadb.flush(satype);
+  engine.sadb.drop(satype);
   engine.toAll(headerOnly(replyHeader(msg)));
 };
 
@@ -340,28 +366,42 @@ const DUMP_SLICE_MS = 2;
 const dump: Handler<typeof SADB_DUMP> = ({ engine, ep, msg }) => {
   const satype = msg.header.satype;
   if (engine.sadb.count(satype) === 0) refuse(ERRNO.ENOENT, 'no SAs to dump');
-  const list: SA[] = [];
-  const it = engine.sadb.values();
+  // SAs, and the keys of SAs the table still stores as their ADD (their replies are
+  // written from the request: fast-path.ts); pinned, a key stands for its SA until sent.
+  const list: Array<SA | number> = [];
+  const it = engine.sadb.entries(satype);
+  engine.sadb.pin();
+  let pinned = true;
+  const unpin = (): void => {
+    if (pinned) engine.sadb.unpin();
+    pinned = false;
+  };
   let listing = true;
   let i = 0;
   const step = (): void => {
     const until = performance.now() + DUMP_SLICE_MS;
-    for (let n = 0; !ep.closed; n++) {
+    for (let n = 0; ; n++) {
+      if (ep.closed) return unpin();
       if ((n & 63) === 63 && performance.now() > until) { setImmediate(step); return; }
       if (listing) {
         const r = it.next();
         if (r.done) listing = false;
-        else if (satype === 0 || r.value.satype === satype) list.push(r.value);
+        else list.push(r.value);
         continue;
       }
-      if (i >= list.length) return;
-      const sa = list[i];
-      const header = { type: msg.header.type, satype: sa.satype, seq: list.length - 1 - i, pid: msg.header.pid };
-      const bytes = buildMessage(saMessage(header, sa, { keys: true, current: true, limits: true, proxy: true, natT: true }));
+      if (i >= list.length) return unpin();
+      const e = list[i];
+      const seq = list.length - 1 - i;
+      const sa = typeof e === 'number' ? engine.sadb.madeFrom(e) : e;
+      const stored = sa === undefined ? storedSaReply(engine.sadb, e as number, msg.header.type, seq, msg.header.pid) : undefined;
+      if (sa === undefined && stored === undefined) { i++; continue; } // (cannot happen while pinned)
+      const bytes = stored ?? buildMessage(saMessage({ type: msg.header.type, satype: sa!.satype, seq, pid: msg.header.pid }, sa!,
+        { keys: true, current: true, limits: true, proxy: true, natT: true }));
       // Wait for the reader unless the message could never fit (then it is dropped and counted).
       if (ep.room() < bytes.length && bytes.length <= ep.rcvbuf) { ep.onDrain(step); return; }
       i++;
-      engine.toSender(ep, bytes);
+      if (stored) engine.toSenderCopy(ep, stored);
+      else engine.toSender(ep, bytes);
     }
   };
   step();

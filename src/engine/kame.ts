@@ -641,9 +641,10 @@ const flush: KameHandler<typeof SADB_FLUSH> = ({ engine, ep, msg }) => {
   const h = msg.header;
   const satype = h.satype === 0 ? 0 : KLIPS_OF_KAME[h.satype];
   if (satype === undefined) refuse(ERRNO.EINVAL, `SA type ${h.satype} names no SA protocol`);
-  const gone = (satype === 0 ? Object.values(KLIPS_OF_KAME) : [satype]).flatMap((t) => (engine.sadb.count(t) ? engine.sadb.flush(t) : []));
+  let gone = 0;
+  for (const t of satype === 0 ? Object.values(KLIPS_OF_KAME) : [satype]) if (engine.sadb.count(t)) gone += engine.sadb.drop(t);
   engine.kameBroadcast(headerOnly(replyHeader(h)), 'one', ep);
-  if (gone.length === 0) return;
+  if (gone === 0) return;
   engine.kameBroadcast(headerOnly(replyHeader(h)), 'all');
   engine.toAll(headerOnly({ type: SADB_FLUSH, satype, seq: h.seq, pid: h.pid }));
 };

@@ -27,6 +27,9 @@ function canonical(text: string): string | undefined {
 
 export class LocalAddresses {
   private set = new Set<string>();
+  /** The last address asked about and the answer (a key manager adds SA after SA to the same peer). */
+  private lastAddr: string | undefined;
+  private lastAnswer = false;
 
   constructor(private readonly source: AddressSource = hostAddresses) {
     this.refresh();
@@ -40,11 +43,16 @@ export class LocalAddresses {
       if (c) next.add(c);
     }
     this.set = next;
+    this.lastAddr = undefined;
   }
 
   /** Whether `addr` (as the wire codec writes it) is one of the host's addresses. */
   has(addr: string): boolean {
-    return this.set.has(addr);
+    if (addr !== this.lastAddr) {
+      this.lastAddr = addr;
+      this.lastAnswer = this.set.has(addr);
+    }
+    return this.lastAnswer;
   }
 
   list(): string[] {

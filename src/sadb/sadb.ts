@@ -326,14 +326,20 @@ export function currentOf(sa: SA): Readonly<Limits> {
 /**
  * A binary min-heap of (time, SA, generation) deadlines, kept in three parallel arrays
  * so a deadline costs no object of its own. Entries are invalidated lazily: one whose
- * generation no longer matches its SA's (the SA was replaced or removed) is stale.
+ * generation no longer matches its SA's (the SA was replaced or removed) is stale. An
+ * SA still stored as its request (SaTable) is named by its key, a number, which
+ * `resolve` turns into the SA (making it) and `isCurrent` checks without making it.
  */
 class DeadlineHeap {
   private when: number[] = [];
-  private sas: SA[] = [];
+  private sas: Array<SA | number> = [];
   private gens: number[] = [];
+  constructor(
+    private readonly resolve: (key: number) => SA | undefined,
+    private readonly isCurrent: (key: number, gen: number) => boolean,
+  ) {}
   get size(): number { return this.when.length; }
-  push(when: number, sa: SA, gen: number): void {
+  push(when: number, sa: SA | number, gen: number): void {
     this.when.push(when);
     this.sas.push(sa);
     this.gens.push(gen);
@@ -345,20 +351,25 @@ class DeadlineHeap {
   }
   /** Remove the earliest deadline; its SA if the entry is still current, else undefined. */
   pop(): SA | undefined {
-    const sa = this.sas[0];
-    const current = sa.gen === this.gens[0];
+    const top = this.sas[0];
+    const gen = this.gens[0];
     const last = this.when.length - 1;
     this.move(last, 0);
     this.when.pop();
     this.sas.pop();
     this.gens.pop();
     if (this.when.length) this.down(0);
-    return current ? sa : undefined;
+    const sa = typeof top === 'number' ? this.resolve(top) : top;
+    return sa !== undefined && sa.gen === gen ? sa : undefined;
+  }
+  private current(i: number): boolean {
+    const s = this.sas[i];
+    return typeof s === 'number' ? this.isCurrent(s, this.gens[i]) : s.gen === this.gens[i];
   }
   /** Drop stale entries and restore the heap order (O(n)). */
   compact(): void {
     let j = 0;
-    for (let i = 0; i < this.when.length; i++) if (this.sas[i].gen === this.gens[i]) this.move(i, j++);
+    for (let i = 0; i < this.when.length; i++) if (this.current(i)) this.move(i, j++);
     this.when.length = this.sas.length = this.gens.length = j;
     for (let i = (j >> 1) - 1; i >= 0; i--) this.down(i);
   }
@@ -456,6 +467,129 @@ function over(l: Readonly<Limits>, c: Readonly<Limits>, used: boolean, now: numb
 const EMPTY = -1;
 
 /**
+ * Request bytes of stored SAs (see SaTable), off the JS heap: appended to 256 KiB chunks,
+ * each record named by its location (chunk × CHUNK + offset). A chunk whose records are
+ * all gone (made into SAs, or removed) is dropped, and the table rewrites the records
+ * into fresh chunks when dead bytes outweigh live ones, so the arena stays within about
+ * twice what its live records need. Nothing outside the table ever holds a view of it.
+ *
+ * Records that lie back to back in their source (klipsd's ADDs in one read chunk) are
+ * copied in one go: put() notes the run, and it is copied when a record that does not
+ * continue it comes, when anything reads the arena, or at flush() (the engine calls it
+ * before its caller may reuse the source: at once for a lone message, at the end of a
+ * batch for klipsd's reads).
+ */
+const CHUNK = 256 * 1024;
+class ByteArena {
+  private chunks: Array<Uint8Array | undefined> = [];
+  /** Live bytes per chunk. */
+  private live: number[] = [];
+  private free: number[] = [];
+  private cur = -1;
+  private used = CHUNK;
+  /** Bytes of live records, and bytes of chunks still held. */
+  liveBytes = 0;
+  heldBytes = 0;
+  /** The run of records not yet copied: bytes [pendingFrom, + pendingLen) of pendingSrc, going to pendingAt of the current chunk. */
+  private pendingSrc: Uint8Array | undefined;
+  private pendingFrom = 0;
+  private pendingAt = 0;
+  private pendingLen = 0;
+
+  /** Take bytes [off, off + len) of `src` in (copied now, or with the run they continue); returns the record's location. */
+  put(src: Uint8Array, off: number, len: number): number {
+    if (this.used + len > CHUNK) this.next();
+    const c = this.cur;
+    const o = this.used;
+    if (src === this.pendingSrc && off === this.pendingFrom + this.pendingLen && o === this.pendingAt + this.pendingLen) {
+      this.pendingLen += len;
+    } else {
+      this.flush();
+      this.pendingSrc = src;
+      this.pendingFrom = off;
+      this.pendingAt = o;
+      this.pendingLen = len;
+    }
+    this.used = o + len;
+    this.live[c] += len;
+    this.liveBytes += len;
+    return c * CHUNK + o;
+  }
+
+  /** Copy the records put() has noted and not copied yet. */
+  flush(): void {
+    const src = this.pendingSrc;
+    if (src === undefined) return;
+    this.chunks[this.cur]!.set(new Uint8Array(src.buffer, src.byteOffset + this.pendingFrom, this.pendingLen), this.pendingAt);
+    this.pendingSrc = undefined;
+    this.pendingLen = 0;
+  }
+
+  private next(): void {
+    this.flush();
+    const c = this.free.length ? this.free.pop()! : this.chunks.length;
+    this.chunks[c] = new Uint8Array(CHUNK);
+    this.live[c] = 0;
+    this.heldBytes += CHUNK;
+    this.cur = c;
+    this.used = 0;
+  }
+
+  /** The record at `loc` as a view (for reading it at once; never kept). */
+  view(loc: number, len: number): Uint8Array {
+    this.flush();
+    const c = this.chunks[Math.floor(loc / CHUNK)]!;
+    return new Uint8Array(c.buffer, c.byteOffset + (loc % CHUNK), len);
+  }
+
+  /** The chunk holding the record at `loc` (the record starts at loc % CHUNK). */
+  chunkOf(loc: number): Uint8Array {
+    this.flush();
+    return this.chunks[Math.floor(loc / CHUNK)]!;
+  }
+
+  /** The record at `loc` is no longer needed. */
+  release(loc: number, len: number): void {
+    const c = Math.floor(loc / CHUNK);
+    this.liveBytes -= len;
+    if ((this.live[c] -= len) === 0 && c !== this.cur) {
+      this.chunks[c] = undefined;
+      this.heldBytes -= CHUNK;
+      this.free.push(c);
+    }
+  }
+
+  /** Whether rewriting the live records would free much (dead bytes over the live ones and over 4 MiB). */
+  get wasteful(): boolean {
+    const dead = this.heldBytes - this.liveBytes;
+    return dead > this.liveBytes && dead > 16 * CHUNK;
+  }
+}
+
+/** A stored SA's length: its request's sadb_msg_len. */
+const recordLength = (arena: ByteArena, loc: number): number => {
+  const v = arena.view(loc, 6);
+  return (v[4] | (v[5] << 8)) * 8;
+};
+
+/**
+ * What makes an SA out of a stored one: its request bytes (an ADD the engine accepted)
+ * and what the request does not say: when it was added, its SAref, whether it is inbound.
+ */
+export type SaBuilder = (request: Uint8Array, addtime: number, ref: number, inbound: boolean) => SA;
+
+/** A stored SA as Sadb.readStored gives it: its request is bytes [at, at + len) of `bytes`. */
+export interface StoredRequest {
+  bytes: Uint8Array;
+  at: number;
+  len: number;
+  satype: number;
+  addtime: number;
+  ref: number;
+  inbound: boolean;
+}
+
+/**
  * The SAs by SAID, in insertion order. Two parts, neither with an object per SA:
  *
  * - `list`: the SAs in the order they were inserted (a removed SA leaves a hole, holes are
@@ -465,16 +599,36 @@ const EMPTY = -1;
  *   Linux's byspi hash does. SPIs are hashed as int32 (Fibonacci hashing), so no key is
  *   ever a heap number, and SAs sharing an SPI simply take neighbouring slots.
  *
+ * An SA may also be *stored*: the engine's ADD fast path keeps the request it accepted
+ * (in a ByteArena) with a few columns (protocol, SA type, add time, SAref, direction)
+ * instead of making an SA, and `list` holds the SA's destination (a string) at its
+ * position. The SA is made from the request (by `builder`, the engine's own code) the
+ * first time anything asks for it (find, values), and takes its place in `list`; its
+ * insertion number is its key until then (the SAref table and the deadline heap name it
+ * so). Asking whether an SAID exists (contains) does not make it.
+ *
  * Iteration follows `list`, so SAs come out in insertion order, and an iterator survives
  * anything done to the table between two steps: it resumes after the insertion number it
  * last yielded, wherever compaction moved the SAs.
  */
 class SaTable {
-  private list: Array<SA | undefined> = [];
+  /** An SA, a stored SA's destination, or a hole. */
+  private list: Array<SA | string | undefined> = [];
   private seqs = new Float64Array(1024);
+  /** Columns of stored SAs, by list position (meaningless elsewhere). */
+  private sProto = new Uint8Array(1024);
+  private sSpi = new Int32Array(1024);
+  private sSatype = new Uint8Array(1024);
+  private sInbound = new Uint8Array(1024);
+  private sRef = new Int32Array(1024);
+  private sAddtime = new Float64Array(1024);
+  private sLoc = new Float64Array(1024);
+  private arena = new ByteArena();
   /** Used length of list/seqs (holes included). */
   private len = 0;
   private live = 0;
+  /** Stored SAs among the live ones. */
+  stored = 0;
   private nextSeq = 0;
   /** Bumped whenever list positions move (compaction). */
   private epoch = 0;
@@ -483,6 +637,12 @@ class SaTable {
   private capacity = 1024;
   private shift = 32 - 10;
   private mask = 1023;
+
+  constructor(
+    private readonly builder: () => SaBuilder | undefined,
+    /** Called when a stored SA became `sa` (its key was `key`). */
+    private readonly onMade: (sa: SA, key: number) => void,
+  ) {}
 
   private static emptySlots(capacity: number): Int32Array {
     const slots = new Int32Array(2 * capacity);
@@ -498,6 +658,7 @@ class SaTable {
     return Math.imul(spi, 0x9e3779b1) >>> this.shift;
   }
 
+  /** The SA with this SAID (made now if it was stored), or undefined. */
   find(proto: number, spi: number, dst: string): SA | undefined {
     const k = spi | 0;
     const slots = this.slots;
@@ -506,10 +667,96 @@ class SaTable {
       const p = slots[2 * i + 1];
       if (p === EMPTY) return undefined;
       if (slots[2 * i] === k) {
-        const sa = this.list[p]!;
-        if (sa.said.proto === proto && sa.said.dst === dst) return sa;
+        const e = this.list[p]!;
+        if (typeof e === 'string') {
+          if (e === dst && this.sProto[p] === proto) return this.make(p, e);
+        } else if (e.said.proto === proto && e.said.dst === dst) return e;
       }
     }
+  }
+
+  /** Whether an SA with this SAID exists (a stored one is not made). */
+  contains(proto: number, spi: number, dst: string): boolean {
+    const k = spi | 0;
+    const slots = this.slots;
+    const mask = this.mask;
+    for (let i = this.slotOf(k); ; i = (i + 1) & mask) {
+      const p = slots[2 * i + 1];
+      if (p === EMPTY) return false;
+      if (slots[2 * i] === k) {
+        const e = this.list[p]!;
+        if (typeof e === 'string') {
+          if (e === dst && this.sProto[p] === proto) return true;
+        } else if (e.said.proto === proto && e.said.dst === dst) return true;
+      }
+    }
+  }
+
+  /** The key of the stored SA with this SAID, or -1 when there is none (or the SA was made). */
+  storedKey(proto: number, spi: number, dst: string): number {
+    const k = spi | 0;
+    const slots = this.slots;
+    const mask = this.mask;
+    for (let i = this.slotOf(k); ; i = (i + 1) & mask) {
+      const p = slots[2 * i + 1];
+      if (p === EMPTY) return -1;
+      if (slots[2 * i] === k) {
+        const e = this.list[p]!;
+        if (typeof e === 'string') {
+          if (e === dst && this.sProto[p] === proto) return this.seqs[p];
+        } else if (e.said.proto === proto && e.said.dst === dst) return -1;
+      }
+    }
+  }
+
+  /** The SA stored at position p, made from its request; it takes the stored entry's place. */
+  private make(p: number, dst: string): SA {
+    const build = this.builder();
+    if (build === undefined) throw new Error(`SA table: no builder for the stored SA to ${dst}`);
+    const loc = this.sLoc[p];
+    const len = recordLength(this.arena, loc);
+    const sa = build(this.arena.view(loc, len), this.sAddtime[p], this.sRef[p], this.sInbound[p] === 1);
+    this.list[p] = sa;
+    this.stored--;
+    this.arena.release(loc, len);
+    this.onMade(sa, this.seqs[p]);
+    if (this.arena.wasteful) this.rewriteArena();
+    return sa;
+  }
+
+  /** Copy the stored records into a fresh arena (the old one's chunks are mostly dead). */
+  private rewriteArena(): void {
+    const old = this.arena;
+    const next = new ByteArena();
+    for (let p = 0; p < this.len; p++) {
+      if (typeof this.list[p] !== 'string') continue;
+      const len = recordLength(old, this.sLoc[p]);
+      this.sLoc[p] = next.put(old.view(this.sLoc[p], len), 0, len);
+    }
+    next.flush();
+    this.arena = next;
+  }
+
+  /** The list position of insertion number `key`, or -1. */
+  private positionOf(key: number): number {
+    const p = this.after(key - 1);
+    return p < this.len && this.seqs[p] === key ? p : -1;
+  }
+
+  /** The SA a key names (made now if still stored), or undefined once it is gone. */
+  byKey(key: number): SA | undefined {
+    const p = this.positionOf(key);
+    if (p < 0) return undefined;
+    const e = this.list[p];
+    return typeof e === 'string' ? this.make(p, e) : e;
+  }
+
+  /** Whether a deadline (key, gen) still stands: a stored SA is generation 0. */
+  isCurrentKey(key: number, gen: number): boolean {
+    const p = this.positionOf(key);
+    if (p < 0) return false;
+    const e = this.list[p];
+    return e === undefined ? false : typeof e === 'string' ? gen === 0 : e.gen === gen;
   }
 
   /** The index slot holding `sa`'s list position, or -1. */
@@ -521,6 +768,18 @@ class SaTable {
       const p = slots[2 * i + 1];
       if (p === EMPTY) return -1;
       if (slots[2 * i] === k && this.list[p] === sa) return i;
+    }
+  }
+
+  /** The index slot holding list position p (whose SPI is spi), or -1. */
+  private slotOfPosition(spi: number, p: number): number {
+    const k = spi | 0;
+    const slots = this.slots;
+    const mask = this.mask;
+    for (let i = this.slotOf(k); ; i = (i + 1) & mask) {
+      const q = slots[2 * i + 1];
+      if (q === EMPTY) return -1;
+      if (q === p) return i;
     }
   }
 
@@ -575,16 +834,52 @@ class SaTable {
     this.index(sa.said.spi, this.append(sa));
   }
 
-  private append(sa: SA): number {
+  /**
+   * Add a stored SA: request bytes [off, off + len) of `u8` (copied), the SAID's parts and
+   * the columns. Returns its key.
+   */
+  addStored(
+    proto: number, spi: number, dst: string, satype: number,
+    u8: Uint8Array, off: number, len: number, addtime: number, ref: number, inbound: boolean,
+  ): number {
+    if (2 * (this.live + 1) > this.capacity) this.reindex(this.capacity * 2);
+    this.live++;
+    this.stored++;
+    const p = this.append(dst);
+    this.sProto[p] = proto;
+    this.sSpi[p] = spi | 0;
+    this.sSatype[p] = satype;
+    this.sInbound[p] = inbound ? 1 : 0;
+    this.sRef[p] = ref;
+    this.sAddtime[p] = addtime;
+    this.sLoc[p] = this.arena.put(u8, off, len);
+    this.index(spi, p);
+    return this.seqs[p];
+  }
+
+  private append(e: SA | string): number {
     const p = this.len++;
-    if (p === this.seqs.length) {
-      const seqs = new Float64Array(2 * p);
-      seqs.set(this.seqs);
-      this.seqs = seqs;
-    }
-    this.list[p] = sa;
+    if (p === this.seqs.length) this.grow(2 * p);
+    this.list[p] = e;
     this.seqs[p] = this.nextSeq++;
     return p;
+  }
+
+  /** Room for n positions in the typed columns. */
+  private grow(n: number): void {
+    const wider = <A extends Float64Array | Int32Array | Uint8Array>(a: A, make: new (n: number) => A): A => {
+      const b = new make(n);
+      b.set(a.subarray(0, Math.min(a.length, n)));
+      return b;
+    };
+    this.seqs = wider(this.seqs, Float64Array);
+    this.sProto = wider(this.sProto, Uint8Array);
+    this.sSpi = wider(this.sSpi, Int32Array);
+    this.sSatype = wider(this.sSatype, Uint8Array);
+    this.sInbound = wider(this.sInbound, Uint8Array);
+    this.sRef = wider(this.sRef, Int32Array);
+    this.sAddtime = wider(this.sAddtime, Float64Array);
+    this.sLoc = wider(this.sLoc, Float64Array);
   }
 
   /** Put `sa` where `old` (same SAID) is, keeping its place in the order; false if old is absent. */
@@ -603,18 +898,61 @@ class SaTable {
   remove(sa: SA): boolean {
     const i = this.slotHolding(sa);
     if (i < 0) return false;
-    this.list[this.slots[2 * i + 1]] = undefined;
+    this.removeAt(i, this.slots[2 * i + 1]);
+    return true;
+  }
+
+  /**
+   * Remove a stored SA by its key without making it; returns its SA type and SAref
+   * ([satype, ref]), or undefined if it is not stored (made, or gone).
+   */
+  removeStored(key: number): { satype: number; ref: number } | undefined {
+    const p = this.positionOf(key);
+    if (p < 0 || typeof this.list[p] !== 'string') return undefined;
+    const loc = this.sLoc[p];
+    const i = this.slotOfPosition(this.sSpi[p], p);
+    if (i < 0) return undefined;
+    const gone = { satype: this.sSatype[p], ref: this.sRef[p] };
+    this.stored--;
+    this.arena.release(loc, recordLength(this.arena, loc));
+    this.removeAt(i, p);
+    if (this.arena.wasteful) this.rewriteArena();
+    return gone;
+  }
+
+  private removeAt(i: number, p: number): void {
+    this.list[p] = undefined;
     this.unindex(i);
     this.live--;
     const holes = this.len - this.live;
     if (holes > 1024 && holes > this.live) this.compact();
-    return true;
+  }
+
+  /**
+   * Every entry in order, without making stored SAs: `fn(sa)` for an SA, `fn(undefined,
+   * key, satype, ref)` for a stored one.
+   */
+  forEachEntry(fn: (sa: SA | undefined, key: number, satype: number, ref: number) => void): void {
+    for (let p = 0; p < this.len; p++) {
+      const e = this.list[p];
+      if (e === undefined) continue;
+      if (typeof e === 'string') fn(undefined, this.seqs[p], this.sSatype[p], this.sRef[p]);
+      else fn(e, this.seqs[p], e.satype, e.ref);
+    }
   }
 
   clear(): void {
     this.list = [];
     this.seqs = new Float64Array(1024);
-    this.len = this.live = 0;
+    this.sProto = new Uint8Array(1024);
+    this.sSpi = new Int32Array(1024);
+    this.sSatype = new Uint8Array(1024);
+    this.sInbound = new Uint8Array(1024);
+    this.sRef = new Int32Array(1024);
+    this.sAddtime = new Float64Array(1024);
+    this.sLoc = new Float64Array(1024);
+    this.arena = new ByteArena();
+    this.len = this.live = this.stored = 0;
     this.epoch++;
     this.slots = SaTable.emptySlots(1024);
     this.capacity = 1024;
@@ -627,10 +965,19 @@ class SaTable {
     const moved = new Int32Array(this.len);
     let j = 0;
     for (let p = 0; p < this.len; p++) {
-      const sa = this.list[p];
-      if (sa === undefined) continue;
-      this.list[j] = sa;
+      const e = this.list[p];
+      if (e === undefined) continue;
+      this.list[j] = e;
       this.seqs[j] = this.seqs[p];
+      if (typeof e === 'string') {
+        this.sProto[j] = this.sProto[p];
+        this.sSpi[j] = this.sSpi[p];
+        this.sSatype[j] = this.sSatype[p];
+        this.sInbound[j] = this.sInbound[p];
+        this.sRef[j] = this.sRef[p];
+        this.sAddtime[j] = this.sAddtime[p];
+        this.sLoc[j] = this.sLoc[p];
+      }
       moved[p] = j++;
     }
     this.list.length = j;
@@ -653,6 +1000,52 @@ class SaTable {
     return lo;
   }
 
+  /**
+   * Every entry of SA type `satype` (0: all) in insertion order, as values() walks them,
+   * without making stored SAs: an SA, or a stored SA's key.
+   */
+  *entries(satype: number): IterableIterator<SA | number> {
+    let epoch = this.epoch;
+    let p = 0;
+    let last = -1;
+    for (;;) {
+      if (epoch !== this.epoch) {
+        epoch = this.epoch;
+        p = this.after(last);
+      }
+      if (p >= this.len) return;
+      const e = this.list[p];
+      const seq = this.seqs[p];
+      p++;
+      if (e === undefined) continue;
+      last = seq;
+      if (typeof e === 'string') {
+        if (satype === 0 || this.sSatype[p - 1] === satype) yield seq;
+      } else if (satype === 0 || e.satype === satype) yield e;
+    }
+  }
+
+  /** Copy the stored requests not copied yet (ByteArena.put): their source may change after this. */
+  flushStored(): void {
+    this.arena.flush();
+  }
+
+  /** What a stored SA (key) holds, into `out`; false if the key names no stored SA. */
+  readStored(key: number, out: StoredRequest): boolean {
+    const p = this.positionOf(key);
+    if (p < 0 || typeof this.list[p] !== 'string') return false;
+    const loc = this.sLoc[p];
+    out.bytes = this.arena.chunkOf(loc);
+    out.at = loc % CHUNK;
+    out.len = recordLength(this.arena, loc);
+    out.satype = this.sSatype[p];
+    out.addtime = this.sAddtime[p];
+    out.ref = this.sRef[p];
+    out.inbound = this.sInbound[p] === 1;
+    return true;
+  }
+
+  /** Every SA in insertion order, stored ones made as they come. */
   *values(): IterableIterator<SA> {
     let epoch = this.epoch;
     let p = 0;
@@ -663,26 +1056,33 @@ class SaTable {
         p = this.after(last);
       }
       if (p >= this.len) return;
-      const sa = this.list[p];
+      const e = this.list[p];
       const seq = this.seqs[p];
       p++;
-      if (sa === undefined) continue;
+      if (e === undefined) continue;
       last = seq;
-      yield sa;
+      yield typeof e === 'string' ? this.make(p - 1, e) : e;
     }
   }
 }
 
 export class Sadb {
-  private readonly table = new SaTable();
-  private readonly deadlines = new DeadlineHeap();
+  /**
+   * Makes a stored SA (insertStored) from its request: the engine's code, set by the engine
+   * that owns this table (a table that stores nothing needs none).
+   */
+  builder: SaBuilder | undefined;
+  private readonly table = new SaTable(() => this.builder, (sa, key) => this.made(sa, key));
+  private readonly deadlines = new DeadlineHeap((key) => this.table.byKey(key), (key, gen) => this.table.isCurrentKey(key, gen));
   /** SAs per SA type (a byte on the wire). */
   private perType: number[] = new Array<number>(256).fill(0);
   private readonly addresses = new AddressPool();
   /** SA reference numbers (KLIPS's refTable). */
-  readonly sarefs = new SarefTable<SA>();
+  readonly sarefs = new SarefTable<SA>((key) => this.table.byKey(key));
   /** Bumped by every change of the table or of an SA's state, so a cache over it knows when it is stale. */
   version = 0;
+  private pins = 0;
+  private readonly madeWhilePinned = new Map<number, SA>();
 
   /** How many SAs of one SA type (0: all) the table holds. */
   count(satype = 0): number {
@@ -691,6 +1091,11 @@ export class Sadb {
 
   get size(): number {
     return this.table.size;
+  }
+
+  /** How many SAs are still stored as the request that added them (not yet made; SaTable). */
+  get storedCount(): number {
+    return this.table.stored;
   }
 
   /** Deadlines queued, stale ones included (bounded by compaction). */
@@ -703,7 +1108,17 @@ export class Sadb {
   }
 
   has(said: Said): boolean {
-    return this.table.find(said.proto, said.spi, said.dst) !== undefined;
+    return this.table.contains(said.proto, said.spi, said.dst);
+  }
+
+  /** The key of the SA with this SAID while it is still stored as its ADD (readStored), or -1. */
+  storedKey(proto: number, spi: number, dst: string): number {
+    return this.table.storedKey(proto, spi, dst);
+  }
+
+  /** has() from the SAID's parts. */
+  contains(proto: number, spi: number, dst: string): boolean {
+    return this.table.contains(proto, spi, dst);
   }
 
   /** Every SA, in the order they were inserted (an UPDATE keeps its SA's place). */
@@ -719,6 +1134,90 @@ export class Sadb {
     this.sarefs.intern(sa);
     this.perType[sa.satype] = this.count(sa.satype) + 1;
     this.schedule(sa);
+  }
+
+  /**
+   * Insert a new SA as the request an ADD carried (the caller checked it is absent and
+   * that `builder` makes an SA of these bytes): bytes [off, off + len) of `u8` are copied
+   * (by flushStored() at the latest), and the SA is made only when something asks for it
+   * (SaTable). Its ref takes its SAref
+   * slot, and its add-time limits (soft and hard, seconds, 0 for none) are scheduled as an
+   * SA's are; the SA starts unused, so it has no use-time deadline yet.
+   */
+  insertStored(
+    proto: number, spi: number, dst: string, satype: number, u8: Uint8Array, off: number, len: number,
+    addtime: number, ref: number, inbound: boolean, softAddtime: number, hardAddtime: number,
+  ): void {
+    this.version++;
+    const key = this.table.addStored(proto, spi, dst, satype, u8, off, len, addtime, ref, inbound);
+    this.sarefs.internKey(ref, key);
+    this.perType[satype] = this.count(satype) + 1;
+    if (softAddtime > 0) this.deadline(addtime + softAddtime, key, 0);
+    if (hardAddtime > 0) this.deadline(addtime + hardAddtime, key, 0);
+  }
+
+  /**
+   * insertStored() may copy the request later, with the requests that follow it in the
+   * same buffer: its caller calls this before the buffer may change.
+   */
+  flushStored(): void {
+    this.table.flushStored();
+  }
+
+  /**
+   * Remove the stored SA `key` without making it (it has no group: X_GRPSA makes SAs),
+   * freeing its SAref; false, having done nothing, while the table is pinned (a DUMP
+   * that listed it must find what it became: make it and remove() it then) or when the
+   * key names no stored SA.
+   */
+  removeStored(key: number): boolean {
+    if (this.pins > 0) return false;
+    const gone = this.table.removeStored(key);
+    if (gone === undefined) return false;
+    this.version++;
+    this.perType[gone.satype] = this.count(gone.satype) - 1;
+    this.sarefs.unternKey(gone.ref, key);
+    return true;
+  }
+
+  /** A stored SA (key) was made into `sa`: it shares addresses as inserted SAs do, and holds its SAref slot itself. */
+  private made(sa: SA, key: number): void {
+    this.share(sa);
+    this.sarefs.settle(key, sa);
+    if (this.pins > 0) this.madeWhilePinned.set(key, sa);
+  }
+
+  /**
+   * Every entry of SA type `satype` (0: all) in insertion order, as values() gives them,
+   * but a stored SA as its key, not made (DUMP writes its reply from the stored request;
+   * readStored). A walk that keeps keys should pin() the table meanwhile.
+   */
+  entries(satype: number): IterableIterator<SA | number> {
+    return this.table.entries(satype);
+  }
+
+  /** What the stored SA `key` holds (its request, add time, SAref, direction), into `out`; false once it is made or gone. */
+  readStored(key: number, out: StoredRequest): boolean {
+    return this.table.readStored(key, out);
+  }
+
+  /**
+   * While pinned (a DUMP holds keys from entries()), the SA each stored SA becomes is
+   * remembered (madeFrom), and removing stored SAs makes them first: so a key listed
+   * goes on standing for its SA, as a listed SA object would, whatever happens to the
+   * table before the DUMP reaches it.
+   */
+  pin(): void {
+    this.pins++;
+  }
+
+  unpin(): void {
+    if (--this.pins === 0) this.madeWhilePinned.clear();
+  }
+
+  /** The SA the stored SA `key` became while the table was pinned, if it was made. */
+  madeFrom(key: number): SA | undefined {
+    return this.madeWhilePinned.get(key);
   }
 
   /**
@@ -766,20 +1265,44 @@ export class Sadb {
     return true;
   }
 
-  /** Remove the SAs of one SA type (0: all). Returns what was removed. */
+  /** Remove the SAs of one SA type (0: all). Returns what was removed (stored SAs made first; drop() does without). */
   flush(satype: number): SA[] {
-    this.version++;
     const gone: SA[] = [];
     for (const sa of this.values()) if (satype === 0 || sa.satype === satype) gone.push(sa);
+    this.removeType(satype);
+    return gone;
+  }
+
+  /** Remove the SAs of one SA type (0: all), stored ones without making them (unless pinned). Returns how many went. */
+  drop(satype: number): number {
+    return this.pins > 0 ? this.flush(satype).length : this.removeType(satype);
+  }
+
+  private removeType(satype: number): number {
+    this.version++;
+    const gone: Array<SA | number> = [];
+    this.table.forEachEntry((sa, key, t) => {
+      if (satype === 0 || t === satype) gone.push(sa ?? key);
+    });
     if (gone.length === this.size) {
+      const drop = (sa: SA | undefined, key: number, _t: number, ref: number): void => {
+        if (sa === undefined) this.sarefs.unternKey(ref, key);
+        else { sa.next = sa.prev = undefined; sa.gen = -1; this.sarefs.untern(sa); }
+      };
+      this.table.forEachEntry(drop);
       this.table.clear();
       this.perType = new Array<number>(256).fill(0);
       this.deadlines.clear();
-      for (const sa of gone) { sa.next = sa.prev = undefined; sa.gen = -1; this.sarefs.untern(sa); }
     } else {
-      for (const sa of gone) this.remove(sa);
+      for (const g of gone) {
+        if (typeof g !== 'number') { this.remove(g); continue; }
+        const stored = this.table.removeStored(g);
+        if (stored === undefined) continue;
+        this.perType[stored.satype] = this.count(stored.satype) - 1;
+        this.sarefs.unternKey(stored.ref, g);
+      }
     }
-    return gone;
+    return gone.length;
   }
 
   /**
@@ -853,22 +1376,22 @@ export class Sadb {
    * when stale entries dominate, the heap is compacted: memory stays proportional to the
    * live SAs however fast they churn, at O(1) amortised cost.
    */
-  private deadline(when: number, sa: SA): void {
-    this.deadlines.push(when, sa, sa.gen);
+  private deadline(when: number, sa: SA | number, gen: number): void {
+    this.deadlines.push(when, sa, gen);
     if (this.deadlines.size > 4 * this.size + 1024) this.deadlines.compact();
   }
 
   private schedule(sa: SA): void {
     const add = currentOf(sa).addtime;
-    if (sa.soft.addtime > 0) this.deadline(add + sa.soft.addtime, sa);
-    if (sa.hard.addtime > 0) this.deadline(add + sa.hard.addtime, sa);
+    if (sa.soft.addtime > 0) this.deadline(add + sa.soft.addtime, sa, sa.gen);
+    if (sa.hard.addtime > 0) this.deadline(add + sa.hard.addtime, sa, sa.gen);
     if (sa.used) this.scheduleUse(sa);
   }
 
   private scheduleUse(sa: SA): void {
     const use = currentOf(sa).usetime;
-    if (sa.soft.usetime > 0) this.deadline(use + sa.soft.usetime, sa);
-    if (sa.hard.usetime > 0) this.deadline(use + sa.hard.usetime, sa);
+    if (sa.soft.usetime > 0) this.deadline(use + sa.soft.usetime, sa, sa.gen);
+    if (sa.hard.usetime > 0) this.deadline(use + sa.hard.usetime, sa, sa.gen);
   }
 
   /** Which limit (if any) the SA has reached now: hard wins over soft; soft reported once. */

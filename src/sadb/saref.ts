@@ -12,6 +12,9 @@
  * SA takes the slot and the SA there before keeps its number but is no longer found by it
  * (ipsec_sa_intern). A ref named that way may still sit in the free ring; it is skipped
  * when it comes up, and goes back in when its slot empties.
+ *
+ * A slot holds the SA, or while the SA is still stored as its request (sadb.ts's
+ * SaTable) the SA's key, a number, which `resolve` turns into the SA when asked for.
  */
 
 import { IPSEC_SAREF_NULL, IPSEC_SA_REF_TABLE_NUM_ENTRIES } from '../wire/index.js';
@@ -24,7 +27,7 @@ export function isTableRef(ref: number): boolean {
 }
 
 export class SarefTable<T extends { ref: number }> {
-  private readonly slots: Array<T | undefined> = new Array(IPSEC_SA_REF_TABLE_NUM_ENTRIES).fill(undefined);
+  private readonly slots: Array<T | number | undefined> = new Array(IPSEC_SA_REF_TABLE_NUM_ENTRIES).fill(undefined);
   /** Free refs, oldest first: a ring of capacity IPSEC_SA_REF_TABLE_NUM_ENTRIES. */
   private readonly ring = new Uint16Array(IPSEC_SA_REF_TABLE_NUM_ENTRIES);
   private head = 0;
@@ -33,7 +36,7 @@ export class SarefTable<T extends { ref: number }> {
   private readonly queued = new Uint8Array(IPSEC_SA_REF_TABLE_NUM_ENTRIES);
   private used = 0;
 
-  constructor() {
+  constructor(private readonly resolve: (key: number) => T | undefined = () => undefined) {
     for (let ref = IPSEC_SAREF_FIRST; ref < IPSEC_SA_REF_TABLE_NUM_ENTRIES; ref++) this.enqueue(ref);
   }
 
@@ -62,6 +65,26 @@ export class SarefTable<T extends { ref: number }> {
     this.slots[sa.ref] = sa;
   }
 
+  /** intern() for a stored SA, named by its key. */
+  internKey(ref: number, key: number): void {
+    if (!isTableRef(ref)) return;
+    if (this.slots[ref] === undefined) this.used++;
+    this.slots[ref] = key;
+  }
+
+  /** The stored SA `key` became `sa`: its slot (if it still holds the key) holds the SA. */
+  settle(key: number, sa: T): void {
+    if (isTableRef(sa.ref) && this.slots[sa.ref] === key) this.slots[sa.ref] = sa;
+  }
+
+  /** untern() for a stored SA. */
+  unternKey(ref: number, key: number): void {
+    if (!isTableRef(ref) || this.slots[ref] !== key) return;
+    this.slots[ref] = undefined;
+    this.used--;
+    this.enqueue(ref);
+  }
+
   /** Free `sa`'s slot, if the slot still holds it (ipsec_sa_untern). */
   untern(sa: T): void {
     if (!isTableRef(sa.ref) || this.slots[sa.ref] !== sa) return;
@@ -76,13 +99,16 @@ export class SarefTable<T extends { ref: number }> {
   }
 
   get(ref: number): T | undefined {
-    return isTableRef(ref) ? this.slots[ref] : undefined;
+    if (!isTableRef(ref)) return undefined;
+    const s = this.slots[ref];
+    return typeof s === 'number' ? this.resolve(s) : s;
   }
 
   /** The interned SAs by ascending ref. */
   *entries(): IterableIterator<[number, T]> {
     for (let ref = IPSEC_SAREF_FIRST; ref < this.slots.length; ref++) {
-      const sa = this.slots[ref];
+      const s = this.slots[ref];
+      const sa = typeof s === 'number' ? this.resolve(s) : s;
       if (sa) yield [ref, sa];
     }
   }

@@ -14,10 +14,19 @@
  * its owner took out with take() (or added with hold()) and still holds, until it
  * release()s them: klipsd's connection write buffer. Sockets may also share a ReceiveBudget, a bound on the sum over all of
  * them, so that many clients that never read cannot add up to unbounded memory.
+ *
+ * The queue holds messages as the engine delivered them (deliver), and runs of messages
+ * the engine had copied in (deliverCopy, for the replies it writes into a scratch of its
+ * own): consecutive copies go back to back into a chunk of this socket's, so a burst of
+ * replies costs no object per message, and klipsd takes a whole run out as one buffer
+ * for one write (takeRun). A message read out of a chunk (recv) stays as it was: that
+ * socket's chunks are only ever appended to. Where every byte goes out through take and
+ * comes back through release (klipsd: once written), an emptied chunk is filled again
+ * from its start.
  */
 
 import { ERRNO, PfkeyError, type Dialect } from '../wire/index.js';
-import { sendErrno, type Endpoint, type Engine, type Verdict } from '../engine/engine.js';
+import { APPEND_DROPPED, APPEND_PUSH, sendErrno, type Endpoint, type Engine, type Verdict } from '../engine/engine.js';
 
 
 const CLOSED: Verdict = Object.freeze({ errno: ERRNO.EBADF, stage: 'header', why: 'the socket is closed' });
@@ -49,6 +58,21 @@ export interface SocketOptions {
 
 let nextId = 1;
 
+/** Messages copied back to back into a chunk: bytes [start, end) of buf, `count` messages. */
+interface Run {
+  buf: Uint8Array;
+  start: number;
+  end: number;
+  count: number;
+}
+
+/** What a read slot of the queue holds, so that it keeps no message (or chunk) alive. */
+const EMPTY_RUN: Run = Object.freeze({ buf: new Uint8Array(0), start: 0, end: 0, count: 0 }) as Run;
+
+/** Chunk sizes for copied messages: a socket starts small and doubles up to the largest. */
+const MIN_CHUNK = 4096;
+const MAX_CHUNK = 64 * 1024;
+
 export class PfkeySocket implements Endpoint {
   readonly id = nextId++;
   readonly dialect: Dialect;
@@ -58,9 +82,23 @@ export class PfkeySocket implements Endpoint {
   readonly rcvbuf: number;
   /** Messages dropped because the receive queue was full. */
   dropped = 0;
-  private queue: Uint8Array[] = [];
+  private queue: Array<Uint8Array | Run> = [];
   private head = 0;
   private queued = 0;
+  /** Messages in the queue (a run holds several). */
+  private count = 0;
+  /** The chunk copies go into, how much of it is used, and the run at the queue's tail that is growing in it. */
+  private chunk: Uint8Array | undefined;
+  private chunkUsed = 0;
+  private tailRun: Run | undefined;
+  /** A view of the chunk copies go into (append()). */
+  appendView: DataView = new DataView(new ArrayBuffer(0));
+  /**
+   * Whether a view of a chunk ever went to someone who does not give it back (recv()):
+   * until then, a chunk whose every byte was taken and released holds nothing anyone
+   * still reads, and copies start again at its beginning.
+   */
+  private viewsOut = false;
   /** Bytes the owner took (take/hold) and still holds, until release(). */
   private held = 0;
   private budget: ReceiveBudget | undefined;
@@ -89,7 +127,7 @@ export class PfkeySocket implements Endpoint {
 
   /** Messages waiting to be read. */
   get pending(): number {
-    return this.queue.length - this.head;
+    return this.count;
   }
 
   // ---------- Endpoint (called by the engine) ----------
@@ -100,7 +138,64 @@ export class PfkeySocket implements Endpoint {
       for (const l of this.listeners) l(msg);
       return true;
     }
-    const n = msg.length;
+    if (!this.admit(msg.length)) return false;
+    this.enqueue(msg);
+    return true;
+  }
+
+  /**
+   * deliver() for the first `len` bytes of `src`, a buffer the caller reuses: they are
+   * copied into this socket's chunk, after the run of copies queued before them.
+   */
+  deliverCopy(src: Uint8Array, len: number): boolean {
+    const at = this.append(len);
+    if (at === APPEND_PUSH) return this.deliver(src.slice(0, len));
+    if (at < 0) return false;
+    this.chunk!.set(src.length === len ? src : src.subarray(0, len), at);
+    return true;
+  }
+
+  /**
+   * Room for a message of `len` bytes that the caller writes in place, at the returned
+   * offset of `appendView` (the engine's fast path writes its replies there), after the
+   * run of copies queued before it: the message counts as queued from now on, and the
+   * caller must write all of it before anything reads this socket. APPEND_DROPPED when
+   * it does not fit (dropped and counted, as deliver() drops); APPEND_PUSH when a push
+   * listener is waiting for it (onMessage), which needs a message of its own: deliver().
+   */
+  append(len: number): number {
+    if (this.isClosed) return APPEND_DROPPED;
+    if (this.listeners.length && this.pending === 0) return APPEND_PUSH;
+    if (!this.admit(len)) return APPEND_DROPPED;
+    let c = this.chunk;
+    if (this.count === 0 && this.held === 0 && !this.viewsOut) {
+      this.chunkUsed = 0;
+      this.tailRun = undefined;
+    }
+    if (c === undefined || this.chunkUsed + len > c.length) {
+      let size = c === undefined ? MIN_CHUNK : Math.min(2 * c.length, MAX_CHUNK);
+      while (size < len) size *= 2;
+      c = this.chunk = new Uint8Array(size);
+      this.appendView = new DataView(c.buffer);
+      this.chunkUsed = 0;
+      this.tailRun = undefined;
+    }
+    const at = this.chunkUsed;
+    this.chunkUsed = at + len;
+    const run = this.tailRun;
+    if (run !== undefined && run.end === at && this.queue.length > this.head && this.queue[this.queue.length - 1] === run) {
+      run.end += len;
+      run.count++;
+    } else {
+      this.tailRun = { buf: c, start: at, end: at + len, count: 1 };
+      this.queue.push(this.tailRun);
+    }
+    this.added(len, 1);
+    return at;
+  }
+
+  /** Whether a message of n bytes fits this socket's rcvbuf and the shared budget; if not, it is dropped (counted). */
+  private admit(n: number): boolean {
     const mine = this.queued + this.held;
     const b = this.budget;
     let full = mine + n > this.rcvbuf;
@@ -113,7 +208,6 @@ export class PfkeySocket implements Endpoint {
       this.overflow = true;
       return false;
     }
-    this.enqueue(msg);
     return true;
   }
 
@@ -134,8 +228,14 @@ export class PfkeySocket implements Endpoint {
 
   private enqueue(msg: Uint8Array): void {
     this.queue.push(msg);
-    this.queued += msg.length;
-    if (this.budget) this.budget.used += msg.length;
+    this.added(msg.length, 1);
+  }
+
+  private added(bytes: number, messages: number): void {
+    this.queued += bytes;
+    this.count += messages;
+    if (this.budget) this.budget.used += bytes;
+    if (this.readableWaiters.length === 0) return;
     const w = this.readableWaiters;
     this.readableWaiters = [];
     for (const f of w) f();
@@ -167,6 +267,13 @@ export class PfkeySocket implements Endpoint {
     return this.engine.handle(this, bytes);
   }
 
+  /** submit() for the message at bytes [off, off + len) of `buf`, read in place when the engine can (Engine.handleAt). */
+  submitAt(buf: Uint8Array, off: number, len: number): Verdict {
+    if (this.isClosed) return CLOSED;
+    if (this.isShutdown) return SHUT_DOWN;
+    return this.engine.handleAt(this, buf, off, len);
+  }
+
   /** The next queued message, or undefined. After an overflow, throws ENOBUFS once. */
   recv(): Uint8Array | undefined {
     if (this.overflow) {
@@ -174,11 +281,39 @@ export class PfkeySocket implements Endpoint {
       throw new PfkeyError(ERRNO.ENOBUFS, `receive queue overflowed: ${this.dropped} message(s) dropped so far`);
     }
     if (this.head >= this.queue.length) return undefined;
+    this.viewsOut = true;
     const m = this.shift();
     this.queued -= m.length;
     if (this.budget) this.budget.used -= m.length;
     this.drained();
     return m;
+  }
+
+  /**
+   * take() for whole messages up to `max` bytes (at least one) that lie back to back:
+   * a run of copies (as one view), or one delivered message. Throws ENOBUFS as recv() does.
+   */
+  takeRun(max: number): Uint8Array | undefined {
+    if (this.overflow) return this.recv();
+    if (this.head >= this.queue.length) return undefined;
+    const e = this.queue[this.head];
+    if (e instanceof Uint8Array) return this.take();
+    let end = e.end;
+    let n = e.count;
+    if (end - e.start > max) {
+      // Only part of the run: whole messages, walked by their lengths.
+      end = e.start;
+      n = 0;
+      do {
+        end += (e.buf[end + 4] | (e.buf[end + 5] << 8)) * 8;
+        n++;
+      } while (end < e.end && end - e.start < max);
+    }
+    const out = new Uint8Array(e.buf.buffer, e.buf.byteOffset + e.start, end - e.start);
+    this.taken(e, end, n);
+    this.queued -= out.length;
+    this.held += out.length;
+    return out;
   }
 
   /**
@@ -195,13 +330,38 @@ export class PfkeySocket implements Endpoint {
     return m;
   }
 
+  /** The next queued message, out of the queue (a run gives up its first message, as a view). */
   private shift(): Uint8Array {
-    const m = this.queue[this.head++];
+    const e = this.queue[this.head];
+    if (e instanceof Uint8Array) {
+      this.queue[this.head++] = EMPTY_RUN;
+      this.count--;
+      this.compactQueue();
+      return e;
+    }
+    const end = e.start + (e.buf[e.start + 4] | (e.buf[e.start + 5] << 8)) * 8;
+    const m = new Uint8Array(e.buf.buffer, e.buf.byteOffset + e.start, end - e.start);
+    this.taken(e, end, 1);
+    return m;
+  }
+
+  /** Messages [run.start, end) of the run at the head are out of the queue (the caller accounts for their bytes). */
+  private taken(run: Run, end: number, messages: number): void {
+    this.count -= messages;
+    run.start = end;
+    run.count -= messages;
+    if (run.count === 0) {
+      this.queue[this.head++] = EMPTY_RUN;
+      if (run === this.tailRun) this.tailRun = undefined;
+      this.compactQueue();
+    }
+  }
+
+  private compactQueue(): void {
     if (this.head > 1024 && this.head * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.head);
       this.head = 0;
     }
-    return m;
   }
 
   /** The owner holds `bytes` more for this client (e.g. a reply of its own): they count until release(). */
@@ -283,5 +443,9 @@ export class PfkeySocket implements Endpoint {
     const w = this.readableWaiters;
     this.readableWaiters = [];
     for (const f of w) f();
+    // A waiter for room (a DUMP) learns that the socket is gone, and ends.
+    const d = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const f of d) f();
   }
 }

@@ -107,3 +107,30 @@ export function allocMessage(n: number): Uint8Array {
   used += n;
   return out;
 }
+
+let buffer0: ArrayBufferLike | undefined;
+let view0: DataView | undefined;
+let buffer1: ArrayBufferLike | undefined;
+let view1: DataView | undefined;
+
+/**
+ * A DataView over the whole buffer `u8` lies in (index it with u8.byteOffset + offset):
+ * word-wide reads and writes at any alignment, for code that touches every field of
+ * many messages (the ADD fast path). The views of the last two buffers asked for are
+ * kept (one a request comes in, one its reply goes out to), so the messages of one read
+ * chunk or one slab share one.
+ */
+export function dataViewOf(u8: Uint8Array): DataView {
+  const b = u8.buffer;
+  if (b === buffer0) return view0!;
+  if (b !== buffer1) {
+    buffer1 = b;
+    view1 = new DataView(b);
+  }
+  const v = view1!;
+  buffer1 = buffer0;
+  view1 = view0;
+  buffer0 = b;
+  view0 = v;
+  return v;
+}

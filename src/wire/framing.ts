@@ -66,6 +66,15 @@ export class FrameDecoder {
    * FrameError when the stream cannot be framed (the decoder then refuses everything).
    */
   push(chunk: Uint8Array, onFrame: (frame: Uint8Array) => void): FrameError | undefined {
+    return this.pushAt(chunk, (buf, off, len) => onFrame(buf === chunk ? chunk.subarray(off, off + len) : buf));
+  }
+
+  /**
+   * push() that names each message by where it lies instead of making a view of it:
+   * bytes [off, off + len) of `buf`, which is the chunk itself, or a buffer of exactly
+   * the message when it was assembled from several chunks.
+   */
+  pushAt(chunk: Uint8Array, onFrame: (buf: Uint8Array, off: number, len: number) => void): FrameError | undefined {
     if (this.failed) return this.failed;
     let off = 0;
     const n = chunk.length;
@@ -92,7 +101,7 @@ export class FrameDecoder {
         }
         this.part = null;
         this.filled = 0;
-        onFrame(part);
+        onFrame(part, 0, part.length);
         if (this.failed) return this.failed;
         break;
       }
@@ -102,7 +111,7 @@ export class FrameDecoder {
       const len = units * 8;
       if (units < 2 || len > MAX_MESSAGE_BYTES) return this.fail(badLength(units)!, chunk, off, units);
       if (n - off < len) break;
-      onFrame(chunk.subarray(off, off + len));
+      onFrame(chunk, off, len);
       if (this.failed) return this.failed;
       off += len;
     }

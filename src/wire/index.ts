@@ -14,6 +14,7 @@ export * from './header.js';
 export * from './message.js';
 export * from './framing.js';
 export * from './render.js';
-export { allocMessage } from './bytes.js';
+export { allocMessage, dataViewOf } from './bytes.js';
+export * from './scan.js';
 export * from './reason.js';
 export * from './status.js';

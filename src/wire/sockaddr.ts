@@ -104,10 +104,14 @@ const V4_SLOTS = 4096;
 const v4Keys = new Float64Array(V4_SLOTS).fill(-1);
 const v4Text: string[] = new Array(V4_SLOTS).fill('');
 export function formatIPv4Cached(b: Uint8Array, off: number): string {
-  const k = ((b[off] << 24) | (b[off + 1] << 16) | (b[off + 2] << 8) | b[off + 3]) >>> 0;
+  return formatIPv4Word(((b[off] << 24) | (b[off + 1] << 16) | (b[off + 2] << 8) | b[off + 3]) >>> 0);
+}
+
+/** formatIPv4Cached for the address as a number (its four bytes in network order). */
+export function formatIPv4Word(k: number): string {
   const slot = (k ^ (k >>> 12)) & (V4_SLOTS - 1);
   if (v4Keys[slot] === k) return v4Text[slot];
-  const t = formatIPv4(b, off);
+  const t = `${k >>> 24}.${(k >>> 16) & 0xff}.${(k >>> 8) & 0xff}.${k & 0xff}`;
   v4Keys[slot] = k;
   v4Text[slot] = t;
   return t;
