@@ -1047,21 +1047,13 @@ class SaTable {
 
   /** Every SA in insertion order, stored ones made as they come. */
   *values(): IterableIterator<SA> {
-    let epoch = this.epoch;
-    let p = 0;
-    let last = -1;
-    for (;;) {
-      if (epoch !== this.epoch) {
-        epoch = this.epoch;
-        p = this.after(last);
+    for (const e of this.entries(0)) {
+      if (typeof e !== 'number') {
+        yield e;
+        continue;
       }
-      if (p >= this.len) return;
-      const e = this.list[p];
-      const seq = this.seqs[p];
-      p++;
-      if (e === undefined) continue;
-      last = seq;
-      yield typeof e === 'string' ? this.make(p - 1, e) : e;
+      const p = this.positionOf(e);
+      yield this.make(p, this.list[p] as string);
     }
   }
 }
