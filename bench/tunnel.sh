@@ -6,8 +6,9 @@
 # tunnel installed by the klips tools, then what bench/anchors/strongswan-libipsec.sh
 # measures for libipsec: ping RTT, iperf3 TCP for DUR s, and a UDP flood (`iperf3 -u -b 0
 # -l 1300`) with klipsd's RSS and every drop counter; plus a PF_KEY GET every 1 ms (open
-# loop) during a second TCP run (the first runs alone, as the anchor's does). The bare veth is the floor. Then the
-# strongSwan anchor script runs (same DUR), and a summary puts the two side by side.
+# loop) during a second TCP run (the first runs alone, as the anchor's does). The bare
+# veth is the floor. Then the strongSwan anchor script runs (same DUR), and a summary
+# puts the two side by side.
 #
 # Usage (root, Debian; after `npm run build`):   bash bench/tunnel.sh
 # Env: DUR=10 (<= 15) seconds per iperf3 run; ESPS="aes_gcm128 aes128-sha2_256" (klips
