@@ -5,8 +5,11 @@
  *
  *   idle:    poll() on the TUN, the carriers and a wake pipe runs on libuv's thread pool;
  *            its return is one event-loop callback, which starts a turn.
- *   a turn:  drain each ready source (TUN: one packet per read; carriers: a batch per
- *            recvmmsg), run the paths, send each carrier's batch with one sendmmsg; then,
+ *   a turn:  drain each ready source (TUN: one packet, or with offloads one TCP
+ *            super-segment, per read; carriers: a batch per recvmmsg, UDP_GRO buffers cut
+ *            into their datagrams), run the paths, merge the inbound TCP segments for the
+ *            TUN (gso.ts), send each carrier's batch with one sendmmsg (UDP_SEGMENT runs
+ *            where the datagrams allow); then,
  *            while packets keep coming, wait for the next ones right here (ppoll, up to
  *            200 µs) and drain again, serving only the descriptors that are ready. After
  *            1 ms the turn ends and the event loop runs (PF_KEY messages, timers) before
@@ -16,7 +19,7 @@
  * poll costs two of them, a wait inside a turn one.
  *
  * Nothing queues in user space: a packet is read, transformed and handed to the kernel in
- * the same turn. Under overload the kernel's own bounded queues (the TUN's txqueuelen, the
+ * the same turn (a received batch may straddle two turns when the first runs out of time). Under overload the kernel's own bounded queues (the TUN's txqueuelen, the
  * sockets' buffers) drop, and the runtime reports their counters beside its own. Memory
  * is the fixed arenas, allocated at start (see `memoryBound`).
  *
