@@ -658,42 +658,8 @@ class SaTable {
     return Math.imul(spi, 0x9e3779b1) >>> this.shift;
   }
 
-  /** The SA with this SAID (made now if it was stored), or undefined. */
-  find(proto: number, spi: number, dst: string): SA | undefined {
-    const k = spi | 0;
-    const slots = this.slots;
-    const mask = this.mask;
-    for (let i = this.slotOf(k); ; i = (i + 1) & mask) {
-      const p = slots[2 * i + 1];
-      if (p === EMPTY) return undefined;
-      if (slots[2 * i] === k) {
-        const e = this.list[p]!;
-        if (typeof e === 'string') {
-          if (e === dst && this.sProto[p] === proto) return this.make(p, e);
-        } else if (e.said.proto === proto && e.said.dst === dst) return e;
-      }
-    }
-  }
-
-  /** Whether an SA with this SAID exists (a stored one is not made). */
-  contains(proto: number, spi: number, dst: string): boolean {
-    const k = spi | 0;
-    const slots = this.slots;
-    const mask = this.mask;
-    for (let i = this.slotOf(k); ; i = (i + 1) & mask) {
-      const p = slots[2 * i + 1];
-      if (p === EMPTY) return false;
-      if (slots[2 * i] === k) {
-        const e = this.list[p]!;
-        if (typeof e === 'string') {
-          if (e === dst && this.sProto[p] === proto) return true;
-        } else if (e.said.proto === proto && e.said.dst === dst) return true;
-      }
-    }
-  }
-
-  /** The key of the stored SA with this SAID, or -1 when there is none (or the SA was made). */
-  storedKey(proto: number, spi: number, dst: string): number {
+  /** The list position of the SA (made or stored) with this SAID, or -1. */
+  private positionOfSaid(proto: number, spi: number, dst: string): number {
     const k = spi | 0;
     const slots = this.slots;
     const mask = this.mask;
@@ -702,11 +668,28 @@ class SaTable {
       if (p === EMPTY) return -1;
       if (slots[2 * i] === k) {
         const e = this.list[p]!;
-        if (typeof e === 'string') {
-          if (e === dst && this.sProto[p] === proto) return this.seqs[p];
-        } else if (e.said.proto === proto && e.said.dst === dst) return -1;
+        if (typeof e === 'string' ? e === dst && this.sProto[p] === proto : e.said.proto === proto && e.said.dst === dst) return p;
       }
     }
+  }
+
+  /** The SA with this SAID (made now if it was stored), or undefined. */
+  find(proto: number, spi: number, dst: string): SA | undefined {
+    const p = this.positionOfSaid(proto, spi, dst);
+    if (p < 0) return undefined;
+    const e = this.list[p]!;
+    return typeof e === 'string' ? this.make(p, e) : e;
+  }
+
+  /** Whether an SA with this SAID exists (a stored one is not made). */
+  contains(proto: number, spi: number, dst: string): boolean {
+    return this.positionOfSaid(proto, spi, dst) >= 0;
+  }
+
+  /** The key of the stored SA with this SAID, or -1 when there is none (or the SA was made). */
+  storedKey(proto: number, spi: number, dst: string): number {
+    const p = this.positionOfSaid(proto, spi, dst);
+    return p >= 0 && typeof this.list[p] === 'string' ? this.seqs[p] : -1;
   }
 
   /** The SA stored at position p, made from its request; it takes the stored entry's place. */
