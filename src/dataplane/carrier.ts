@@ -42,6 +42,7 @@ import {
   type NativeArena,
 } from './libc.js';
 import { formatAddress } from '../wire/sockaddr.js';
+import { sameBytes } from './algorithms.js';
 import { IPPROTO_UDP, IPV4_HEADER_BYTES, IPV6_HEADER_BYTES, writeIPv4Header, writeIPv6Header } from './packet.js';
 
 import type { Encap } from './runtime-options.js';
@@ -272,11 +273,6 @@ function setInt(c: Libc, fd: number, level: number, name: number, value: number)
   const v = Buffer.alloc(4);
   v.writeInt32LE(value);
   return c.setsockopt(fd, level, name, v, 4) === 0;
-}
-
-function sameBytes(a: Uint8Array, at: number, b: Uint8Array, n: number): boolean {
-  for (let k = 0; k < n; k++) if (a[at + k] !== b[k]) return false;
-  return true;
 }
 
 export class Carrier {
@@ -514,7 +510,7 @@ export class Carrier {
     const dstAt = v4 ? 16 : 24;
     const dstLen = v4 ? 4 : 16;
     if (this.gso && !this.runClosed && len <= this.runSize && port === this.runPort && this.runBytes + len <= GSO_MAX_BYTES &&
-        this.msgSlots[this.messages - 1] < GSO_MAX_SEGMENTS && sameBytes(packet, dstAt, this.runDst, dstLen)) {
+        this.msgSlots[this.messages - 1] < GSO_MAX_SEGMENTS && sameBytes(packet, dstAt, this.runDst, 0, dstLen)) {
       // One more datagram of the run: the kernel cuts it off the message at runSize.
       const m = this.messages - 1;
       const n = ++this.msgSlots[m];

@@ -44,6 +44,7 @@ import { formatAddress } from '../wire/sockaddr.js';
 import { countDrop, countersOf, type PathDropReason } from './counters.js';
 import { espOutput } from './esp.js';
 import { ahOutput } from './ah.js';
+import { sameBytes } from './algorithms.js';
 import { ipipEncap, ipipHeaderLength } from './ipip.js';
 import { ipcompCompress } from './ipcomp.js';
 import { nattEncap } from './natt.js';
@@ -293,14 +294,10 @@ function fusableEsp(x: SA): SA | undefined {
   if (x.kame !== undefined || esp.kame !== undefined || x.state === SADB_SASTATE_LARVAL || esp.state === SADB_SASTATE_LARVAL) return undefined;
   const t = runtimeOf(x).tsa;
   const e = runtimeOf(esp).tsa;
-  return sameBytes(t.src, e.src) && sameBytes(t.dst, e.dst) ? esp : undefined;
+  const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && sameBytes(a, 0, b, 0, a.length);
+  return same(t.src, e.src) && same(t.dst, e.dst) ? esp : undefined;
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 function shunt(engine: Engine, eroute: Eroute, sel: Selector, packet: Uint8Array, opts: XmitOptions): XmitResult {
   switch (eroute.said.spi) {
