@@ -21,7 +21,7 @@ import {
   IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6, buildIPv6Header, pseudoHeaderSum, espInput, toTransformSA,
 } from '../src/dataplane/index.js';
 import { parseIPv6 } from '../src/wire/index.js';
-import { warmUp } from '../src/dataplane/warmup.js';
+import { WarmPaths, warmUp } from '../src/dataplane/warmup.js';
 import { espCrypto } from '../src/dataplane/index.js';
 
 const W = '192.0.2.1';
@@ -463,6 +463,15 @@ test('warm-up: every packet of every suite crosses the private engines, and noth
   // 3 suites × (1500/8 rounds × (8 segments + 1 ACK)).
   assert.equal(warmUp(), 3 * Math.ceil(1500 / 8) * 9);
   assert.equal(warmUp(16), 3 * 2 * 9);
+  // Without offloads: eight TUN reads of a full-size segment where one super-segment was.
+  assert.equal(warmUp(16, { offload: false }), 3 * 2 * 9);
+  // The keep-warm tick: one ACK of each suite, through the private carrier, tick after tick.
+  const w = new WarmPaths({ offload: true });
+  try {
+    for (let i = 0; i < 50; i++) assert.equal(w.tick(), 3);
+  } finally {
+    w.close();
+  }
   assert.equal(JSON.stringify(dataplaneCounters(p.west.engine)), before);
   assert.equal(p.west.engine.sadb.size, sas);
 });

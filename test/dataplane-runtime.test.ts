@@ -98,6 +98,8 @@ for (const [f, encap, bytes] of COMBOS) {
         assert.ok(v.tun.read > 0 && v.tun.written > 0, JSON.stringify(v));
         assert.equal(v.paths.rcv.drops.icv ?? 0, 0);
         assert.equal(v.drops.txRefused + v.drops.tunWrite + v.drops.truncated + v.drops.noCarrier, 0, JSON.stringify(v.drops));
+        // Between the pings the paths were kept warm: each tick took one private packet of each suite across.
+        assert.ok(v.warm.ticks > 0 && v.warm.packets === 3 * v.warm.ticks, JSON.stringify(v.warm));
       }
     } finally {
       await tb.close();

@@ -211,6 +211,7 @@ export interface DirectionCounters {
 export interface RuntimeView {
   interface: string;
   tun: { read: number; written: number; merged: number };
+  warm: { ticks: number; packets: number };
   carriers: { family: string; received: number; sent: number }[];
   drops: Record<string, number>;
   paths: { xmit: DirectionCounters; rcv: DirectionCounters };

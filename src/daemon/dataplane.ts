@@ -36,6 +36,8 @@ export interface DataplaneFlags {
   udpPort: number;
   /** Take the TUN device's checksum and TCP segmentation offloads (default on). */
   offload?: boolean;
+  /** Keep the paths warm between packets: every this many ms (0: never; see RuntimeOptions.keepWarmMs). */
+  keepWarm?: number;
 }
 
 /** Before anything starts: may this process run the data plane? Throws DataplaneRefused if not. */
@@ -53,6 +55,7 @@ export function startDataplane(server: KlipsServer, f: DataplaneFlags): Dataplan
   try {
     rt = DataplaneRuntime.start(server.engine, {
       interface: f.interface, mtu: f.mtu, encap: f.encap, udpPort: f.udpPort, offload: f.offload ?? true,
+      ...(f.keepWarm === undefined ? {} : { keepWarmMs: f.keepWarm }),
       log: (level, msg, fields) => log[level](fields ?? {}, msg),
     });
   } catch (e) {
@@ -74,7 +77,7 @@ function runtimeText(s: RuntimeStats): string {
     `${s.interface} mtu=${s.mtu} encap=${s.encap}${s.udpPort !== undefined ? ` port=${s.udpPort}` : ''} memory=${s.memoryBound}`,
     `tun read=${s.tun.read} written=${s.tun.written} merged=${s.tun.merged}`,
     ...s.carriers.map((c) => `${c.family} received=${c.received} sent=${c.sent} truncated=${c.truncated} send_errors=${c.sendErrors}${c.lastSendError ? ` last_error=${c.lastSendError}` : ''}`),
-    `turns=${s.turns} wakes=${s.wakes} busy_turns=${s.busyTurns}`,
+    `turns=${s.turns} wakes=${s.wakes} busy_turns=${s.busyTurns} warm_ticks=${s.warm.ticks} warm_packets=${s.warm.packets}`,
     `drops ${Object.entries(s.drops).map(([k, v]) => `${k}=${v}`).join(' ')}`,
   ];
   if (s.kernel) lines.push(`kernel tun_tx_dropped=${s.kernel.tunTxDropped} tun_rx_dropped=${s.kernel.tunRxDropped}`);

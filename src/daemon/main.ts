@@ -41,6 +41,7 @@ interface Opts {
   encap: Encap;
   udpPort: number;
   offload: boolean;
+  keepWarm: number;
 }
 
 function intIn(name: string, lo: number, hi: number) {
@@ -70,6 +71,7 @@ function parseArgs(argv: string[]): Opts {
     .option('--mtu <bytes>', 'with --dataplane: the interface MTU', intIn('--mtu', 576, 9000), DEFAULT_RUNTIME.mtu)
     .addOption(new Option('--encap <how>', 'with --dataplane: ESP in UDP (RFC 3948) or raw IP protocol 50').choices(['udp', 'raw']).default(DEFAULT_RUNTIME.encap))
     .option('--udp-port <port>', 'with --dataplane --encap udp: the port ESP in UDP uses', intIn('--udp-port', 1, 65535), DEFAULT_RUNTIME.udpPort)
+    .option('--keep-warm <ms>', 'with --dataplane: for 10 s after a packet, run a private packet through the paths every <ms> ms so the next one finds them warm (0: never)', intIn('--keep-warm', 0, 1000), DEFAULT_RUNTIME.keepWarmMs)
     .option('--no-offload', 'with --dataplane: read the interface one packet at a time (no checksum or TCP segmentation offload)')
     .helpOption('-h, --help', 'show this help')
     .showHelpAfterError()

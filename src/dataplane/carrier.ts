@@ -240,6 +240,12 @@ export interface CarrierOptions {
   slotBytes: number;
   /** SO_RCVBUF / SO_SNDBUF to ask for (bytes); 0 leaves the system default. */
   socketBuffer: number;
+  /**
+   * UDP only: a private socket on a port the kernel picks (`port` is then ignored; the
+   * carrier's `port` says which), outside any SO_REUSEPORT group. The data plane's warm-up
+   * sends its packets to itself through one, from 127.0.0.1 to 127.0.0.2 (warmup.ts).
+   */
+  private?: boolean;
 }
 
 /**
@@ -308,8 +314,11 @@ export class Carrier {
   private curSrc: Buffer = Buffer.alloc(0);
   private curAddr = '';
   private curPort = 0;
+  /** UDP: the port listened on and sent to. */
+  readonly port: number;
 
   constructor(readonly o: CarrierOptions) {
+    this.port = o.port;
     this.c = libc();
     const c = this.c;
     const raw = o.encap === 'raw';
@@ -335,7 +344,13 @@ export class Carrier {
       setInt(c, fd, SOL_SOCKET, SO_RCVBUF, o.socketBuffer);
       setInt(c, fd, SOL_SOCKET, SO_SNDBUF, o.socketBuffer);
     }
-    if (!raw) {
+    if (!raw && o.private) {
+      const sa = Buffer.alloc(SOCKADDR_BYTES);
+      sa.writeUInt16LE(o.family, 0);
+      const len = Int32Array.of(SOCKADDR_BYTES);
+      ok('bind to a free port', c.bind(fd, sa, o.family === AF_INET ? 16 : 28) === 0 && c.getsockname(fd, sa, len) === 0);
+      this.port = sa.readUInt16BE(2);
+    } else if (!raw) {
       ok('SO_REUSEADDR', setInt(c, fd, SOL_SOCKET, SO_REUSEADDR, 1));
       ok('SO_REUSEPORT', setInt(c, fd, SOL_SOCKET, SO_REUSEPORT, 1));
       const sa = Buffer.alloc(SOCKADDR_BYTES);
@@ -360,7 +375,7 @@ export class Carrier {
 
   describe(): string {
     const fam = this.o.family === AF_INET ? 'IPv4' : 'IPv6';
-    return this.o.encap === 'udp' ? `the ${fam} UDP socket on port ${this.o.port}` : `the ${fam} raw ESP socket`;
+    return this.o.encap === 'udp' ? `the ${fam} UDP socket on port ${this.port}` : `the ${fam} raw ESP socket`;
   }
 
   /** Receive up to one batch (what next() had not handed out of the last one is dropped); returns how many (0 when nothing waits). */
@@ -464,7 +479,7 @@ export class Carrier {
     if (udp) {
       const u = v4 ? 20 : 40;
       p.writeUInt16BE(port, u);
-      p.writeUInt16BE(this.o.port, u + 2);
+      p.writeUInt16BE(this.port, u + 2);
       p.writeUInt16BE(total - u, u + 4);
       p.writeUInt16BE(0, u + 6);
     }
@@ -495,7 +510,7 @@ export class Carrier {
     const v4 = this.o.family === AF_INET;
     const ihl = v4 ? (packet[0] & 0x0f) * 4 : 40;
     let from = this.o.encap === 'raw' && v4 ? 0 : ihl;
-    let port = this.o.port;
+    let port = this.port;
     if (natTPort !== undefined && this.o.encap === 'udp') {
       from = ihl + 8;
       port = natTPort;

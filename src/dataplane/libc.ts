@@ -71,6 +71,8 @@ export interface Libc {
   write(fd: number, buf: Uint8Array, len: number): number;
   socket(domain: number, type: number, protocol: number): number;
   bind(fd: number, addr: Uint8Array, len: number): number;
+  /** `len`: one int, in and out (socklen_t). */
+  getsockname(fd: number, addr: Uint8Array, len: Int32Array): number;
   setsockopt(fd: number, level: number, name: number, value: Uint8Array, len: number): number;
   sendto(fd: number, buf: Uint8Array, len: number, flags: number, addr: Uint8Array, addrlen: number): number;
   recvfrom(fd: number, buf: Uint8Array, len: number, flags: number, addr: Uint8Array | null, addrlen: Uint8Array | null): number;
@@ -116,6 +118,7 @@ function bind(): { libc: Libc; koffi: Koffi } {
     write: f('long write(int fd, void *buf, unsigned long len)') as Libc['write'],
     socket: f('int socket(int domain, int type, int protocol)') as Libc['socket'],
     bind: f('int bind(int fd, void *addr, unsigned int len)') as Libc['bind'],
+    getsockname: f('int getsockname(int fd, void *addr, void *len)') as Libc['getsockname'],
     setsockopt: f('int setsockopt(int fd, int level, int name, void *value, unsigned int len)') as Libc['setsockopt'],
     sendto: f('long sendto(int fd, void *buf, unsigned long len, int flags, void *addr, unsigned int addrlen)') as Libc['sendto'],
     recvfrom: f('long recvfrom(int fd, void *buf, unsigned long len, int flags, void *addr, void *addrlen)') as Libc['recvfrom'],
