@@ -236,3 +236,32 @@ test('klipsd --dataplane without CAP_NET_ADMIN: one clear line, exit 1, nothing 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('warm-up where the loopback is down (a fresh namespace): nothing crosses and nothing throws, so the runtime goes on without it; a refused send is dropped and counted, never retried forever', { skip, timeout: 30_000 }, () => {
+  const ns = `klw-${process.pid}`;
+  spawnSync('ip', ['netns', 'del', ns]);
+  assert.equal(spawnSync('ip', ['netns', 'add', ns]).status, 0);
+  try {
+    const warmup = path.join(path.dirname(KLIPSD), '..', 'dataplane', 'warmup.js');
+    const carrier = path.join(path.dirname(KLIPSD), '..', 'dataplane', 'carrier.js');
+    const script = `
+      const { WarmPaths } = await import(${JSON.stringify(warmup)});
+      const { Carrier } = await import(${JSON.stringify(carrier)});
+      const w = new WarmPaths({ offload: true });
+      console.log(w.run(16), w.tick());
+      w.close();
+      // A send the kernel refuses (no route at all here) is dropped and counted, once per datagram.
+      const k = new Carrier({ family: 2, encap: 'udp', port: 0, batch: 8, slotBytes: 2048, socketBuffer: 0, private: true });
+      const p = Buffer.alloc(60); p[0] = 0x45; p.set([10, 0, 0, 1], 16);
+      for (let i = 0; i < 3; i++) k.queue(p, undefined);
+      const q = Buffer.alloc(80); q[0] = 0x45; q.set([10, 0, 0, 2], 16);
+      k.queue(q, undefined);
+      console.log(k.flush(), k.stats.sendErrors, k.stats.lastSendError);
+      k.close();`;
+    const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['0 0', '4 4 ENETUNREACH']);
+  } finally {
+    spawnSync('ip', ['netns', 'del', ns]);
+  }
+});

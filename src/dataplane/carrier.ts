@@ -579,6 +579,7 @@ export class Carrier {
         this.stats.sendErrors += lost;
         this.stats.lastSendError = errnoText(e);
         dropped += lost;
+        continue;
       }
       this.stats.sendBatches++;
       for (let m = at; m < at + n; m++) {

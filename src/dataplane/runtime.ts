@@ -162,7 +162,6 @@ export class DataplaneRuntime {
       try {
         this.warm = new WarmPaths({ offload: this.tun.offload });
       } catch (e) {
-        // (Its private socket is on the loopback address: a namespace whose lo is down has none.)
         o.log?.('warn', `no data plane warm-up: ${(e as Error).message}`);
       }
     }
@@ -176,7 +175,13 @@ export class DataplaneRuntime {
     if (rt.warm) {
       const t0 = performance.now();
       const crossed = rt.warm.run();
-      o.log?.('info', 'data plane paths compiled', { packets: crossed, ms: Math.round(performance.now() - t0) });
+      if (crossed > 0) o.log?.('info', 'data plane paths compiled', { packets: crossed, ms: Math.round(performance.now() - t0) });
+      else {
+        // (They go from 127.0.0.1 to 127.0.0.2: a namespace whose lo is down has neither.)
+        rt.warm.close();
+        rt.warm = undefined;
+        o.log?.('warn', 'no data plane warm-up: its private packets do not cross (is lo down?)');
+      }
     }
     engine.onRelease = (e, packets) => rt.release(e, packets);
     rt.attach(true);
@@ -284,14 +289,20 @@ export class DataplaneRuntime {
     this.counters.warmTicks++;
     this.counters.warmPackets += crossed;
     if (crossed === 0) {
-      // (Its SAs ran out of sequence numbers, or something else broke: start afresh, or stop.)
+      // (Its SAs ran out of sequence numbers, or the loopback went down: start afresh, or stop.)
       this.warm!.close();
+      this.warm = undefined;
       try {
-        this.warm = new WarmPaths({ offload: this.tun.offload });
+        const w = new WarmPaths({ offload: this.tun.offload });
+        if (w.tick() > 0) this.warm = w;
+        else w.close();
       } catch {
-        this.warm = undefined;
+        // (this.warm stays undefined)
+      }
+      if (!this.warm) {
         clearInterval(this.warmTimer);
         this.warmTimer = undefined;
+        this.o.log?.('warn', 'the paths are no longer kept warm: the private packets do not cross (is lo down?)');
       }
     }
   };

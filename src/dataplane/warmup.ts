@@ -4,8 +4,9 @@
  * At start, before the runtime takes its first packet, the outbound and inbound paths run
  * a few thousand packets between two private engines, so that V8 has compiled them
  * (TurboFan). The packets take the runtime's own route: a TUN-like read (offloaded or
- * not), xmit, a carrier's send batch, a real receive from a private UDP socket on the
- * loopback address, rcv with the runtime's options, the coalescer. So the compiled code
+ * not), xmit, a carrier's send batch, a real receive from a private UDP socket (on a
+ * port the kernel picks; it sends from 127.0.0.1 to itself at 127.0.0.2), rcv with the
+ * runtime's options, the coalescer. So the compiled code
  * has seen the objects real traffic brings (the carrier's received datagrams, SAs made by
  * the ADD fast path, Buffers where the runtime has Buffers): code trained on other shapes
  * is thrown away at the first real packet, and a tunnel that carries one ping every 200
@@ -138,6 +139,16 @@ export class WarmPaths {
 
   constructor(private readonly o: WarmOptions = { offload: true }) {
     this.rcvOptions = { natTPort: this.carrier.port, udpCarrier: true, inPlace: true };
+    try {
+      this.install();
+    } catch (e) {
+      this.carrier.close();
+      throw e;
+    }
+  }
+
+  private install(): void {
+    const o = this.o;
     SUITES.forEach((suite, i) => {
       const keys = { enc: randomBytes(suite.encBits / 8), auth: randomBytes(Math.max(1, suite.authBits / 8)) };
       install(this.west, i, suite, keys, true);
