@@ -20,6 +20,11 @@ export interface Koffi {
   view(ptr: unknown, len: number): ArrayBuffer;
   address(value: unknown): bigint;
   errno(): number;
+  /** A C function type, a pointer to it, and a JS function made callable from C as one. */
+  proto(decl: string): unknown;
+  pointer(type: unknown): unknown;
+  register(fn: (...args: unknown[]) => void, type: unknown): unknown;
+  unregister(cb: unknown): void;
 }
 
 let loaded: Koffi | Error | undefined;

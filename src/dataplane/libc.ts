@@ -11,7 +11,7 @@
  */
 
 import os from 'node:os';
-import { loadKoffi, type Koffi, type KoffiFn } from './koffi.js';
+import { loadKoffi, type Koffi, type KoffiFn, type KoffiLibrary } from './koffi.js';
 
 /** Linux x86_64/arm64 constants (asm-generic and x86 agree on these). */
 export const O_RDWR = 0o2;
@@ -136,6 +136,86 @@ function bind(): { libc: Libc; koffi: Koffi } {
 /** libc through koffi; throws LibcUnavailable with the reason where it cannot be had. */
 export function libc(): Libc {
   return bind().libc;
+}
+
+/** Descriptors watched by Node's own event loop (libuv's uv_poll): `onReady` runs on it when one turns readable. */
+export interface LoopWatch {
+  /** Start watching (again); onReady runs once, then the watch stops until start() is called again. */
+  start(): void;
+  stop(): void;
+  /** Stop for good and let the callback go. */
+  close(): void;
+}
+
+/** libuv's uv_handle_type UV_POLL, and uv_poll_event UV_READABLE. */
+const UV_POLL = 8;
+const closedHandles: unknown[] = [];
+const UV_READABLE = 1;
+
+/**
+ * Watch `fds` from the main thread's libuv loop, reached through the symbols the node
+ * binary exports for addons: a readable descriptor wakes the event loop itself (one
+ * sleeping thread), where a poll on the thread pool wakes a pool thread and then the loop
+ * (two). Undefined where the symbols cannot be found (the caller then polls on the pool).
+ */
+export function watchFromLoop(fds: readonly number[], onReady: () => void): LoopWatch | undefined {
+  let k: Koffi;
+  let self: KoffiLibrary;
+  try {
+    k = bind().koffi;
+    self = k.load(null);
+  } catch {
+    return undefined;
+  }
+  let loop: unknown;
+  let handleSize: number;
+  let init: KoffiFn;
+  let start: KoffiFn;
+  let stop: KoffiFn;
+  let close: KoffiFn;
+  try {
+    loop = self.func('void *uv_default_loop()')();
+    handleSize = Number(self.func('size_t uv_handle_size(int type)')(UV_POLL));
+    init = self.func('int uv_poll_init(void *loop, void *handle, int fd)');
+    start = self.func('int uv_poll_start(void *handle, int events, void *cb)');
+    stop = self.func('int uv_poll_stop(void *handle)');
+    close = self.func('void uv_close(void *handle, void *cb)');
+  } catch {
+    // (A node built without libuv's symbols exported.)
+    return undefined;
+  }
+  const handles = fds.map(() => k.alloc('uint8_t', handleSize));
+  let watching = false;
+  const stopAll = () => {
+    if (!watching) return;
+    watching = false;
+    for (const h of handles) stop(h);
+  };
+  const cb = k.register(() => {
+    stopAll();
+    onReady();
+  }, k.pointer(k.proto('void klips_uv_poll_cb(void *handle, int status, int events)')));
+  for (let i = 0; i < fds.length; i++) {
+    if (init(loop, handles[i], fds[i]) !== 0) {
+      k.unregister(cb);
+      return undefined;
+    }
+  }
+  return {
+    start: () => {
+      if (watching) return;
+      watching = true;
+      for (const h of handles) start(h, UV_READABLE, cb);
+    },
+    stop: stopAll,
+    close: () => {
+      stopAll();
+      for (const h of handles) close(h, null);
+      // (libuv lets go of a handle a loop iteration after uv_close: its memory is kept.)
+      closedHandles.push(...handles);
+      k.unregister(cb);
+    },
+  };
 }
 
 /** `bytes` of native memory (zeroed), kept for the life of the process by its holder. */

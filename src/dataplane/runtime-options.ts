@@ -41,6 +41,12 @@ export interface RuntimeOptions {
    */
   keepWarmMs: number;
   warmForMs: number;
+  /**
+   * Idle, wait for packets from Node's own event loop (libuv's uv_poll on the TUN and the
+   * carriers, through koffi), so a packet wakes one thread; else (or where libuv's symbols
+   * are not found) a poll() on the thread pool, which wakes a pool thread and then the loop.
+   */
+  loopWatch: boolean;
   /** Address families to carry ESP over (a family whose socket cannot open is left out, logged). */
   families: readonly number[];
   log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
@@ -58,7 +64,8 @@ export const DEFAULT_RUNTIME: Omit<RuntimeOptions, 'log'> = {
   turnMs: 1,
   offload: true,
   warmUp: true,
-  keepWarmMs: 2,
+  keepWarmMs: 4,
   warmForMs: 10_000,
+  loopWatch: true,
   families: [AF_INET, AF_INET6],
 };

@@ -41,7 +41,8 @@ import { DEFAULT_RUNTIME, type Encap, type RuntimeOptions } from './runtime-opti
 
 export { DEFAULT_RUNTIME, type Encap, type RuntimeOptions };
 import {
-  EAGAIN, EINTR, O_CLOEXEC, O_NONBLOCK, POLLIN, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, errnoText, libc, type Libc,
+  EAGAIN, EINTR, O_CLOEXEC, O_NONBLOCK, POLLIN, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, errnoText, libc, watchFromLoop,
+  type Libc, type LoopWatch,
 } from './libc.js';
 import { dataplaneCounters, type DataplaneCounters } from './counters.js';
 import { TunCoalescer, VNET_HDR_BYTES, offloadedPackets } from './gso.js';
@@ -114,6 +115,8 @@ export class DataplaneRuntime {
   private closed = false;
   private polling = false;
   private pollDone: (() => void) | undefined;
+  /** Idle: the TUN and carrier descriptors watched from the event loop itself, where libuv's symbols were found. */
+  private readonly watch: LoopWatch | undefined;
   private readonly turnBudget: number;
   private readonly rcvOptions: RcvOptions;
   private readonly waitSpec = Buffer.alloc(16);
@@ -153,6 +156,7 @@ export class DataplaneRuntime {
     this.waitSpec.writeBigInt64LE(BigInt(o.waitMicros * 1000), 8);
     const fds = [this.wake[0], this.tun.fd, ...[...this.carriers.values()].map((k) => k.fd)];
     this.nfds = fds.length;
+    this.watch = o.loopWatch ? watchFromLoop(fds.slice(1), this.onWatch) : undefined;
     this.pollfds = Buffer.alloc(8 * fds.length);
     fds.forEach((fd, i) => {
       this.pollfds.writeInt32LE(fd, i * 8);
@@ -196,6 +200,10 @@ export class DataplaneRuntime {
   private arm(): void {
     if (this.closed || this.polling) return;
     this.polling = true;
+    if (this.watch) {
+      this.watch.start();
+      return;
+    }
     this.c.pollAsync(this.pollfds, this.nfds, -1, (err) => {
       this.polling = false;
       if (this.closed) {
@@ -207,6 +215,14 @@ export class DataplaneRuntime {
       this.turn();
     });
   }
+
+  /** The event loop saw a watched descriptor readable (the watch has stopped itself). */
+  private readonly onWatch = (): void => {
+    this.polling = false;
+    if (this.closed) return;
+    this.counters.wakes++;
+    this.turn();
+  };
 
   /**
    * One turn: drain what is ready, then, while packets flow, wait for more right here
@@ -458,7 +474,10 @@ export class DataplaneRuntime {
     clearInterval(this.warmTimer);
     if (this.engine.onRelease) this.engine.onRelease = undefined;
     this.attach(false);
-    if (this.polling) {
+    if (this.watch) {
+      this.watch.close();
+      this.polling = false;
+    } else if (this.polling) {
       const done = new Promise<void>((resolve) => { this.pollDone = resolve; });
       this.c.write(this.wake[1], this.wakeByte, 1);
       await done;
