@@ -3,8 +3,9 @@
  * raw, IPv4 and IPv6) tied to the engine's live tables through the outbound path (xmit)
  * and the inbound path (rcv). One event loop does it all, beside the PF_KEY server:
  *
- *   idle:    poll() on the TUN, the carriers and a wake pipe runs on libuv's thread pool;
- *            its return is one event-loop callback, which starts a turn.
+ *   idle:    the TUN and the carriers are watched from Node's own event loop (libuv's
+ *            uv_poll, through koffi); one turning readable starts a turn. Where libuv's
+ *            symbols are not found, a poll() on the thread pool does it (with a wake pipe).
  *   a turn:  drain each ready source (TUN: one packet, or with offloads one TCP
  *            super-segment, per read; carriers: a batch per recvmmsg, UDP_GRO buffers cut
  *            into their datagrams), run the paths, merge the inbound TCP segments for the
@@ -16,12 +17,13 @@
  *            the next turn; after 50 ms without a packet the runtime goes back to idle.
  *
  * A wake-up of a sleeping thread costs 50–300 µs on a VM's idle vCPU; the thread pool's
- * poll costs two of them, a wait inside a turn one.
+ * poll costs two of them, the event loop's watch and a wait inside a turn one.
  *
  * Between packets: for 10 s after the last one, a timer takes one private packet of each
- * suite through the paths every 2 ms (warmup.ts's tick), so a packet after a pause finds
- * the code compiled and in the caches (an isolated ping's RTT fell from 1.2-1.6 ms to
- * about 0.6 ms on the benchmark machine). Under load the ticks do nothing.
+ * suite through the paths every 4 ms (warmup.ts's tick), so a packet after a pause finds
+ * the code compiled and in the caches (an isolated ping's RTT fell from 1.3-1.4 ms to
+ * about 0.65 ms on the benchmark machine, for 5% of a core while the ticks last). Under
+ * load the ticks do nothing.
  *
  * Nothing queues in user space: a packet is read, transformed and handed to the kernel in
  * the same turn (a received batch may straddle two turns when the first runs out of time). Under overload the kernel's own bounded queues (the TUN's txqueuelen, the
