@@ -268,3 +268,36 @@ test('warm-up where the loopback is down (a fresh namespace): nothing crosses an
     spawnSync('ip', ['netns', 'del', ns]);
   }
 });
+
+test('runtime, idle: a datagram wakes it both ways of waiting (the event loop\'s watch, and the thread pool\'s poll it falls back to), and close() ends either', { skip, timeout: 60_000 }, () => {
+  const ns = `klx-${process.pid}`;
+  spawnSync('ip', ['netns', 'del', ns]);
+  assert.equal(spawnSync('ip', ['netns', 'add', ns]).status, 0);
+  try {
+    assert.equal(spawnSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']).status, 0);
+    const dist = path.join(path.dirname(KLIPSD), '..');
+    const script = `
+      import dgram from 'node:dgram';
+      const { Engine } = await import(${JSON.stringify(path.join(dist, 'engine', 'engine.js'))});
+      const { DataplaneRuntime } = await import(${JSON.stringify(path.join(dist, 'dataplane', 'runtime.js'))});
+      for (const loopWatch of [true, false]) {
+        const rt = DataplaneRuntime.start(new Engine({ localAddresses: () => ['127.0.0.1'] }), { interface: 'klx0', families: [2], warmUp: false, loopWatch });
+        const idle = () => new Promise((r) => setTimeout(r, 150));
+        await idle();
+        const before = rt.stats().wakes;
+        // An ESP-in-UDP datagram for no SA: received, dropped as no-sa.
+        const s = dgram.createSocket('udp4');
+        await new Promise((r) => s.send(Buffer.from('0000beef00000001' + '00'.repeat(40), 'hex'), 4500, '127.0.0.1', r));
+        s.close();
+        await idle();
+        const st = rt.stats();
+        console.log(loopWatch, st.wakes - before, st.carriers[0].received, st.paths.rcv.drops['no-sa'] ?? 0);
+        await rt.close();
+      }`;
+    const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['true 1 1 1', 'false 1 1 1']);
+  } finally {
+    spawnSync('ip', ['netns', 'del', ns]);
+  }
+});
