@@ -55,7 +55,6 @@ import { xmit } from './xmit.js';
 
 const IPPROTO_RAW = 255;
 
-
 /** Drops the runtime itself makes, past the paths' own counters. */
 export interface RuntimeDrops {
   /** Outbound: the outer packet's family has no carrier. */
