@@ -48,7 +48,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import {
-  DEBUG_SUBSYSTEMS, ERRNO, MAX_MESSAGE_BYTES, PfkeyError, FrameDecoder, errnoReplyTo, framingErrorReply, headerOnly, errnoName, KLIPSD_X_REASON, isReasonsRequest, reasonMessage,
+  DEBUG_SUBSYSTEMS, ERRNO, MAX_MESSAGE_BYTES, PfkeyError, FrameDecoder, frameAt, errnoReplyTo, framingErrorReply, headerOnly, errnoName, KLIPSD_X_REASON, isReasonsRequest, reasonMessage,
   KLIPSD_X_STATUS, isStatusRequest, statusMessage,
   MSG_TYPE_NAMES, nameOf, type FrameError,
 } from '../wire/index.js';
@@ -265,9 +265,6 @@ function removeIfOurs(p: string, ino: number | undefined): void {
 
 const le32 = (b: Uint8Array, o: number) => (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) >>> 0;
 
-/** A message the decoder named by place, as a view (the buffer itself when it is exactly the message). */
-const frameOf = (buf: Uint8Array, off: number, len: number): Uint8Array => (off === 0 && len === buf.length ? buf : buf.subarray(off, off + len));
-
 class Connection {
   readonly sock: PfkeySocket;
   private readonly decoder = new FrameDecoder();
@@ -371,13 +368,13 @@ class Connection {
     const stats = this.srv.stats;
     stats.framesIn++;
     const type = buf[off + 1];
-    if ((type === KLIPSD_X_REASON || type === KLIPSD_X_STATUS) && this.optIn(frameOf(buf, off, len))) return;
+    if ((type === KLIPSD_X_REASON || type === KLIPSD_X_STATUS) && this.optIn(frameAt(buf, off, len))) return;
     let verdict: Verdict;
     try {
       verdict = this.sock.submitAt(buf, off, len);
     } catch (e) {
       // A fault inside the engine: report it to this client only and carry on.
-      const frame = frameOf(buf, off, len);
+      const frame = frameAt(buf, off, len);
       stats.internalErrors++;
       this.srv.logger.error({ conn: this.id, err: e, type: nameOf(MSG_TYPE_NAMES, frame[1]) }, 'engine fault while handling a message');
       this.answer(errnoReplyTo(frame, ERRNO.EINVAL));
@@ -386,7 +383,7 @@ class Connection {
     if (verdict.errno === 0) {
       this.lastPid = le32(buf, off + 12);
     } else if (verdict !== ENGINE_FAULT) {
-      const frame = frameOf(buf, off, len);
+      const frame = frameAt(buf, off, len);
       if (verdict.stage === 'header') {
         // Refused before dispatch: KLIPS's sendmsg fails and no message exists, so this
         // connection alone gets a header-only errno reply (in status mode, the status alone).
@@ -400,7 +397,7 @@ class Connection {
       if (this.reasons) this.answer(reasonMessage(frame, verdict.errno, verdict.why));
     }
     // Every reply this request causes now is queued: the status goes after them.
-    if (this.status) this.sock.deliverAlways(statusMessage(frameOf(buf, off, len), sendErrno(this.sock.dialect, verdict), ++this.statusCount));
+    if (this.status) this.sock.deliverAlways(statusMessage(frameAt(buf, off, len), sendErrno(this.sock.dialect, verdict), ++this.statusCount));
     // A burst of requests can produce more replies than the PF_KEY queue holds; move
     // them to the connection as we go (up to its high-water mark), as a reading client would.
     if (this.sock.room() < this.halfQueue) this.flush();

@@ -31,7 +31,7 @@ import {
   SADB_X_SAFLAGS_REPLACEFLOW, SADB_X_SATYPE_INT, SPI_HOLD, SPI_TRAP,
   SPI_TRAPSUBNET, SADB_AALG_MD5HMAC, SADB_AALG_SHA1HMAC, SADB_EALG_3DESCBC, SADB_X_EALG_AESCBC,
   SADB_SAFLAGS_PFS, PROTO_TO_SATYPE, DEBUG_SUBSYSTEMS, MSG_TYPE_NAMES, prefixToMask,
-  SADB_ADD, SADB_GET, SADB_DELETE, IPPROTO_AH, IPSEC_SAREF_NULL, formatIPv4Word, newSaScan, scanSa,
+  SADB_ADD, SADB_GET, SADB_DELETE, IPPROTO_AH, IPSEC_SAREF_NULL, formatIPv4Word, newSaScan, scanSa, frameAt,
   type DebugSubsystem, type MessageInput, type Comb, type Address,
 } from '../wire/index.js';
 import { NO_LIMITS, Sadb, newSA, sharedLimits, type SA, type ExpiryKind, type StoredRequest } from '../sadb/sadb.js';
@@ -298,10 +298,9 @@ export class Engine implements EngineOps {
    * as a view.
    */
   handleAt(ep: Endpoint, buf: Uint8Array, off: number, len: number): Verdict {
-    const request = off === 0 && len === buf.length ? buf : undefined;
-    if (ep.dialect === 'kame') return this.handleKame(ep, request ?? buf.subarray(off, off + len));
+    if (ep.dialect === 'kame') return this.handleKame(ep, frameAt(buf, off, len));
     if (this.fastPath && this.fast(ep, buf, off, len)) return ACCEPTED;
-    return this.handleKlips(ep, request ?? buf.subarray(off, off + len));
+    return this.handleKlips(ep, frameAt(buf, off, len));
   }
 
   /**

@@ -40,6 +40,11 @@ function badLength(units: number): string | undefined {
   return undefined;
 }
 
+/** Bytes [off, off + len) of `buf` as a message of their own: `buf` itself when it is exactly that, else a view. */
+export function frameAt(buf: Uint8Array, off: number, len: number): Uint8Array {
+  return off === 0 && len === buf.length ? buf : buf.subarray(off, off + len);
+}
+
 export class FrameDecoder {
   /** A message (or, until its header is complete, a header) being assembled. */
   private part: Uint8Array | null = null;
@@ -66,7 +71,7 @@ export class FrameDecoder {
    * FrameError when the stream cannot be framed (the decoder then refuses everything).
    */
   push(chunk: Uint8Array, onFrame: (frame: Uint8Array) => void): FrameError | undefined {
-    return this.pushAt(chunk, (buf, off, len) => onFrame(buf === chunk ? chunk.subarray(off, off + len) : buf));
+    return this.pushAt(chunk, (buf, off, len) => onFrame(frameAt(buf, off, len)));
   }
 
   /**
