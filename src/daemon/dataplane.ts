@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import { CarrierError } from '../dataplane/carrier.js';
 import { countersText } from '../dataplane/counters.js';
 import { LibcUnavailable } from '../dataplane/libc.js';
-import { DataplaneRuntime, RuntimeError, type Encap, type RuntimeStats } from '../dataplane/runtime.js';
+import { DEFAULT_RUNTIME, DataplaneRuntime, RuntimeError, type Encap, type RuntimeStats } from '../dataplane/runtime.js';
 import { TunError } from '../dataplane/tun.js';
 import type { KlipsServer } from './server.js';
 
@@ -55,7 +55,7 @@ export function startDataplane(server: KlipsServer, f: DataplaneFlags): Dataplan
   try {
     rt = DataplaneRuntime.start(server.engine, {
       interface: f.interface, mtu: f.mtu, encap: f.encap, udpPort: f.udpPort, offload: f.offload ?? true,
-      ...(f.keepWarm === undefined ? {} : { keepWarmMs: f.keepWarm }),
+      keepWarmMs: f.keepWarm ?? DEFAULT_RUNTIME.keepWarmMs,
       log: (level, msg, fields) => log[level](fields ?? {}, msg),
     });
   } catch (e) {

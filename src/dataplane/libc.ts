@@ -2,8 +2,9 @@
  * The few libc calls the data plane's runtime needs that Node does not offer (a TUN
  * device's ioctls, raw and UDP sockets read and written in batches with recvmmsg and
  * sendmmsg, poll on any descriptor), bound through koffi, a maintained FFI library with
- * prebuilt binaries (no native addon of our own to build). Loaded on first use only, so
- * nothing but `klipsd --dataplane` ever touches it.
+ * prebuilt binaries (no native addon of our own to build); and, from the node binary's own
+ * libuv, a watch of descriptors by the event loop (`watchFromLoop`). Loaded on first use
+ * only, so nothing but `klipsd --dataplane` ever touches it.
  *
  * Every call returns what the syscall returns; on -1 `errno()` tells why. Memory the
  * kernel keeps addresses into (the batch arenas) comes from `nativeArena`, which never
@@ -149,8 +150,9 @@ export interface LoopWatch {
 
 /** libuv's uv_handle_type UV_POLL, and uv_poll_event UV_READABLE. */
 const UV_POLL = 8;
-const closedHandles: unknown[] = [];
 const UV_READABLE = 1;
+/** Handles given to uv_close: libuv lets go of one a loop iteration later, so their memory is kept. */
+const closedHandles: unknown[] = [];
 
 /**
  * Watch `fds` from the main thread's libuv loop, reached through the symbols the node
@@ -211,7 +213,6 @@ export function watchFromLoop(fds: readonly number[], onReady: () => void): Loop
     close: () => {
       stopAll();
       for (const h of handles) close(h, null);
-      // (libuv lets go of a handle a loop iteration after uv_close: its memory is kept.)
       closedHandles.push(...handles);
       k.unregister(cb);
     },

@@ -157,19 +157,13 @@ export class DataplaneRuntime {
     this.waitSpec.writeBigInt64LE(BigInt(o.waitMicros * 1000), 8);
     const fds = [this.wake[0], this.tun.fd, ...[...this.carriers.values()].map((k) => k.fd)];
     this.nfds = fds.length;
-    this.watch = o.loopWatch ? watchFromLoop(fds.slice(1), this.onWatch) : undefined;
+    this.watch = o.loopWatch ? watchFromLoop(fds.slice(1), this.woken) : undefined;
     this.pollfds = Buffer.alloc(8 * fds.length);
     fds.forEach((fd, i) => {
       this.pollfds.writeInt32LE(fd, i * 8);
       this.pollfds.writeInt16LE(POLLIN, i * 8 + 4);
     });
-    if (o.warmUp) {
-      try {
-        this.warm = new WarmPaths({ offload: this.tun.offload });
-      } catch (e) {
-        o.log?.('warn', `no data plane warm-up: ${(e as Error).message}`);
-      }
-    }
+    if (o.warmUp) this.warm = this.newWarmPaths();
     this.memoryBound = (this.warm?.memoryBytes ?? 0) + this.tunBuf.length + this.segBuf.length + 2 * this.tunOut.length + [...this.carriers.values()].reduce((n, k) => n + k.memoryBytes, 0);
   }
 
@@ -181,12 +175,7 @@ export class DataplaneRuntime {
       const t0 = performance.now();
       const crossed = rt.warm.run();
       if (crossed > 0) o.log?.('info', 'data plane paths compiled', { packets: crossed, ms: Math.round(performance.now() - t0) });
-      else {
-        // (They go from 127.0.0.1 to 127.0.0.2: a namespace whose lo is down has neither.)
-        rt.warm.close();
-        rt.warm = undefined;
-        o.log?.('warn', 'no data plane warm-up: its private packets do not cross (is lo down?)');
-      }
+      else rt.dropWarm();
     }
     engine.onRelease = (e, packets) => rt.release(e, packets);
     rt.attach(true);
@@ -206,19 +195,14 @@ export class DataplaneRuntime {
       return;
     }
     this.c.pollAsync(this.pollfds, this.nfds, -1, (err) => {
-      this.polling = false;
-      if (this.closed) {
-        this.pollDone?.();
-        return;
-      }
-      if (err) this.o.log?.('error', `poll failed: ${String(err)}`);
-      this.counters.wakes++;
-      this.turn();
+      if (this.closed) this.pollDone?.();
+      else if (err) this.o.log?.('error', `poll failed: ${String(err)}`);
+      this.woken();
     });
   }
 
-  /** The event loop saw a watched descriptor readable (the watch has stopped itself). */
-  private readonly onWatch = (): void => {
+  /** The idle wait (the event loop's watch, which has stopped itself, or the pool's poll) saw something readable. */
+  private readonly woken = (): void => {
     this.polling = false;
     if (this.closed) return;
     this.counters.wakes++;
@@ -305,24 +289,32 @@ export class DataplaneRuntime {
     const crossed = this.warm!.tick();
     this.counters.warmTicks++;
     this.counters.warmPackets += crossed;
-    if (crossed === 0) {
-      // (Its SAs ran out of sequence numbers, or the loopback went down: start afresh, or stop.)
-      this.warm!.close();
-      this.warm = undefined;
-      try {
-        const w = new WarmPaths({ offload: this.tun.offload });
-        if (w.tick() > 0) this.warm = w;
-        else w.close();
-      } catch {
-        // (this.warm stays undefined)
-      }
-      if (!this.warm) {
-        clearInterval(this.warmTimer);
-        this.warmTimer = undefined;
-        this.o.log?.('warn', 'the paths are no longer kept warm: the private packets do not cross (is lo down?)');
-      }
-    }
+    if (crossed > 0) return;
+    // (Its SAs ran out of sequence numbers after 2^32 ticks: start afresh. If the fresh
+    // ones do not cross either, the loopback is down: stop.)
+    this.warm!.close();
+    this.warm = this.newWarmPaths();
+    if (this.warm === undefined || this.warm.tick() === 0) this.dropWarm();
   };
+
+  /** Private paths for the warm-up and its ticks, or undefined (logged) where they cannot be made. */
+  private newWarmPaths(): WarmPaths | undefined {
+    try {
+      return new WarmPaths({ offload: this.tun.offload });
+    } catch (e) {
+      this.o.log?.('warn', `no data plane warm-up: ${(e as Error).message}`);
+      return undefined;
+    }
+  }
+
+  /** The private packets do not cross (they go from 127.0.0.1 to 127.0.0.2: is lo down?): no warm-up, no ticks. */
+  private dropWarm(): void {
+    this.warm?.close();
+    this.warm = undefined;
+    clearInterval(this.warmTimer);
+    this.warmTimer = undefined;
+    this.o.log?.('warn', 'no data plane warm-up: its private packets do not cross (is lo down?)');
+  }
 
   private received(): number {
     let n = 0;

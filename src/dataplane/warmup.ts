@@ -117,7 +117,7 @@ export interface WarmOptions {
 }
 
 /**
- * Two private engines with a tunnel per suite, a private loopback carrier between them,
+ * Two private engines with a tunnel per suite, a private carrier that sends to itself over the loopback,
  * and the packets that cross: the warm-up at start (`run`) and the `tick` between packets.
  * close() closes the carrier's socket.
  */
@@ -140,14 +140,15 @@ export class WarmPaths {
   constructor(private readonly o: WarmOptions = { offload: true }) {
     this.rcvOptions = { natTPort: this.carrier.port, udpCarrier: true, inPlace: true };
     try {
-      this.install();
+      this.installSuites();
     } catch (e) {
       this.carrier.close();
       throw e;
     }
   }
 
-  private install(): void {
+  /** Each suite's tunnel on both engines, and its packets. */
+  private installSuites(): void {
     const o = this.o;
     SUITES.forEach((suite, i) => {
       const keys = { enc: randomBytes(suite.encBits / 8), auth: randomBytes(Math.max(1, suite.authBits / 8)) };

@@ -294,10 +294,12 @@ function fusableEsp(x: SA): SA | undefined {
   if (x.kame !== undefined || esp.kame !== undefined || x.state === SADB_SASTATE_LARVAL || esp.state === SADB_SASTATE_LARVAL) return undefined;
   const t = runtimeOf(x).tsa;
   const e = runtimeOf(esp).tsa;
-  const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && sameBytes(a, 0, b, 0, a.length);
-  return same(t.src, e.src) && same(t.dst, e.dst) ? esp : undefined;
+  return sameAddress(t.src, e.src) && sameAddress(t.dst, e.dst) ? esp : undefined;
 }
 
+function sameAddress(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && sameBytes(a, 0, b, 0, a.length);
+}
 
 function shunt(engine: Engine, eroute: Eroute, sel: Selector, packet: Uint8Array, opts: XmitOptions): XmitResult {
   switch (eroute.said.spi) {
