@@ -248,4 +248,11 @@ test('onesSumWords equals the byte loop for any aligned buffer, start and end', 
       assert.equal(onesSumWords(wordsOf(buf), buf, start, end, seed), onesSum(buf, start, end, seed));
     },
   ), { numRuns: 500 });
+  // The largest sums: 64 KB of 0xff (every word 0xffffffff), and of zeros, from each alignment.
+  for (const fill of [0xff, 0x00, 0x80]) {
+    const buf = Buffer.allocUnsafeSlow(65536 + 8).fill(fill);
+    for (const start of [0, 2, 4, 6]) {
+      for (const seed of [0, 1, 0x3ffff]) assert.equal(onesSumWords(wordsOf(buf), buf, start, buf.length - 3, seed), onesSum(buf, start, buf.length - 3, seed));
+    }
+  }
 });

@@ -20,7 +20,7 @@ import { drop, type Result } from './drop.js';
 import { ipipHeaderLength, ipipProtocol, writeIpipHeader, type IpipOptions } from './ipip.js';
 import {
   IP_MAXPACKET, IPPROTO_HOPOPTS, IPPROTO_IPV6, IPPROTO_NONE, IPV6_HEADER_BYTES, asBuffer, assemble, finishPacket,
-  insertionPoint, locateInbound, packetBuffer, parseIp, parseIpBuffer, slice, sourceIs,
+  insertionPoint, locateInbound, packetBuffer, parseIp, parseIpBuffer, slice, sourceIs, type HeaderPosition, type IpPacket,
 } from './packet.js';
 import type { ReplayGuard } from './replay.js';
 import { prepareSA, sendableSeq, type Mode, type PreparedSA, type TransformSA } from './sa.js';
@@ -289,9 +289,13 @@ export interface EspInputResult {
 export function espInput(sa: TransformSA, packet: Uint8Array, opts: EspInputOptions): Result<EspInputResult> {
   const at = locateInbound(packet, IPPROTO_ESP);
   if (!at.ok) return at;
-  const ip = at.ip;
+  return espInputAt(sa, at.ip, at.at, opts);
+}
+
+/** espInput of a packet already parsed (`ip`), its ESP header at `at` (a whole packet: not a fragment). */
+export function espInputAt(sa: TransformSA, ip: IpPacket, at: HeaderPosition, opts: EspInputOptions): Result<EspInputResult> {
   const b = ip.bytes;
-  const espOff = at.at.offset;
+  const espOff = at.offset;
   if (b.length - espOff < ESP_HEADER_BYTES) return drop('too-short');
   if (b.readUInt32BE(espOff) !== sa.spi >>> 0) return drop('no-sa');
   const seq = b.readUInt32BE(espOff + 4);
@@ -314,7 +318,7 @@ export function espInput(sa: TransformSA, packet: Uint8Array, opts: EspInputOpti
     if ((inner.ip.version === 4) !== (nh === IPPROTO_IPIP)) return drop('bad-next-header');
     return { ok: true, packet: inner.ip.bytes, nextHeader: nh, seq, seqHi };
   }
-  const r = assemble(b.subarray(0, espOff), at.at.protocolField, nh, o.plain.subarray(0, o.end));
+  const r = assemble(b.subarray(0, espOff), at.protocolField, nh, o.plain.subarray(0, o.end));
   if (!r.ok) return r;
   return { ok: true, packet: r.packet, nextHeader: nh, seq, seqHi };
 }

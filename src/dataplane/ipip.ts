@@ -14,9 +14,12 @@ import { IPPROTO_IPIP } from '../wire/constants.js';
 import { drop, type Result } from './drop.js';
 import {
   IP_DF, IP_MAXPACKET, IPPROTO_IPV6, IPV4_HEADER_BYTES, IPV6_HEADER_BYTES, findHeader, parseIp, sourceIs,
-  trafficClassOf, writeIPv4Header, writeIPv6Header, type IpPacket,
+  trafficClassOf, writeIPv4Header, writeIPv6Header, type HeaderPosition, type IpPacket,
 } from './packet.js';
 import { familyOf } from './sa.js';
+
+/** The last IPv4 identification an outer header was given (ids are counted, as KLIPS's were: no random draw per packet). */
+let outerId = randomInt(0x10000);
 
 /** KLIPS's SYSCTL_IPSEC_DEFAULT_TTL. */
 export const IPSEC_DEFAULT_TTL = 64;
@@ -27,7 +30,7 @@ export interface TunnelEndpoints {
 }
 
 export interface IpipOptions {
-  /** IPv4 identification of the outer header (a random one when omitted). */
+  /** IPv4 identification of the outer header (when omitted, the next of a counter that starts at a random value, as KLIPS counted its ids). */
   id?: number;
   /** Outer TTL / hop limit (64). */
   ttl?: number;
@@ -66,7 +69,7 @@ export function writeIpipHeader(out: Buffer, sa: TunnelEndpoints, ip: IpPacket, 
   if (v4) {
     const df = opts.df === 'set' || (opts.df === 'copy' && ip.dontFragment);
     writeIPv4Header(out, {
-      tos, id: opts.id ?? randomInt(0x10000), flags: df ? IP_DF : 0, ttl, protocol,
+      tos, id: opts.id ?? (outerId = (outerId + 1) & 0xffff), flags: df ? IP_DF : 0, ttl, protocol,
       src: sa.src, dst: sa.dst, payloadLength,
     });
     return;
@@ -116,10 +119,19 @@ export function ipipDecap(sa: TunnelEndpoints | undefined, outer: Uint8Array, op
   let at = findHeader(p.ip, IPPROTO_IPIP);
   if (!at.ok) at = findHeader(p.ip, IPPROTO_IPV6);
   if (!at.ok) return drop('bad-next-header');
-  if (at.at.fragmentOffset || at.at.moreFragments) return drop('fragment');
-  if (sa && opts.policyCheck !== false && !sourceIs(p.ip, sa.src)) return drop('policy');
-  const inner = parseIp(p.ip.bytes.subarray(at.at.offset));
+  const inner = ipipDecapAt(sa, p.ip, at.at, opts);
+  return inner.ok ? { ok: true, packet: inner.ip.bytes } : inner;
+}
+
+/**
+ * ipipDecap of a packet already parsed (`outer`), its inner header (IPIP or IPv6) at
+ * `at`: the inner packet, parsed.
+ */
+export function ipipDecapAt(sa: TunnelEndpoints | undefined, outer: IpPacket, at: HeaderPosition, opts: IpipDecapOptions = {}): Result<{ ip: IpPacket }> {
+  if (at.fragmentOffset || at.moreFragments) return drop('fragment');
+  if (sa && opts.policyCheck !== false && !sourceIs(outer, sa.src)) return drop('policy');
+  const inner = parseIp(outer.bytes.subarray(at.offset));
   if (!inner.ok) return inner;
-  if ((inner.ip.version === 4) !== (at.at.protocol === IPPROTO_IPIP)) return drop('bad-next-header');
-  return { ok: true, packet: inner.ip.bytes };
+  if ((inner.ip.version === 4) !== (at.protocol === IPPROTO_IPIP)) return drop('bad-next-header');
+  return inner;
 }

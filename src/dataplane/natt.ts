@@ -13,7 +13,7 @@
 import { ESPINUDP_WITH_NON_IKE, IPPROTO_ESP } from '../wire/constants.js';
 import { drop, type Result } from './drop.js';
 import {
-  IPPROTO_UDP, IPV6_HEADER_BYTES, assemble, findHeader, locateInbound, internetChecksum, parseIp, pseudoHeaderSum,
+  IPPROTO_UDP, IPV6_HEADER_BYTES, assemble, type HeaderPosition, type IpPacket, findHeader, locateInbound, internetChecksum, parseIp, pseudoHeaderSum,
   refreshIPv4Checksum, refreshTransportChecksum,
 } from './packet.js';
 import { DEFAULT_NATT, type TransformSA } from './sa.js';
@@ -67,8 +67,12 @@ export type NattInbound =
 export function nattDecap(packet: Uint8Array, type = DEFAULT_NATT.type, inPlace = false): Result<NattInbound> {
   const at = locateInbound(packet, IPPROTO_UDP);
   if (!at.ok) return at;
-  const ip = at.ip;
-  const off = at.at.offset;
+  return nattDecapAt(at.ip, at.at, type, inPlace);
+}
+
+/** nattDecap of a packet already parsed (`ip`), its UDP header at `at` (a whole packet: not a fragment). */
+export function nattDecapAt(ip: IpPacket, at: HeaderPosition, type: number, inPlace: boolean): Result<NattInbound> {
+  const off = at.offset;
   const b = ip.bytes;
   if (b.length < off + UDP_HEADER_BYTES) return drop('too-short');
   const udpLen = b.readUInt16BE(off + 4);
@@ -77,14 +81,13 @@ export function nattDecap(packet: Uint8Array, type = DEFAULT_NATT.type, inPlace 
   const dport = b.readUInt16BE(off + 2);
   const data = b.subarray(off + UDP_HEADER_BYTES);
   if (data.length === 1 && data[0] === NATT_KEEPALIVE) return { ok: true, kind: 'keepalive', sport, dport };
-  const zeros = (n: number) => data.length >= n && data.subarray(0, n).every((x) => x === 0);
   let esp: Buffer;
   if (type === ESPINUDP_WITH_NON_IKE) {
-    if (!zeros(NON_IKE_MARKER_BYTES)) return { ok: true, kind: 'ike', message: data, sport, dport };
+    if (!zeros(data, NON_IKE_MARKER_BYTES)) return { ok: true, kind: 'ike', message: data, sport, dport };
     esp = data.subarray(NON_IKE_MARKER_BYTES);
   } else {
     if (data.length < NON_ESP_MARKER_BYTES) return drop('too-short');
-    if (zeros(NON_ESP_MARKER_BYTES)) return { ok: true, kind: 'ike', message: data.subarray(NON_ESP_MARKER_BYTES), sport, dport };
+    if (zeros(data, NON_ESP_MARKER_BYTES)) return { ok: true, kind: 'ike', message: data.subarray(NON_ESP_MARKER_BYTES), sport, dport };
     esp = data;
   }
   if (esp.length < 8) return drop('too-short');
@@ -93,7 +96,7 @@ export function nattDecap(packet: Uint8Array, type = DEFAULT_NATT.type, inPlace 
     const gap = UDP_HEADER_BYTES;
     b.copyWithin(gap, 0, off);
     const q = b.subarray(gap);
-    q[at.at.protocolField] = IPPROTO_ESP;
+    q[at.protocolField] = IPPROTO_ESP;
     if (ip.version === 4) {
       q.writeUInt16BE(q.length, 2);
       refreshIPv4Checksum(q);
@@ -102,9 +105,16 @@ export function nattDecap(packet: Uint8Array, type = DEFAULT_NATT.type, inPlace 
     }
     return { ok: true, kind: 'esp', packet: q, sport, dport };
   }
-  const r = assemble(b.subarray(0, off), at.at.protocolField, IPPROTO_ESP, esp);
+  const r = assemble(b.subarray(0, off), at.protocolField, IPPROTO_ESP, esp);
   if (!r.ok) return r;
   return { ok: true, kind: 'esp', packet: r.packet, sport, dport };
+}
+
+/** Whether the first n bytes of `data` are there and all zero (a non-ESP or non-IKE marker). */
+function zeros(data: Uint8Array, n: number): boolean {
+  if (data.length < n) return false;
+  for (let i = 0; i < n; i++) if (data[i] !== 0) return false;
+  return true;
 }
 
 /**

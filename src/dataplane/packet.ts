@@ -113,23 +113,33 @@ export function onesSum(b: Uint8Array, start: number, end: number, seed = 0): nu
 /**
  * onesSum over b[start, end) where `words` views b's bytes from b[0] as 32-bit words (b
  * 4-byte aligned; see wordsOf): the aligned middle is read a word at a time, in the host's
- * (little-endian) order as two 16-bit halves, since a one's-complement sum is the same in
- * either byte order once swapped at the end. 3-4x the byte loop over a full-size packet.
+ * (little-endian) order, since a one's-complement sum is the same in either byte order
+ * once swapped at the end. The words are added whole into four float64 sums (exact up to
+ * 2^53, far past 64 KB of words; four, so the additions do not wait on each other) and
+ * folded once, since 2^16 = 1 modulo 2^16 - 1: 5-7x the byte loop over a full-size packet.
  */
 export function onesSumWords(words: Uint32Array, b: Uint8Array, start: number, end: number, seed = 0): number {
   const first = (start + 3) >> 2;
   const last = end >> 2;
   if (last - first < 8 || ((start & 1) !== 0)) return onesSum(b, start, end, seed);
   let sum = onesSum(b, start, first * 4, seed);
-  let lo = 0;
-  let hi = 0;
-  for (let k = first; k < last; k++) {
-    const v = words[k];
-    lo += v & 0xffff;
-    hi += v >>> 16;
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let k = first;
+  for (; k + 3 < last; k += 4) {
+    s0 += words[k];
+    s1 += words[k + 1];
+    s2 += words[k + 2];
+    s3 += words[k + 3];
   }
-  let le = lo + hi;
-  while (le > 0xffff) le = (le & 0xffff) + (le >>> 16);
+  for (; k < last; k++) s0 += words[k];
+  let le = s0 + s1 + (s2 + s3);
+  while (le > 0xffff) {
+    const high = Math.floor(le / 65536);
+    le = le - high * 65536 + high;
+  }
   sum += ((le & 0xff) << 8) | (le >> 8);
   sum += onesSum(b, last * 4, end);
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
@@ -291,6 +301,15 @@ export function locateInbound(packet: Uint8Array, proto: number): Result<{ ip: I
   if (!at.ok) return at;
   if (at.at.fragmentOffset || at.at.moreFragments) return drop('fragment');
   return { ok: true, ip: parsed.ip, at: at.at };
+}
+
+/**
+ * The first header past the IP header and its IPv6 extension headers (AH not skipped),
+ * whatever its protocol: what findHeader reaches for any protocol that is not an
+ * extension header, in one walk.
+ */
+export function firstHeader(ip: IpPacket): Result<{ at: HeaderPosition }> {
+  return walk(ip, isExt);
 }
 
 /** The header of protocol `proto` reached through IPv6 extension headers (or IPv4's one), if any. */

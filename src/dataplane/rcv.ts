@@ -39,12 +39,13 @@ import {
 } from '../wire/index.js';
 import { addressBytes, formatAddress } from '../wire/sockaddr.js';
 import { countDrop, countersOf, type PathDropReason } from './counters.js';
-import { espInput } from './esp.js';
+import { drop } from './drop.js';
+import { espInputAt } from './esp.js';
 import { ahInput } from './ah.js';
-import { ipipDecap } from './ipip.js';
+import { ipipDecap, ipipDecapAt } from './ipip.js';
 import { ipcompDecompress } from './ipcomp.js';
-import { nattDecap, nattTransportFixup } from './natt.js';
-import { IPPROTO_IPV6, IPPROTO_TCP, IPPROTO_UDP, findHeader, parseIp, type IpPacket } from './packet.js';
+import { nattDecapAt, nattTransportFixup } from './natt.js';
+import { IPPROTO_IPV6, IPPROTO_TCP, IPPROTO_UDP, firstHeader, parseIp, type HeaderPosition, type IpPacket } from './packet.js';
 import { runtimeOf } from './sa-adapter.js';
 import { DEFAULT_NATT, prepareSA } from './sa.js';
 import type { ReplayCheck, ReplayGuard, ReplayWindow } from './replay.js';
@@ -80,16 +81,18 @@ export interface RcvOptions extends PathOptions {
   inPlace?: boolean;
 }
 
-const IPSEC_PROTOS = [IPPROTO_ESP, IPPROTO_AH, IPPROTO_COMP, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP] as const;
+/** The protocols this path looks at (none of them an IPv6 extension header). */
+const isIpsecProto = (p: number): boolean =>
+  p === IPPROTO_ESP || p === IPPROTO_AH || p === IPPROTO_COMP || p === IPPROTO_IPIP || p === IPPROTO_IPV6 || p === IPPROTO_UDP;
 
-/** The first header after the IP header (and IPv6 extension headers) that this path cares about. */
-function nextHeader(ip: IpPacket): { proto: number; offset: number } | undefined {
-  for (const proto of IPSEC_PROTOS) {
-    const at = findHeader(ip, proto);
-    if (at.ok) return { proto, offset: at.at.offset };
-  }
-  return undefined;
+/** The first header after the IP header (and IPv6 extension headers), when it is one this path cares about. */
+function nextHeader(ip: IpPacket): HeaderPosition | undefined {
+  const r = firstHeader(ip);
+  return r.ok && isIpsecProto(r.at.protocol) ? r.at : undefined;
 }
+
+/** A fragment (the inbound transforms take whole packets only, as locateInbound refuses them). */
+const isFragment = (at: HeaderPosition): boolean => at.fragmentOffset !== 0 || at.moreFragments;
 
 /** Receive `packet` (a whole IPv4/IPv6 packet addressed to this host). */
 export function rcv(engine: Engine, packet: Uint8Array, from?: From, opts: RcvOptions = {}): RcvResult {
@@ -155,9 +158,10 @@ function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opt
   const natTPort = opts.natTPort ?? DEFAULT_NATT.dport;
   // ESP in UDP: where the packet came from (after NAT), for the new-mapping check.
   let natt: { addr: string; port: number } | undefined;
-  if (nh?.proto === IPPROTO_UDP) {
+  if (nh?.protocol === IPPROTO_UDP) {
     if (nh.offset + 4 > pkt.length || pkt.readUInt16BE(nh.offset + 2) !== natTPort) return { ok: true, kind: 'not-ipsec', packet: pkt };
-    const d = nattDecap(pkt, DEFAULT_NATT.type, opts.inPlace === true);
+    if (isFragment(nh)) return drop('fragment');
+    const d = nattDecapAt(ip, nh, DEFAULT_NATT.type, opts.inPlace === true);
     if (!d.ok) return d;
     trace?.({ step: 'natt', kind: d.kind, sport: d.sport, dport: d.dport });
     if (d.kind !== 'esp') return { ok: true, kind: d.kind, packet: pkt };
@@ -168,17 +172,17 @@ function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opt
     ip = p.ip;
     nh = nextHeader(ip);
   }
-  if (!nh || nh.proto === IPPROTO_UDP || nh.proto === IPPROTO_IPIP || nh.proto === IPPROTO_IPV6) {
+  if (!nh || nh.protocol === IPPROTO_UDP || nh.protocol === IPPROTO_IPIP || nh.protocol === IPPROTO_IPV6) {
     return { ok: true, kind: 'not-ipsec', packet: pkt };
   }
   const sas: Said[] = [];
   let prev: SA | undefined;
   for (;;) {
     const family = ip.version === 4 ? AF_INET : AF_INET6;
-    if (nh && (nh.proto === IPPROTO_ESP || nh.proto === IPPROTO_AH || nh.proto === IPPROTO_COMP)) {
-      const spi = spiAt(pkt, nh.proto, nh.offset);
+    if (nh && (nh.protocol === IPPROTO_ESP || nh.protocol === IPPROTO_AH || nh.protocol === IPPROTO_COMP)) {
+      const spi = spiAt(pkt, nh.protocol, nh.offset);
       if (spi === undefined) return { ok: false, reason: 'too-short' };
-      const said: Said = { proto: nh.proto, spi, dst: formatAddress(family, ip.dst) };
+      const said: Said = { proto: nh.protocol, spi, dst: formatAddress(family, ip.dst) };
       const sa = engine.sadb.get(said);
       const usable = sa !== undefined && sa.state !== SADB_SASTATE_LARVAL;
       if (trace) trace(usable ? { step: 'lookup', said: formatSaidOld(said), found: true, xform: xformName(sa) } : { step: 'lookup', said: formatSaidOld(said), found: false });
@@ -188,7 +192,7 @@ function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opt
         return { ok: false, reason: 'no-sa', said };
       }
       if (prev) {
-        const expect = skipComp(prev.next, nh.proto);
+        const expect = skipComp(prev.next, nh.protocol);
         const ok = expect === sa || !prev.next;
         trace?.({ step: 'policy', said: formatSaidOld(said), check: 'chain', ok });
         if (!ok) return { ok: false, reason: 'policy', said };
@@ -199,7 +203,7 @@ function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opt
       }
       const arrived = pkt.length;
       const guard = trace || opts.dryRun ? new TracedReplay(runtimeOf(sa).replay, opts.dryRun === true) : undefined;
-      const r = decap(sa, pkt, guard, opts.inPlace === true);
+      const r = decap(sa, ip, nh, guard, opts.inPlace === true);
       if (trace && guard && sa.said.proto !== IPPROTO_COMP) traceVerdicts(trace, sa, guard, r);
       if (!r.ok) return { ok: false, reason: r.reason, said };
       if (natt && !prev && sa.natT && (natt.addr !== sa.src.addr || natt.port !== sa.natT.sport)) {
@@ -219,28 +223,26 @@ function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opt
       continue;
     }
     // Not (or no longer) an IPsec header: IPIP the chain expects, or the end.
-    const tun = skipComp(prev?.next, nh?.proto ?? -1);
-    if (nh && (nh.proto === IPPROTO_IPIP || nh.proto === IPPROTO_IPV6) && tun && tun.said.proto === IPPROTO_IPIP) {
+    const tun = skipComp(prev?.next, nh?.protocol ?? -1);
+    if (nh && (nh.protocol === IPPROTO_IPIP || nh.protocol === IPPROTO_IPV6) && tun && tun.said.proto === IPPROTO_IPIP) {
       const arrived = pkt.length;
-      const d = ipipDecap(runtimeOf(tun).tsa, pkt);
-      if (trace && (d.ok || d.reason === 'policy')) trace({ step: 'policy', said: formatSaidOld(tun.said), check: 'source', ok: d.ok });
-      if (!d.ok) return { ok: false, reason: d.reason, said: tun.said };
-      const inner = parseIp(d.packet);
-      if (!inner.ok) return inner;
+      const inner = ipipDecapAt(runtimeOf(tun).tsa, ip, nh);
+      if (trace && (inner.ok || inner.reason === 'policy')) trace({ step: 'policy', said: formatSaidOld(tun.said), check: 'source', ok: inner.ok });
+      if (!inner.ok) return { ok: false, reason: inner.reason, said: tun.said };
       if (tun.inbound) {
         const ok = insidePolicy(tun.inbound, inner.ip);
         trace?.({ step: 'policy', said: formatSaidOld(tun.said), check: 'inflow', ok });
         if (!ok) return { ok: false, reason: 'policy', said: tun.said };
       }
       if (!opts.dryRun) engine.countTraffic(tun.said, arrived, 1);
-      trace?.({ step: 'decap', said: formatSaidOld(tun.said), xform: xformName(tun), before: arrived, after: inner.ip.bytes.length, nextHeader: nh.proto });
+      trace?.({ step: 'decap', said: formatSaidOld(tun.said), xform: xformName(tun), before: arrived, after: inner.ip.bytes.length, nextHeader: nh.protocol });
       sas.push(tun.said);
       prev = tun;
       pkt = inner.ip.bytes;
       ip = inner.ip;
       nh = nextHeader(ip);
       // Loop again only for IPsec addressed to an SA of ours (checked at the lookup).
-      if (nh && (nh.proto === IPPROTO_ESP || nh.proto === IPPROTO_AH || nh.proto === IPPROTO_COMP)) continue;
+      if (nh && (nh.protocol === IPPROTO_ESP || nh.protocol === IPPROTO_AH || nh.protocol === IPPROTO_COMP)) continue;
       trace?.({ step: 'policy', said: formatSaidOld(tun.said), check: 'complete', ok: !tun.next });
       if (tun.next) return { ok: false, reason: 'policy', said: tun.said };
       return { ok: true, kind: 'ipsec', packet: pkt, sas };
@@ -264,14 +266,15 @@ function spiAt(b: Buffer, proto: number, off: number): number | undefined {
   return off + 4 <= b.length ? b.readUInt16BE(off + 2) : undefined;
 }
 
-/** One SA's decapsulation; `guard` stands in for the SA's replay window when tracing. */
-function decap(sa: SA, pkt: Buffer, guard: ReplayGuard | undefined, inPlace: boolean): { ok: true; packet: Buffer; nextHeader?: number } | { ok: false; reason: PathDropReason } {
+/** One SA's decapsulation of `ip`, its header at `at`; `guard` stands in for the SA's replay window when tracing. */
+function decap(sa: SA, ip: IpPacket, at: HeaderPosition, guard: ReplayGuard | undefined, inPlace: boolean): { ok: true; packet: Buffer; nextHeader?: number } | { ok: false; reason: PathDropReason } {
   const rt = runtimeOf(sa);
   const mode = sa.kame?.mode === IPSEC_MODE_TUNNEL ? 'tunnel' : 'transport';
   if (sa.kame !== undefined && sa.kame.mode === IPSEC_MODE_BEET) return { ok: false, reason: 'unsupported' };
+  const pkt = ip.bytes;
   switch (sa.said.proto) {
     case IPPROTO_ESP:
-      return espInput(rt.tsa, pkt, { mode, replay: guard ?? rt.replay, inPlace });
+      return isFragment(at) ? drop('fragment') : espInputAt(rt.tsa, ip, at, { mode, replay: guard ?? rt.replay, inPlace });
     case IPPROTO_AH:
       return ahInput(rt.tsa, pkt, { mode, replay: guard ?? rt.replay });
     case IPPROTO_COMP: {
