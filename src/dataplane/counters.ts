@@ -59,13 +59,20 @@ const perEngine = new WeakMap<Engine, DataplaneCounters>();
 
 /** The live counters of an engine's data plane (created on first use). */
 export function countersOf(engine: Engine): DataplaneCounters {
+  // (Every packet asks, nearly always about the engine the last one asked about.)
+  if (engine === lastEngine) return lastCounters!;
   let c = perEngine.get(engine);
   if (!c) {
     c = { xmit: fresh(), rcv: fresh(), icmpSent: 0, natTMappings: 0 };
     perEngine.set(engine, c);
   }
+  lastEngine = engine;
+  lastCounters = c;
   return c;
 }
+
+let lastEngine: Engine | undefined;
+let lastCounters: DataplaneCounters | undefined;
 
 /** A plain-object copy of the counters (JSON-safe), for views and `klips look`. */
 export function dataplaneCounters(engine: Engine): DataplaneCounters {

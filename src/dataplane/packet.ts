@@ -10,6 +10,7 @@
 
 import type { PacketSelector } from '../spd/eroute-table.js';
 import { AF_INET, AF_INET6 } from '../wire/constants.js';
+import { formatIPv4Cached, formatIPv6 } from '../wire/sockaddr.js';
 import { drop, type Result } from './drop.js';
 
 // IP protocol numbers used here beside the IPsec ones of src/wire/constants.ts (Linux names).
@@ -223,6 +224,16 @@ export function parseIpBuffer(b: Buffer, length: number): Result<{ ip: IpPacket 
     return { ok: true, ip: new ParsedIp(6, bytes, IPV6_HEADER_BYTES, b[6], b[7], 0, false, false) };
   }
   return drop('bad-ip-header');
+}
+
+/** The packet's source address as text (IPv4 through the formatting cache: a path asks once per packet, mostly about a few peers). */
+export function srcText(ip: IpPacket): string {
+  return ip.version === 4 ? formatIPv4Cached(ip.bytes, 12) : formatIPv6(ip.bytes, 8);
+}
+
+/** The packet's destination address as text (see srcText). */
+export function dstText(ip: IpPacket): string {
+  return ip.version === 4 ? formatIPv4Cached(ip.bytes, 16) : formatIPv6(ip.bytes, 24);
 }
 
 /** Is the packet's source address `addr` (4 or 16 bytes)? Compares in place. */

@@ -34,10 +34,10 @@ import { xformName } from '../engine/views.js';
 import type { SA, InboundPolicy } from '../sadb/sadb.js';
 import { formatSaidOld, type Said } from '../sadb/said.js';
 import {
-  AF_INET, AF_INET6, IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, IPPROTO_IPIP, SADB_SASTATE_LARVAL,
+  AF_INET, IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, IPPROTO_IPIP, SADB_SASTATE_LARVAL,
   IPSEC_MODE_TUNNEL, IPSEC_MODE_BEET,
 } from '../wire/index.js';
-import { addressBytes, formatAddress } from '../wire/sockaddr.js';
+import { addressBytes } from '../wire/sockaddr.js';
 import { countDrop, countersOf, type PathDropReason } from './counters.js';
 import { drop } from './drop.js';
 import { espInputAt } from './esp.js';
@@ -45,7 +45,7 @@ import { ahInput } from './ah.js';
 import { ipipDecap, ipipDecapAt } from './ipip.js';
 import { ipcompDecompress } from './ipcomp.js';
 import { nattDecapAt, nattTransportFixup } from './natt.js';
-import { IPPROTO_IPV6, IPPROTO_TCP, IPPROTO_UDP, firstHeader, parseIp, type HeaderPosition, type IpPacket } from './packet.js';
+import { IPPROTO_IPV6, IPPROTO_TCP, IPPROTO_UDP, dstText, firstHeader, parseIp, srcText, type HeaderPosition, type IpPacket } from './packet.js';
 import { runtimeOf } from './sa-adapter.js';
 import { DEFAULT_NATT, prepareSA } from './sa.js';
 import type { ReplayCheck, ReplayGuard, ReplayWindow } from './replay.js';
@@ -165,7 +165,7 @@ function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opt
     if (!d.ok) return d;
     trace?.({ step: 'natt', kind: d.kind, sport: d.sport, dport: d.dport });
     if (d.kind !== 'esp') return { ok: true, kind: d.kind, packet: pkt };
-    natt = from ?? { addr: formatAddress(ip.version === 4 ? AF_INET : AF_INET6, ip.src), port: d.sport };
+    natt = from ?? { addr: srcText(ip), port: d.sport };
     const p = parseIp(d.packet);
     if (!p.ok) return p;
     pkt = p.ip.bytes;
@@ -178,11 +178,10 @@ function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opt
   const sas: Said[] = [];
   let prev: SA | undefined;
   for (;;) {
-    const family = ip.version === 4 ? AF_INET : AF_INET6;
     if (nh && (nh.protocol === IPPROTO_ESP || nh.protocol === IPPROTO_AH || nh.protocol === IPPROTO_COMP)) {
       const spi = spiAt(pkt, nh.protocol, nh.offset);
       if (spi === undefined) return { ok: false, reason: 'too-short' };
-      const said: Said = { proto: nh.protocol, spi, dst: formatAddress(family, ip.dst) };
+      const said: Said = { proto: nh.protocol, spi, dst: dstText(ip) };
       const sa = engine.sadb.get(said);
       const usable = sa !== undefined && sa.state !== SADB_SASTATE_LARVAL;
       if (trace) trace(usable ? { step: 'lookup', said: formatSaidOld(said), found: true, xform: xformName(sa) } : { step: 'lookup', said: formatSaidOld(said), found: false });

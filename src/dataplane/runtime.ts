@@ -224,6 +224,8 @@ export class DataplaneRuntime {
     for (;;) {
       const before = this.counters.tunRead + this.received();
       let busy = false;
+      // (The packets of one drain count their traffic on one reading of the clock.)
+      this.engine.beginBatch();
       try {
         if (all || this.ready(1)) busy = this.outbound();
         let i = 2;
@@ -235,6 +237,8 @@ export class DataplaneRuntime {
         this.flush();
       } catch (e) {
         this.o.log?.('error', `data plane turn failed: ${(e as Error).stack ?? String(e)}`);
+      } finally {
+        this.engine.endBatch();
       }
       const now = performance.now();
       if (this.counters.tunRead + this.received() !== before) {

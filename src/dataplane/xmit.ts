@@ -49,7 +49,7 @@ import { ipipEncap, ipipHeaderLength } from './ipip.js';
 import { ipcompCompress } from './ipcomp.js';
 import { nattEncap } from './natt.js';
 import {
-  IPPROTO_ICMP, IPPROTO_ICMPV6, IPV6_HEADER_BYTES, buildIPv4Header, buildIPv6Header, internetChecksum,
+  dstText, IPPROTO_ICMP, IPPROTO_ICMPV6, IPV6_HEADER_BYTES, buildIPv4Header, buildIPv6Header, internetChecksum,
   parseIp, pseudoHeaderSum, selectorOf, upperLayer, type Selector,
 } from './packet.js';
 import { runtimeOf } from './sa-adapter.js';
@@ -175,7 +175,7 @@ function route(engine: Engine, packet: Uint8Array, opts: XmitOptions): XmitResul
   }
   const p = parseIp(pkt);
   if (!p.ok) return fail(p.reason, { eroute });
-  const out: OutPacket = { packet: pkt, dst: formatAddress(p.ip.version === 4 ? AF_INET : AF_INET6, p.ip.dst) };
+  const out: OutPacket = { packet: pkt, dst: dstText(p.ip) };
   if (natTPort !== undefined) out.natTPort = natTPort;
   return { ok: true, action: 'ipsec', out, eroute, sas };
 }
@@ -205,7 +205,7 @@ function templated(engine: Engine, eroute: Eroute, sel: Selector, packet: Uint8A
   }
   const p = parseIp(pkt);
   if (!p.ok) return fail(p.reason, { eroute });
-  const out: OutPacket = { packet: pkt, dst: formatAddress(p.ip.version === 4 ? AF_INET : AF_INET6, p.ip.dst) };
+  const out: OutPacket = { packet: pkt, dst: dstText(p.ip) };
   if (natTPort !== undefined) out.natTPort = natTPort;
   return { ok: true, action: 'ipsec', out, eroute, sas };
 }

@@ -174,7 +174,7 @@ export class Engine implements EngineOps {
     this.sadb.builder = saOfStoredAdd;
     this.ownClock = opts.clock === undefined;
     // The wall clock is read once per message (handle sets msgNow), or once per batch, not once per use.
-    this.now = opts.clock ?? (() => (this.msgNow >= 0 ? this.msgNow : Date.now() / 1000));
+    this.now = opts.clock ?? (() => (this.msgNow >= 0 ? this.msgNow : this.batchNow >= 0 ? this.batchNow : Date.now() / 1000));
     this.random = opts.random ?? ((n) => Math.floor(Math.random() * n));
     this.supported = opts.supported ?? defaultSupported();
     this.larvalLifetime = opts.larvalLifetime ?? 0;
@@ -228,6 +228,8 @@ export class Engine implements EngineOps {
    * itself, which costs about as much as the rest of an ADD's bookkeeping; an injected
    * clock is asked as always), and with the requests the ADD fast path stores copied in
    * one go at the end (the caller must not change their buffers before endBatch()).
+   * The data plane's packets of one drain (a part of a runtime turn, at most 1 ms) are a
+   * batch too: their traffic is counted against the SAs' lifetimes at that one time.
    */
   beginBatch(): void {
     this.inBatch = true;
