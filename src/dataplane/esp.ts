@@ -233,7 +233,11 @@ export interface EspOutputOptions {
 export function espOutput(sa: TransformSA, packet: Uint8Array, opts: EspOutputOptions): Result<{ packet: Buffer }> {
   const parsed = parseIp(packet);
   if (!parsed.ok) return parsed;
-  const ip = parsed.ip;
+  return espOutputParsed(sa, parsed.ip, opts);
+}
+
+/** espOutput of a packet already parsed. */
+export function espOutputParsed(sa: TransformSA, ip: IpPacket, opts: EspOutputOptions): Result<{ packet: Buffer }> {
   const seqHi = opts.seqHi ?? 0;
   if (opts.mode === 'tunnel') {
     // KLIPS's tun → esp chain, without building the IPIP packet in between.

@@ -296,9 +296,12 @@ const isExt = (nh: number) =>
  * options that precede a routing header), as Linux and scapy place it (RFC 4302 §3.1.1).
  */
 export function insertionPoint(ip: IpPacket): Result<{ at: HeaderPosition }> {
-  return walk(ip, (nh, seenRouting) =>
-    nh === IPPROTO_HOPOPTS || nh === IPPROTO_ROUTING || (nh === IPPROTO_DSTOPTS && !seenRouting));
+  return walk(ip, beforeTransform);
 }
+
+/** insertionPoint's walk: the headers routers read come before an inserted IPsec header. */
+const beforeTransform = (nh: number, seenRouting: boolean): boolean =>
+  nh === IPPROTO_HOPOPTS || nh === IPPROTO_ROUTING || (nh === IPPROTO_DSTOPTS && !seenRouting);
 
 /**
  * An inbound packet's IPsec (or UDP) header of protocol `proto`: the packet parsed, the
@@ -344,14 +347,16 @@ export function payloadHeader(ip: IpPacket): Result<{ at: HeaderPosition; header
 
 /** The upper-layer header: every extension header (and AH) skipped, as KLIPS's ipsec_ipv6_skip_exthdr. */
 export function upperLayer(ip: IpPacket): Result<{ at: HeaderPosition }> {
-  return walk(ip, (nh) => isExt(nh) || nh === IPPROTO_AH);
+  return walk(ip, isExtOrAh);
 }
+
+const isExtOrAh = (nh: number): boolean => isExt(nh) || nh === IPPROTO_AH;
 
 /** An eroute lookup key: src/spd's PacketSelector (ports are those of a first fragment or whole TCP/UDP packet, else 0, as KLIPS's ipsec_extract_ports). */
 export type Selector = PacketSelector;
 
-/** The eroute selector of a packet. src and dst are views into the packet. */
-export function selectorOf(packet: Uint8Array): Result<{ selector: Selector }> {
+/** The eroute selector of a packet (src and dst are views into it), and the packet parsed. */
+export function selectorOf(packet: Uint8Array): Result<{ selector: Selector; ip: IpPacket }> {
   const p = parseIp(packet);
   if (!p.ok) return p;
   const u = upperLayer(p.ip);
@@ -367,6 +372,7 @@ export function selectorOf(packet: Uint8Array): Result<{ selector: Selector }> {
       sport: ports ? b.readUInt16BE(offset) : 0,
       dport: ports ? b.readUInt16BE(offset + 2) : 0,
     },
+    ip: p.ip,
   };
 }
 

@@ -42,7 +42,7 @@ import {
 import { hasTemplates } from '../engine/policy.js';
 import { formatAddress } from '../wire/sockaddr.js';
 import { countDrop, countersOf, type PathDropReason } from './counters.js';
-import { espOutput } from './esp.js';
+import { espOutput, espOutputParsed } from './esp.js';
 import { ahOutput } from './ah.js';
 import { sameBytes } from './algorithms.js';
 import { ipipEncap, ipipHeaderLength } from './ipip.js';
@@ -50,7 +50,7 @@ import { ipcompCompress } from './ipcomp.js';
 import { nattEncap } from './natt.js';
 import {
   dstText, IPPROTO_ICMP, IPPROTO_ICMPV6, IPV6_HEADER_BYTES, buildIPv4Header, buildIPv6Header, internetChecksum,
-  parseIp, pseudoHeaderSum, selectorOf, upperLayer, type Selector,
+  parseIp, pseudoHeaderSum, selectorOf, upperLayer, type IpPacket, type Selector,
 } from './packet.js';
 import { runtimeOf } from './sa-adapter.js';
 import { sendableSeq } from './sa.js';
@@ -144,16 +144,22 @@ function route(engine: Engine, packet: Uint8Array, opts: XmitOptions): XmitResul
   if (!protectedChainIntact(eroute, sa, opts.dryRun === true)) return fail('no-eroute-sa', { eroute });
   const sas: Said[] = [];
   let pkt: Buffer = Buffer.from(packet.buffer, packet.byteOffset, packet.byteLength);
+  // (The packet as selectorOf parsed it, until a step changes it.)
+  let parsed: IpPacket | undefined = s.ip;
   let natTPort: number | undefined;
   for (let x: SA | undefined = sa; x; x = x.next) {
     const esp: SA | undefined = opts.trace ? undefined : fusableEsp(x);
     if (esp) {
       // KLIPS's tun → esp group in one step (the same bytes and counts as the two).
-      const ip = parseIp(pkt);
-      if (!ip.ok) return fail(ip.reason, { eroute, said: x.said });
-      const h = ipipHeaderLength(runtimeOf(x).tsa, ip.ip);
+      let ip = parsed;
+      if (ip === undefined) {
+        const p = parseIp(pkt);
+        if (!p.ok) return fail(p.reason, { eroute, said: x.said });
+        ip = p.ip;
+      }
+      const h = ipipHeaderLength(runtimeOf(x).tsa, ip);
       if (!h.ok) return fail(h.reason, { eroute, said: x.said });
-      const r = applyEsp(esp, pkt, 'tunnel', opts.dryRun === true);
+      const r = applyEsp(esp, pkt, ip, 'tunnel', opts.dryRun === true);
       if (!r.ok) return fail(r.reason, { eroute, said: esp.said });
       sas.push(x.said, esp.said);
       if (!opts.dryRun) {
@@ -161,10 +167,12 @@ function route(engine: Engine, packet: Uint8Array, opts: XmitOptions): XmitResul
         engine.countTraffic(esp.said, r.packet.length, 1);
       }
       pkt = r.packet;
+      parsed = undefined;
       if (r.natTPort !== undefined) natTPort = r.natTPort;
       x = esp;
       continue;
     }
+    parsed = undefined;
     const r = apply(x, pkt, opts.dryRun === true);
     if (!r.ok) return fail(r.reason, { eroute, said: x.said });
     if (opts.trace) opts.trace(saStep(x, pkt.length, r, opts.dryRun === true));
@@ -253,7 +261,7 @@ function apply(sa: SA, pkt: Buffer, dryRun: boolean): Result<Applied> {
       return t.ok ? ipcompCompress(tsa, t.packet) : t;
     }
     case IPPROTO_ESP:
-      return applyEsp(sa, pkt, mode, dryRun);
+      return applyEsp(sa, pkt, undefined, mode, dryRun);
     case IPPROTO_AH: {
       const seq = rt.seq + 1;
       if (!sendableSeq(tsa, seq, 0)) return { ok: false, reason: 'seq-overflow' };
@@ -268,12 +276,13 @@ function apply(sa: SA, pkt: Buffer, dryRun: boolean): Result<Applied> {
 }
 
 /** An ESP SA's transform on the way out (tunnel: with the outer header), then NAT-T's UDP header if the SA has one. */
-function applyEsp(sa: SA, pkt: Buffer, mode: 'tunnel' | 'transport', dryRun: boolean): Result<Applied> {
+/** ESP on `pkt` (`ip`: the packet already parsed, when the caller has it). */
+function applyEsp(sa: SA, pkt: Buffer, ip: IpPacket | undefined, mode: 'tunnel' | 'transport', dryRun: boolean): Result<Applied> {
   const rt = runtimeOf(sa);
   const tsa = rt.tsa;
   const seq = rt.seq + 1;
   if (!sendableSeq(tsa, seq, 0)) return { ok: false, reason: 'seq-overflow' };
-  const r = espOutput(tsa, pkt, { mode, seq });
+  const r = ip ? espOutputParsed(tsa, ip, { mode, seq }) : espOutput(tsa, pkt, { mode, seq });
   if (!r.ok) return r;
   if (!dryRun) rt.seq = seq;
   if (tsa.natT) {
