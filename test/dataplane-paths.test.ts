@@ -17,7 +17,7 @@ import {
   SADB_X_SATYPE_COMP, SADB_X_CALG_DEFLATE, IPPROTO_COMP, SADB_X_EALG_AES_GCM_ICV16,
 } from '../src/wire/index.js';
 import {
-  xmit, rcv, dataplaneCounters, buildIPv4Header, refreshTransportChecksum, parseIp, internetChecksum,
+  xmit, FIRST_PIECE, NEXT_PIECE, rcv, dataplaneCounters, buildIPv4Header, refreshTransportChecksum, parseIp, internetChecksum,
   IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6, buildIPv6Header, pseudoHeaderSum, espInput, toTransformSA,
 } from '../src/dataplane/index.js';
 import { parseIPv6 } from '../src/wire/index.js';
@@ -538,4 +538,36 @@ test('a tun + esp group goes out in one step: the same bytes, counts and lifetim
     assert.deepEqual(one.west.engine.sadb.get(said)!.current, two.west.engine.sadb.get(said)!.current, `${said.proto}: lifetimes`);
   }
   assert.deepEqual(dataplaneCounters(one.west.engine).xmit, dataplaneCounters(two.west.engine).xmit);
+});
+
+test('the pieces of one offloaded read (sameFlow) take the first piece\'s route: the same outcomes and counts as routing each, a table change between pieces seen, no other flow\'s route ever taken', () => {
+  // Each 100-byte inner packet leaves as 20 + 8 + 16 (IV) + 112 + 12 (ICV) = 168 bytes of ESP: the hard limit falls on the third.
+  const limits = { lifetimeHard: lifetime({ bytes: 504 }) };
+  const each = pair();
+  const pieces = pair();
+  espTunnel(each, limits);
+  espTunnel(pieces, limits);
+  const inner = (i: number) => udpPacket('10.1.0.5', '10.2.0.7', 72, 0x2000 + i);
+  const outcome = (x: ReturnType<typeof xmit>, east: World) => {
+    if (!x.ok) return x.reason;
+    const r = rcv(east.engine, x.out.packet);
+    return r.ok && r.kind === 'ipsec' ? `seq ${x.out.packet.readUInt32BE(24)} ${hex(r.packet) === hex(inner(0)) ? 'first' : 'later'}` : `rcv ${r.ok ? r.kind : r.reason}`;
+  };
+  const a = [0, 1, 2, 3, 4].map((i) => outcome(xmit(each.west.engine, inner(i)), each.east));
+  const b = [0, 1, 2, 3, 4].map((i) => outcome(xmit(pieces.west.engine, inner(i), i === 0 ? FIRST_PIECE : NEXT_PIECE), pieces.east));
+  // The third packet reaches the hard limit: the ESP SA is gone, the fourth and fifth find no SA to send with.
+  assert.deepEqual(a, ['seq 1 first', 'seq 2 later', 'seq 3 later', 'no-eroute-sa', 'no-eroute-sa']);
+  assert.deepEqual(b, a);
+  assert.deepEqual(dataplaneCounters(pieces.west.engine).xmit, dataplaneCounters(each.west.engine).xmit);
+  assert.equal([...pieces.west.engine.spd.entries()][0].packets, 5, 'the eroute counts every piece');
+  assert.equal(pieces.west.engine.sadb.get({ proto: IPPROTO_IPIP, spi: 0x200, dst: E })!.current.packets, 3);
+
+  // A first piece that finds no route leaves nothing for the pieces after it to take.
+  const p = pair();
+  espTunnel(p);
+  assert.ok(xmit(p.west.engine, inner(0), FIRST_PIECE).ok);
+  const elsewhere = udpPacket('10.1.0.5', '10.9.0.7', 72);
+  assert.deepEqual(xmit(p.west.engine, elsewhere, FIRST_PIECE), { ok: false, reason: 'no-eroute' });
+  assert.deepEqual(xmit(p.west.engine, elsewhere, NEXT_PIECE), { ok: false, reason: 'no-eroute' });
+  assert.equal([...p.west.engine.spd.entries()][0].packets, 1);
 });

@@ -50,11 +50,6 @@ function scratchWords(scratch: Buffer): Uint32Array {
   return w;
 }
 
-/**
- * The packets in one read from an offloading TUN device (`buf[0, n)`, the virtio_net_hdr
- * first), each handed to `emit` (a view into `buf` or into `scratch`, valid only during
- * the call). Returns undefined, or the fault when the header makes no sense.
- */
 /** Whether a[ao, ao + n) and b[bo, bo + n) hold the same bytes (a few header bytes: cheaper than a native compare). */
 function sameBytes(a: Uint8Array, ao: number, b: Uint8Array, bo: number, n: number): boolean {
   for (let i = 0; i < n; i++) if (a[ao + i] !== b[bo + i]) return false;
@@ -77,7 +72,14 @@ function onesSumIn(p: Buffer, start: number, end: number, seed: number): number 
   return onesSumWords(sumWords, sumBytes, p.byteOffset + start, p.byteOffset + end, seed);
 }
 
-export function offloadedPackets(buf: Buffer, n: number, scratch: Buffer, emit: (packet: Buffer) => void): OffloadFault | undefined {
+/**
+ * The packets in one read from an offloading TUN device (`buf[0, n)`, the virtio_net_hdr
+ * first), each handed to `emit` (a view into `buf` or into `scratch`, valid only during
+ * the call) with its number in the read: piece 1, 2, … of a super-segment has the
+ * addresses, protocol and ports of piece 0 (its header is piece 0's, copied). Returns
+ * undefined, or the fault when the header makes no sense.
+ */
+export function offloadedPackets(buf: Buffer, n: number, scratch: Buffer, emit: (packet: Buffer, piece: number) => void): OffloadFault | undefined {
   if (n <= VNET_HDR_BYTES) return 'bad-vnet-header';
   const flags = buf[0];
   const gso = buf[1] & ~GSO_ECN;
@@ -95,7 +97,7 @@ export function offloadedPackets(buf: Buffer, n: number, scratch: Buffer, emit: 
       pkt[at] = c >> 8;
       pkt[at + 1] = c & 0xff;
     }
-    emit(pkt);
+    emit(pkt, 0);
     return undefined;
   }
   if (gso !== GSO_TCPV4 && gso !== GSO_TCPV6) return 'bad-vnet-header';
@@ -144,7 +146,7 @@ export function offloadedPackets(buf: Buffer, n: number, scratch: Buffer, emit: 
     const c = ~onesSumWords(words, seg, tcpAt, head + take, pseudo) & 0xffff;
     seg[tcpAt + 16] = c >> 8;
     seg[tcpAt + 17] = c & 0xff;
-    emit(seg);
+    emit(seg, i);
   }
   return undefined;
 }

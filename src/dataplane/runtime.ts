@@ -51,7 +51,7 @@ import { TunCoalescer, VNET_HDR_BYTES, offloadedPackets } from './gso.js';
 import { rcv, type RcvOptions } from './rcv.js';
 import { openTun, type TunDevice } from './tun.js';
 import { WarmPaths } from './warmup.js';
-import { xmit } from './xmit.js';
+import { FIRST_PIECE, NEXT_PIECE, xmit, type XmitOptions } from './xmit.js';
 
 const IPPROTO_RAW = 255;
 
@@ -345,11 +345,12 @@ export class DataplaneRuntime {
     return true;
   }
 
-  private readonly sendOne = (packet: Buffer): void => this.send(packet);
+  /** A piece of an offloaded read; the pieces after the first take the first one's route (XmitOptions.sameFlow). */
+  private readonly sendOne = (packet: Buffer, piece: number): void => this.send(packet, piece === 0 ? FIRST_PIECE : NEXT_PIECE);
 
   /** One packet through the outbound path, and onto its carrier. */
-  private send(packet: Uint8Array): void {
-    const r = xmit(this.engine, packet);
+  private send(packet: Uint8Array, opts: XmitOptions = FIRST_PIECE): void {
+    const r = xmit(this.engine, packet, opts);
     if (r.ok) {
       if (r.action === 'pass') {
         this.sendClear(r.out.packet);

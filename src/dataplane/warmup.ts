@@ -38,7 +38,7 @@ import { Carrier } from './carrier.js';
 import { TunCoalescer, VNET_HDR_BYTES, offloadedPackets } from './gso.js';
 import { buildIPv4Header, internetChecksum, onesSum } from './packet.js';
 import { rcv, type RcvOptions } from './rcv.js';
-import { xmit } from './xmit.js';
+import { FIRST_PIECE, NEXT_PIECE, xmit } from './xmit.js';
 
 /** The private tunnels' ends, on the loopback network (the private carrier sends from WEST to EAST). */
 const WEST = '127.0.0.1';
@@ -174,8 +174,8 @@ export class WarmPaths {
     this.carrier.close();
   }
 
-  private readonly send = (p: Buffer): void => {
-    const x = xmit(this.west, p);
+  private readonly send = (p: Buffer, piece = 0): void => {
+    const x = xmit(this.west, p, piece === 0 ? FIRST_PIECE : NEXT_PIECE);
     if (x.ok && x.action !== 'pass') this.carrier.queue(x.out.packet, x.out.natTPort);
   };
 

@@ -81,7 +81,26 @@ export type XmitResult =
 export interface XmitOptions extends PathOptions {
   /** %reject: the ICMP's source address (default: the packet's destination). */
   icmpSource?: Uint8Array;
+  /**
+   * The packet is the next piece of the one xmit took just before, cut from the same
+   * offloaded read (the same addresses, protocol and ports: gso.ts's offloadedPackets):
+   * the eroute and SA found for that one are taken again unless the SA table changed
+   * since, as a packet's route is found once per super-segment before it is cut (Linux
+   * looks its policy up once per GSO skb). The eroute still counts each packet.
+   */
+  sameFlow?: boolean;
 }
+
+/** xmit's options for a packet read whole or the first piece of an offloaded read, and for the pieces after it (the runtime's, and its warm-up's: one shape). */
+export const FIRST_PIECE: XmitOptions = { sameFlow: false };
+export const NEXT_PIECE: XmitOptions = { sameFlow: true };
+
+/**
+ * The eroute and first SA the last packet routed to an SA took, while the SA table is
+ * at `version` (see XmitOptions.sameFlow): set by each packet that is not sameFlow,
+ * emptied first, so a piece never takes another flow's route.
+ */
+const lastRoute = { engine: undefined as Engine | undefined, version: -1, eroute: undefined as Eroute | undefined, sa: undefined as SA | undefined };
 
 type Fail = Extract<XmitResult, { ok: false }>;
 
@@ -132,20 +151,39 @@ export function selectorText(sel: Selector): { family: number; src: string; dst:
 }
 
 function route(engine: Engine, packet: Uint8Array, opts: XmitOptions): XmitResult {
-  const s = selectorOf(packet);
-  if (!s.ok) return fail(s.reason);
-  const eroute = opts.dryRun ? engine.spd.lookup(s.selector) : engine.route(s.selector);
-  opts.trace?.({ step: 'eroute', eroute: eroute ? formatEroute(eroute) : null });
-  if (!eroute) return fail('no-eroute');
-  if (eroute.policy !== undefined && hasTemplates(eroute)) return templated(engine, eroute, s.selector, packet, opts);
-  if (eroute.said.proto === IPPROTO_INT) return shunt(engine, eroute, s.selector, packet, opts);
-  const sa = engine.sadb.get(eroute.said);
-  if (!sa || sa.state === SADB_SASTATE_LARVAL) return fail('no-eroute-sa', { eroute });
-  if (!protectedChainIntact(eroute, sa, opts.dryRun === true)) return fail('no-eroute-sa', { eroute });
+  const last = lastRoute;
+  let eroute: Eroute;
+  let sa: SA;
+  // (The packet as selectorOf parsed it, until a step changes it.)
+  let parsed: IpPacket | undefined;
+  if (opts.sameFlow === true && last.engine === engine && last.version === engine.sadb.version && !opts.dryRun && !opts.trace) {
+    eroute = last.eroute!;
+    sa = last.sa!;
+    engine.spd.used(eroute);
+  } else {
+    last.engine = undefined;
+    const s = selectorOf(packet);
+    if (!s.ok) return fail(s.reason);
+    const e = opts.dryRun ? engine.spd.lookup(s.selector) : engine.route(s.selector);
+    opts.trace?.({ step: 'eroute', eroute: e ? formatEroute(e) : null });
+    if (!e) return fail('no-eroute');
+    eroute = e;
+    if (eroute.policy !== undefined && hasTemplates(eroute)) return templated(engine, eroute, s.selector, packet, opts);
+    if (eroute.said.proto === IPPROTO_INT) return shunt(engine, eroute, s.selector, packet, opts);
+    const found = engine.sadb.get(eroute.said);
+    if (!found || found.state === SADB_SASTATE_LARVAL) return fail('no-eroute-sa', { eroute });
+    if (!protectedChainIntact(eroute, found, opts.dryRun === true)) return fail('no-eroute-sa', { eroute });
+    sa = found;
+    parsed = s.ip;
+    if (!opts.dryRun && !opts.trace) {
+      last.engine = engine;
+      last.version = engine.sadb.version;
+      last.eroute = eroute;
+      last.sa = sa;
+    }
+  }
   const sas: Said[] = [];
   let pkt: Buffer = Buffer.from(packet.buffer, packet.byteOffset, packet.byteLength);
-  // (The packet as selectorOf parsed it, until a step changes it.)
-  let parsed: IpPacket | undefined = s.ip;
   let natTPort: number | undefined;
   for (let x: SA | undefined = sa; x; x = x.next) {
     const esp: SA | undefined = opts.trace ? undefined : fusableEsp(x);

@@ -689,9 +689,14 @@ export class ErouteTable {
   match(pkt: PacketSelector): Eroute | undefined {
     const slot = this.find(pkt);
     if (slot === undefined) return undefined;
-    slot.e.packets++;
-    slot.e.lastUsed = this.clock();
+    this.used(slot.e);
     return slot.e;
+  }
+
+  /** Count a packet routed by `e` (what match() does for the eroute it finds): for a caller that found `e` for the same flow just before. */
+  used(e: Eroute): void {
+    e.packets++;
+    e.lastUsed = this.clock();
   }
 
   /**
