@@ -20,7 +20,7 @@ import { drop, type Result } from './drop.js';
 import { ipipHeaderLength, ipipProtocol, writeIpipHeader, type IpipOptions } from './ipip.js';
 import {
   IP_MAXPACKET, IPPROTO_HOPOPTS, IPPROTO_IPV6, IPPROTO_NONE, IPV6_HEADER_BYTES, asBuffer, assemble, finishPacket,
-  insertionPoint, locateInbound, packetBuffer, parseIp, parseIpBuffer, slice, sourceIs, type HeaderPosition, type IpPacket,
+  finishInPlace, insertionPoint, locateInbound, packetBuffer, parseIp, parseIpBuffer, slice, sourceIs, type HeaderPosition, type IpPacket,
 } from './packet.js';
 import type { ReplayGuard } from './replay.js';
 import { prepareSA, sendableSeq, type Mode, type PreparedSA, type TransformSA } from './sa.js';
@@ -322,7 +322,15 @@ export function espInputAt(sa: TransformSA, ip: IpPacket, at: HeaderPosition, op
     if ((inner.ip.version === 4) !== (nh === IPPROTO_IPIP)) return drop('bad-next-header');
     return { ok: true, packet: inner.ip.bytes, nextHeader: nh, seq, seqHi };
   }
-  const r = assemble(b.subarray(0, espOff), at.protocolField, nh, o.plain.subarray(0, o.end));
+  const plainAt = o.plain.byteOffset - b.byteOffset;
+  let r: Result<{ packet: Buffer }>;
+  if (opts.inPlace === true && o.plain.buffer === b.buffer && plainAt >= espOff && plainAt + o.end <= b.length) {
+    // The payload was decrypted where it lies: the headers move up to just before it (no copy of the payload).
+    b.copyWithin(plainAt - espOff, 0, espOff);
+    r = finishInPlace(slice(b, plainAt - espOff, plainAt + o.end), at.protocolField, nh);
+  } else {
+    r = assemble(b.subarray(0, espOff), at.protocolField, nh, o.plain.subarray(0, o.end));
+  }
   if (!r.ok) return r;
   return { ok: true, packet: r.packet, nextHeader: nh, seq, seqHi };
 }

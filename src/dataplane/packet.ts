@@ -483,6 +483,17 @@ export function finishPacket(out: Buffer, head: Uint8Array, protocolField: numbe
   const v6 = head[0] >> 4 === 6;
   if (out.length - (v6 ? IPV6_HEADER_BYTES : 0) > IP_MAXPACKET) return drop('too-big');
   out.set(head, 0);
+  return finishHeader(out, protocolField, protocol);
+}
+
+/** finishPacket for a packet whose head is in place already (moved there by the caller). */
+export function finishInPlace(out: Buffer, protocolField: number, protocol: number): Result<{ packet: Buffer }> {
+  if (out.length - (out[0] >> 4 === 6 ? IPV6_HEADER_BYTES : 0) > IP_MAXPACKET) return drop('too-big');
+  return finishHeader(out, protocolField, protocol);
+}
+
+function finishHeader(out: Buffer, protocolField: number, protocol: number): Result<{ packet: Buffer }> {
+  const v6 = out[0] >> 4 === 6;
   out[protocolField] = protocol;
   if (v6) out.writeUInt16BE(out.length - IPV6_HEADER_BYTES, 4);
   else {
