@@ -22,10 +22,11 @@ import { suite as spd } from './spd.bench.js';
 import { suite as engine } from './engine.bench.js';
 import { suite as daemon } from './daemon.bench.js';
 import { suite as dataplane } from './dataplane.bench.js';
+import { suite as route } from './route.bench.js';
 import { suite as abuse } from './abuse.js';
 
 /** Every suite, in the order they run. Add engine.bench.js, daemon.bench.js, … here. */
-export const SUITES: readonly Suite[] = [wire, spd, engine, daemon, dataplane, abuse];
+export const SUITES: readonly Suite[] = [wire, spd, engine, daemon, dataplane, route, abuse];
 
 interface Args {
   names: string[];

@@ -99,7 +99,7 @@ function tcpPacket(i: number, payload: number, seq: number): Buffer {
 }
 
 /** One TUN read of a TCP super-segment (virtio_net_hdr, GSO TCPV4) of `segments` × 1348 bytes. */
-function superSegment(i: number, segments: number): Buffer {
+export function superSegment(i: number, segments: number): Buffer {
   const p = tcpPacket(i, 1348 * segments, 0);
   const h = Buffer.alloc(VNET_HDR_BYTES);
   h[0] = 1;
@@ -109,6 +109,23 @@ function superSegment(i: number, segments: number): Buffer {
   h.writeUInt16LE(20, 6);
   h.writeUInt16LE(16, 8);
   return Buffer.concat([h, p]);
+}
+
+/**
+ * Two private engines, west (at 127.0.0.1) and east (at 127.0.0.2), with a tunnel per
+ * suite, random keys: suite i is tun 0x200+i and esp 0x100+i, west routing 10.1.i.0/24 to
+ * 10.2.i.0/24 through it (AES-GCM-128 is suite 0). What the warm-up's packets cross, and
+ * bench/route.bench.ts's.
+ */
+export function privateTunnels(): { west: Engine; east: Engine } {
+  const west = new Engine({ localAddresses: () => [WEST] });
+  const east = new Engine({ localAddresses: () => [EAST] });
+  SUITES.forEach((suite, i) => {
+    const keys = { enc: randomBytes(suite.encBits / 8), auth: randomBytes(Math.max(1, suite.authBits / 8)) };
+    install(west, i, suite, keys, true);
+    install(east, i, suite, keys, false);
+  });
+  return { west, east };
 }
 
 /** What of the runtime the warm-up copies: whether its TUN device gives offloaded reads. */
@@ -122,8 +139,8 @@ export interface WarmOptions {
  * close() closes the carrier's socket.
  */
 export class WarmPaths {
-  private readonly west = new Engine({ localAddresses: () => [WEST] });
-  private readonly east = new Engine({ localAddresses: () => [EAST] });
+  private readonly west: Engine;
+  private readonly east: Engine;
   // (Its options in the runtime's order, `private` included there: the same object shape.)
   private readonly carrier = new Carrier({ family: AF_INET, encap: 'udp', port: 0, batch: 16, slotBytes: 2048, socketBuffer: 1 << 20, private: true });
   /** The runtime's own rcv options, in the runtime's order (the same object shape). */
@@ -140,20 +157,18 @@ export class WarmPaths {
   constructor(private readonly o: WarmOptions = { offload: true }) {
     this.rcvOptions = { natTPort: this.carrier.port, udpCarrier: true, inPlace: true };
     try {
-      this.installSuites();
+      ({ west: this.west, east: this.east } = privateTunnels());
     } catch (e) {
       this.carrier.close();
       throw e;
     }
+    this.makePackets();
   }
 
-  /** Each suite's tunnel on both engines, and its packets. */
-  private installSuites(): void {
+  /** Each suite's packets. */
+  private makePackets(): void {
     const o = this.o;
-    SUITES.forEach((suite, i) => {
-      const keys = { enc: randomBytes(suite.encBits / 8), auth: randomBytes(Math.max(1, suite.authBits / 8)) };
-      install(this.west, i, suite, keys, true);
-      install(this.east, i, suite, keys, false);
+    SUITES.forEach((_, i) => {
       const ack = tcpPacket(i, 0, 1);
       if (o.offload) {
         this.windows.push([superSegment(i, 8)]);
