@@ -121,7 +121,8 @@ export function offloadedPackets(buf: Buffer, n: number, scratch: Buffer, emit: 
     const take = Math.min(gsoSize, payload - off);
     const last = i === pieces - 1;
     const seg = scratch.subarray(0, head + take);
-    pkt.copy(seg, 0, 0, head);
+    // (The headers once: every field that differs between pieces is written below for each.)
+    if (i === 0) pkt.copy(seg, 0, 0, head);
     pkt.copy(seg, head, head + off, head + off + take);
     if (v4) {
       seg.writeUInt16BE(head + take, 2);
