@@ -32,6 +32,8 @@ export interface SaCipher {
    * against `aad` and the ciphertext: undefined when it fails.
    */
   decrypt(src: Buffer, off: number, len: number, iv: Buffer, aad: Buffer | undefined, tagOff: number, inPlace?: boolean): Buffer | undefined;
+  /** Whether decrypt with `inPlace` gives the plaintext over the ciphertext (src[off, off + len)). */
+  readonly decryptsInPlace: boolean;
 }
 
 /** One SA's HMAC, truncated to the algorithm's ICV length. */
@@ -54,6 +56,7 @@ export type EspCryptoName = 'node' | 'evp';
 // ---------- node:crypto ----------
 
 class NodeCipher implements SaCipher {
+  readonly decryptsInPlace = false;
   readonly #name: string;
   readonly #key: KeyObject;
   readonly #gcm: boolean;

@@ -171,9 +171,10 @@ export function espSeal(sa: TransformSA, input: EspSealInput): Result<{ esp: Buf
 
 /**
  * Verify and decrypt the ESP at b[espOff, b.length): the plaintext (a new buffer; with
- * NULL encryption a view into b) with the payload in plain[0, end).
+ * NULL encryption, or decrypted in place, a view into b, starting at b[at]; at is -1
+ * otherwise) with the payload in plain[0, end).
  */
-function open(sa: TransformSA, b: Buffer, espOff: number, seqHi: number, inPlace = false): Result<{ plain: Buffer; end: number; nextHeader: number }> {
+function open(sa: TransformSA, b: Buffer, espOff: number, seqHi: number, inPlace = false): Result<{ plain: Buffer; at: number; end: number; nextHeader: number }> {
   const pr = prepareSA(sa);
   if (!pr.ok) return pr;
   const p = pr.prepared;
@@ -189,11 +190,13 @@ function open(sa: TransformSA, b: Buffer, espOff: number, seqHi: number, inPlace
 
   if (p.mac && !p.mac.verify(b, espOff, icvOff, sa.esn ? seqHi : undefined)) return drop('icv');
   let plain: Buffer;
+  let at = ctOff;
   if (p.cipher) {
     const aad = enc.mode === 'gcm' ? gcmAad(b, espOff, sa.esn === true, seqHi) : undefined;
     const d = p.cipher.decrypt(b, ctOff, ctLen, cipherIv(p, b, ivOff), aad, icvOff, inPlace);
     if (!d) return drop('icv');
     plain = d;
+    if (!inPlace || !p.cipher.decryptsInPlace) at = -1;
   } else plain = slice(b, ctOff, icvOff);
 
   const padLen = plain[ctLen - 2];
@@ -202,7 +205,7 @@ function open(sa: TransformSA, b: Buffer, espOff: number, seqHi: number, inPlace
   if (end < 0) return drop('bad-padding');
   for (let i = 0; i < padLen; i++) if (plain[end + i] !== i + 1) return drop('bad-padding');
   if (nextHeader === IPPROTO_NONE) return drop('dummy');
-  return { ok: true, plain, end, nextHeader };
+  return { ok: true, plain, at, end, nextHeader };
 }
 
 /**
@@ -322,9 +325,9 @@ export function espInputAt(sa: TransformSA, ip: IpPacket, at: HeaderPosition, op
     if ((inner.ip.version === 4) !== (nh === IPPROTO_IPIP)) return drop('bad-next-header');
     return { ok: true, packet: inner.ip.bytes, nextHeader: nh, seq, seqHi };
   }
-  const plainAt = o.plain.byteOffset - b.byteOffset;
+  const plainAt = o.at;
   let r: Result<{ packet: Buffer }>;
-  if (opts.inPlace === true && o.plain.buffer === b.buffer && plainAt >= espOff && plainAt + o.end <= b.length) {
+  if (opts.inPlace === true && plainAt >= espOff) {
     // The payload was decrypted where it lies: the headers move up to just before it (no copy of the payload).
     b.copyWithin(plainAt - espOff, 0, espOff);
     r = finishInPlace(slice(b, plainAt - espOff, plainAt + o.end), at.protocolField, nh);

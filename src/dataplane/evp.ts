@@ -198,6 +198,7 @@ class AddressMemo {
 }
 
 class EvpCipher implements SaCipher {
+  readonly decryptsInPlace = true;
   readonly #e: Evp;
   readonly #gcm: boolean;
   readonly #tagBytes: number;

@@ -56,22 +56,6 @@ function sameBytes(a: Uint8Array, ao: number, b: Uint8Array, bo: number, n: numb
   return true;
 }
 
-/** The word view of the memory the last packet checked lies in (the runtime's receive slots: a few buffers, one at a time). */
-let sumMemory: ArrayBufferLike | undefined;
-let sumBytes: Uint8Array = new Uint8Array(0);
-let sumWords: Uint32Array = new Uint32Array(0);
-
-/** onesSumWords over p[start, end), read a word at a time where p lies (no copy to an aligned buffer). */
-function onesSumIn(p: Buffer, start: number, end: number, seed: number): number {
-  const m = p.buffer;
-  if (m !== sumMemory) {
-    sumMemory = m;
-    sumBytes = new Uint8Array(m);
-    sumWords = new Uint32Array(m, 0, m.byteLength >> 2);
-  }
-  return onesSumWords(sumWords, sumBytes, p.byteOffset + start, p.byteOffset + end, seed);
-}
-
 /**
  * The packets in one read from an offloading TUN device (`buf[0, n)`, the virtio_net_hdr
  * first), each handed to `emit` (a view into `buf` or into `scratch`, valid only during
@@ -160,8 +144,11 @@ export function offloadedPackets(buf: Buffer, n: number, scratch: Buffer, emit: 
  * own buffer (header included) of the given length.
  */
 export class TunCoalescer {
-  /** The virtio_net_hdr, then the held super-segment. */
-  private readonly held = Buffer.alloc(VNET_HDR_BYTES + MAX_IP_BYTES + 40);
+  /** The virtio_net_hdr, then the held super-segment; a segment is checked once it is copied in, a word at a time. */
+  private readonly held = Buffer.allocUnsafeSlow(VNET_HDR_BYTES + MAX_IP_BYTES + 40);
+  private readonly heldWords = wordsOf(this.held);
+  /** The last segment segmentAt took: the sum of its pseudo-header and TCP header (its payload's is added from held). */
+  private headSum = 0;
   /** Bytes of IP packet held (0: none), segments in it, and the first one's geometry. */
   private len = 0;
   private count = 0;
@@ -189,7 +176,14 @@ export class TunCoalescer {
     const payload = p.length - at - tcpLen;
     const psh = (p[at + 13] & TCP_PSH) !== 0;
     if (this.count > 0 && this.follows(p, at, tcpLen, payload)) {
-      p.copy(this.held, VNET_HDR_BYTES + this.len, at + tcpLen);
+      // The payload goes behind the run, and counts only if its checksum holds there.
+      const tail = VNET_HDR_BYTES + this.len;
+      p.copy(this.held, tail, at + tcpLen);
+      if (!this.checksumHolds(tail, tail + payload)) {
+        this.flush();
+        this.writeWhole(p);
+        return;
+      }
       this.len += payload;
       this.count++;
       this.merged++;
@@ -204,6 +198,10 @@ export class TunCoalescer {
       return;
     }
     p.copy(this.held, VNET_HDR_BYTES);
+    if (!this.checksumHolds(VNET_HDR_BYTES + at + tcpLen, VNET_HDR_BYTES + p.length)) {
+      this.writeWhole(p);
+      return;
+    }
     this.len = p.length;
     this.count = 1;
     this.v4 = p[0] >> 4 === 4;
@@ -248,10 +246,15 @@ export class TunCoalescer {
     this.count = 0;
   }
 
+  /** Whether the payload copied to held[start, end) and the last segment's headers (headSum) make a correct TCP checksum. */
+  private checksumHolds(start: number, end: number): boolean {
+    return onesSumWords(this.heldWords, this.held, start, end, this.headSum) === 0xffff;
+  }
+
   /**
-   * Where the TCP header of a mergeable segment starts, or -1: IPv4 without options or
-   * fragments, or IPv6 with TCP next; ACK set and only PSH beside it; some payload; a
-   * correct TCP checksum.
+   * Where the TCP header of a segment that may be merged starts, or -1: IPv4 without
+   * options or fragments, or IPv6 with TCP next; ACK set and only PSH beside it; some
+   * payload (its checksum is checked as it is copied in: checksumHolds).
    */
   private segmentAt(p: Buffer): number {
     if (p.length < 41) return -1;
@@ -272,7 +275,8 @@ export class TunCoalescer {
     const tcpLen = (p[at + 12] >> 4) * 4;
     if (tcpLen < 20 || p.length <= at + tcpLen) return -1;
     if ((p[at + 13] & ~TCP_PSH) !== TCP_ACK) return -1;
-    return onesSumIn(p, at, p.length, pseudo) === 0xffff ? at : -1;
+    this.headSum = onesSum(p, at, at + tcpLen, pseudo);
+    return at;
   }
 
   /** Whether segment p (TCP at `at`) continues the held one. */
