@@ -49,7 +49,7 @@ import { ipipEncap, ipipHeaderLength } from './ipip.js';
 import { ipcompCompress } from './ipcomp.js';
 import { nattEncap } from './natt.js';
 import {
-  dstText, IPPROTO_ICMP, IPPROTO_ICMPV6, IPV6_HEADER_BYTES, buildIPv4Header, buildIPv6Header, internetChecksum,
+  asBuffer, dstText, IPPROTO_ICMP, IPPROTO_ICMPV6, IPV6_HEADER_BYTES, buildIPv4Header, buildIPv6Header, internetChecksum,
   parseIp, pseudoHeaderSum, selectorOf, upperLayer, type IpPacket, type Selector,
 } from './packet.js';
 import { runtimeOf } from './sa-adapter.js';
@@ -183,7 +183,7 @@ function route(engine: Engine, packet: Uint8Array, opts: XmitOptions): XmitResul
     }
   }
   const sas: Said[] = [];
-  let pkt: Buffer = Buffer.from(packet.buffer, packet.byteOffset, packet.byteLength);
+  let pkt: Buffer = asBuffer(packet);
   let natTPort: number | undefined;
   for (let x: SA | undefined = sa; x; x = x.next) {
     const esp: SA | undefined = opts.trace ? undefined : fusableEsp(x);
@@ -234,7 +234,7 @@ function templated(engine: Engine, eroute: Eroute, sel: Selector, packet: Uint8A
     return fail(r.reason, r.acquireSeq !== undefined ? { eroute, acquireSeq: r.acquireSeq } : { eroute });
   }
   const sas: Said[] = [];
-  let pkt: Buffer = Buffer.from(packet.buffer, packet.byteOffset, packet.byteLength);
+  let pkt: Buffer = asBuffer(packet);
   let natTPort: number | undefined;
   for (const x of r.sas) {
     const a = apply(x, pkt, opts.dryRun === true);
