@@ -10,7 +10,7 @@ import { AF_INET, AF_INET6, IPPROTO_AH, IPPROTO_ESP, IPPROTO_INT, SPI_PASS } fro
 import { ErouteTable, type PacketSelector } from '../src/spd/eroute-table.js';
 import {
   IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP, IP_DF,
-  IP_MF, assemble, buildIPv4Header, buildIPv6Header, findHeader, insertionPoint, internetChecksum, parseIp,
+  IP_MF, assemble, buildIPv4Header, buildIPv6Header, findHeader, insertionPoint, internetChecksum, movedIp, parseIp,
   refreshIPv4Checksum, selectorOf, trafficClassOf, type Selector,
 } from '../src/dataplane/index.js';
 import { addr, bytes, hex, icmpEcho, ipv4, ipv6, optionsHeader, routingHeader, tcp, udp } from './dataplane-helpers.js';
@@ -163,4 +163,37 @@ test('a selector is what src/spd looks eroutes up with', () => {
   assert.ok(table.lookup(key));
   const miss = selectorOf(ipv4({ src: '10.3.9.9', dst: '10.2.3.4', payload: tcp(5, 6, bytes(1)) }));
   assert.ok(miss.ok && !table.lookup(miss.selector));
+});
+
+test('movedIp gives what parseIp gives for a packet whose header was moved and rewritten in place (NAT-T\'s and ESP\'s in-place steps)', () => {
+  const data = Buffer.alloc(40, 7);
+  for (const original of [
+    ipv4({ proto: IPPROTO_UDP, ttl: 17, flags: IP_DF, payload: udp(4500, 4500, data) }),
+    ipv4({ proto: IPPROTO_UDP, options: Buffer.from([1, 1, 1, 0]), payload: udp(4500, 4500, data) }),
+    ipv6({ nh: IPPROTO_UDP, hlim: 9, payload: udp(4500, 4500, data) }),
+  ]) {
+    const before = parseIp(original);
+    assert.ok(before.ok);
+    // As nattDecapAt does in place: the header moves up over the 8 UDP bytes, names ESP, and has its lengths (and checksum) set again.
+    const v4 = original[0] >> 4 === 4;
+    const hl = before.ip.headerLength;
+    original.copyWithin(8, 0, hl);
+    const q = original.subarray(8);
+    q[v4 ? 9 : 6] = IPPROTO_ESP;
+    if (v4) {
+      q.writeUInt16BE(q.length, 2);
+      refreshIPv4Checksum(q);
+    } else {
+      q.writeUInt16BE(q.length - 40, 4);
+    }
+    const fresh = parseIp(q);
+    assert.ok(fresh.ok);
+    const moved = movedIp(before.ip, q);
+    for (const k of ['version', 'headerLength', 'protocol', 'ttl', 'fragmentOffset', 'moreFragments', 'dontFragment'] as const) {
+      assert.equal(moved[k], fresh.ip[k], k);
+    }
+    assert.deepEqual(moved.bytes, fresh.ip.bytes);
+    assert.deepEqual(moved.src, fresh.ip.src);
+    assert.deepEqual(moved.dst, fresh.ip.dst);
+  }
 });

@@ -20,7 +20,7 @@ import { drop, type Result } from './drop.js';
 import { ipipHeaderLength, ipipProtocol, writeIpipHeader, type IpipOptions } from './ipip.js';
 import {
   IP_MAXPACKET, IPPROTO_HOPOPTS, IPPROTO_IPV6, IPPROTO_NONE, IPV6_HEADER_BYTES, asBuffer, assemble, finishPacket,
-  finishInPlace, insertionPoint, locateInbound, packetBuffer, parseIp, parseIpBuffer, slice, sourceIs, type HeaderPosition, type IpPacket,
+  finishInPlace, insertionPoint, locateInbound, movedIp, packetBuffer, parseIp, parseIpBuffer, slice, sourceIs, type HeaderPosition, type IpPacket,
 } from './packet.js';
 import type { ReplayGuard } from './replay.js';
 import { prepareSA, sendableSeq, type Mode, type PreparedSA, type TransformSA } from './sa.js';
@@ -287,6 +287,8 @@ export interface EspInputOptions {
 export interface EspInputResult {
   /** Transport: the packet without ESP; tunnel: the inner packet (with NULL encryption, a view into the input). */
   packet: Buffer;
+  /** The packet parsed, when the transport step worked in place. */
+  ip?: IpPacket;
   nextHeader: number;
   seq: number;
   seqHi: number;
@@ -326,14 +328,14 @@ export function espInputAt(sa: TransformSA, ip: IpPacket, at: HeaderPosition, op
     return { ok: true, packet: inner.ip.bytes, nextHeader: nh, seq, seqHi };
   }
   const plainAt = o.at;
-  let r: Result<{ packet: Buffer }>;
   if (opts.inPlace === true && plainAt >= espOff) {
     // The payload was decrypted where it lies: the headers move up to just before it (no copy of the payload).
     b.copyWithin(plainAt - espOff, 0, espOff);
-    r = finishInPlace(slice(b, plainAt - espOff, plainAt + o.end), at.protocolField, nh);
-  } else {
-    r = assemble(b.subarray(0, espOff), at.protocolField, nh, o.plain.subarray(0, o.end));
+    const moved = finishInPlace(slice(b, plainAt - espOff, plainAt + o.end), at.protocolField, nh);
+    if (!moved.ok) return moved;
+    return { ok: true, packet: moved.packet, ip: movedIp(ip, moved.packet), nextHeader: nh, seq, seqHi };
   }
+  const r = assemble(b.subarray(0, espOff), at.protocolField, nh, o.plain.subarray(0, o.end));
   if (!r.ok) return r;
   return { ok: true, packet: r.packet, nextHeader: nh, seq, seqHi };
 }

@@ -13,7 +13,7 @@
 import { ESPINUDP_WITH_NON_IKE, IPPROTO_ESP } from '../wire/constants.js';
 import { drop, type Result } from './drop.js';
 import {
-  IPPROTO_UDP, IPV6_HEADER_BYTES, assemble, type HeaderPosition, type IpPacket, findHeader, locateInbound, internetChecksum, parseIp, pseudoHeaderSum,
+  IPPROTO_UDP, IPV6_HEADER_BYTES, assemble, movedIp, type HeaderPosition, type IpPacket, findHeader, locateInbound, internetChecksum, parseIp, pseudoHeaderSum,
   refreshIPv4Checksum, refreshTransportChecksum,
 } from './packet.js';
 import { DEFAULT_NATT, type TransformSA } from './sa.js';
@@ -56,7 +56,7 @@ export function nattEncap(sa: TransformSA, packet: Uint8Array): Result<{ packet:
 
 /** What arrived on a NAT-T port, with the UDP ports it came from and to. */
 export type NattInbound =
-  | { kind: 'esp'; packet: Buffer; sport: number; dport: number }
+  | { kind: 'esp'; packet: Buffer; sport: number; dport: number; /** The packet parsed, when the step worked in place. */ ip?: IpPacket }
   | { kind: 'ike'; message: Buffer; sport: number; dport: number }
   | { kind: 'keepalive'; sport: number; dport: number };
 
@@ -103,7 +103,7 @@ export function nattDecapAt(ip: IpPacket, at: HeaderPosition, type: number, inPl
     } else {
       q.writeUInt16BE(q.length - IPV6_HEADER_BYTES, 4);
     }
-    return { ok: true, kind: 'esp', packet: q, sport, dport };
+    return { ok: true, kind: 'esp', packet: q, sport, dport, ip: movedIp(ip, q) };
   }
   const r = assemble(b.subarray(0, off), at.protocolField, IPPROTO_ESP, esp);
   if (!r.ok) return r;

@@ -226,6 +226,20 @@ export function parseIpBuffer(b: Buffer, length: number): Result<{ ip: IpPacket 
   return drop('bad-ip-header');
 }
 
+/**
+ * parseIp of `bytes`, a whole packet whose IP header is `ip`'s own, moved to its start by
+ * the caller with the protocol byte, lengths and IPv4 checksum set again (NAT-T's and
+ * ESP's in-place steps): the same answer, without reading the header again.
+ */
+export function movedIp(ip: IpPacket, bytes: Buffer): IpPacket {
+  return new ParsedIp(ip.version, bytes, ip.headerLength, bytes[ip.version === 4 ? 9 : 6], ip.ttl, ip.fragmentOffset, ip.moreFragments, ip.dontFragment);
+}
+
+/** The destination address of a packet this host built (its header known good) as text, through the cache as dstText. */
+export function builtDstText(b: Uint8Array): string {
+  return b[0] >> 4 === 4 ? formatIPv4Cached(b, 16) : formatIPv6(b, 24);
+}
+
 /** The packet's source address as text (IPv4 through the formatting cache: a path asks once per packet, mostly about a few peers). */
 export function srcText(ip: IpPacket): string {
   return ip.version === 4 ? formatIPv4Cached(ip.bytes, 12) : formatIPv6(ip.bytes, 8);

@@ -166,10 +166,13 @@ function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opt
     trace?.({ step: 'natt', kind: d.kind, sport: d.sport, dport: d.dport });
     if (d.kind !== 'esp') return { ok: true, kind: d.kind, packet: pkt };
     natt = from ?? { addr: srcText(ip), port: d.sport };
-    const p = parseIp(d.packet);
-    if (!p.ok) return p;
-    pkt = p.ip.bytes;
-    ip = p.ip;
+    if (d.ip) ip = d.ip;
+    else {
+      const p = parseIp(d.packet);
+      if (!p.ok) return p;
+      ip = p.ip;
+    }
+    pkt = ip.bytes;
     nh = nextHeader(ip);
   }
   if (!nh || nh.protocol === IPPROTO_UDP || nh.protocol === IPPROTO_IPIP || nh.protocol === IPPROTO_IPV6) {
@@ -212,10 +215,13 @@ function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opt
       if (!opts.dryRun) engine.countTraffic(sa.said, arrived, 1);
       sas.push(sa.said);
       prev = sa;
-      const p = parseIp(r.packet);
-      if (!p.ok) return p;
-      pkt = p.ip.bytes;
-      ip = p.ip;
+      if (r.ip) ip = r.ip;
+      else {
+        const p = parseIp(r.packet);
+        if (!p.ok) return p;
+        ip = p.ip;
+      }
+      pkt = ip.bytes;
       if (natt && r.nextHeader !== undefined && (r.nextHeader === IPPROTO_TCP || r.nextHeader === IPPROTO_UDP)) nattTransportFixup(pkt);
       trace?.({ step: 'decap', said: formatSaidOld(said), xform: xformName(sa), before: arrived, after: pkt.length, nextHeader: r.nextHeader ?? ip.protocol });
       nh = nextHeader(ip);
@@ -266,7 +272,7 @@ function spiAt(b: Buffer, proto: number, off: number): number | undefined {
 }
 
 /** One SA's decapsulation of `ip`, its header at `at`; `guard` stands in for the SA's replay window when tracing. */
-function decap(sa: SA, ip: IpPacket, at: HeaderPosition, guard: ReplayGuard | undefined, inPlace: boolean): { ok: true; packet: Buffer; nextHeader?: number } | { ok: false; reason: PathDropReason } {
+function decap(sa: SA, ip: IpPacket, at: HeaderPosition, guard: ReplayGuard | undefined, inPlace: boolean): { ok: true; packet: Buffer; nextHeader?: number; ip?: IpPacket } | { ok: false; reason: PathDropReason } {
   const rt = runtimeOf(sa);
   const mode = sa.kame?.mode === IPSEC_MODE_TUNNEL ? 'tunnel' : 'transport';
   if (sa.kame !== undefined && sa.kame.mode === IPSEC_MODE_BEET) return { ok: false, reason: 'unsupported' };

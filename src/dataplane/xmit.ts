@@ -49,7 +49,7 @@ import { ipipEncap, ipipHeaderLength } from './ipip.js';
 import { ipcompCompress } from './ipcomp.js';
 import { nattEncap } from './natt.js';
 import {
-  asBuffer, dstText, IPPROTO_ICMP, IPPROTO_ICMPV6, IPV6_HEADER_BYTES, buildIPv4Header, buildIPv6Header, internetChecksum,
+  asBuffer, builtDstText, dstText, IPPROTO_ICMP, IPPROTO_ICMPV6, IPV6_HEADER_BYTES, buildIPv4Header, buildIPv6Header, internetChecksum,
   parseIp, pseudoHeaderSum, selectorOf, upperLayer, type IpPacket, type Selector,
 } from './packet.js';
 import { runtimeOf } from './sa-adapter.js';
@@ -185,6 +185,8 @@ function route(engine: Engine, packet: Uint8Array, opts: XmitOptions): XmitResul
   const sas: Said[] = [];
   let pkt: Buffer = asBuffer(packet);
   let natTPort: number | undefined;
+  // (Whether pkt is what the tun + esp step built, its header known good.)
+  let built = false;
   for (let x: SA | undefined = sa; x; x = x.next) {
     const esp: SA | undefined = opts.trace ? undefined : fusableEsp(x);
     if (esp) {
@@ -206,11 +208,13 @@ function route(engine: Engine, packet: Uint8Array, opts: XmitOptions): XmitResul
       }
       pkt = r.packet;
       parsed = undefined;
+      built = true;
       if (r.natTPort !== undefined) natTPort = r.natTPort;
       x = esp;
       continue;
     }
     parsed = undefined;
+    built = false;
     const r = apply(x, pkt, opts.dryRun === true);
     if (!r.ok) return fail(r.reason, { eroute, said: x.said });
     if (opts.trace) opts.trace(saStep(x, pkt.length, r, opts.dryRun === true));
@@ -219,9 +223,14 @@ function route(engine: Engine, packet: Uint8Array, opts: XmitOptions): XmitResul
     sas.push(x.said);
     if (!opts.dryRun) engine.countTraffic(x.said, pkt.length, 1);
   }
-  const p = parseIp(pkt);
-  if (!p.ok) return fail(p.reason, { eroute });
-  const out: OutPacket = { packet: pkt, dst: dstText(p.ip) };
+  let dst: string;
+  if (built) dst = builtDstText(pkt);
+  else {
+    const p = parseIp(pkt);
+    if (!p.ok) return fail(p.reason, { eroute });
+    dst = dstText(p.ip);
+  }
+  const out: OutPacket = { packet: pkt, dst };
   if (natTPort !== undefined) out.natTPort = natTPort;
   return { ok: true, action: 'ipsec', out, eroute, sas };
 }
