@@ -39,7 +39,7 @@ import {
 } from '../wire/index.js';
 import { addressBytes } from '../wire/sockaddr.js';
 import { countDrop, countersOf, type PathDropReason } from './counters.js';
-import { drop } from './drop.js';
+import { drop, type Drop } from './drop.js';
 import { espInputAt } from './esp.js';
 import { ahInput } from './ah.js';
 import { ipipDecap, ipipDecapAt } from './ipip.js';
@@ -89,6 +89,13 @@ const isIpsecProto = (p: number): boolean =>
 function nextHeader(ip: IpPacket): HeaderPosition | undefined {
   const r = firstHeader(ip);
   return r.ok && isIpsecProto(r.at.protocol) ? r.at : undefined;
+}
+
+/** The packet a step handed on, parsed: as the step parsed it (an in-place step that wrote the header), or now; or why it does not parse. */
+function handedOn(step: { packet: Buffer; ip?: IpPacket }): IpPacket | Drop {
+  if (step.ip) return step.ip;
+  const p = parseIp(step.packet);
+  return p.ok ? p.ip : p;
 }
 
 /** A fragment (the inbound transforms take whole packets only, as locateInbound refuses them). */
@@ -166,12 +173,9 @@ function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opt
     trace?.({ step: 'natt', kind: d.kind, sport: d.sport, dport: d.dport });
     if (d.kind !== 'esp') return { ok: true, kind: d.kind, packet: pkt };
     natt = from ?? { addr: srcText(ip), port: d.sport };
-    if (d.ip) ip = d.ip;
-    else {
-      const p = parseIp(d.packet);
-      if (!p.ok) return p;
-      ip = p.ip;
-    }
+    const q = handedOn(d);
+    if ('reason' in q) return q;
+    ip = q;
     pkt = ip.bytes;
     nh = nextHeader(ip);
   }
@@ -215,12 +219,9 @@ function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opt
       if (!opts.dryRun) engine.countTraffic(sa.said, arrived, 1);
       sas.push(sa.said);
       prev = sa;
-      if (r.ip) ip = r.ip;
-      else {
-        const p = parseIp(r.packet);
-        if (!p.ok) return p;
-        ip = p.ip;
-      }
+      const q = handedOn(r);
+      if ('reason' in q) return q;
+      ip = q;
       pkt = ip.bytes;
       if (natt && r.nextHeader !== undefined && (r.nextHeader === IPPROTO_TCP || r.nextHeader === IPPROTO_UDP)) nattTransportFixup(pkt);
       trace?.({ step: 'decap', said: formatSaidOld(said), xform: xformName(sa), before: arrived, after: pkt.length, nextHeader: r.nextHeader ?? ip.protocol });
