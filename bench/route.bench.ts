@@ -23,7 +23,7 @@ import { runtimeOf } from '../src/dataplane/sa-adapter.js';
 import { espCrypto, setEspCrypto } from '../src/dataplane/cipher.js';
 import { evpUnavailable } from '../src/dataplane/evp.js';
 import { privateTunnels, superSegment } from '../src/dataplane/warmup.js';
-import { FIRST_PIECE, NEXT_PIECE, xmit } from '../src/dataplane/xmit.js';
+import { pieceOptions, xmit } from '../src/dataplane/xmit.js';
 import { IPPROTO_ESP } from '../src/wire/index.js';
 import { allocationPerOp, interleave, pairedExtra, runAloneIfMain, type BatchTask, type ResultRow, type Suite } from './harness.js';
 
@@ -53,7 +53,7 @@ export const suite: Suite = {
     const gro = new TunCoalescer(() => { written++; }, () => { written++; });
     // One segment: out through west, into a slot as the carrier lays a datagram out, in through east.
     const emit = (seg: Buffer, piece: number): void => {
-      const x = xmit(west, seg, piece === 0 ? FIRST_PIECE : NEXT_PIECE);
+      const x = xmit(west, seg, pieceOptions(piece));
       if (!x.ok || x.action !== 'ipsec') throw new Error(`route bench: xmit ${x.ok ? x.action : x.reason}`);
       const esp = x.out.packet.subarray(20);
       const at = (slot++ % SLOTS) * SLOT;

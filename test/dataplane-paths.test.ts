@@ -17,7 +17,7 @@ import {
   SADB_X_SATYPE_COMP, SADB_X_CALG_DEFLATE, IPPROTO_COMP, SADB_X_EALG_AES_GCM_ICV16,
 } from '../src/wire/index.js';
 import {
-  xmit, FIRST_PIECE, NEXT_PIECE, rcv, dataplaneCounters, buildIPv4Header, refreshTransportChecksum, parseIp, internetChecksum,
+  xmit, pieceOptions, rcv, dataplaneCounters, buildIPv4Header, refreshTransportChecksum, parseIp, internetChecksum,
   IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6, buildIPv6Header, pseudoHeaderSum, espInput, toTransformSA,
 } from '../src/dataplane/index.js';
 import { parseIPv6 } from '../src/wire/index.js';
@@ -554,7 +554,7 @@ test('the pieces of one offloaded read (sameFlow) take the first piece\'s route:
     return r.ok && r.kind === 'ipsec' ? `seq ${x.out.packet.readUInt32BE(24)} ${hex(r.packet) === hex(inner(0)) ? 'first' : 'later'}` : `rcv ${r.ok ? r.kind : r.reason}`;
   };
   const a = [0, 1, 2, 3, 4].map((i) => outcome(xmit(each.west.engine, inner(i)), each.east));
-  const b = [0, 1, 2, 3, 4].map((i) => outcome(xmit(pieces.west.engine, inner(i), i === 0 ? FIRST_PIECE : NEXT_PIECE), pieces.east));
+  const b = [0, 1, 2, 3, 4].map((i) => outcome(xmit(pieces.west.engine, inner(i), pieceOptions(i)), pieces.east));
   // The third packet reaches the hard limit: the ESP SA is gone, the fourth and fifth find no SA to send with.
   assert.deepEqual(a, ['seq 1 first', 'seq 2 later', 'seq 3 later', 'no-eroute-sa', 'no-eroute-sa']);
   assert.deepEqual(b, a);
@@ -565,9 +565,9 @@ test('the pieces of one offloaded read (sameFlow) take the first piece\'s route:
   // A first piece that finds no route leaves nothing for the pieces after it to take.
   const p = pair();
   espTunnel(p);
-  assert.ok(xmit(p.west.engine, inner(0), FIRST_PIECE).ok);
+  assert.ok(xmit(p.west.engine, inner(0), pieceOptions(0)).ok);
   const elsewhere = udpPacket('10.1.0.5', '10.9.0.7', 72);
-  assert.deepEqual(xmit(p.west.engine, elsewhere, FIRST_PIECE), { ok: false, reason: 'no-eroute' });
-  assert.deepEqual(xmit(p.west.engine, elsewhere, NEXT_PIECE), { ok: false, reason: 'no-eroute' });
+  assert.deepEqual(xmit(p.west.engine, elsewhere, pieceOptions(0)), { ok: false, reason: 'no-eroute' });
+  assert.deepEqual(xmit(p.west.engine, elsewhere, pieceOptions(1)), { ok: false, reason: 'no-eroute' });
   assert.equal([...p.west.engine.spd.entries()][0].packets, 1);
 });

@@ -19,8 +19,9 @@ import { IPPROTO_ESP, IPPROTO_IPIP } from '../wire/constants.js';
 import { drop, type Result } from './drop.js';
 import { ipipHeaderLength, ipipProtocol, writeIpipHeader, type IpipOptions } from './ipip.js';
 import {
-  IP_MAXPACKET, IPPROTO_HOPOPTS, IPPROTO_IPV6, IPPROTO_NONE, IPV6_HEADER_BYTES, asBuffer, assemble, finishPacket,
-  finishInPlace, insertionPoint, locateInbound, movedIp, packetBuffer, parseIp, parseIpBuffer, slice, sourceIs, type HeaderPosition, type IpPacket,
+  IP_MAXPACKET, IPPROTO_HOPOPTS, IPPROTO_IPV6, IPPROTO_NONE, IPV6_HEADER_BYTES, asBuffer, assemble, finishInPlace,
+  finishPacket, insertionPoint, locateInbound, movedIp, packetBuffer, parseIp, parseIpBuffer, slice, sourceIs,
+  type HeaderPosition, type IpPacket,
 } from './packet.js';
 import type { ReplayGuard } from './replay.js';
 import { prepareSA, sendableSeq, type Mode, type PreparedSA, type TransformSA } from './sa.js';

@@ -23,6 +23,7 @@
  * is written whole, behind an all-zero header.
  */
 
+import { sameBytes } from './algorithms.js';
 import { internetChecksum, onesSum, onesSumWords, wordsOf } from './packet.js';
 
 export const VNET_HDR_BYTES = 10;
@@ -48,12 +49,6 @@ function scratchWords(scratch: Buffer): Uint32Array {
   let w = scratchViews.get(scratch);
   if (!w) scratchViews.set(scratch, (w = wordsOf(scratch)));
   return w;
-}
-
-/** Whether a[ao, ao + n) and b[bo, bo + n) hold the same bytes (a few header bytes: cheaper than a native compare). */
-function sameBytes(a: Uint8Array, ao: number, b: Uint8Array, bo: number, n: number): boolean {
-  for (let i = 0; i < n; i++) if (a[ao + i] !== b[bo + i]) return false;
-  return true;
 }
 
 /**

@@ -13,8 +13,8 @@
 import { ESPINUDP_WITH_NON_IKE, IPPROTO_ESP } from '../wire/constants.js';
 import { drop, type Result } from './drop.js';
 import {
-  IPPROTO_UDP, IPV6_HEADER_BYTES, assemble, movedIp, type HeaderPosition, type IpPacket, findHeader, locateInbound, internetChecksum, parseIp, pseudoHeaderSum,
-  refreshIPv4Checksum, refreshTransportChecksum,
+  IPPROTO_UDP, IPV6_HEADER_BYTES, assemble, findHeader, internetChecksum, locateInbound, movedIp, parseIp, pseudoHeaderSum,
+  refreshIPv4Checksum, refreshTransportChecksum, type HeaderPosition, type IpPacket,
 } from './packet.js';
 import { DEFAULT_NATT, type TransformSA } from './sa.js';
 

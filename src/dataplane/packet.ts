@@ -247,7 +247,7 @@ export function srcText(ip: IpPacket): string {
 
 /** The packet's destination address as text (see srcText). */
 export function dstText(ip: IpPacket): string {
-  return ip.version === 4 ? formatIPv4Cached(ip.bytes, 16) : formatIPv6(ip.bytes, 24);
+  return builtDstText(ip.bytes);
 }
 
 /** Is the packet's source address `addr` (4 or 16 bytes)? Compares in place. */

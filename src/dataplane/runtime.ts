@@ -51,7 +51,7 @@ import { TunCoalescer, VNET_HDR_BYTES, offloadedPackets } from './gso.js';
 import { rcv, type RcvOptions } from './rcv.js';
 import { openTun, type TunDevice } from './tun.js';
 import { WarmPaths } from './warmup.js';
-import { FIRST_PIECE, NEXT_PIECE, xmit, type XmitOptions } from './xmit.js';
+import { pieceOptions, xmit } from './xmit.js';
 
 const IPPROTO_RAW = 255;
 
@@ -346,11 +346,11 @@ export class DataplaneRuntime {
   }
 
   /** A piece of an offloaded read; the pieces after the first take the first one's route (XmitOptions.sameFlow). */
-  private readonly sendOne = (packet: Buffer, piece: number): void => this.send(packet, piece === 0 ? FIRST_PIECE : NEXT_PIECE);
+  private readonly sendOne = (packet: Buffer, piece: number): void => this.send(packet, piece);
 
   /** One packet through the outbound path, and onto its carrier. */
-  private send(packet: Uint8Array, opts: XmitOptions = FIRST_PIECE): void {
-    const r = xmit(this.engine, packet, opts);
+  private send(packet: Uint8Array, piece = 0): void {
+    const r = xmit(this.engine, packet, pieceOptions(piece));
     if (r.ok) {
       if (r.action === 'pass') {
         this.sendClear(r.out.packet);

@@ -38,7 +38,7 @@ import { Carrier } from './carrier.js';
 import { TunCoalescer, VNET_HDR_BYTES, offloadedPackets } from './gso.js';
 import { buildIPv4Header, internetChecksum, onesSum } from './packet.js';
 import { rcv, type RcvOptions } from './rcv.js';
-import { FIRST_PIECE, NEXT_PIECE, xmit } from './xmit.js';
+import { pieceOptions, xmit } from './xmit.js';
 
 /** The private tunnels' ends, on the loopback network (the private carrier sends from WEST to EAST). */
 const WEST = '127.0.0.1';
@@ -134,9 +134,9 @@ export interface WarmOptions {
 }
 
 /**
- * Two private engines with a tunnel per suite, a private carrier that sends to itself over the loopback,
- * and the packets that cross: the warm-up at start (`run`) and the `tick` between packets.
- * close() closes the carrier's socket.
+ * Two private engines with a tunnel per suite (privateTunnels), a private carrier that
+ * sends to itself over the loopback, and the packets that cross: the warm-up at start
+ * (`run`) and the `tick` between packets. close() closes the carrier's socket.
  */
 export class WarmPaths {
   private readonly west: Engine;
@@ -190,7 +190,7 @@ export class WarmPaths {
   }
 
   private readonly send = (p: Buffer, piece = 0): void => {
-    const x = xmit(this.west, p, piece === 0 ? FIRST_PIECE : NEXT_PIECE);
+    const x = xmit(this.west, p, pieceOptions(piece));
     if (x.ok && x.action !== 'pass') this.carrier.queue(x.out.packet, x.out.natTPort);
   };
 

@@ -92,8 +92,13 @@ export interface XmitOptions extends PathOptions {
 }
 
 /** xmit's options for a packet read whole or the first piece of an offloaded read, and for the pieces after it (the runtime's, and its warm-up's: one shape). */
-export const FIRST_PIECE: XmitOptions = { sameFlow: false };
-export const NEXT_PIECE: XmitOptions = { sameFlow: true };
+const FIRST_PIECE: XmitOptions = { sameFlow: false };
+const NEXT_PIECE: XmitOptions = { sameFlow: true };
+
+/** xmit's options for piece `piece` of an offloaded read (gso.ts's offloadedPackets numbers them; a packet read whole is piece 0). */
+export function pieceOptions(piece: number): XmitOptions {
+  return piece === 0 ? FIRST_PIECE : NEXT_PIECE;
+}
 
 /**
  * The eroute and first SA the last packet routed to an SA took, while the SA table is
