@@ -131,3 +131,47 @@ test('SPIs at and above 2^31 and the same SPI under every protocol and destinati
   for (const [i, sa] of all.entries()) assert.equal(db.get(sa.said), i % 3 === 0 ? undefined : sa);
   assert.deepEqual([...db.values()], all.filter((_, i) => i % 3 !== 0));
 });
+
+test('stored SAs read back by key, as their SAID finds them, across removals and compactions', () => {
+  // Each stored request is 16 bytes: a header whose length field (8-byte units) says 2, and
+  // its SPI at bytes 8..11, so what readStored hands back can be told apart.
+  const request = (spi: number): Uint8Array => {
+    const b = new Uint8Array(16);
+    b[4] = 2;
+    new DataView(b.buffer).setUint32(8, spi);
+    return b;
+  };
+  const out = { bytes: new Uint8Array(0), at: 0, len: 0, satype: 0, addtime: 0, ref: 0, inbound: false };
+  fc.assert(
+    fc.property(fc.array(fc.record({ remove: fc.boolean(), spi: fc.integer({ min: 256, max: 400 }) }), { maxLength: 300 }), (ops) => {
+      const db = new Sadb();
+      const model = new Map<number, number>(); // spi -> key
+      const gone = new Set<number>();
+      const check = (spi: number) => {
+        const key = db.storedKey(50, spi, '192.0.2.1');
+        assert.equal(key, model.get(spi) ?? -1, `storedKey of SPI ${spi}`);
+        if (key < 0) return;
+        assert.ok(db.readStored(key, out), `readStored(${key})`);
+        assert.equal(out.len, 16);
+        assert.equal(new DataView(out.bytes.buffer, out.bytes.byteOffset).getUint32(out.at + 8), spi, `the request stored under key ${key}`);
+      };
+      for (const o of ops) {
+        const key = model.get(o.spi);
+        if (o.remove && key !== undefined) {
+          assert.ok(db.removeStored(key));
+          model.delete(o.spi);
+          gone.add(key);
+        } else if (!o.remove && key === undefined) {
+          db.insertStored(50, o.spi, '192.0.2.1', 3, request(o.spi), 0, 16, 0, 0, false, 0, 0);
+          db.flushStored();
+          model.set(o.spi, db.storedKey(50, o.spi, '192.0.2.1'));
+        }
+        // A removed key reads as nothing, before and after the live ones are read.
+        for (const k of gone) assert.equal(db.readStored(k, out), false, `removed key ${k}`);
+        check(o.spi);
+        for (const spi of model.keys()) check(spi);
+      }
+    }),
+    { numRuns: 200 },
+  );
+});

@@ -95,8 +95,10 @@ function writeLifetime(w: DataView, o: number, type: number, l: Float64Array): v
   w.setUint32(o, 5 | (type << 16), true);
   w.setUint32(o + 4, l[0], true);
   for (let i = 1; i <= 3; i++) {
-    w.setUint32(o + 8 * i, l[i] % TWO32, true);
-    w.setUint32(o + 8 * i + 4, Math.floor(l[i] / TWO32), true);
+    // Split without %, which on doubles is a call to fmod.
+    const hi = Math.floor(l[i] / TWO32);
+    w.setUint32(o + 8 * i, l[i] - hi * TWO32, true);
+    w.setUint32(o + 8 * i + 4, hi, true);
   }
   w.setUint32(o + 32, l[4], true);
   w.setUint32(o + 36, 0, true);
@@ -225,12 +227,16 @@ export function storedSaReply(sadb: Sadb, key: number, type: number, seq: number
   copyAddress(w, o, v, s.src);
   copyAddress(w, o + 24, v, s.dst);
   o += 48;
-  for (const k of [s.keyAuth, s.keyEncrypt]) {
-    const n = extLength(v, k);
-    for (let i = 0; i < n; i += 4) w.setUint32(o + i, v.getUint32(k + i, true), true);
-    o += n;
-  }
+  o = copyExt(w, o, v, s.keyAuth);
+  copyExt(w, o, v, s.keyEncrypt);
   return r.bytes;
+}
+
+/** The extension at `from` of `v` (none when -1) copied to byte `o` of `w`; returns the offset after it. */
+function copyExt(w: DataView, o: number, v: DataView, from: number): number {
+  const n = extLength(v, from);
+  for (let i = 0; i < n; i += 4) w.setUint32(o + i, v.getUint32(from + i, true), true);
+  return o + n;
 }
 
 /** [allocations, bytes, addtime, usetime, packets] of an unused SA's counters (addtime set per message). */

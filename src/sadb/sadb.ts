@@ -568,8 +568,9 @@ class ByteArena {
 
 /** A stored SA's length: its request's sadb_msg_len. */
 const recordLength = (arena: ByteArena, loc: number): number => {
-  const v = arena.view(loc, 6);
-  return (v[4] | (v[5] << 8)) * 8;
+  const c = arena.chunkOf(loc);
+  const at = loc % CHUNK;
+  return (c[at + 4] | (c[at + 5] << 8)) * 8;
 };
 
 /**
@@ -632,6 +633,8 @@ class SaTable {
   private nextSeq = 0;
   /** Bumped whenever list positions move (compaction). */
   private epoch = 0;
+  /** The list position positionOf or positionOfSaid found last: a hint, checked against seqs before use. */
+  private lastPosition = 0;
   /** Index slots: slot i is [2i] the SPI as int32, [2i+1] the list position or EMPTY (one cache line per probe). */
   private slots = SaTable.emptySlots(1024);
   private capacity = 1024;
@@ -668,7 +671,7 @@ class SaTable {
       if (p === EMPTY) return -1;
       if (slots[2 * i] === k) {
         const e = this.list[p]!;
-        if (typeof e === 'string' ? e === dst && this.sProto[p] === proto : e.said.proto === proto && e.said.dst === dst) return p;
+        if (typeof e === 'string' ? e === dst && this.sProto[p] === proto : e.said.proto === proto && e.said.dst === dst) return (this.lastPosition = p);
       }
     }
   }
@@ -722,8 +725,14 @@ class SaTable {
 
   /** The list position of insertion number `key`, or -1. */
   private positionOf(key: number): number {
+    // The position last found, or the one after it (a GET or DELETE after its SAID's
+    // probe, a DUMP's walk): insertion numbers are unique, so a match there is the answer.
+    const q = this.lastPosition;
+    if (q < this.len && this.seqs[q] === key) return q;
+    if (q + 1 < this.len && this.seqs[q + 1] === key) return (this.lastPosition = q + 1);
     const p = this.after(key - 1);
-    return p < this.len && this.seqs[p] === key ? p : -1;
+    if (p < this.len && this.seqs[p] === key) return (this.lastPosition = p);
+    return -1;
   }
 
   /** The SA a key names (made now if still stored), or undefined once it is gone. */
