@@ -286,7 +286,10 @@ class Connection {
   /** Running while the decoder holds part of a message (see watchPartial). */
   private partialTimer: NodeJS.Timeout | undefined;
   private closed = false;
-  private waiting = false;
+  /** Inside onData: what the engine queues now is flushed at its end. */
+  private handling = false;
+  /** A flush for messages queued from elsewhere is scheduled (onQueued). */
+  private wakePending = false;
   private draining = false;
 
   constructor(
@@ -301,7 +304,7 @@ class Connection {
     c.on('end', this.onEnd);
     c.on('error', this.onError);
     c.on('close', this.onClose);
-    this.arm();
+    this.sock.onQueued(this.onQueued);
   }
 
   private readonly onData = (chunk: Buffer): void => {
@@ -311,9 +314,12 @@ class Connection {
     const engine = this.srv.engine;
     engine.beginBatch();
     let err;
+    // What this read's messages queue for this client is written by the flush() below.
+    this.handling = true;
     try {
       err = this.decoder.pushAt(chunk, this.onFrameAt);
     } finally {
+      this.handling = false;
       engine.endBatch();
     }
     if (err) {
@@ -526,7 +532,6 @@ class Connection {
     if (first !== undefined) this.write(parts ? Buffer.concat(parts, bytes) : first, notice ? this.noticeWritten : this.settle);
     if (force) return;
     if (this.sock.pending > 0 || bytes >= room) this.waitForDrain();
-    else this.arm();
   }
 
   private waitForDrain(): void {
@@ -542,15 +547,19 @@ class Connection {
     this.flush();
   };
 
-  /** Wake up when the engine queues a message for this socket. */
-  private arm(): void {
-    if (this.waiting || this.closed) return;
-    this.waiting = true;
-    this.sock.readable().then(this.onReadable);
-  }
+  /**
+   * The engine queued a message for this socket: while this connection's own read is
+   * being handled, its flush() writes it; otherwise (another client's request, a timer)
+   * one flush runs after the current task, for however many are queued by then.
+   */
+  private readonly onQueued = (): void => {
+    if (this.handling || this.wakePending || this.closed) return;
+    this.wakePending = true;
+    queueMicrotask(this.onWake);
+  };
 
-  private readonly onReadable = (): void => {
-    this.waiting = false;
+  private readonly onWake = (): void => {
+    this.wakePending = false;
     if (!this.draining) this.flush();
   };
 

@@ -107,6 +107,8 @@ export class PfkeySocket implements Endpoint {
   private isClosed = false;
   private drainWaiters: Array<() => void> = [];
   private readableWaiters: Array<() => void> = [];
+  /** Called, synchronously, each time a message is queued (onQueued). */
+  private queuedHook: (() => void) | undefined;
   private listeners: Array<(msg: Uint8Array) => void> = [];
 
   constructor(private readonly engine: Engine, opts: SocketOptions = {}) {
@@ -235,6 +237,7 @@ export class PfkeySocket implements Endpoint {
     this.queued += bytes;
     this.count += messages;
     if (this.budget) this.budget.used += bytes;
+    if (this.queuedHook !== undefined) this.queuedHook();
     if (this.readableWaiters.length === 0) return;
     const w = this.readableWaiters;
     this.readableWaiters = [];
@@ -403,6 +406,15 @@ export class PfkeySocket implements Endpoint {
   }
 
   /** Resolves when a message is queued (or the socket closes). */
+  /**
+   * `fn` is called, synchronously, each time a message is queued for this socket: for an
+   * owner that reads from its own event loop and schedules its read itself (klipsd's
+   * connection), with no promise per wake-up as readable() has.
+   */
+  onQueued(fn: () => void): void {
+    this.queuedHook = fn;
+  }
+
   readable(): Promise<void> {
     if (this.pending > 0 || this.overflow || this.isClosed) return Promise.resolve();
     return new Promise((res) => this.readableWaiters.push(res));
