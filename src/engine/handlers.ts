@@ -366,9 +366,13 @@ const DUMP_SLICE_MS = 2;
 const dump: Handler<typeof SADB_DUMP> = ({ engine, ep, msg }) => {
   const satype = msg.header.satype;
   if (engine.sadb.count(satype) === 0) refuse(ERRNO.ENOENT, 'no SAs to dump');
-  // SAs, and the keys of SAs the table still stores as their ADD (their replies are
-  // written from the request: fast-path.ts); pinned, a key stands for its SA until sent.
-  const list: Array<SA | number> = [];
+  // The keys of SAs the table still stores as their ADD (their replies are written from
+  // the request: fast-path.ts; pinned, a key stands for its SA until sent), and SAs, as
+  // -(their index in `sas` + 1): a typed list, so a DUMP of 10^6 SAs puts no array of 10^6
+  // values on the heap for the collector to mark again and again while it runs.
+  let list = new Float64Array(Math.max(16, engine.sadb.count(satype)));
+  let listed = 0;
+  const sas: SA[] = [];
   const it = engine.sadb.entries(satype);
   engine.sadb.pin();
   let pinned = true;
@@ -385,15 +389,23 @@ const dump: Handler<typeof SADB_DUMP> = ({ engine, ep, msg }) => {
       if ((n & 63) === 63 && performance.now() > until) { setImmediate(step); return; }
       if (listing) {
         const r = it.next();
-        if (r.done) listing = false;
-        else list.push(r.value);
+        if (r.done) {
+          listing = false;
+          continue;
+        }
+        if (listed === list.length) {
+          const wider = new Float64Array(2 * listed);
+          wider.set(list);
+          list = wider;
+        }
+        list[listed++] = typeof r.value === 'number' ? r.value : -sas.push(r.value);
         continue;
       }
-      if (i >= list.length) return unpin();
+      if (i >= listed) return unpin();
       const e = list[i];
-      const seq = list.length - 1 - i;
-      const sa = typeof e === 'number' ? engine.sadb.madeFrom(e) : e;
-      const stored = sa === undefined ? storedSaReply(engine.sadb, e as number, msg.header.type, seq, msg.header.pid) : undefined;
+      const seq = listed - 1 - i;
+      const sa = e < 0 ? sas[-e - 1] : engine.sadb.madeFrom(e);
+      const stored = sa === undefined ? storedSaReply(engine.sadb, e, msg.header.type, seq, msg.header.pid) : undefined;
       if (sa === undefined && stored === undefined) { i++; continue; } // (cannot happen while pinned)
       const bytes = stored ?? buildMessage(saMessage({ type: msg.header.type, satype: sa!.satype, seq, pid: msg.header.pid }, sa!,
         { keys: true, current: true, limits: true, proxy: true, natT: true }));
