@@ -21,6 +21,7 @@ import {
 } from './packet.js';
 import type { ReplayGuard } from './replay.js';
 import { prepareSA, sendableSeq, type Mode, type TransformSA } from './sa.js';
+import { rd32be, wr16be, wr32be } from '../wire/bytes.js';
 
 export const AH_HEADER_BYTES = 12;
 
@@ -95,9 +96,9 @@ function icvInput(packet: Buffer, ahOff: number, icvBytes: number, sending: bool
   c.fill(0, ahOff + AH_HEADER_BYTES, ahOff + AH_HEADER_BYTES + icvBytes);
   if (c[0] >> 4 === 4) {
     c[1] = 0;
-    c.writeUInt16BE(0, 6);
+    wr16be(c, 6, 0);
     c[8] = 0;
-    c.writeUInt16BE(0, 10);
+    wr16be(c, 10, 0);
     return zeroIPv4Options(c, (c[0] & 0x0f) * 4) ? c : undefined;
   }
   c[0] = 0x60;
@@ -148,8 +149,8 @@ export function ahOutput(sa: TransformSA, packet: Uint8Array, opts: AhOutputOpti
   const ah = Buffer.alloc(ahLen);
   ah[0] = at.at.protocol;
   ah[1] = ahLen / 4 - 2;
-  ah.writeUInt32BE(sa.spi >>> 0, 4);
-  ah.writeUInt32BE(opts.seq, 8);
+  wr32be(ah, 4, sa.spi >>> 0);
+  wr32be(ah, 8, opts.seq);
   const r = assemble(ip.bytes.subarray(0, at.at.offset), at.at.protocolField, IPPROTO_AH, ah, ip.bytes.subarray(at.at.offset));
   if (!r.ok) return r;
   const covered = icvInput(r.packet, at.at.offset, p.icvBytes, true);
@@ -188,8 +189,8 @@ export function ahInput(sa: TransformSA, packet: Uint8Array, opts: AhInputOption
   const ahLen = (b[off + 1] + 2) * 4;
   if (ahLen < AH_HEADER_BYTES + p.icvBytes || (ip.version === 6 && ahLen % 8)) return drop('malformed');
   if (off + ahLen > b.length) return drop('too-short');
-  if (b.readUInt32BE(off + 4) !== sa.spi >>> 0) return drop('no-sa');
-  const seq = b.readUInt32BE(off + 8);
+  if (rd32be(b, off + 4) !== sa.spi >>> 0) return drop('no-sa');
+  const seq = rd32be(b, off + 8);
   let seqHi = opts.seqHi ?? 0;
   if (opts.replay) {
     const c = opts.replay.check(seq);

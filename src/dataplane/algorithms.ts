@@ -13,6 +13,7 @@ import {
   SADB_X_EALG_AESCTR, SADB_X_EALG_AES_GCM_ICV8, SADB_X_EALG_AES_GCM_ICV12,
   SADB_X_EALG_AES_GCM_ICV16, SADB_X_CALG_DEFLATE,
 } from '../wire/constants.js';
+import { wr32be } from '../wire/bytes.js';
 
 /** How a cipher runs: CBC with an explicit IV, counter mode (RFC 3686), GCM (RFC 4106), or none. */
 export type CipherMode = 'cbc' | 'ctr' | 'gcm' | 'null';
@@ -85,7 +86,7 @@ export function hmacIcv(auth: AuthAlgorithm, key: KeyObject | Uint8Array, data: 
   const h = createHmac(auth.hash, key).update(data);
   if (esnHi !== undefined) {
     const hi = Buffer.allocUnsafe(4);
-    hi.writeUInt32BE(esnHi >>> 0, 0);
+    wr32be(hi, 0, esnHi >>> 0);
     h.update(hi);
   }
   return h.digest().subarray(0, auth.icvBytes);

@@ -46,6 +46,7 @@ import { sameBytes } from './algorithms.js';
 import { IPPROTO_UDP, IPV4_HEADER_BYTES, IPV6_HEADER_BYTES, writeIPv4Header, writeIPv6Header } from './packet.js';
 
 import type { Encap } from './runtime-options.js';
+import { rd16be, rd32, wr16, wr16be, wr32 } from '../wire/bytes.js';
 
 export type { Encap };
 
@@ -108,7 +109,7 @@ class Batch {
       b.writeBigUInt64LE(BigInt(slotBytes), iov + 8);
       const h = this.hdrOff + i * MMSGHDR_BYTES;
       b.writeBigUInt64LE(this.arena.base + BigInt(this.nameOff + i * SOCKADDR_BYTES), h);
-      b.writeUInt32LE(SOCKADDR_BYTES, h + 8);
+      wr32(b, h + 8, SOCKADDR_BYTES);
       b.writeBigUInt64LE(this.arena.base + BigInt(iov), h + 16);
       b.writeBigUInt64LE(1n, h + 24);
       b.writeBigUInt64LE(this.arena.base + BigInt(this.ctlOff + i * CONTROL_BYTES), h + 32);
@@ -121,19 +122,19 @@ class Batch {
     const b = this.arena.buf;
     for (let i = 0; i < n; i++) {
       const h = i * MMSGHDR_BYTES;
-      b.writeUInt32LE(SOCKADDR_BYTES, h + 8);
+      wr32(b, h + 8, SOCKADDR_BYTES);
       // msg_controllen is a size_t: its high half stays 0.
-      b.writeUInt32LE(CONTROL_BYTES, h + 40);
-      b.writeUInt32LE(0, h + 48);
+      wr32(b, h + 40, CONTROL_BYTES);
+      wr32(b, h + 48, 0);
     }
   }
 
   received(i: number): number {
-    return this.arena.buf.readUInt32LE(i * MMSGHDR_BYTES + 56);
+    return rd32(this.arena.buf, i * MMSGHDR_BYTES + 56);
   }
 
   flags(i: number): number {
-    return this.arena.buf.readInt32LE(i * MMSGHDR_BYTES + 48);
+    return (rd32(this.arena.buf, i * MMSGHDR_BYTES + 48) | 0);
   }
 
   name(i: number): Buffer {
@@ -142,7 +143,7 @@ class Batch {
 
   /** The control area as received (msg_controllen bytes of cmsgs). */
   control(i: number): Buffer {
-    const len = this.arena.buf.readUInt32LE(i * MMSGHDR_BYTES + 40);
+    const len = rd32(this.arena.buf, i * MMSGHDR_BYTES + 40);
     const off = this.ctlOff + i * CONTROL_BYTES;
     return this.arena.buf.subarray(off, off + Math.min(len, CONTROL_BYTES));
   }
@@ -161,16 +162,16 @@ class Batch {
   /** Message m, which starts at slot i, carries `segments` slots cut at `size` bytes (UDP_SEGMENT). */
   segmentMessage(m: number, i: number, segments: number, size: number): void {
     const h = m * MMSGHDR_BYTES;
-    this.msgs.writeUInt32LE(segments, h + 24);
+    wr32(this.msgs, h + 24, segments);
     if (segments !== 2) return;
-    this.msgs.writeUInt32LE(SEGMENT_CMSG_SPACE, h + 40);
+    wr32(this.msgs, h + 40, SEGMENT_CMSG_SPACE);
     const b = this.arena.buf;
     const c = this.ctlOff + i * CONTROL_BYTES;
-    b.writeUInt32LE(SEGMENT_CMSG_LEN, c);
-    b.writeUInt32LE(0, c + 4);
-    b.writeInt32LE(SOL_UDP, c + 8);
-    b.writeInt32LE(UDP_SEGMENT, c + 12);
-    b.writeUInt16LE(size, c + 16);
+    wr32(b, c, SEGMENT_CMSG_LEN);
+    wr32(b, c + 4, 0);
+    wr32(b, c + 8, SOL_UDP);
+    wr32(b, c + 12, UDP_SEGMENT);
+    wr16(b, c + 16, size);
   }
 
   /** Slots i+1 … i+n-1 sent alone, to slot i's destination (a refused UDP_SEGMENT run, one by one). */
@@ -178,7 +179,7 @@ class Batch {
     const b = this.arena.buf;
     for (let k = i + 1; k < i + n; k++) {
       b.copy(b, this.nameOff + k * SOCKADDR_BYTES, this.nameOff + i * SOCKADDR_BYTES, this.nameOff + i * SOCKADDR_BYTES + SOCKADDR_BYTES);
-      b.writeUInt32LE(nameLen, k * MMSGHDR_BYTES + 8);
+      wr32(b, k * MMSGHDR_BYTES + 8, nameLen);
     }
   }
 
@@ -186,9 +187,9 @@ class Batch {
   groSize(i: number): number {
     const ctl = this.control(i);
     for (let off = 0; off + 16 <= ctl.length;) {
-      const len = ctl.readUInt32LE(off);
+      const len = rd32(ctl, off);
       if (len < 16) return 0;
-      if (ctl.readInt32LE(off + 8) === SOL_UDP && ctl.readInt32LE(off + 12) === UDP_GRO && len >= 20) return ctl.readInt32LE(off + 16);
+      if ((rd32(ctl, off + 8) | 0) === SOL_UDP && (rd32(ctl, off + 12) | 0) === UDP_GRO && len >= 20) return (rd32(ctl, off + 16) | 0);
       off += (len + 7) & ~7;
     }
     return 0;
@@ -198,8 +199,8 @@ class Batch {
   prepareSend(i: number, len: number, nameLen: number): void {
     const b = this.arena.buf;
     const h = i * MMSGHDR_BYTES;
-    b.writeUInt32LE(nameLen, h + 8);
-    b.writeUInt32LE(len, this.iovOff + i * IOVEC_BYTES + 8);
+    wr32(b, h + 8, nameLen);
+    wr32(b, this.iovOff + i * IOVEC_BYTES + 8, len);
   }
 }
 
@@ -265,19 +266,19 @@ function attachSteering(c: Libc, fd: number): boolean {
   const b = prog.buf;
   STEER_IKE_TO_SECOND.forEach(([code, jt, jf, k], i) => {
     const o = 16 + 8 * i;
-    b.writeUInt16LE(code, o);
+    wr16(b, o, code);
     b[o + 2] = jt;
     b[o + 3] = jf;
-    b.writeUInt32LE(k, o + 4);
+    wr32(b, o + 4, k);
   });
-  b.writeUInt16LE(STEER_IKE_TO_SECOND.length, 0);
+  wr16(b, 0, STEER_IKE_TO_SECOND.length);
   b.writeBigUInt64LE(prog.base + 16n, 8);
   return c.setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, b, 16) === 0;
 }
 
 function setInt(c: Libc, fd: number, level: number, name: number, value: number): boolean {
   const v = Buffer.alloc(4);
-  v.writeInt32LE(value);
+  wr32(v, 0, value);
   return c.setsockopt(fd, level, name, v, 4) === 0;
 }
 
@@ -346,16 +347,16 @@ export class Carrier {
     }
     if (!raw && o.private) {
       const sa = Buffer.alloc(SOCKADDR_BYTES);
-      sa.writeUInt16LE(o.family, 0);
+      wr16(sa, 0, o.family);
       const len = Int32Array.of(SOCKADDR_BYTES);
       ok('bind to a free port', c.bind(fd, sa, o.family === AF_INET ? 16 : 28) === 0 && c.getsockname(fd, sa, len) === 0);
-      this.port = sa.readUInt16BE(2);
+      this.port = rd16be(sa, 2);
     } else if (!raw) {
       ok('SO_REUSEADDR', setInt(c, fd, SOL_SOCKET, SO_REUSEADDR, 1));
       ok('SO_REUSEPORT', setInt(c, fd, SOL_SOCKET, SO_REUSEPORT, 1));
       const sa = Buffer.alloc(SOCKADDR_BYTES);
-      sa.writeUInt16LE(o.family, 0);
-      sa.writeUInt16BE(o.port, 2);
+      wr16(sa, 0, o.family);
+      wr16be(sa, 2, o.port);
       ok(`bind to port ${o.port}`, c.bind(fd, sa, o.family === AF_INET ? 16 : 28) === 0);
       ok('SO_ATTACH_REUSEPORT_CBPF', attachSteering(c, fd));
     }
@@ -437,7 +438,7 @@ export class Carrier {
     this.curSize = this.gro ? b.groSize(i) : 0;
     this.curDst = this.o.encap === 'raw' && this.o.family === AF_INET ? undefined : this.localAddress(b.control(i), this.o.family === AF_INET);
     const name = b.name(i);
-    this.curPort = name.readUInt16BE(2);
+    this.curPort = rd16be(name, 2);
     this.curSrc = this.o.family === AF_INET ? name.subarray(4, 8) : name.subarray(8, 24);
     this.curAddr = formatAddress(this.o.family, this.curSrc);
   }
@@ -478,10 +479,10 @@ export class Carrier {
     }
     if (udp) {
       const u = v4 ? 20 : 40;
-      p.writeUInt16BE(port, u);
-      p.writeUInt16BE(this.port, u + 2);
-      p.writeUInt16BE(total - u, u + 4);
-      p.writeUInt16BE(0, u + 6);
+      wr16be(p, u, port);
+      wr16be(p, u + 2, this.port);
+      wr16be(p, u + 4, total - u);
+      wr16be(p, u + 6, 0);
     }
     return { packet: p, addr, port, truncated };
   }
@@ -491,8 +492,8 @@ export class Carrier {
     for (let off = 0; off + 16 <= ctl.length;) {
       const len = Number(ctl.readBigUInt64LE(off));
       if (len < 16) return undefined;
-      const level = ctl.readInt32LE(off + 8);
-      const type = ctl.readInt32LE(off + 12);
+      const level = (rd32(ctl, off + 8) | 0);
+      const type = (rd32(ctl, off + 12) | 0);
       if (v4 && level === IPPROTO_IP && type === IP_PKTINFO) return ctl.subarray(off + 24, off + 28);
       if (!v4 && level === IPPROTO_IPV6 && type === IPV6_PKTINFO) return ctl.subarray(off + 16, off + 32);
       off += (len + 7) & ~7;
@@ -536,8 +537,8 @@ export class Carrier {
     }
     const name = this.tx.name(i);
     name.fill(0);
-    name.writeUInt16LE(this.o.family, 0);
-    name.writeUInt16BE(this.o.encap === 'udp' ? port : 0, 2);
+    wr16(name, 0, this.o.family);
+    wr16be(name, 2, this.o.encap === 'udp' ? port : 0);
     name.set(packet.subarray(dstAt, dstAt + dstLen), v4 ? 4 : 8);
     const m = this.messages++;
     this.tx.startMessage(m, i);

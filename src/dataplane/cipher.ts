@@ -16,6 +16,7 @@ import { createCipheriv, createDecipheriv, createHmac, createSecretKey, type Key
 import { sameBytes, type AuthAlgorithm, type EncryptAlgorithm } from './algorithms.js';
 import { evpBackend, evpUnavailable } from './evp.js';
 import { region } from './packet.js';
+import { wr32be } from '../wire/bytes.js';
 
 /** One SA's cipher, both directions. */
 export interface SaCipher {
@@ -124,7 +125,7 @@ class NodeMac implements SaMac {
   #digest(data: Buffer, off: number, end: number, esnHi: number | undefined): Buffer {
     const h = createHmac(this.#alg.hash, this.#key).update(off === 0 && end === data.length ? data : region(data, off, end - off));
     if (esnHi !== undefined) {
-      this.#hi.writeUInt32BE(esnHi >>> 0, 0);
+      wr32be(this.#hi, 0, esnHi >>> 0);
       h.update(this.#hi);
     }
     return h.digest();

@@ -25,6 +25,7 @@ import {
 } from './packet.js';
 import type { ReplayGuard } from './replay.js';
 import { prepareSA, sendableSeq, type Mode, type PreparedSA, type TransformSA } from './sa.js';
+import { rd32be } from '../wire/bytes.js';
 
 export const ESP_HEADER_BYTES = 8;
 
@@ -187,7 +188,7 @@ function open(sa: TransformSA, b: Buffer, espOff: number, seqHi: number, inPlace
   const ctLen = icvOff - ctOff;
   if (ctLen < Math.max(2, enc.blockSize)) return drop('too-short');
   if (ctLen % enc.blockSize) return drop('bad-length');
-  if (b.readUInt32BE(espOff) !== sa.spi >>> 0) return drop('no-sa');
+  if (rd32be(b, espOff) !== sa.spi >>> 0) return drop('no-sa');
 
   if (p.mac && !p.mac.verify(b, espOff, icvOff, sa.esn ? seqHi : undefined)) return drop('icv');
   let plain: Buffer;
@@ -217,7 +218,7 @@ export function espOpen(sa: TransformSA, esp: Uint8Array, seqHi = 0): Result<{ p
   const b = asBuffer(esp);
   const o = open(sa, b, 0, seqHi);
   if (!o.ok) return o;
-  return { ok: true, payload: o.plain.subarray(0, o.end), nextHeader: o.nextHeader, seq: b.readUInt32BE(4) };
+  return { ok: true, payload: o.plain.subarray(0, o.end), nextHeader: o.nextHeader, seq: rd32be(b, 4) };
 }
 
 export interface EspOutputOptions {
@@ -307,8 +308,8 @@ export function espInputAt(sa: TransformSA, ip: IpPacket, at: HeaderPosition, op
   const b = ip.bytes;
   const espOff = at.offset;
   if (b.length - espOff < ESP_HEADER_BYTES) return drop('too-short');
-  if (b.readUInt32BE(espOff) !== sa.spi >>> 0) return drop('no-sa');
-  const seq = b.readUInt32BE(espOff + 4);
+  if (rd32be(b, espOff) !== sa.spi >>> 0) return drop('no-sa');
+  const seq = rd32be(b, espOff + 4);
   let seqHi = opts.seqHi ?? 0;
   if (opts.replay) {
     const c = opts.replay.check(seq);

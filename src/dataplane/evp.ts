@@ -25,6 +25,7 @@ import { sameBytes, type AuthAlgorithm, type EncryptAlgorithm } from './algorith
 import type { CryptoBackend, SaCipher, SaMac } from './cipher.js';
 import { loadKoffi, type Koffi } from './koffi.js';
 import { packetBuffer } from './packet.js';
+import { wr32 } from '../wire/bytes.js';
 
 /** EVP_CIPHER_CTX_ctrl operations for AEAD ciphers (openssl/evp.h). */
 const EVP_CTRL_AEAD_GET_TAG = 0x10;
@@ -273,7 +274,7 @@ function paramsFor(koffi: Koffi, digest: string): Buffer {
     const value = Buffer.from(`${digest}\0`, 'latin1');
     const params = Buffer.alloc(2 * OSSL_PARAM_BYTES);
     params.writeBigUInt64LE(koffi.address(key), 0);
-    params.writeUInt32LE(OSSL_PARAM_UTF8_STRING, 8);
+    wr32(params, 8, OSSL_PARAM_UTF8_STRING);
     params.writeBigUInt64LE(koffi.address(value), 16);
     params.writeBigUInt64LE(BigInt(value.length - 1), 24);
     params.writeBigUInt64LE(OSSL_PARAM_UNMODIFIED, 32);

@@ -25,6 +25,7 @@
 
 import { sameBytes } from './algorithms.js';
 import { internetChecksum, onesSum, onesSumWords, wordsOf } from './packet.js';
+import { rd16, rd16be, rd32be, wr16, wr16be, wr32be } from '../wire/bytes.js';
 
 export const VNET_HDR_BYTES = 10;
 const F_NEEDS_CSUM = 1;
@@ -62,10 +63,10 @@ export function offloadedPackets(buf: Buffer, n: number, scratch: Buffer, emit: 
   if (n <= VNET_HDR_BYTES) return 'bad-vnet-header';
   const flags = buf[0];
   const gso = buf[1] & ~GSO_ECN;
-  const hdrLen = buf.readUInt16LE(2);
-  const gsoSize = buf.readUInt16LE(4);
-  const csumStart = buf.readUInt16LE(6);
-  const csumOffset = buf.readUInt16LE(8);
+  const hdrLen = rd16(buf, 2);
+  const gsoSize = rd16(buf, 4);
+  const csumStart = rd16(buf, 6);
+  const csumOffset = rd16(buf, 8);
   const pkt = buf.subarray(VNET_HDR_BYTES, n);
   if (gso === GSO_NONE) {
     // (A packet too short for the paths is theirs to drop, with its reason.)
@@ -90,9 +91,9 @@ export function offloadedPackets(buf: Buffer, n: number, scratch: Buffer, emit: 
   const head = tcpAt + tcpLen;
   if (head > pkt.length || gsoSize === 0 || (hdrLen !== 0 && hdrLen > pkt.length)) return 'bad-vnet-header';
   const payload = pkt.length - head;
-  const seq0 = pkt.readUInt32BE(tcpAt + 4);
+  const seq0 = rd32be(pkt, tcpAt + 4);
   const flags0 = pkt[tcpAt + 13];
-  const id0 = v4 ? pkt.readUInt16BE(4) : 0;
+  const id0 = v4 ? rd16be(pkt, 4) : 0;
   const pieces = Math.max(1, Math.ceil(payload / gsoSize));
   const words = scratchWords(scratch);
   for (let i = 0; i < pieces; i++) {
@@ -104,15 +105,15 @@ export function offloadedPackets(buf: Buffer, n: number, scratch: Buffer, emit: 
     if (i === 0) pkt.copy(seg, 0, 0, head);
     pkt.copy(seg, head, head + off, head + off + take);
     if (v4) {
-      seg.writeUInt16BE(head + take, 2);
-      seg.writeUInt16BE((id0 + i) & 0xffff, 4);
+      wr16be(seg, 2, head + take);
+      wr16be(seg, 4, (id0 + i) & 0xffff);
       seg[10] = 0;
       seg[11] = 0;
-      seg.writeUInt16BE(internetChecksum(seg, 0, ipLen), 10);
+      wr16be(seg, 10, internetChecksum(seg, 0, ipLen));
     } else {
-      seg.writeUInt16BE(head + take - 40, 4);
+      wr16be(seg, 4, head + take - 40);
     }
-    seg.writeUInt32BE((seq0 + off) >>> 0, tcpAt + 4);
+    wr32be(seg, tcpAt + 4, (seq0 + off) >>> 0);
     let f = flags0;
     if (!last) f &= ~(TCP_FIN | TCP_PSH);
     if (i > 0) f &= ~TCP_CWR;
@@ -203,7 +204,7 @@ export class TunCoalescer {
     this.ipLen = at;
     this.tcpLen = tcpLen;
     this.gsoSize = payload;
-    this.nextSeq = (p.readUInt32BE(at + 4) + payload) >>> 0;
+    this.nextSeq = (rd32be(p, at + 4) + payload) >>> 0;
   }
 
   /** Write what is held: one segment as it came, several as one GSO super-segment. */
@@ -217,24 +218,24 @@ export class TunCoalescer {
       const l4 = this.len - this.ipLen;
       let pseudo: number;
       if (this.v4) {
-        h.writeUInt16BE(this.len, pkt + 2);
+        wr16be(h, pkt + 2, this.len);
         h[pkt + 10] = 0;
         h[pkt + 11] = 0;
-        h.writeUInt16BE(internetChecksum(h, pkt, pkt + this.ipLen), pkt + 10);
+        wr16be(h, pkt + 10, internetChecksum(h, pkt, pkt + this.ipLen));
         pseudo = onesSum(h, pkt + 12, pkt + 20) + IPPROTO_TCP + l4;
       } else {
-        h.writeUInt16BE(this.len - 40, pkt + 4);
+        wr16be(h, pkt + 4, this.len - 40);
         pseudo = onesSum(h, pkt + 8, pkt + 40) + IPPROTO_TCP + l4;
       }
       while (pseudo > 0xffff) pseudo = (pseudo & 0xffff) + (pseudo >>> 16);
       // NEEDS_CSUM: the field holds the pseudo-header sum, the host adds the rest.
-      h.writeUInt16BE(pseudo, pkt + this.ipLen + 16);
+      wr16be(h, pkt + this.ipLen + 16, pseudo);
       h[0] = F_NEEDS_CSUM;
       h[1] = this.v4 ? GSO_TCPV4 : GSO_TCPV6;
-      h.writeUInt16LE(this.ipLen + this.tcpLen, 2);
-      h.writeUInt16LE(this.gsoSize, 4);
-      h.writeUInt16LE(this.ipLen, 6);
-      h.writeUInt16LE(16, 8);
+      wr16(h, 2, this.ipLen + this.tcpLen);
+      wr16(h, 4, this.gsoSize);
+      wr16(h, 6, this.ipLen);
+      wr16(h, 8, 16);
     }
     this.writeHeld(h, VNET_HDR_BYTES + this.len);
     this.len = 0;
@@ -256,11 +257,11 @@ export class TunCoalescer {
     let at: number;
     let pseudo: number;
     if (p[0] === 0x45) {
-      if (p[9] !== IPPROTO_TCP || (p.readUInt16BE(6) & 0x3fff) !== 0 || p.readUInt16BE(2) !== p.length) return -1;
+      if (p[9] !== IPPROTO_TCP || (rd16be(p, 6) & 0x3fff) !== 0 || rd16be(p, 2) !== p.length) return -1;
       at = 20;
       pseudo = onesSum(p, 12, 20, IPPROTO_TCP + p.length - 20);
     } else if (p[0] >> 4 === 6) {
-      if (p[6] !== IPPROTO_TCP || p.readUInt16BE(4) !== p.length - 40) return -1;
+      if (p[6] !== IPPROTO_TCP || rd16be(p, 4) !== p.length - 40) return -1;
       at = 40;
       pseudo = onesSum(p, 8, 40, IPPROTO_TCP + p.length - 40);
     } else {
@@ -280,7 +281,7 @@ export class TunCoalescer {
     const o = VNET_HDR_BYTES;
     if (at !== this.ipLen || tcpLen !== this.tcpLen || payload > this.gsoSize) return false;
     if (this.len + payload > (this.v4 ? MAX_IP_BYTES : MAX_IP_BYTES + 40)) return false;
-    if (p.readUInt32BE(at + 4) !== this.nextSeq) return false;
+    if (rd32be(p, at + 4) !== this.nextSeq) return false;
     if (this.v4) {
       // TOS, flags (DF), TTL, protocol, addresses.
       if (p[1] !== h[o + 1] || p[6] !== h[o + 6] || p[8] !== h[o + 8] || !sameBytes(p, 12, h, o + 12, 8)) return false;

@@ -15,6 +15,7 @@ import { COMPRESS_ALGORITHMS } from './algorithms.js';
 import { drop, type Result } from './drop.js';
 import { IP_MAXPACKET, IPV6_HEADER_BYTES, assemble, locateInbound, insertionPoint, parseIp } from './packet.js';
 import type { TransformSA } from './sa.js';
+import { rd16be, wr16be } from '../wire/bytes.js';
 
 export const IPCOMP_HEADER_BYTES = 4;
 /** KLIPS skips payloads smaller than this (RFC 2394's advice). */
@@ -51,7 +52,7 @@ export function ipcompCompress(sa: TransformSA, packet: Uint8Array): Result<{ pa
   if (z.length > ipcompLimit(payload.length)) return as;
   const h = Buffer.alloc(IPCOMP_HEADER_BYTES);
   h[0] = nh;
-  h.writeUInt16BE(sa.spi & 0xffff, 2);
+  wr16be(h, 2, sa.spi & 0xffff);
   const r = assemble(ip.bytes.subarray(0, at.at.offset), at.at.protocolField, IPPROTO_COMP, h, z);
   if (!r.ok) return r;
   return { ok: true, packet: r.packet, compressed: true };
@@ -68,7 +69,7 @@ export function ipcompDecompress(sa: TransformSA, packet: Uint8Array): Result<{ 
   const b = ip.bytes;
   if (b.length < off + IPCOMP_HEADER_BYTES) return drop('too-short');
   if (b[off + 1] !== 0) return drop('malformed');
-  const cpi = b.readUInt16BE(off + 2);
+  const cpi = rd16be(b, off + 2);
   // The SA's own CPI, or the algorithm's well-known CPI (RFC 3173 §3.3), as KLIPS accepts.
   if (cpi !== (sa.spi & 0xffff) && cpi !== sa.encrypt) return drop('no-sa');
   const nh = b[off];

@@ -17,6 +17,7 @@ import {
   refreshIPv4Checksum, refreshTransportChecksum, type HeaderPosition, type IpPacket,
 } from './packet.js';
 import { DEFAULT_NATT, type TransformSA } from './sa.js';
+import { rd16be, wr16be } from '../wire/bytes.js';
 
 export const UDP_HEADER_BYTES = 8;
 /** RFC 3948 §2.2: what precedes an IKE message on the NAT-T port. */
@@ -36,9 +37,9 @@ export function nattEncap(sa: TransformSA, packet: Uint8Array): Result<{ packet:
   if (!at.ok) return at;
   const esp = ip.bytes.subarray(at.at.offset);
   const udp = Buffer.alloc(UDP_HEADER_BYTES + (natT.type === ESPINUDP_WITH_NON_IKE ? NON_IKE_MARKER_BYTES : 0));
-  udp.writeUInt16BE(natT.sport, 0);
-  udp.writeUInt16BE(natT.dport, 2);
-  udp.writeUInt16BE(udp.length + esp.length, 4);
+  wr16be(udp, 0, natT.sport);
+  wr16be(udp, 2, natT.dport);
+  wr16be(udp, 4, udp.length + esp.length);
   if (udp.length + esp.length > 0xffff) return drop('too-big');
   const r = assemble(ip.bytes.subarray(0, at.at.offset), at.at.protocolField, IPPROTO_UDP, udp, esp);
   if (!r.ok) return r;
@@ -49,7 +50,7 @@ export function nattEncap(sa: TransformSA, packet: Uint8Array): Result<{ packet:
     const len = r.packet.length - off;
     let sum = internetChecksum(r.packet, off, r.packet.length, pseudoHeaderSum(p.ip, IPPROTO_UDP, len));
     if (sum === 0) sum = 0xffff;
-    r.packet.writeUInt16BE(sum, off + 6);
+    wr16be(r.packet, off + 6, sum);
   }
   return r;
 }
@@ -75,10 +76,10 @@ export function nattDecapAt(ip: IpPacket, at: HeaderPosition, type: number, inPl
   const off = at.offset;
   const b = ip.bytes;
   if (b.length < off + UDP_HEADER_BYTES) return drop('too-short');
-  const udpLen = b.readUInt16BE(off + 4);
+  const udpLen = rd16be(b, off + 4);
   if (udpLen < UDP_HEADER_BYTES || off + udpLen !== b.length) return drop('malformed');
-  const sport = b.readUInt16BE(off);
-  const dport = b.readUInt16BE(off + 2);
+  const sport = rd16be(b, off);
+  const dport = rd16be(b, off + 2);
   const data = b.subarray(off + UDP_HEADER_BYTES);
   if (data.length === 1 && data[0] === NATT_KEEPALIVE) return { ok: true, kind: 'keepalive', sport, dport };
   let esp: Buffer;
@@ -98,10 +99,10 @@ export function nattDecapAt(ip: IpPacket, at: HeaderPosition, type: number, inPl
     const q = b.subarray(gap);
     q[at.protocolField] = IPPROTO_ESP;
     if (ip.version === 4) {
-      q.writeUInt16BE(q.length, 2);
+      wr16be(q, 2, q.length);
       refreshIPv4Checksum(q);
     } else {
-      q.writeUInt16BE(q.length - IPV6_HEADER_BYTES, 4);
+      wr16be(q, 4, q.length - IPV6_HEADER_BYTES);
     }
     return { ok: true, kind: 'esp', packet: q, sport, dport, ip: movedIp(ip, q) };
   }

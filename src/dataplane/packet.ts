@@ -12,6 +12,7 @@ import type { PacketSelector } from '../spd/eroute-table.js';
 import { AF_INET, AF_INET6 } from '../wire/constants.js';
 import { formatIPv4Cached, formatIPv6 } from '../wire/sockaddr.js';
 import { drop, type Result } from './drop.js';
+import { rd16be, wr16be, wr32be } from '../wire/bytes.js';
 
 // IP protocol numbers used here beside the IPsec ones of src/wire/constants.ts (Linux names).
 export const IPPROTO_HOPOPTS = 0;
@@ -160,8 +161,8 @@ export function internetChecksum(b: Uint8Array, start: number, end: number, seed
 
 /** Recompute an IPv4 header checksum in place. */
 export function refreshIPv4Checksum(b: Buffer): void {
-  b.writeUInt16BE(0, 10);
-  b.writeUInt16BE(internetChecksum(b, 0, (b[0] & 0x0f) * 4), 10);
+  wr16be(b, 10, 0);
+  wr16be(b, 10, internetChecksum(b, 0, (b[0] & 0x0f) * 4));
 }
 
 /**
@@ -207,18 +208,18 @@ export function parseIpBuffer(b: Buffer, length: number): Result<{ ip: IpPacket 
   if (version === 4) {
     if (length < IPV4_HEADER_BYTES) return drop('too-short');
     const hl = (b[0] & 0x0f) * 4;
-    const total = b.readUInt16BE(2);
+    const total = rd16be(b, 2);
     if (hl < IPV4_HEADER_BYTES || total < hl) return drop('bad-ip-header');
     if (total > length) return drop('too-short');
     if (internetChecksum(b, 0, hl) !== 0) return drop('bad-ip-checksum');
-    const frag = b.readUInt16BE(6);
+    const frag = rd16be(b, 6);
     const bytes = total === b.length ? b : slice(b, 0, total);
     const ip = new ParsedIp(4, bytes, hl, b[9], b[8], (frag & IP_OFFMASK) * 8, (frag & IP_MF) !== 0, (frag & IP_DF) !== 0);
     return { ok: true, ip };
   }
   if (version === 6) {
     if (length < IPV6_HEADER_BYTES) return drop('too-short');
-    const total = IPV6_HEADER_BYTES + b.readUInt16BE(4);
+    const total = IPV6_HEADER_BYTES + rd16be(b, 4);
     if (total > length) return drop('too-short');
     const bytes = total === b.length ? b : slice(b, 0, total);
     return { ok: true, ip: new ParsedIp(6, bytes, IPV6_HEADER_BYTES, b[6], b[7], 0, false, false) };
@@ -289,7 +290,7 @@ function walk(ip: IpPacket, more: (nh: number, seenRouting: boolean) => boolean)
     const len = extLength(b, off, nh);
     if (len < 0) return drop('bad-ip-header');
     if (nh === IPPROTO_FRAGMENT) {
-      const f = b.readUInt16BE(off + 2);
+      const f = rd16be(b, off + 2);
       fragmentOffset = f & 0xfff8;
       moreFragments = (f & 1) !== 0;
     }
@@ -383,8 +384,8 @@ export function selectorOf(packet: Uint8Array): Result<{ selector: Selector; ip:
     selector: {
       family: p.ip.version === 4 ? AF_INET : AF_INET6,
       src: p.ip.src, dst: p.ip.dst, proto: protocol,
-      sport: ports ? b.readUInt16BE(offset) : 0,
-      dport: ports ? b.readUInt16BE(offset + 2) : 0,
+      sport: ports ? rd16be(b, offset) : 0,
+      dport: ports ? rd16be(b, offset + 2) : 0,
     },
     ip: p.ip,
   };
@@ -457,8 +458,8 @@ export function buildIPv6Header(f: IPv6Fields): Buffer {
 
 /** Write an IPv6 header at out[0, 40). */
 export function writeIPv6Header(out: Buffer, f: IPv6Fields): number {
-  out.writeUInt32BE(((6 << 28) | ((f.trafficClass & 0xff) << 20) | (f.flowLabel & 0xfffff)) >>> 0, 0);
-  out.writeUInt16BE(f.payloadLength, 4);
+  wr32be(out, 0, ((6 << 28) | ((f.trafficClass & 0xff) << 20) | (f.flowLabel & 0xfffff)) >>> 0);
+  wr16be(out, 4, f.payloadLength);
   out[6] = f.nextHeader;
   out[7] = f.hopLimit;
   out.set(f.src, 8);
@@ -509,9 +510,9 @@ export function finishInPlace(out: Buffer, protocolField: number, protocol: numb
 function finishHeader(out: Buffer, protocolField: number, protocol: number): Result<{ packet: Buffer }> {
   const v6 = out[0] >> 4 === 6;
   out[protocolField] = protocol;
-  if (v6) out.writeUInt16BE(out.length - IPV6_HEADER_BYTES, 4);
+  if (v6) wr16be(out, 4, out.length - IPV6_HEADER_BYTES);
   else {
-    out.writeUInt16BE(out.length, 2);
+    wr16be(out, 2, out.length);
     refreshIPv4Checksum(out);
   }
   return { ok: true, packet: out };
@@ -538,10 +539,10 @@ export function refreshTransportChecksum(packet: Buffer): boolean {
   const b = p.ip.bytes;
   const field = protocol === IPPROTO_TCP ? offset + 16 : protocol === IPPROTO_UDP ? offset + 6 : -1;
   if (field < 0 || field + 2 > b.length) return false;
-  if (protocol === IPPROTO_UDP && p.ip.version === 4 && b.readUInt16BE(field) === 0) return true;
-  b.writeUInt16BE(0, field);
+  if (protocol === IPPROTO_UDP && p.ip.version === 4 && rd16be(b, field) === 0) return true;
+  wr16be(b, field, 0);
   let sum = internetChecksum(b, offset, b.length, pseudoHeaderSum(p.ip, protocol, b.length - offset));
   if (sum === 0 && protocol === IPPROTO_UDP) sum = 0xffff;
-  b.writeUInt16BE(sum, field);
+  wr16be(b, field, sum);
   return true;
 }

@@ -51,6 +51,7 @@ import { DEFAULT_NATT, prepareSA } from './sa.js';
 import type { ReplayCheck, ReplayGuard, ReplayWindow } from './replay.js';
 import type { PathDropReason as Reason } from './counters.js';
 import type { PathOptions, PolicyCheck, TraceSink } from './trace.js';
+import { rd16be, rd32be } from '../wire/bytes.js';
 
 /** Where a packet came from, as the runtime's socket saw it (NAT-T: after any NAT). */
 export interface From {
@@ -166,7 +167,7 @@ function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opt
   // ESP in UDP: where the packet came from (after NAT), for the new-mapping check.
   let natt: { addr: string; port: number } | undefined;
   if (nh?.protocol === IPPROTO_UDP) {
-    if (nh.offset + 4 > pkt.length || pkt.readUInt16BE(nh.offset + 2) !== natTPort) return { ok: true, kind: 'not-ipsec', packet: pkt };
+    if (nh.offset + 4 > pkt.length || rd16be(pkt, nh.offset + 2) !== natTPort) return { ok: true, kind: 'not-ipsec', packet: pkt };
     if (isFragment(nh)) return drop('fragment');
     const d = nattDecapAt(ip, nh, DEFAULT_NATT.type, opts.inPlace === true);
     if (!d.ok) return d;
@@ -267,9 +268,9 @@ function skipComp(next: SA | undefined, proto: number): SA | undefined {
 }
 
 function spiAt(b: Buffer, proto: number, off: number): number | undefined {
-  if (proto === IPPROTO_ESP) return off + 4 <= b.length ? b.readUInt32BE(off) : undefined;
-  if (proto === IPPROTO_AH) return off + 8 <= b.length ? b.readUInt32BE(off + 4) : undefined;
-  return off + 4 <= b.length ? b.readUInt16BE(off + 2) : undefined;
+  if (proto === IPPROTO_ESP) return off + 4 <= b.length ? rd32be(b, off) : undefined;
+  if (proto === IPPROTO_AH) return off + 8 <= b.length ? rd32be(b, off + 4) : undefined;
+  return off + 4 <= b.length ? rd16be(b, off + 2) : undefined;
 }
 
 /** One SA's decapsulation of `ip`, its header at `at`; `guard` stands in for the SA's replay window when tracing. */

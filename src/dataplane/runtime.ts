@@ -40,6 +40,7 @@ import type { Eroute } from '../spd/eroute-table.js';
 import { AF_INET, AF_INET6 } from '../wire/index.js';
 import { Carrier, type CarrierStats } from './carrier.js';
 import { DEFAULT_RUNTIME, type Encap, type RuntimeOptions } from './runtime-options.js';
+import { rd16, wr16, wr32 } from '../wire/bytes.js';
 
 export { DEFAULT_RUNTIME, type Encap, type RuntimeOptions };
 import {
@@ -160,8 +161,8 @@ export class DataplaneRuntime {
     this.watch = o.loopWatch ? watchFromLoop(fds.slice(1), this.woken) : undefined;
     this.pollfds = Buffer.alloc(8 * fds.length);
     fds.forEach((fd, i) => {
-      this.pollfds.writeInt32LE(fd, i * 8);
-      this.pollfds.writeInt16LE(POLLIN, i * 8 + 4);
+      wr32(this.pollfds, i * 8, fd);
+      wr16(this.pollfds, i * 8 + 4, POLLIN);
     });
     if (o.warmUp) this.warm = this.newWarmPaths();
     this.memoryBound = (this.warm?.memoryBytes ?? 0) + this.tunBuf.length + this.segBuf.length + 2 * this.tunOut.length + [...this.carriers.values()].reduce((n, k) => n + k.memoryBytes, 0);
@@ -268,7 +269,7 @@ export class DataplaneRuntime {
 
   /** Whether pollfd i reported something (revents) at the last ppoll. */
   private ready(i: number): boolean {
-    return this.pollfds.readInt16LE(i * 8 + 6) !== 0;
+    return ((rd16(this.pollfds, i * 8 + 6) << 16) >> 16) !== 0;
   }
 
   private lastPacket = -Infinity;
@@ -428,7 +429,7 @@ export class DataplaneRuntime {
       this.pass.set(family, fd);
     }
     const sa = Buffer.alloc(family === AF_INET ? 16 : 28);
-    sa.writeUInt16LE(family, 0);
+    wr16(sa, 0, family);
     if (family === AF_INET) sa.set(packet.subarray(16, 20), 4);
     else sa.set(packet.subarray(24, 40), 8);
     if (fd < 0 || this.c.sendto(fd, packet, packet.length, 0, sa, sa.length) < 0) this.counters.drops.passUnsent++;

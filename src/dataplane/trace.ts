@@ -24,6 +24,7 @@ import { DEFAULT_NATT } from './sa.js';
 import { NATT_KEEPALIVE, NON_ESP_MARKER_BYTES, UDP_HEADER_BYTES } from './natt.js';
 import { xmit } from './xmit.js';
 import { rcv } from './rcv.js';
+import { rd16be, rd32be, wr16be, wr32be } from '../wire/bytes.js';
 
 // ---------- the steps the paths report ----------
 
@@ -190,25 +191,25 @@ const PROBE_HEADERS: Readonly<Record<ProbeProto, (s: ProbeSpec, v6: boolean) => 
   icmp: (_s, v6) => {
     const h = Buffer.alloc(8);
     h[0] = v6 ? ICMPV6_ECHO_REQUEST : ICMP_ECHO;
-    h.writeUInt16BE(PROBE.icmpId, 4);
-    h.writeUInt16BE(PROBE.icmpSeq, 6);
+    wr16be(h, 4, PROBE.icmpId);
+    wr16be(h, 6, PROBE.icmpSeq);
     return { proto: v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP, header: h, checksumAt: 2 };
   },
   tcp: (s) => {
     const h = Buffer.alloc(20);
-    h.writeUInt16BE(s.sport ?? PROBE.sport, 0);
-    h.writeUInt16BE(s.dport ?? PROBE_DPORT.tcp, 2);
-    h.writeUInt32BE(PROBE.tcpSeq, 4);
+    wr16be(h, 0, s.sport ?? PROBE.sport);
+    wr16be(h, 2, s.dport ?? PROBE_DPORT.tcp);
+    wr32be(h, 4, PROBE.tcpSeq);
     h[12] = 5 << 4;
     h[13] = TCP_SYN;
-    h.writeUInt16BE(PROBE.tcpWindow, 14);
+    wr16be(h, 14, PROBE.tcpWindow);
     return { proto: IPPROTO_TCP, header: h, checksumAt: 16 };
   },
   udp: (s) => {
     const h = Buffer.alloc(UDP_HEADER_BYTES);
-    h.writeUInt16BE(s.sport ?? PROBE.sport, 0);
-    h.writeUInt16BE(s.dport ?? PROBE_DPORT.udp, 2);
-    h.writeUInt16BE(UDP_HEADER_BYTES + (s.payload?.length ?? 0), 4);
+    wr16be(h, 0, s.sport ?? PROBE.sport);
+    wr16be(h, 2, s.dport ?? PROBE_DPORT.udp);
+    wr16be(h, 4, UDP_HEADER_BYTES + (s.payload?.length ?? 0));
     return { proto: IPPROTO_UDP, header: h, checksumAt: 6 };
   },
 };
@@ -235,7 +236,7 @@ export function buildProbe(s: ProbeSpec): Buffer {
   const seed = t.proto === IPPROTO_ICMP ? 0 : pseudoHeaderSum(p.ip, t.proto, segment.length);
   let sum = internetChecksum(packet, head.length, packet.length, seed);
   if (sum === 0 && t.proto === IPPROTO_UDP) sum = 0xffff;
-  packet.writeUInt16BE(sum, head.length + t.checksumAt);
+  wr16be(packet, head.length + t.checksumAt, sum);
   return packet;
 }
 
@@ -297,7 +298,7 @@ interface Ctx extends Base {
 
 /** A transport checksum over [off, end) of `b` for `ip`'s addresses. */
 function checksumOf(ctx: Ctx, proto: number, b: Buffer, off: number, field: number): Checksum {
-  if (proto === IPPROTO_UDP && ctx.ip.version === 4 && b.readUInt16BE(field) === 0) return 'none';
+  if (proto === IPPROTO_UDP && ctx.ip.version === 4 && rd16be(b, field) === 0) return 'none';
   const seed = proto === IPPROTO_ICMP ? 0 : pseudoHeaderSum(ctx.ip, proto, b.length - off);
   return internetChecksum(b, off, b.length, seed) === 0 ? 'ok' : 'bad';
 }
@@ -306,20 +307,20 @@ function checksumOf(ctx: Ctx, proto: number, b: Buffer, off: number, field: numb
 const DECODERS: Readonly<Record<number, (ctx: Ctx, b: Buffer, off: number) => void>> = {
   [IPPROTO_ESP]: (ctx, b, off) => {
     if (b.length < off + 8) return void ctx.out.push({ layer: 'error', reason: 'ESP header cut short' });
-    ctx.out.push({ layer: 'esp', spi: b.readUInt32BE(off), seq: b.readUInt32BE(off + 4), encrypted: b.length - off - 8 });
+    ctx.out.push({ layer: 'esp', spi: rd32be(b, off), seq: rd32be(b, off + 4), encrypted: b.length - off - 8 });
   },
   [IPPROTO_AH]: (ctx, b, off) => {
     if (b.length < off + 12) return void ctx.out.push({ layer: 'error', reason: 'AH header cut short' });
     const len = (b[off + 1] + 2) * 4;
     if (b.length < off + len || len < 12) return void ctx.out.push({ layer: 'error', reason: 'AH length beyond the packet' });
-    ctx.out.push({ layer: 'ah', spi: b.readUInt32BE(off + 4), seq: b.readUInt32BE(off + 8), nextHeader: b[off], icvBytes: len - 12 });
+    ctx.out.push({ layer: 'ah', spi: rd32be(b, off + 4), seq: rd32be(b, off + 8), nextHeader: b[off], icvBytes: len - 12 });
     decodeNext(ctx, b[off], b, off + len);
   },
   [IPPROTO_COMP]: (ctx, b, off) => {
     if (b.length < off + 4) return void ctx.out.push({ layer: 'error', reason: 'IPCOMP header cut short' });
     const nextHeader = b[off];
     const body = b.subarray(off + 4);
-    const layer: Layer & { layer: 'ipcomp' } = { layer: 'ipcomp', cpi: b.readUInt16BE(off + 2), nextHeader, compressed: body.length };
+    const layer: Layer & { layer: 'ipcomp' } = { layer: 'ipcomp', cpi: rd16be(b, off + 2), nextHeader, compressed: body.length };
     ctx.out.push(layer);
     let inflated: Buffer;
     try {
@@ -335,13 +336,13 @@ const DECODERS: Readonly<Record<number, (ctx: Ctx, b: Buffer, off: number) => vo
   [IPPROTO_IPV6]: (ctx, b, off) => decodeIp(ctx, b.subarray(off)),
   [IPPROTO_UDP]: (ctx, b, off) => {
     if (b.length < off + UDP_HEADER_BYTES) return void ctx.out.push({ layer: 'error', reason: 'UDP header cut short' });
-    const sport = b.readUInt16BE(off);
-    const dport = b.readUInt16BE(off + 2);
-    ctx.out.push({ layer: 'udp', sport, dport, length: b.readUInt16BE(off + 4), checksum: checksumOf(ctx, IPPROTO_UDP, b, off, off + 6) });
+    const sport = rd16be(b, off);
+    const dport = rd16be(b, off + 2);
+    ctx.out.push({ layer: 'udp', sport, dport, length: rd16be(b, off + 4), checksum: checksumOf(ctx, IPPROTO_UDP, b, off, off + 6) });
     const data = b.subarray(off + UDP_HEADER_BYTES);
     if (sport !== ctx.natTPort && dport !== ctx.natTPort) return void ctx.out.push({ layer: 'data', bytes: data.length });
     if (data.length === 1 && data[0] === NATT_KEEPALIVE) return void ctx.out.push({ layer: 'natt', kind: 'keepalive' });
-    if (data.length >= NON_ESP_MARKER_BYTES && data.readUInt32BE(0) === 0) {
+    if (data.length >= NON_ESP_MARKER_BYTES && rd32be(data, 0) === 0) {
       ctx.out.push({ layer: 'natt', kind: 'ike' });
       return void ctx.out.push({ layer: 'data', bytes: data.length - NON_ESP_MARKER_BYTES });
     }
@@ -353,8 +354,8 @@ const DECODERS: Readonly<Record<number, (ctx: Ctx, b: Buffer, off: number) => vo
     const hl = (b[off + 12] >> 4) * 4;
     const flags = TCP_FLAG_LETTERS.filter((_, i) => b[off + 13] & (1 << i)).join('');
     ctx.out.push({
-      layer: 'tcp', sport: b.readUInt16BE(off), dport: b.readUInt16BE(off + 2), seq: b.readUInt32BE(off + 4),
-      ack: b.readUInt32BE(off + 8), flags, window: b.readUInt16BE(off + 14), checksum: checksumOf(ctx, IPPROTO_TCP, b, off, off + 16),
+      layer: 'tcp', sport: rd16be(b, off), dport: rd16be(b, off + 2), seq: rd32be(b, off + 4),
+      ack: rd32be(b, off + 8), flags, window: rd16be(b, off + 14), checksum: checksumOf(ctx, IPPROTO_TCP, b, off, off + 16),
     });
     ctx.out.push({ layer: 'data', bytes: Math.max(0, b.length - off - hl) });
   },
@@ -367,8 +368,8 @@ function decodeIcmp(ctx: Ctx, b: Buffer, off: number, proto: number): void {
   const type = b[off];
   const f: IcmpFields = { type, code: b[off + 1], checksum: checksumOf(ctx, proto, b, off, off + 2) };
   if (ECHO_TYPES.has(type)) {
-    f.id = b.readUInt16BE(off + 4);
-    f.seq = b.readUInt16BE(off + 6);
+    f.id = rd16be(b, off + 4);
+    f.seq = rd16be(b, off + 6);
   }
   ctx.out.push(proto === IPPROTO_ICMP ? { layer: 'icmp', ...f } : { layer: 'icmpv6', ...f });
   ctx.out.push({ layer: 'data', bytes: b.length - off - 8 });
@@ -392,11 +393,11 @@ function decodeIp(outer: Base, b: Uint8Array): void {
   const ctx: Ctx = { out: outer.out, natTPort: outer.natTPort, ip, depth: outer.depth + 1 };
   if (ip.version === 4) {
     ctx.out.push({
-      layer: 'ipv4', src, dst, protocol: ip.protocol, ttl: ip.ttl, id: bytes.readUInt16BE(4), length: bytes.length,
+      layer: 'ipv4', src, dst, protocol: ip.protocol, ttl: ip.ttl, id: rd16be(bytes, 4), length: bytes.length,
       df: ip.dontFragment, mf: ip.moreFragments, fragmentOffset: ip.fragmentOffset,
     });
   } else {
-    ctx.out.push({ layer: 'ipv6', src, dst, nextHeader: ip.protocol, hopLimit: ip.ttl, length: bytes.length, flowLabel: bytes.readUInt32BE(0) & 0xfffff });
+    ctx.out.push({ layer: 'ipv6', src, dst, nextHeader: ip.protocol, hopLimit: ip.ttl, length: bytes.length, flowLabel: rd32be(bytes, 0) & 0xfffff });
   }
   const at = payloadHeader(ip);
   if (!at.ok) return void ctx.out.push({ layer: 'error', reason: 'IPv6 extension headers overrun the packet' });

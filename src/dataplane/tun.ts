@@ -13,6 +13,7 @@ import {
   SIOCGIFINDEX, SIOCSIFFLAGS, SIOCSIFMTU, SOCK_CLOEXEC, SOCK_DGRAM, TUNSETIFF, TUNSETOFFLOAD, TUN_F_CSUM, TUN_F_TSO4,
   TUN_F_TSO6, errnoText, libc,
 } from './libc.js';
+import { rd16, rd32, wr16, wr32 } from '../wire/bytes.js';
 
 export class TunError extends Error {}
 
@@ -50,7 +51,7 @@ export function openTun(name: string, mtu: number, offload = false): TunDevice {
     throw new TunError(`${what} ${name}: ${errnoText(e)}`);
   };
   const req = ifreq(name);
-  req.writeUInt16LE(IFF_TUN | IFF_NO_PI | (offload ? IFF_VNET_HDR : 0), IFNAMSIZ);
+  wr16(req, IFNAMSIZ, IFF_TUN | IFF_NO_PI | (offload ? IFF_VNET_HDR : 0));
   if (c.ioctl(fd, TUNSETIFF, req) < 0) fail('cannot create TUN device');
   // Refused offloads leave the header in place with nothing offloaded: the same framing.
   if (offload) c.ioctlInt(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6);
@@ -59,18 +60,18 @@ export function openTun(name: string, mtu: number, offload = false): TunDevice {
   const ctl = c.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (ctl < 0) fail('cannot open a control socket for');
   const m = ifreq(actual);
-  m.writeInt32LE(mtu, IFNAMSIZ);
+  wr32(m, IFNAMSIZ, mtu);
   if (c.ioctl(ctl, SIOCSIFMTU, m) < 0) fail(`cannot set MTU ${mtu} on`, ctl);
   const flags = ifreq(actual);
   if (c.ioctl(ctl, SIOCGIFFLAGS, flags) < 0) fail('cannot read the flags of', ctl);
-  flags.writeUInt16LE(flags.readUInt16LE(IFNAMSIZ) | IFF_UP, IFNAMSIZ);
+  wr16(flags, IFNAMSIZ, rd16(flags, IFNAMSIZ) | IFF_UP);
   if (c.ioctl(ctl, SIOCSIFFLAGS, flags) < 0) fail('cannot bring up', ctl);
   const idx = ifreq(actual);
   if (c.ioctl(ctl, SIOCGIFINDEX, idx) < 0) fail('cannot read the index of', ctl);
   c.close(ctl);
   let open = true;
   return {
-    name: actual, fd, mtu, ifindex: idx.readInt32LE(IFNAMSIZ), offload,
+    name: actual, fd, mtu, ifindex: (rd32(idx, IFNAMSIZ) | 0), offload,
     close() {
       if (!open) return;
       open = false;

@@ -39,6 +39,7 @@ import { TunCoalescer, VNET_HDR_BYTES, offloadedPackets } from './gso.js';
 import { buildIPv4Header, internetChecksum, onesSum } from './packet.js';
 import { rcv, type RcvOptions } from './rcv.js';
 import { pieceOptions, xmit } from './xmit.js';
+import { wr16, wr16be, wr32be } from '../wire/bytes.js';
 
 /** The private tunnels' ends, on the loopback network (the private carrier sends from WEST to EAST). */
 const WEST = '127.0.0.1';
@@ -86,15 +87,15 @@ function install(engine: Engine, i: number, suite: (typeof SUITES)[number], keys
 /** A TCP/IPv4 packet 10.1.i.5 → 10.2.i.7 with `payload` bytes (ACK, checksums right). */
 function tcpPacket(i: number, payload: number, seq: number): Buffer {
   const tcp = Buffer.alloc(20 + payload);
-  tcp.writeUInt16BE(40000, 0);
-  tcp.writeUInt16BE(5201, 2);
-  tcp.writeUInt32BE(seq >>> 0, 4);
+  wr16be(tcp, 0, 40000);
+  wr16be(tcp, 2, 5201);
+  wr32be(tcp, 4, seq >>> 0);
   tcp[12] = 5 << 4;
   tcp[13] = 0x10;
-  tcp.writeUInt16BE(512, 14);
+  wr16be(tcp, 14, 512);
   const ip = buildIPv4Header({ tos: 0, id: seq & 0xffff, flags: 0x4000, ttl: 64, protocol: 6, src: Uint8Array.of(10, 1, i, 5), dst: Uint8Array.of(10, 2, i, 7), payloadLength: tcp.length });
   const p = Buffer.concat([ip, tcp]);
-  p.writeUInt16BE(internetChecksum(p, 20, p.length, onesSum(p, 12, 20) + 6 + tcp.length), 36);
+  wr16be(p, 36, internetChecksum(p, 20, p.length, onesSum(p, 12, 20) + 6 + tcp.length));
   return p;
 }
 
@@ -104,10 +105,10 @@ export function superSegment(i: number, segments: number): Buffer {
   const h = Buffer.alloc(VNET_HDR_BYTES);
   h[0] = 1;
   h[1] = 1;
-  h.writeUInt16LE(40, 2);
-  h.writeUInt16LE(1348, 4);
-  h.writeUInt16LE(20, 6);
-  h.writeUInt16LE(16, 8);
+  wr16(h, 2, 40);
+  wr16(h, 4, 1348);
+  wr16(h, 6, 20);
+  wr16(h, 8, 16);
   return Buffer.concat([h, p]);
 }
 

@@ -56,6 +56,7 @@ import { runtimeOf } from './sa-adapter.js';
 import { sendableSeq } from './sa.js';
 import type { Result } from './drop.js';
 import type { PathOptions, TraceStep } from './trace.js';
+import { wr16be } from '../wire/bytes.js';
 
 /** A packet to put on the wire. */
 export interface OutPacket {
@@ -426,7 +427,7 @@ export function rejectIcmp(packet: Uint8Array, source?: Uint8Array): Buffer | un
     icmp[0] = REJECT_ICMP[4].type;
     icmp[1] = REJECT_ICMP[4].code;
     quoted.copy(icmp, 8);
-    icmp.writeUInt16BE(internetChecksum(icmp, 0, icmp.length), 2);
+    wr16be(icmp, 2, internetChecksum(icmp, 0, icmp.length));
     const h = buildIPv4Header({ tos: 0, id: 0, flags: 0, ttl: 64, protocol: IPPROTO_ICMP, src, dst: ip.src, payloadLength: icmp.length });
     return Buffer.concat([h, icmp]);
   }
@@ -440,6 +441,6 @@ export function rejectIcmp(packet: Uint8Array, source?: Uint8Array): Buffer | un
   const out = Buffer.concat([h, icmp]);
   const po = parseIp(out);
   if (!po.ok) return undefined;
-  out.writeUInt16BE(internetChecksum(out, IPV6_HEADER_BYTES, out.length, pseudoHeaderSum(po.ip, IPPROTO_ICMPV6, icmp.length)), IPV6_HEADER_BYTES + 2);
+  wr16be(out, IPV6_HEADER_BYTES + 2, internetChecksum(out, IPV6_HEADER_BYTES, out.length, pseudoHeaderSum(po.ip, IPPROTO_ICMPV6, icmp.length)));
   return out;
 }
