@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  ERRNO, SADB_EXPIRE, SADB_GET, SADB_SATYPE_ESP, SADB_SASTATE_DYING, SADB_SASTATE_MATURE,
+  ERRNO, SADB_DELETE, SADB_EXPIRE, SADB_GET, SADB_SATYPE_ESP, SADB_SASTATE_DYING, SADB_SASTATE_MATURE,
   SADB_SASTATE_LARVAL, type PfkeyMessage,
 } from '../src/wire/index.js';
 import {
@@ -298,4 +298,26 @@ test('ADD/DELETE churn of SAs with time limits leaves no growing backlog of dead
   w.advance(30);
   assert.equal(w.engine.tick(), 0);
   assert.equal(w.engine.sadb.deadlineCount, 0);
+});
+
+test('countTrafficOn counts on the SA a path holds while the table is as it found it, else on the table\'s SA by its SAID', () => {
+  const { w, a, b } = setup();
+  a.ok(addReq({ spi: 0x100, extra: { lifetimeSoft: lifetime({ bytes: 1000 }), lifetimeHard: lifetime({ bytes: 2000 }) } }));
+  drain(a, b);
+  const held = w.engine.sadb.get(espSaid(0x100))!;
+  const asOf = w.engine.sadb.version;
+  assert.equal(w.engine.countTrafficOn(held, asOf, 600), undefined);
+  assert.equal(held.current.bytes, 600);
+  // The table changes (another SA is added): the held object is found again by its SAID.
+  a.ok(addReq({ spi: 0x101 }));
+  drain(a, b);
+  assert.equal(w.engine.countTrafficOn(held, asOf, 500), 'soft');
+  oneExpire([a, b], 'soft', 0x100, 'soft bytes through a stale version');
+  // Once the SA is gone, a stale holder counts nothing and raises nothing.
+  a.ok(saidReq(SADB_DELETE, { spi: 0x100 }));
+  drain(a, b);
+  const before = held.current.bytes;
+  assert.equal(w.engine.countTrafficOn(held, asOf, 5000), undefined);
+  assert.equal(held.current.bytes, before);
+  noExpire([a, b], 'after the SA was deleted');
 });

@@ -185,12 +185,15 @@ function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opt
   }
   const sas: Said[] = [];
   let prev: SA | undefined;
+  let asOf = -1;
   for (;;) {
     if (nh && (nh.protocol === IPPROTO_ESP || nh.protocol === IPPROTO_AH || nh.protocol === IPPROTO_COMP)) {
       const spi = spiAt(pkt, nh.protocol, nh.offset);
       if (spi === undefined) return { ok: false, reason: 'too-short' };
       const said: Said = { proto: nh.protocol, spi, dst: dstText(ip) };
       const sa = engine.sadb.get(said);
+      // The table as this lookup saw it: the SAs below are counted as they are while it stands.
+      asOf = engine.sadb.version;
       const usable = sa !== undefined && sa.state !== SADB_SASTATE_LARVAL;
       if (trace) trace(usable ? { step: 'lookup', said: formatSaidOld(said), found: true, xform: xformName(sa) } : { step: 'lookup', said: formatSaidOld(said), found: false });
       if (!usable) {
@@ -217,7 +220,7 @@ function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opt
         trace?.({ step: 'mapping', said: formatSaidOld(said), addr: natt.addr, port: natt.port, sent: !opts.dryRun });
         if (!opts.dryRun && engine.natTNewMapping(sa.said, natt.addr, natt.port)) countersOf(engine).natTMappings++;
       }
-      if (!opts.dryRun) engine.countTraffic(sa.said, arrived, 1);
+      if (!opts.dryRun) engine.countTrafficOn(sa, asOf, arrived, 1);
       sas.push(sa.said);
       prev = sa;
       const q = handedOn(r);
@@ -241,7 +244,7 @@ function receive(engine: Engine, packet: Uint8Array, from: From | undefined, opt
         trace?.({ step: 'policy', said: formatSaidOld(tun.said), check: 'inflow', ok });
         if (!ok) return { ok: false, reason: 'policy', said: tun.said };
       }
-      if (!opts.dryRun) engine.countTraffic(tun.said, arrived, 1);
+      if (!opts.dryRun) engine.countTrafficOn(tun, asOf, arrived, 1);
       trace?.({ step: 'decap', said: formatSaidOld(tun.said), xform: xformName(tun), before: arrived, after: inner.ip.bytes.length, nextHeader: nh.protocol });
       sas.push(tun.said);
       prev = tun;

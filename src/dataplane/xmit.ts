@@ -193,6 +193,8 @@ function route(engine: Engine, packet: Uint8Array, opts: XmitOptions): XmitResul
   let natTPort: number | undefined;
   // (Whether pkt is what the tun + esp step built, its header known good.)
   let built = false;
+  // route() found these SAs in the table as it stands now: counted as they are while it stands.
+  const asOf = engine.sadb.version;
   for (let x: SA | undefined = sa; x; x = x.next) {
     const esp: SA | undefined = opts.trace ? undefined : fusableEsp(x);
     if (esp) {
@@ -209,8 +211,8 @@ function route(engine: Engine, packet: Uint8Array, opts: XmitOptions): XmitResul
       if (!r.ok) return fail(r.reason, { eroute, said: esp.said });
       sas.push(x.said, esp.said);
       if (!opts.dryRun) {
-        engine.countTraffic(x.said, pkt.length + h.headerLength, 1);
-        engine.countTraffic(esp.said, r.packet.length, 1);
+        engine.countTrafficOn(x, asOf, pkt.length + h.headerLength, 1);
+        engine.countTrafficOn(esp, asOf, r.packet.length, 1);
       }
       pkt = r.packet;
       parsed = undefined;
@@ -227,7 +229,7 @@ function route(engine: Engine, packet: Uint8Array, opts: XmitOptions): XmitResul
     pkt = r.packet;
     if (r.natTPort !== undefined) natTPort = r.natTPort;
     sas.push(x.said);
-    if (!opts.dryRun) engine.countTraffic(x.said, pkt.length, 1);
+    if (!opts.dryRun) engine.countTrafficOn(x, asOf, pkt.length, 1);
   }
   let dst: string;
   if (built) dst = builtDstText(pkt);

@@ -695,6 +695,18 @@ export class Engine implements EngineOps {
     return kind;
   }
 
+  /**
+   * countTraffic for an SA a path found in the table itself: `asOf` is the table's
+   * version when it did. While nothing has changed since, `sa` is the table's own and is
+   * counted without a second lookup; otherwise it is found again by its SAID.
+   */
+  countTrafficOn(sa: SA, asOf: number, bytes: number, packets = 1): ExpiryKind | undefined {
+    if (asOf !== this.sadb.version) return this.countTraffic(sa.said, bytes, packets);
+    const kind = this.sadb.countTraffic(sa, bytes, packets, this.now());
+    if (kind) this.expire(sa, kind);
+    return kind;
+  }
+
   /** Check allocation limits after an eroute was bound to an SA. */
   checkLimits(sa: SA): void {
     const kind = this.sadb.reached(sa, this.now());
