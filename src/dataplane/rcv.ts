@@ -298,11 +298,28 @@ function decap(sa: SA, ip: IpPacket, at: HeaderPosition, guard: ReplayGuard | un
   }
 }
 
-function within(addr: Uint8Array, flow: string, mask: string, family: number): boolean {
-  const f = addressBytes(family, flow);
-  const m = addressBytes(family, mask);
-  if (f.length !== addr.length) return false;
-  for (let i = 0; i < f.length; i++) if ((addr[i] & m[i]) !== (f[i] & m[i])) return false;
+/** An inbound policy's flows and masks as bytes, each flow already masked: [srcFlow, srcMask, dstFlow, dstMask]. */
+const policyBytes = new WeakMap<InboundPolicy, Uint8Array[]>();
+
+function bytesOfPolicy(p: InboundPolicy): Uint8Array[] {
+  let b = policyBytes.get(p);
+  if (b === undefined) {
+    const family = p.srcFlow.family;
+    const masked = (flow: string, mask: string) => {
+      const f = addressBytes(family, flow);
+      const m = addressBytes(family, mask);
+      for (let i = 0; i < f.length; i++) f[i] &= m[i];
+      return [f, m];
+    };
+    b = [...masked(p.srcFlow.addr, p.srcMask.addr), ...masked(p.dstFlow.addr, p.dstMask.addr)];
+    policyBytes.set(p, b);
+  }
+  return b;
+}
+
+/** Whether the address at bytes[at, at + flow.length) is inside flow/mask (flow already masked). */
+function within(bytes: Uint8Array, at: number, flow: Uint8Array, mask: Uint8Array): boolean {
+  for (let i = 0; i < flow.length; i++) if ((bytes[at + i] & mask[i]) !== flow[i]) return false;
   return true;
 }
 
@@ -310,5 +327,8 @@ function within(addr: Uint8Array, flow: string, mask: string, family: number): b
 function insidePolicy(p: InboundPolicy, ip: IpPacket): boolean {
   const family = p.srcFlow.family;
   if ((family === AF_INET) !== (ip.version === 4)) return false;
-  return within(ip.src, p.srcFlow.addr, p.srcMask.addr, family) && within(ip.dst, p.dstFlow.addr, p.dstMask.addr, family);
+  const [sf, sm, df, dm] = bytesOfPolicy(p);
+  const v4 = ip.version === 4;
+  if (sf.length !== (v4 ? 4 : 16) || df.length !== sf.length) return false;
+  return within(ip.bytes, v4 ? 12 : 8, sf, sm) && within(ip.bytes, v4 ? 16 : 24, df, dm);
 }
