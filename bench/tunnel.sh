@@ -205,7 +205,8 @@ ip netns del $NSL; ip netns del $NSR
 if [[ $ANCHOR == 1 ]]; then
   log "strongSwan kernel-libipsec anchor (bench/anchors/strongswan-libipsec.sh)"
   DUR=$DUR ESPS="aes128gcm16 aes128-sha256" WORK=$WORK/sswan bash bench/anchors/strongswan-libipsec.sh > "$WORK/anchor.txt" 2>"$WORK/anchor.log" || die "anchor failed: $(tail -5 "$WORK/anchor.log")"
-  sed -n '/^kernel-libipsec ESP/,$p' "$WORK/anchor.txt" | grep -v '^raw outputs' | while IFS= read -r l; do say "$l"; done
+  # (Read in this shell, not a pipeline's subshell, so the lines reach the report too.)
+  while IFS= read -r l; do say "$l"; done < <(sed -n '/^kernel-libipsec ESP/,$p' "$WORK/anchor.txt" | grep -v '^raw outputs')
   S_TCP_GCM=$(awk '/^kernel-libipsec ESP aes128gcm16/{f=1} f && /^  TCP/{print $2; exit}' "$WORK/anchor.txt")
   S_RTT_GCM=$(awk '/^kernel-libipsec ESP aes128gcm16/{f=1} f && /^  ping RTT/{split($4,a,"/"); print a[2]; exit}' "$WORK/anchor.txt")
   S_TCP_CBC=$(awk '/^kernel-libipsec ESP aes128-sha256/{f=1} f && /^  TCP/{print $2; exit}' "$WORK/anchor.txt")
