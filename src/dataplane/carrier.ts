@@ -134,7 +134,7 @@ class Batch {
   }
 
   flags(i: number): number {
-    return (rd32(this.arena.buf, i * MMSGHDR_BYTES + 48) | 0);
+    return rd32(this.arena.buf, i * MMSGHDR_BYTES + 48);
   }
 
   name(i: number): Buffer {
@@ -189,7 +189,7 @@ class Batch {
     for (let off = 0; off + 16 <= ctl.length;) {
       const len = rd32(ctl, off);
       if (len < 16) return 0;
-      if ((rd32(ctl, off + 8) | 0) === SOL_UDP && (rd32(ctl, off + 12) | 0) === UDP_GRO && len >= 20) return (rd32(ctl, off + 16) | 0);
+      if (rd32(ctl, off + 8) === SOL_UDP && rd32(ctl, off + 12) === UDP_GRO && len >= 20) return rd32(ctl, off + 16);
       off += (len + 7) & ~7;
     }
     return 0;
@@ -492,8 +492,8 @@ export class Carrier {
     for (let off = 0; off + 16 <= ctl.length;) {
       const len = Number(ctl.readBigUInt64LE(off));
       if (len < 16) return undefined;
-      const level = (rd32(ctl, off + 8) | 0);
-      const type = (rd32(ctl, off + 12) | 0);
+      const level = rd32(ctl, off + 8);
+      const type = rd32(ctl, off + 12);
       if (v4 && level === IPPROTO_IP && type === IP_PKTINFO) return ctl.subarray(off + 24, off + 28);
       if (!v4 && level === IPPROTO_IPV6 && type === IPV6_PKTINFO) return ctl.subarray(off + 16, off + 32);
       off += (len + 7) & ~7;

@@ -269,7 +269,7 @@ export class DataplaneRuntime {
 
   /** Whether pollfd i reported something (revents) at the last ppoll. */
   private ready(i: number): boolean {
-    return ((rd16(this.pollfds, i * 8 + 6) << 16) >> 16) !== 0;
+    return rd16(this.pollfds, i * 8 + 6) !== 0;
   }
 
   private lastPacket = -Infinity;

@@ -71,7 +71,7 @@ export function openTun(name: string, mtu: number, offload = false): TunDevice {
   c.close(ctl);
   let open = true;
   return {
-    name: actual, fd, mtu, ifindex: (rd32(idx, IFNAMSIZ) | 0), offload,
+    name: actual, fd, mtu, ifindex: rd32(idx, IFNAMSIZ), offload,
     close() {
       if (!open) return;
       open = false;

@@ -689,10 +689,7 @@ export class Engine implements EngineOps {
   /** Count traffic on an SA (bytes and packets); fires soft/hard EXPIRE as limits are reached. */
   countTraffic(said: Said, bytes: number, packets = 1): ExpiryKind | undefined {
     const sa = this.sadb.get(said);
-    if (!sa) return undefined;
-    const kind = this.sadb.countTraffic(sa, bytes, packets, this.now());
-    if (kind) this.expire(sa, kind);
-    return kind;
+    return sa ? this.countOn(sa, bytes, packets) : undefined;
   }
 
   /**
@@ -701,7 +698,11 @@ export class Engine implements EngineOps {
    * counted without a second lookup; otherwise it is found again by its SAID.
    */
   countTrafficOn(sa: SA, asOf: number, bytes: number, packets = 1): ExpiryKind | undefined {
-    if (asOf !== this.sadb.version) return this.countTraffic(sa.said, bytes, packets);
+    return asOf === this.sadb.version ? this.countOn(sa, bytes, packets) : this.countTraffic(sa.said, bytes, packets);
+  }
+
+  /** Count traffic on `sa`, the table's own, and apply the expiry it reaches. */
+  private countOn(sa: SA, bytes: number, packets: number): ExpiryKind | undefined {
     const kind = this.sadb.countTraffic(sa, bytes, packets, this.now());
     if (kind) this.expire(sa, kind);
     return kind;
