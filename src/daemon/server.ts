@@ -312,7 +312,8 @@ class Connection {
     this.srv.stats.bytesIn += chunk.length;
     // The messages of one read are handled on one reading of the clock.
     const engine = this.srv.engine;
-    engine.beginBatch();
+    // At a message boundary, the read's messages start at its first byte.
+    engine.beginBatch(this.decoder.buffered === 0 ? chunk : undefined);
     let err;
     // What this read's messages queue for this client is written by the flush() below.
     this.handling = true;
