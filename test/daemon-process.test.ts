@@ -1,6 +1,8 @@
 /**
  * klipsd's life as a process under hostile surroundings: a log it cannot write (stderr
  * on a full disk, a pipe nobody drains) is dropped and counted while it keeps serving.
+ * Also what needs klipsd in a process of its own to be seen: a client's rcvbuf charged
+ * only with what the kernel has not taken, when klipsd was stopped (SIGSTOP) in between.
  */
 
 import { test } from 'node:test';
@@ -8,7 +10,8 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ERRNO, SADB_REGISTER, SADB_SATYPE_ESP } from '../src/wire/index.js';
+import net from 'node:net';
+import { AF_INET, ERRNO, SADB_ADD, SADB_REGISTER, SADB_SASTATE_MATURE, SADB_SATYPE_ESP, buildMessage } from '../src/wire/index.js';
 import { infoPathFor } from '../src/daemon/paths.js';
 import { LogSink } from '../src/daemon/log-sink.js';
 import { DAEMON, DIST, RawClient, header, tempDir, waitUntil, within } from './cli-harness.js';
@@ -283,4 +286,82 @@ test('SIGUSR1 does not open the Node inspector (no TCP listener, no "Debugger li
 test('klipsd --version prints the package version', () => {
   const version = (JSON.parse(fs.readFileSync(path.resolve(DIST, '../package.json'), 'utf8')) as { version: string }).version;
   assert.equal(execFileSync(process.execPath, [DAEMON, '--version'], { encoding: 'utf8' }), `${version}\n`);
+});
+
+test('rcvbuf charges only what the kernel has not taken: a client keeping its outstanding replies within rcvbuf loses none, even when klipsd reads its requests before its write finishes', async () => {
+  // KLIPS drops a reply when the socket's queue is over rcvbuf. klipsd's queue includes
+  // its write in flight: a write the kernel took in part must count only its part still
+  // to go. Before, all of it counted until its last byte went, and a client that read the
+  // part taken and sent as many requests lost replies it had room for. SIGSTOP makes the
+  // order certain: klipsd, stopped with a write in flight, wakes to the new requests and
+  // to room for its write at once, and libuv handles the requests first.
+  const RCVBUF = 1 << 20;
+  const dir = tempDir();
+  const socket = path.join(dir, 'pfkey.sock');
+  const config = path.join(dir, 'klipsd.json');
+  fs.writeFileSync(config, JSON.stringify({ rcvbuf: RCVBUF }));
+  const p = spawnDaemon(['--socket', socket, '--config', config, '--kame-socket', '']);
+  const c = new net.Socket();
+  try {
+    await ready(p, socket);
+    const v4 = (addr: string) => ({ proto: 0, prefixlen: 0, family: AF_INET, port: 0, addr });
+    let spi = 0x10000;
+    const adds = (n: number) => Buffer.concat(Array.from({ length: n }, (_, i) => buildMessage({
+      header: { type: SADB_ADD, satype: SADB_SATYPE_ESP, seq: i + 1, pid: 77 },
+      sa: { spi: spi++, replay: 32, state: SADB_SASTATE_MATURE, auth: 3, encrypt: 12, flags: 0 },
+      addressSrc: v4('192.0.2.1'), addressDst: v4('198.51.100.7'),
+      keyAuth: { bits: 160, key: new Uint8Array(20).fill(0x11) }, keyEncrypt: { bits: 128, key: new Uint8Array(16).fill(0x5a) },
+    })));
+    // The reply to such an ADD is 104 bytes: K replies fit rcvbuf.
+    const K = Math.floor(RCVBUF / 104);
+    await new Promise<void>((resolve, reject) => { c.once('error', reject); c.connect(socket, resolve); });
+    c.pause();
+    // Replies counted whole (a message counts once its last byte is here), ENOBUFS notices apart.
+    let got = 0;
+    let notices = 0;
+    let pending: Uint8Array = new Uint8Array(0);
+    c.on('data', (d: Buffer) => {
+      const b = pending.length ? Buffer.concat([pending, d]) : d;
+      let o = 0;
+      while (o + 8 <= b.length) {
+        const len = b.readUInt16LE(o + 4) * 8;
+        if (o + len > b.length) break;
+        if (b[o + 1] === 0 && b[o + 2] === ERRNO.ENOBUFS) notices++;
+        else got++;
+        o += len;
+      }
+      pending = b.subarray(o);
+    });
+    // K requests, none read: the kernel's buffer fills, then klipsd's write is in flight and the rest queued.
+    c.write(adds(K));
+    await waitUntil('klipsd to handle the K ADDs', async () => (await infoView<{ server: { framesIn: number } }>(socket, 'stats')).server.framesIn === K, 20000);
+    // One read's worth, so the write in flight is taken in part.
+    c.resume();
+    await within(5000, 'a first read', new Promise((r) => c.once('data', r)));
+    c.pause();
+    await new Promise((r) => setTimeout(r, 200));
+    p.child.kill('SIGSTOP');
+    try {
+      // Everything the kernel holds, then as many requests as replies read: never more than K outstanding.
+      c.resume();
+      let last = -1;
+      while (got !== last) { last = got; await new Promise((r) => setTimeout(r, 150)); }
+      const read = got;
+      assert.ok(read > 0 && read < K, `read ${read} of ${K} while klipsd was stopped`);
+      c.write(adds(read));
+      await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      p.child.kill('SIGCONT');
+    }
+    const sent = spi - 0x10000;
+    // A drop shows as an ENOBUFS notice (and replies that never come): stop waiting at either.
+    await waitUntil('a reply to every ADD, or a notice', () => got === sent || notices > 0, 20000).catch(() => undefined);
+    assert.equal(notices, 0, 'no ENOBUFS notice');
+    assert.equal(got, sent, 'a reply to every ADD');
+    assert.equal(await stopWith(p, 'SIGTERM'), 0);
+  } finally {
+    c.destroy();
+    p.child.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

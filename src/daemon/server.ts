@@ -310,6 +310,8 @@ class Connection {
   private readonly onData = (chunk: Buffer): void => {
     if (this.closed) return;
     this.srv.stats.bytesIn += chunk.length;
+    // What the kernel took of the write in flight since it was last counted is no longer this client's to hold.
+    if (this.charged !== 0) this.settle();
     // The messages of one read are handled on one reading of the clock.
     const engine = this.srv.engine;
     // At a message boundary, the read's messages start at its first byte.
@@ -472,28 +474,53 @@ class Connection {
     this.write(bytes);
   }
 
-  private write(data: Uint8Array, done: () => void = this.settle): void {
+  private write(data: Uint8Array, done: () => void = this.written): void {
     this.srv.stats.bytesOut += data.length;
     this.c.write(data, done);
     this.settle();
   }
 
   /**
-   * Charge the PF_KEY socket with what the connection's write buffer holds (bytes the
-   * kernel has not taken yet): they count against this client's rcvbuf and klipsd's
-   * total. Runs after each write and when each write completes.
+   * Charge the PF_KEY socket with what the connection's write buffer holds that the
+   * kernel has not taken yet: it counts against this client's rcvbuf and klipsd's total.
+   * Runs after each write, when each write completes, and before each read is handled.
    */
   private readonly settle = (): void => {
-    const now = this.closed ? 0 : this.c.writableLength;
+    const now = this.closed ? 0 : this.untaken();
     if (now > this.charged) this.sock.hold(now - this.charged);
     else if (now < this.charged) this.sock.release(this.charged - now);
     this.charged = now;
+  };
+
+  /**
+   * Bytes of the write buffer the kernel has not taken. A write the kernel took only in
+   * part stays in the buffer, whole, until its last byte goes; the part it took may
+   * already be read by the client, who then sends more. flush() keeps one write in
+   * flight at a time, so libuv's count of that write's bytes still to go (Node's handle
+   * shows it live) is all that is left. Counting the whole write instead dropped replies
+   * to a client whose outstanding replies fitted its rcvbuf (docs/klipsd.md).
+   */
+  private untaken(): number {
+    const n = this.c.writableLength;
+    if (n === 0) return 0;
+    const q = (this.c as unknown as { _handle?: { writeQueueSize?: unknown } })._handle?.writeQueueSize;
+    return typeof q === 'number' && q >= 0 && q < n ? q : n;
+  }
+
+  /** A write is done: charge what is left, and write what was queued meanwhile. */
+  private readonly written = (): void => {
+    this.settle();
+    if (this.draining) {
+      this.draining = false;
+      this.flush();
+    }
   };
 
   /** The write carrying an ENOBUFS notice is done: the next notice may go (see flush). */
   private readonly noticeWritten = (): void => {
     this.settle();
     this.noticeInFlight = false;
+    this.draining = false;
     this.flush();
   };
 
@@ -506,7 +533,13 @@ class Connection {
   flush(force = false): void {
     if (this.closed) return;
     if (!force && this.noticeInFlight && this.sock.overflowed) return; // noticeWritten() calls again
-    const room = force ? Infinity : this.srv.config.writeHighWater - this.c.writableLength;
+    // One write in flight at a time (see untaken): the rest waits in the PF_KEY queue,
+    // charged there, until written() calls again.
+    if (!force && this.c.writableLength > 0) {
+      this.draining = true;
+      return;
+    }
+    const room = force ? Infinity : this.srv.config.writeHighWater;
     let first: Uint8Array | undefined;
     let parts: Uint8Array[] | undefined;
     let bytes = 0;
@@ -530,23 +563,11 @@ class Connection {
       if (notice && this.sock.overflowed && !force) break; // another drop meanwhile: its notice waits for this one's write
     }
     if (notice) this.noticeInFlight = true;
-    if (first !== undefined) this.write(parts ? Buffer.concat(parts, bytes) : first, notice ? this.noticeWritten : this.settle);
+    if (first !== undefined) this.write(parts ? Buffer.concat(parts, bytes) : first, notice ? this.noticeWritten : this.written);
     if (force) return;
-    if (this.sock.pending > 0 || bytes >= room) this.waitForDrain();
+    // More than one write's worth: the write's completion (written) comes back for it.
+    if (first !== undefined && (this.sock.pending > 0 || bytes >= room)) this.draining = true;
   }
-
-  private waitForDrain(): void {
-    if (this.draining || this.closed) return;
-    this.draining = true;
-    // Over our mark but under the stream's own (16 KiB): no 'drain' will come, so look again shortly.
-    if (this.c.writableNeedDrain) this.c.once('drain', this.onDrain);
-    else setTimeout(this.onDrain, 2);
-  }
-
-  private readonly onDrain = (): void => {
-    this.draining = false;
-    this.flush();
-  };
 
   /**
    * The engine queued a message for this socket: while this connection's own read is
