@@ -336,7 +336,8 @@ test('a DUMP whose reader closes while it waits for room unpins the table', asyn
   received(s.socks);
   const small = new PfkeySocket(s.engine, { rcvbuf: 4096 });
   assert.equal(small.send(buildMessage(hdrReq(SADB_DUMP, 0, { seq: 3 }))), 0);
-  await new Promise((r) => setImmediate(r));
+  // The DUMP lists the SAs in 1 ms slices, each after the first from a timer.
+  for (let i = 0; i < 1000 && small.pending === 0; i++) await new Promise((r) => setTimeout(r, 1));
   assert.ok(small.pending > 0 && small.pending < 3000, 'the DUMP waits for the reader');
   small.close();
   // Unpinned, a FLUSH removes the stored SAs without making them.
@@ -369,8 +370,8 @@ test('a DUMP that lists stored SAs sends them as listed, whatever DELETE, UPDATE
     assert.equal(s.socks[0].send(buildMessage(hdrReq(SADB_FLUSH, SADB_SATYPE_AH, { seq: 11 }))), 0);
     assert.equal(s.socks[0].send(buildMessage(hdrReq(SADB_FLUSH, 0, { seq: 12 }))), 0);
     const lastDumpReply = (h: string) => h.slice(2, 4) === '0a' && h.slice(16, 24) === '00000000';
-    for (let turns = 0; turns < 1000 && !got.some(lastDumpReply); turns++) {
-      await new Promise((r) => setImmediate(r));
+    for (let turns = 0; turns < 5000 && !got.some(lastDumpReply); turns++) {
+      await new Promise((r) => setTimeout(r, 1));
       got.push(...reader.recvAll().map(hex));
     }
     return { got, others: received(s.socks), size: s.engine.sadb.size };

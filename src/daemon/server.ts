@@ -291,6 +291,8 @@ class Connection {
   /** A flush for messages queued from elsewhere is scheduled (onQueued). */
   private wakePending = false;
   private draining = false;
+  /** written() has scheduled resume(). */
+  private resumePending = false;
 
   constructor(
     readonly id: number,
@@ -507,13 +509,24 @@ class Connection {
     return typeof q === 'number' && q >= 0 && q < n ? q : n;
   }
 
-  /** A write is done: charge what is left, and write what was queued meanwhile. */
+  /**
+   * A write is done: charge what is left, and write what was queued meanwhile, after the
+   * event loop has looked at its sockets. A write the kernel takes at once completes in
+   * the same turn, so flushing from here would chain write after write (a DUMP's whole
+   * output) while other clients' requests wait.
+   */
   private readonly written = (): void => {
     this.settle();
-    if (this.draining) {
-      this.draining = false;
-      this.flush();
+    if (this.draining && !this.resumePending) {
+      this.resumePending = true;
+      setImmediate(this.resume);
     }
+  };
+
+  private readonly resume = (): void => {
+    this.resumePending = false;
+    this.draining = false;
+    this.flush();
   };
 
   /** The write carrying an ENOBUFS notice is done: the next notice may go (see flush). */

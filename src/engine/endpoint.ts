@@ -2,7 +2,8 @@
  * The shapes the engine's parts meet through: an Endpoint (what the engine needs of a
  * PF_KEY socket; socket/ implements it), the operations a message handler may use on the
  * engine (EngineOps; engine.ts implements them), a Request (what a handler is given), and
- * SenderRefusal (a refusal answered to the sender alone).
+ * SenderRefusal (a refusal answered to the sender alone), and how a dump shares the
+ * thread with everything else (DUMP_SLICE_MS, nextDumpSlice).
  * Keeping them here lets handlers.ts and engine.ts each depend on this file, not on each other.
  */
 
@@ -130,4 +131,17 @@ export class SenderRefusal extends PfkeyError {
   constructor(errno: number, reason: string, readonly reply: Uint8Array) {
     super(errno, reason);
   }
+}
+
+/** Work a dump (DUMP; the KAME dialect's DUMP and X_SPDDUMP) does at a time: other sockets wait at most about this long. */
+export const DUMP_SLICE_MS = 1;
+
+/**
+ * Run a dump's next slice from a timer, never straight from its reader's progress: the
+ * event loop's other work (other sockets' requests and writes) runs between two slices,
+ * and a dump takes at most about half of the thread it runs on, however fast its reader
+ * reads (docs/semantics.md, DUMP).
+ */
+export function nextDumpSlice(step: () => void): void {
+  setTimeout(step, 0);
 }

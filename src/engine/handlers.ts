@@ -29,7 +29,7 @@ import {
 } from './sa-extensions.js';
 import { plumbTarget } from './interfaces.js';
 import { storedSaReply } from './fast-path.js';
-import { SenderRefusal, type EngineOps, type Request } from './endpoint.js';
+import { DUMP_SLICE_MS, SenderRefusal, nextDumpSlice, type EngineOps, type Request } from './endpoint.js';
 
 /** A handler of message type T: its message has every extension RULES[T].in requires. */
 type Handler<T extends MsgType> = (r: Request<InboundMessage<T>>) => void;
@@ -354,14 +354,12 @@ const flush: Handler<typeof SADB_FLUSH> = ({ engine, msg }) => {
   engine.toAll(headerOnly(replyHeader(msg)));
 };
 
-/** Work done per turn of the event loop by DUMP, so other sockets wait at most this long. */
-const DUMP_SLICE_MS = 2;
-
 /**
  * DUMP (KLIPS: ENOSYS): one reply per SA to the sender, seq counting down to 0 on the
  * last. It runs in slices of at most DUMP_SLICE_MS: first it lists the SAs (an SA deleted
  * before the listing reaches it is left out), then it sends them,
- * waiting whenever the sender's receive queue is full, so nothing is dropped.
+ * waiting whenever the sender's receive queue is full, so nothing is dropped; each
+ * slice after the first from a timer (nextDumpSlice).
  */
 const dump: Handler<typeof SADB_DUMP> = ({ engine, ep, msg }) => {
   const satype = msg.header.satype;
@@ -386,7 +384,7 @@ const dump: Handler<typeof SADB_DUMP> = ({ engine, ep, msg }) => {
     const until = performance.now() + DUMP_SLICE_MS;
     for (let n = 0; ; n++) {
       if (ep.closed) return unpin();
-      if ((n & 63) === 63 && performance.now() > until) { setImmediate(step); return; }
+      if ((n & 63) === 63 && performance.now() > until) { nextDumpSlice(step); return; }
       if (listing) {
         const r = it.next();
         if (r.done) {
@@ -410,12 +408,14 @@ const dump: Handler<typeof SADB_DUMP> = ({ engine, ep, msg }) => {
       const bytes = stored ?? buildMessage(saMessage({ type: msg.header.type, satype: sa!.satype, seq, pid: msg.header.pid }, sa!,
         { keys: true, current: true, limits: true, proxy: true, natT: true }));
       // Wait for the reader unless the message could never fit (then it is dropped and counted).
-      if (ep.room() < bytes.length && bytes.length <= ep.rcvbuf) { ep.onDrain(step); return; }
+      if (ep.room() < bytes.length && bytes.length <= ep.rcvbuf) { ep.onDrain(later); return; }
       i++;
       if (stored) engine.toSenderCopy(ep, stored);
       else engine.toSender(ep, bytes);
     }
   };
+  // A reader that closed ends the dump at once (unpinning the table), not a slice later.
+  const later = (): void => (ep.closed ? step() : nextDumpSlice(step));
   step();
 };
 

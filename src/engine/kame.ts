@@ -44,7 +44,7 @@ import { saMessage, saidOf } from './sa-extensions.js';
 import {
   NO_POLICY_LIMITS, TEMPLATE_PROTOS, anyAddress, policyView, saMode, saidForPolicy, type PolicyView,
 } from './policy.js';
-import type { Endpoint } from './endpoint.js';
+import { DUMP_SLICE_MS, nextDumpSlice, type Endpoint } from './endpoint.js';
 import type { Engine } from './engine.js';
 
 // ---------- numbering between the dialects ----------
@@ -649,12 +649,9 @@ const flush: KameHandler<typeof SADB_FLUSH> = ({ engine, ep, msg }) => {
   engine.toAll(headerOnly({ type: SADB_FLUSH, satype, seq: h.seq, pid: h.pid }));
 };
 
-/** Work done per turn of the event loop by a dump (as the KLIPS dialect's DUMP). */
-const DUMP_SLICE_MS = 2;
-
 /**
  * Send a dump's messages to its sender, numbered as Linux numbers them (1, 2, …, and 0 on
- * the last), in slices, waiting whenever the sender's receive queue is full. A second
+ * the last), in slices (nextDumpSlice), waiting whenever the sender's receive queue is full. A second
  * dump asked for on the same socket meanwhile is EBUSY.
  */
 function streamDump<T>(engine: Engine, ep: Endpoint, items: readonly T[], build: (item: T, seq: number) => Uint8Array): void {
@@ -663,14 +660,16 @@ function streamDump<T>(engine: Engine, ep: Endpoint, items: readonly T[], build:
   const step = (): void => {
     const until = performance.now() + DUMP_SLICE_MS;
     while (i < items.length && !ep.closed) {
-      if ((i & 63) === 63 && performance.now() > until) { setImmediate(step); return; }
+      if ((i & 63) === 63 && performance.now() > until) { nextDumpSlice(step); return; }
       const bytes = build(items[i], i === items.length - 1 ? 0 : i + 1);
-      if (ep.room() < bytes.length && bytes.length <= ep.rcvbuf) { ep.onDrain(step); return; }
+      if (ep.room() < bytes.length && bytes.length <= ep.rcvbuf) { ep.onDrain(later); return; }
       i++;
       engine.kameBroadcast(bytes, 'one', ep);
     }
     engine.kameDumping.delete(ep);
   };
+  // A reader that closed ends the dump at once (unpinning the table), not a slice later.
+  const later = (): void => (ep.closed ? step() : nextDumpSlice(step));
   step();
 }
 
