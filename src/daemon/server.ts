@@ -291,8 +291,6 @@ class Connection {
   /** A flush for messages queued from elsewhere is scheduled (onQueued). */
   private wakePending = false;
   private draining = false;
-  /** written() has scheduled resume(). */
-  private resumePending = false;
 
   constructor(
     readonly id: number,
@@ -510,23 +508,17 @@ class Connection {
   }
 
   /**
-   * A write is done: charge what is left, and write what was queued meanwhile, after the
-   * event loop has looked at its sockets. A write the kernel takes at once completes in
-   * the same turn, so flushing from here would chain write after write (a DUMP's whole
-   * output) while other clients' requests wait.
+   * A write is done: charge what is left, and write what was queued meanwhile, at once (a
+   * client that is behind is waiting for it). What is queued is at most the rcvbuf, so
+   * this chains a few writes at most; a DUMP refills the queue only from a timer
+   * (engine/endpoint.ts, nextDumpSlice).
    */
   private readonly written = (): void => {
     this.settle();
-    if (this.draining && !this.resumePending) {
-      this.resumePending = true;
-      setImmediate(this.resume);
+    if (this.draining) {
+      this.draining = false;
+      this.flush();
     }
-  };
-
-  private readonly resume = (): void => {
-    this.resumePending = false;
-    this.draining = false;
-    this.flush();
   };
 
   /** The write carrying an ENOBUFS notice is done: the next notice may go (see flush). */
