@@ -69,6 +69,22 @@ test('a partial message is held and reported as buffered', () => {
   assert.equal(d.buffered, 0);
 });
 
+test('nextStart: where the first message to start in the next chunk starts (klipsd reads ahead from there), at every split', () => {
+  const stream = concat(add, flush, add, flush);
+  // Message boundaries in the stream.
+  const starts = [0, add.length, add.length + 16, 2 * add.length + 16, stream.length];
+  for (let cut = 0; cut <= stream.length; cut++) {
+    const d = new FrameDecoder();
+    feed(d, [stream.subarray(0, cut)]);
+    const boundary = starts.find((b) => b >= cut)!;
+    // Of the message cut, fewer than 6 bytes here: its length is not known yet.
+    const inMessage = boundary - cut;
+    const begun = cut - Math.max(...starts.filter((b) => b <= cut));
+    const want = inMessage === 0 ? 0 : begun < 6 ? -1 : inMessage;
+    assert.equal(d.nextStart, want, `split at ${cut}`);
+  }
+});
+
 test('a header under 2 units cannot be framed, and the decoder stays failed', () => {
   for (const units of [0, 1]) {
     const bad = new Uint8Array(flush);

@@ -314,8 +314,8 @@ class Connection {
     if (this.charged !== 0) this.settle();
     // The messages of one read are handled on one reading of the clock.
     const engine = this.srv.engine;
-    // At a message boundary, the read's messages start at its first byte.
-    engine.beginBatch(this.decoder.buffered === 0 ? chunk : undefined);
+    // The read's whole messages start where the one the decoder holds ends.
+    engine.beginBatch(chunk, this.decoder.nextStart);
     let err;
     // What this read's messages queue for this client is written by the flush() below.
     this.handling = true;

@@ -231,11 +231,13 @@ export class Engine implements EngineOps {
    * one go at the end (the caller must not change their buffers before endBatch()).
    * The data plane's packets of one drain (a part of a runtime turn, at most 1 ms) are a
    * batch too: their traffic is counted against the SAs' lifetimes at that one time.
+   * Given the read (`u8`, its whole messages back to back from byte `from`; -1: not
+   * known), the SA index is read ahead for them (touchSpis).
    */
   beginBatch(u8?: Uint8Array, from = 0): void {
     this.inBatch = true;
     if (this.ownClock) this.batchNow = Date.now() / 1000;
-    if (u8 !== undefined && this.fastPath) this.touchSpis(u8, from);
+    if (u8 !== undefined && from >= 0 && this.fastPath) this.touchSpis(u8, from);
   }
 
   /** What touchSpis read, kept so that its reads are not optimized away. */

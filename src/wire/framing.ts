@@ -56,6 +56,20 @@ export class FrameDecoder {
     return this.part ? this.filled : 0;
   }
 
+  /**
+   * Where in the next chunk the first message to start there starts: the bytes still
+   * missing from the message held (0 at a message boundary), or -1 while its length is
+   * not known (fewer than 6 of its bytes are here).
+   */
+  get nextStart(): number {
+    const part = this.part;
+    if (part === null) return 0;
+    if (part.length > SADB_MSG_HDR_LEN) return part.length - this.filled;
+    if (this.filled < 6) return -1;
+    const rest = (part[4] | (part[5] << 8)) * 8 - this.filled;
+    return rest > 0 ? rest : -1;
+  }
+
   /** The bytes of the incomplete message held so far (a view; empty at a message boundary). */
   get partial(): Uint8Array {
     return this.part ? this.part.subarray(0, this.filled) : new Uint8Array(0);
