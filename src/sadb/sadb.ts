@@ -528,7 +528,8 @@ class ByteArena {
   private next(): void {
     this.flush();
     const c = this.free.length ? this.free.pop()! : this.chunks.length;
-    this.chunks[c] = new Uint8Array(CHUNK);
+    // Not zeroed: a record's bytes are all copied in before anything reads them.
+    this.chunks[c] = Buffer.allocUnsafeSlow(CHUNK);
     this.live[c] = 0;
     this.heldBytes += CHUNK;
     this.cur = c;
