@@ -496,9 +496,10 @@ class Connection {
    * Bytes of the write buffer the kernel has not taken. A write the kernel took only in
    * part stays in the buffer, whole, until its last byte goes; the part it took may
    * already be read by the client, who then sends more. flush() keeps one write in
-   * flight at a time, so libuv's count of that write's bytes still to go (Node's handle
-   * shows it live) is all that is left. Counting the whole write instead dropped replies
-   * to a client whose outstanding replies fitted its rcvbuf (docs/klipsd.md).
+   * flight at a time (but for flush(true) as the connection ends), so libuv's count of
+   * that write's bytes still to go (Node's handle shows it live) is all that is left.
+   * Counting the whole write instead dropped replies to a client whose outstanding
+   * replies fitted its rcvbuf (docs/klipsd.md).
    */
   private untaken(): number {
     const n = this.c.writableLength;
