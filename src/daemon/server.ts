@@ -290,6 +290,7 @@ class Connection {
   private handling = false;
   /** A flush for messages queued from elsewhere is scheduled (onQueued). */
   private wakePending = false;
+  /** A write is in flight and more is queued behind it: its completion (written) flushes again. */
   private draining = false;
 
   constructor(

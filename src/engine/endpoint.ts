@@ -137,11 +137,13 @@ export class SenderRefusal extends PfkeyError {
 export const DUMP_SLICE_MS = 1;
 
 /**
- * Run a dump's next slice from a timer, never straight from its reader's progress: the
- * event loop's other work (other sockets' requests and writes) runs between two slices,
- * and a dump takes at most about half of the thread it runs on, however fast its reader
- * reads (docs/semantics.md, DUMP).
+ * Run the next slice of a dump to `ep` from a timer, never straight from its reader's
+ * progress: the event loop's other work (other sockets' requests and writes) runs
+ * between two slices, and a dump takes at most about half of the thread it runs on,
+ * however fast its reader reads (docs/semantics.md, DUMP). A reader that closed ends
+ * the dump at once (`step` sees it and lets go of the table), not a slice later.
  */
-export function nextDumpSlice(step: () => void): void {
-  setTimeout(step, 0);
+export function nextDumpSlice(ep: Endpoint, step: () => void): void {
+  if (ep.closed) step();
+  else setTimeout(step, 0);
 }

@@ -384,7 +384,7 @@ const dump: Handler<typeof SADB_DUMP> = ({ engine, ep, msg }) => {
     const until = performance.now() + DUMP_SLICE_MS;
     for (let n = 0; ; n++) {
       if (ep.closed) return unpin();
-      if ((n & 63) === 63 && performance.now() > until) { nextDumpSlice(step); return; }
+      if ((n & 63) === 63 && performance.now() > until) { nextDumpSlice(ep, step); return; }
       if (listing) {
         const r = it.next();
         if (r.done) {
@@ -408,14 +408,12 @@ const dump: Handler<typeof SADB_DUMP> = ({ engine, ep, msg }) => {
       const bytes = stored ?? buildMessage(saMessage({ type: msg.header.type, satype: sa!.satype, seq, pid: msg.header.pid }, sa!,
         { keys: true, current: true, limits: true, proxy: true, natT: true }));
       // Wait for the reader unless the message could never fit (then it is dropped and counted).
-      if (ep.room() < bytes.length && bytes.length <= ep.rcvbuf) { ep.onDrain(later); return; }
+      if (ep.room() < bytes.length && bytes.length <= ep.rcvbuf) { ep.onDrain(() => nextDumpSlice(ep, step)); return; }
       i++;
       if (stored) engine.toSenderCopy(ep, stored);
       else engine.toSender(ep, bytes);
     }
   };
-  // A reader that closed ends the dump at once (unpinning the table), not a slice later.
-  const later = (): void => (ep.closed ? step() : nextDumpSlice(step));
   step();
 };
 

@@ -660,16 +660,14 @@ function streamDump<T>(engine: Engine, ep: Endpoint, items: readonly T[], build:
   const step = (): void => {
     const until = performance.now() + DUMP_SLICE_MS;
     while (i < items.length && !ep.closed) {
-      if ((i & 63) === 63 && performance.now() > until) { nextDumpSlice(step); return; }
+      if ((i & 63) === 63 && performance.now() > until) { nextDumpSlice(ep, step); return; }
       const bytes = build(items[i], i === items.length - 1 ? 0 : i + 1);
-      if (ep.room() < bytes.length && bytes.length <= ep.rcvbuf) { ep.onDrain(later); return; }
+      if (ep.room() < bytes.length && bytes.length <= ep.rcvbuf) { ep.onDrain(() => nextDumpSlice(ep, step)); return; }
       i++;
       engine.kameBroadcast(bytes, 'one', ep);
     }
     engine.kameDumping.delete(ep);
   };
-  // A reader that closed ends the dump at once (unpinning the table), not a slice later.
-  const later = (): void => (ep.closed ? step() : nextDumpSlice(step));
   step();
 }
 

@@ -405,7 +405,6 @@ export class PfkeySocket implements Endpoint {
     return out;
   }
 
-  /** Resolves when a message is queued (or the socket closes). */
   /**
    * `fn` is called, synchronously, each time a message is queued for this socket: for an
    * owner that reads from its own event loop and schedules its read itself (klipsd's
@@ -415,6 +414,7 @@ export class PfkeySocket implements Endpoint {
     this.queuedHook = fn;
   }
 
+  /** Resolves when a message is queued (or the socket closes). */
   readable(): Promise<void> {
     if (this.pending > 0 || this.overflow || this.isClosed) return Promise.resolve();
     return new Promise((res) => this.readableWaiters.push(res));
