@@ -336,8 +336,13 @@ test('a DUMP whose reader closes while it waits for room unpins the table', asyn
   received(s.socks);
   const small = new PfkeySocket(s.engine, { rcvbuf: 4096 });
   assert.equal(small.send(buildMessage(hdrReq(SADB_DUMP, 0, { seq: 3 }))), 0);
-  // The DUMP lists the SAs in 1 ms slices, each after the first from a timer.
-  for (let i = 0; i < 1000 && small.pending === 0; i++) await new Promise((r) => setTimeout(r, 1));
+  // The DUMP lists the SAs in 1 ms slices, each after the first from a timer; it waits
+  // for room once its queue stays the same for a few slices.
+  let last = -1;
+  for (let i = 0; i < 1000 && (small.pending === 0 || small.pending !== last); i++) {
+    last = small.pending;
+    await new Promise((r) => setTimeout(r, 5));
+  }
   assert.ok(small.pending > 0 && small.pending < 3000, 'the DUMP waits for the reader');
   small.close();
   // Unpinned, a FLUSH removes the stored SAs without making them.
