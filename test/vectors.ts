@@ -22,3 +22,14 @@ export const FIXTURES_DIR = path.join(root, 'test', 'fixtures');
 export function readVector<T = unknown>(rel: string): T {
   return JSON.parse(fs.readFileSync(path.join(VECTORS_DIR, rel), 'utf8')) as T;
 }
+
+interface ClientVector { cases: Array<{ requests?: Array<{ hex: string }> }> }
+
+/** Every request the captured clients sent (clients/*.json, files in name order), as bytes. */
+export function clientRequests(): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const f of fs.readdirSync(CLIENTS_DIR).filter((n) => n.endsWith('.json')).sort()) {
+    for (const c of readVector<ClientVector>(`clients/${f}`).cases) for (const r of c.requests ?? []) out.push(Buffer.from(r.hex, 'hex'));
+  }
+  return out;
+}

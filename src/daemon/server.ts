@@ -57,6 +57,7 @@ import { PfkeySocket, ReceiveBudget } from '../socket/pfkey-socket.js';
 import { DEFAULT_CONFIG, RELOAD, type DaemonConfig } from './config.js';
 import type { LogSink } from './log-sink.js';
 import { Throttle } from './throttle.js';
+import { ReadBuffer } from './read-buffer.js';
 import { infoPathFor, kameSocketPathFor, MAX_UNIX_PATH } from './paths.js';
 import type { Dialect } from '../wire/index.js';
 import { renderView, VIEW_NAMES, type View } from '../engine/views.js';
@@ -83,6 +84,8 @@ export interface ServerOptions {
    * `<socketPath>.kame`; '' = none.
    */
   kameSocketPath?: string;
+  /** Tests: fill the read buffer after each read is handled, so a view of a read kept past its handling shows (read-buffer.ts). */
+  poisonReads?: boolean;
 }
 
 export interface ServerStats {
@@ -293,24 +296,29 @@ class Connection {
   /** A write is in flight and more is queued behind it: its completion (written) flushes again. */
   private draining = false;
 
+  private readonly c: net.Socket;
+
+  /** `accepted`: the listener's socket, paused before its first read (read-buffer.ts). */
   constructor(
     readonly id: number,
-    private readonly c: net.Socket,
+    accepted: net.Socket,
     private readonly srv: Server,
     dialect: Dialect,
   ) {
     this.sock = new PfkeySocket(srv.engine, { rcvbuf: srv.config.rcvbuf, budget: srv.budget, dialect });
     this.halfQueue = srv.config.rcvbuf >> 1;
-    c.on('data', this.onData);
+    const c = this.c = srv.readBuffer.adopt(accepted, this.onData);
     c.on('end', this.onEnd);
     c.on('error', this.onError);
     c.on('close', this.onClose);
     this.sock.onQueued(this.onQueued);
   }
 
-  private readonly onData = (chunk: Buffer): void => {
+  /** A read: bytes [0, n) of the server's read buffer, reused once this returns (nothing here keeps a view of it). */
+  private readonly onData = (buf: Uint8Array, n: number): void => {
     if (this.closed) return;
-    this.srv.stats.bytesIn += chunk.length;
+    const chunk = n === buf.length ? buf : buf.subarray(0, n);
+    this.srv.stats.bytesIn += n;
     // What the kernel took of the write in flight since it was last counted is no longer this client's to hold.
     if (this.charged !== 0) this.settle();
     // The messages of one read are handled on one reading of the clock.
@@ -692,6 +700,8 @@ class Server implements KlipsServer {
   };
   /** What every connection holds together (PF_KEY queues and write buffers), bounded by rcvbufTotal. */
   readonly budget: ReceiveBudget;
+  /** Where every PF_KEY connection reads into. */
+  readonly readBuffer: ReadBuffer;
   private readonly conns = new Set<Connection>();
   private readonly byEndpoint = new Map<number, Connection>();
   private readonly infoConns = new Set<net.Socket>();
@@ -710,6 +720,7 @@ class Server implements KlipsServer {
     engine: Engine | undefined,
     private readonly logSink: LogSink | undefined,
     kameSocketPath: string | undefined,
+    poisonReads: boolean,
   ) {
     this.infoPath = infoPathFor(socketPath);
     const kame = kameSocketPath ?? config.kameSocket ?? kameSocketPathFor(socketPath);
@@ -722,8 +733,10 @@ class Server implements KlipsServer {
       log: (subsystem, text) => logger.info({ klipsdebug: subsystem }, text),
     });
     for (const name of config.debug) this.engine.debug[name] = 0xffffffff;
-    this.pfkeyServer = net.createServer({ allowHalfOpen: true }, (c) => this.accept(c, 'klips'));
-    this.kameServer = net.createServer({ allowHalfOpen: true }, (c) => this.accept(c, 'kame'));
+    this.readBuffer = new ReadBuffer(poisonReads);
+    // Paused until a Connection adopts the socket into the read buffer (read-buffer.ts).
+    this.pfkeyServer = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (c) => this.accept(c, 'klips'));
+    this.kameServer = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (c) => this.accept(c, 'kame'));
     this.infoServer = net.createServer((c) => this.acceptInfo(c));
   }
 
@@ -1033,7 +1046,7 @@ class Server implements KlipsServer {
 export async function startServer(opts: ServerOptions): Promise<KlipsServer> {
   const config = opts.config ?? { ...DEFAULT_CONFIG };
   const logger = opts.logger ?? silentLogger();
-  const server = new Server(path.resolve(opts.socketPath), config, logger, opts.engine, opts.logSink, opts.kameSocketPath);
+  const server = new Server(path.resolve(opts.socketPath), config, logger, opts.engine, opts.logSink, opts.kameSocketPath, opts.poisonReads ?? false);
   await server.start(opts);
   return server;
 }
