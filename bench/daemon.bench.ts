@@ -2,15 +2,16 @@
  * The klipsd suite: PF_KEY over klipsd's Unix stream socket, next to the floor any framed
  * Unix-socket server in Node has to pay, paired round by round.
  *
- *  - floor: an echo server (its own process) that frames the stream by sadb_msg_len and
- *    returns every complete frame, pipelined, with no copy and nothing allocated per
- *    message; one client writes the same 136-byte ADDs klipsd gets, with a bounded window
+ *  - floor: an echo server (its own process) that reads as klipsd reads (one buffer for
+ *    every read), frames the stream by sadb_msg_len and returns every complete frame,
+ *    pipelined, with one copy per read and nothing allocated per message; one client writes the same 136-byte ADDs klipsd gets, with a bounded window
  *    in flight, and counts the echoes by walking frame lengths (no parsing);
  *  - pipelined ADDs through klipsd (its own process, the real binary) on one connection:
  *    N ADDs of distinct SPIs written back to back with the same window and the same
  *    counting client, so klipsd and the echo server are measured by identical clients;
  *    also from 16 clients at once (every ADD reply is broadcast to all 16, as KLIPS
- *    does), and the engine alone in process (no socket) for what the daemon adds;
+ *    does), and klipsd's batch path in process (the same reads, framing, batches and
+ *    reply runs, no socket) for what the socket I/O adds;
  *  - GET round trip idle, closed loop (one outstanding): p50/p99/max, next to the echo's;
  *  - GET latency idle, open loop: GETs due on a fixed schedule (one per ms) from a client
  *    in its own process; each latency runs from the GET's due time to its answer;
@@ -35,10 +36,12 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
   AF_INET, SADB_DUMP, SADB_FLUSH, SADB_GET, SADB_SATYPE_ESP, SADB_SASTATE_MATURE,
-  buildMessage, type Address,
+  FrameDecoder, MAX_MESSAGE_BYTES, buildMessage, type Address,
 } from '../src/wire/index.js';
 import { Engine } from '../src/engine/engine.js';
 import { PfkeySocket } from '../src/socket/pfkey-socket.js';
+import { READ_BUFFER_BYTES, ReadBuffer } from '../src/daemon/read-buffer.js';
+import { DEFAULT_CONFIG } from '../src/daemon/config.js';
 import {
   fmtMs, latencyRow, median, paired, pairedExtra, percent, runAloneIfMain, summarize,
   type LatencySummary, type ResultRow, type Suite, type SuiteOptions, type SuiteResult,
@@ -53,6 +56,8 @@ const GOAL_ADDS_PER_S = 1e6;
 const GOAL_GET_IDLE_P99_MS = 0.05;
 /** GET p99 during the DUMP. */
 const GOAL_GET_DUMP_P99_MS = 10;
+/** What klipsd's flush takes at once (its write high-water mark). */
+const WRITE_HIGH_WATER = DEFAULT_CONFIG.writeHighWater;
 /** Messages in flight per pipelining client. */
 const WINDOW = 2048;
 /** Open-loop GETs: one due every this many ms. */
@@ -162,61 +167,42 @@ export class FrameWalker {
 // ---------- the echo server (a child: daemon.bench.js --echo-server PATH) ----------
 
 /**
- * Frames by sadb_msg_len and writes back each run of complete frames as it completes,
- * with no copy: the complete frames of a chunk go out as one slice of it, a frame split
- * across chunks is held as the slices it came in (corked into one writev with what
- * follows). Nothing is allocated per message.
+ * Frames by sadb_msg_len and writes back each run of complete frames as it completes.
+ * It reads as klipsd does (src/daemon/read-buffer.ts: every read into one buffer, so
+ * nothing is allocated per read), and so copies what it writes: the complete frames of
+ * a read, with the start of one split across reads held in a buffer of its own, go out
+ * as one write. One allocation per read, nothing per message.
  */
 function echoServer(p: string): void {
   try { fs.unlinkSync(p); } catch { /* absent */ }
-  const server = net.createServer((c) => {
-    let held: Buffer[] = [];
+  const reads = new ReadBuffer();
+  const server = net.createServer({ pauseOnConnect: true }, (accepted) => {
+    /** The start of a frame split across reads (never a whole frame). */
+    const held = Buffer.allocUnsafe(MAX_MESSAGE_BYTES);
     let heldLen = 0;
-    /** The held frame's length once its first 6 bytes are in, else 0. */
-    let frameLen = 0;
-    const byteAt = (i: number, chunk: Buffer): number => {
-      for (const h of held) {
-        if (i < h.length) return h[i];
-        i -= h.length;
-      }
-      return chunk[i];
-    };
-    c.on('data', (chunk: Buffer) => {
-      let off = 0;
-      if (heldLen > 0) {
-        if (frameLen === 0) {
-          if (heldLen + chunk.length < 6) { held.push(chunk); heldLen += chunk.length; return; }
-          frameLen = (byteAt(4, chunk) | (byteAt(5, chunk) << 8)) * 8;
-          if (frameLen < 16) { c.destroy(); return; }
-        }
-        const need = frameLen - heldLen;
-        if (chunk.length < need) { held.push(chunk); heldLen += chunk.length; return; }
-        off = need;
-      }
-      let end = off;
-      for (;;) {
-        if (chunk.length - end < 6) break;
-        const len = (chunk[end + 4] | (chunk[end + 5] << 8)) * 8;
-        if (len < 16) { c.destroy(); return; }
-        if (chunk.length - end < len) break;
+    const c: net.Socket = reads.adopt(accepted, (chunk, n) => {
+      // The stream from the held bytes on: held[0, heldLen) then chunk[0, n).
+      const total = heldLen + n;
+      const byteAt = (i: number): number => (i < heldLen ? held[i] : chunk[i - heldLen]);
+      let end = 0;
+      while (total - end >= 6) {
+        const len = (byteAt(end + 4) | (byteAt(end + 5) << 8)) * 8;
+        if (len < 16 || len > MAX_MESSAGE_BYTES) { c.destroy(); return; }
+        if (total - end < len) break;
         end += len;
       }
-      if (heldLen > 0) {
-        c.cork();
-        for (const h of held) c.write(h);
-        if (end > 0) c.write(chunk.subarray(0, end));
-        c.uncork();
-        held = [];
-        heldLen = 0;
-      } else if (end > 0) {
-        c.write(end === chunk.length ? chunk : chunk.subarray(0, end));
+      if (end === 0) {
+        held.set(chunk.subarray(0, n), heldLen);
+        heldLen = total;
+        return;
       }
-      frameLen = 0;
-      if (end < chunk.length) {
-        held.push(chunk.subarray(end));
-        heldLen = chunk.length - end;
-        if (heldLen >= 6) frameLen = (chunk[end + 4] | (chunk[end + 5] << 8)) * 8;
-      }
+      // A whole frame ends in this read, so the held start is all in it: end >= heldLen.
+      const out = Buffer.allocUnsafe(end);
+      held.copy(out, 0, 0, heldLen);
+      out.set(chunk.subarray(0, end - heldLen), heldLen);
+      c.write(out);
+      held.set(chunk.subarray(end - heldLen, n), 0);
+      heldLen = total - end;
     });
     c.on('error', () => c.destroy());
   });
@@ -578,15 +564,32 @@ async function fill(p: string, n: number, firstSpi: number): Promise<void> {
 
 // ---------- the engine alone, for comparison ----------
 
+/**
+ * klipsd's handling of the ADD stream without its socket: the stream copied read by read
+ * into one buffer of klipsd's read size (as the kernel fills klipsd's), each read framed
+ * and handled as one batch (beginBatch .. endBatch), its replies taken in runs as
+ * klipsd's flush takes them and let go as a finished write lets them go. The ceiling
+ * that klipsd's socket I/O leaves room under.
+ */
 function engineCeiling(stream: Buffer, n: number): number {
   const engine = new Engine();
   const sock = new PfkeySocket(engine, { rcvbuf: 1 << 30 });
+  const decoder = new FrameDecoder();
+  const read = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
+  const onFrame = (buf: Uint8Array, off: number, len: number): void => { sock.submitAt(buf, off, len); };
+  const total = n * ADD_LEN;
   const t0 = performance.now();
-  for (let i = 0; i < n; i++) {
-    sock.send(stream.subarray(i * ADD_LEN, (i + 1) * ADD_LEN));
-    sock.recv();
+  for (let at = 0; at < total; at += READ_BUFFER_BYTES) {
+    const k = stream.copy(read, 0, at, Math.min(total, at + READ_BUFFER_BYTES));
+    const chunk = k === read.length ? read : read.subarray(0, k);
+    engine.beginBatch(chunk, decoder.nextStart);
+    const err = decoder.pushAt(chunk, onFrame);
+    engine.endBatch();
+    if (err) throw new Error(`the ADD stream cannot be framed: ${err.reason}`);
+    for (let m = sock.takeRun(WRITE_HIGH_WATER); m !== undefined; m = sock.takeRun(WRITE_HIGH_WATER)) sock.release(m.length);
   }
   const ms = performance.now() - t0;
+  if (engine.sadb.size !== n) throw new Error(`the in-process run stored ${engine.sadb.size} of ${n} SAs`);
   sock.close();
   return ms;
 }
@@ -683,7 +686,7 @@ export const suite: Suite = {
       }));
       const engPair = paired(rates(N, ms.eng), echoHz);
       const klipsdOverEngine = paired(rates(N, ms.one), rates(N, ms.eng));
-      rows.push(roundsRow('ADD in process (PfkeySocket send+recv, no klipsd)', N, ms.eng, {
+      rows.push(roundsRow('ADD in process (klipsd\'s batch path, no socket)', N, ms.eng, {
         bytes: ADD_LEN, ...pairedExtra(engPair), 'klipsd x1 / this': percent(klipsdOverEngine.median),
       }));
 
