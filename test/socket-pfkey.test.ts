@@ -5,6 +5,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { Engine } from '../src/engine/engine.js';
+import { PfkeySocket } from '../src/socket/pfkey-socket.js';
 import {
   ERRNO, SADB_ADD, SADB_REGISTER, SADB_X_PROMISC, SADB_SATYPE_ESP, SADB_FLUSH, SADB_GET,
   SADB_X_PCHANGE, SADB_SATYPE_AH, buildMessage,
@@ -165,4 +168,121 @@ test('onMessage() pushes each message while the queue is empty; queued ones stil
   assert.deepEqual(pushed, [1, 2]);
   assert.equal(a.sock.pending, 0, 'pushed messages are not queued');
   b.read();
+});
+
+// ---------- the queue's chunks: recycled, never overwritten while queued or held ----------
+
+/** A message of `units` 8-byte units whose bytes are a pattern of `id` (sadb_msg_len set, as takeRun walks it). */
+function patterned(id: number, units: number, into?: Uint8Array): Uint8Array {
+  const m = into ?? new Uint8Array(units * 8);
+  for (let i = 0; i < units * 8; i++) m[i] = (id * 31 + i * 7) & 0xff;
+  m[4] = units & 0xff;
+  m[5] = units >> 8;
+  return m;
+}
+
+type ChunkOp = { op: 'copy' | 'plain'; units: number; times: number } | { op: 'take' | 'write'; max: number } | { op: 'release' } | { op: 'recycle' };
+
+test('queue chunks: what is queued or held by the owner is never overwritten, whatever recycle() frees (property)', () => {
+  const opArb: fc.Arbitrary<ChunkOp> = fc.oneof(
+    // A burst of copies (a DUMP's slice, a read's replies) builds the queue up across chunks.
+    { weight: 8, arbitrary: fc.record({ op: fc.constant('copy' as const), units: fc.oneof(fc.integer({ min: 2, max: 40 }), fc.integer({ min: 500, max: 2000 })), times: fc.integer({ min: 1, max: 24 }) }) },
+    { weight: 1, arbitrary: fc.record({ op: fc.constant('plain' as const), units: fc.integer({ min: 2, max: 40 }), times: fc.constant(1) }) },
+    { weight: 2, arbitrary: fc.record({ op: fc.constant('take' as const), max: fc.oneof(fc.integer({ min: 1, max: 4096 }), fc.constant(64 * 1024)) }) },
+    // klipsd's write: take a run, the write completes (released), recycle().
+    { weight: 3, arbitrary: fc.record({ op: fc.constant('write' as const), max: fc.oneof(fc.integer({ min: 1, max: 4096 }), fc.constant(64 * 1024)) }) },
+    { weight: 3, arbitrary: fc.constant({ op: 'release' as const }) },
+    { weight: 2, arbitrary: fc.constant({ op: 'recycle' as const }) },
+  );
+  fc.assert(fc.property(fc.array(opArb, { minLength: 1, maxLength: 120 }), (ops) => {
+    const sock = new PfkeySocket(new Engine(), { rcvbuf: 1 << 30 });
+    const scratch = new Uint8Array(2000 * 8);
+    let nextId = 1;
+    /** The model: messages queued, in order; views the owner took and holds, with what they must read. */
+    const queued: Uint8Array[] = [];
+    const held: Array<{ view: Uint8Array; want: Uint8Array }> = [];
+    const check = () => { for (const h of held) assert.deepEqual(h.view, h.want, 'a view the owner holds was overwritten'); };
+    for (const o of ops) {
+      if (o.op === 'copy') {
+        for (let k = 0; k < o.times; k++) {
+          const want = patterned(nextId, o.units).slice();
+          patterned(nextId++, o.units, scratch);
+          assert.equal(sock.deliverCopy(scratch, o.units * 8), true);
+          scratch.fill(0xee); // the caller reuses its buffer
+          queued.push(want);
+        }
+      } else if (o.op === 'plain') {
+        const m = patterned(nextId++, o.units);
+        assert.equal(sock.deliver(m), true);
+        queued.push(m.slice());
+      } else if (o.op === 'take' || o.op === 'write') {
+        const view = sock.takeRun(o.max);
+        if (view === undefined) { assert.equal(queued.length, 0); continue; }
+        // The view is the first few queued messages, back to back.
+        let n = 0;
+        let bytes = 0;
+        while (bytes < view.length) bytes += queued[n++].length;
+        assert.equal(bytes, view.length, 'a run ends at a message boundary');
+        const want = Buffer.concat(queued.splice(0, n));
+        assert.deepEqual(view, new Uint8Array(want));
+        held.push({ view, want: new Uint8Array(want) });
+        if (o.op === 'write' && held.length === 1) {
+          held.pop();
+          sock.release(view.length);
+          sock.recycle();
+        }
+      } else if (o.op === 'release') {
+        const h = held.shift();
+        if (h) sock.release(h.view.length);
+      } else if (held.length === 0) {
+        // klipsd's rule: recycle() only once no write holds a view.
+        sock.recycle();
+      }
+      check();
+    }
+    // Everything still queued reads as it was queued.
+    for (let v = sock.takeRun(1 << 30); v !== undefined; v = sock.takeRun(1 << 30)) {
+      let n = 0;
+      let bytes = 0;
+      while (bytes < v.length) bytes += queued[n++].length;
+      assert.deepEqual(v, new Uint8Array(Buffer.concat(queued.splice(0, n))));
+    }
+    assert.equal(queued.length, 0);
+    check();
+    sock.close();
+  }), { numRuns: 200 });
+});
+
+test('queue chunks: recycle() frees no chunk that messages still queued lie in, the first, smaller chunks included', () => {
+  const sock = new PfkeySocket(new Engine(), { rcvbuf: 1 << 30 });
+  // 40 messages of 8000 bytes: chunks of 8, 16, 32 KiB, then 64 KiB ones; nothing taken yet.
+  for (let i = 0; i < 40; i++) assert.equal(sock.deliverCopy(patterned(i, 1000), 8000), true);
+  sock.recycle();
+  for (let i = 40; i < 60; i++) assert.equal(sock.deliverCopy(patterned(i, 1000), 8000), true);
+  for (let i = 0; i < 60; i++) assert.deepEqual(sock.takeRun(8000), patterned(i, 1000), `message ${i}`);
+  sock.close();
+});
+
+test('queue chunks: a socket kept busy reuses a few chunks instead of making one per write; not once recv() gave views away', () => {
+  /** Rounds of ~150 KiB of copies taken as klipsd's writes take them, one message always left queued. */
+  const buffersSeen = (useRecv: boolean): number => {
+    const sock = new PfkeySocket(new Engine(), { rcvbuf: 1 << 30 });
+    const msg = patterned(7, 125); // 1000 bytes
+    const seen = new Set<ArrayBufferLike>();
+    for (let round = 0; round < 60; round++) {
+      for (let i = 0; i < 150; i++) assert.equal(sock.deliverCopy(msg, msg.length), true);
+      while (sock.pending > 1) {
+        const v = useRecv ? sock.recv()! : sock.takeRun(64 * 1024)!;
+        seen.add(v.buffer);
+        if (!useRecv) sock.release(v.length);
+      }
+      if (!useRecv) sock.recycle();
+    }
+    sock.close();
+    return seen.size;
+  };
+  const recycled = buffersSeen(false);
+  const viaRecv = buffersSeen(true);
+  assert.ok(recycled <= 8, `${recycled} chunks for 60 rounds of 150 KiB with recycle()`);
+  assert.ok(viaRecv >= 100, `${viaRecv} chunks when recv() gave views away (never reused)`);
 });

@@ -11,7 +11,8 @@
  *
  * The way a message travels here:
  *
- *   connection bytes ─► FrameDecoder (wire/: sadb_msg_len frames, zero-copy views)
+ *   connection bytes ─► one read buffer for every connection (read-buffer.ts)
+ *                    ─► FrameDecoder (wire/: sadb_msg_len frames, zero-copy views)
  *                    ─► PfkeySocket.submit() = the engine's pfkey_sendmsg, which checks
  *                       the message once and returns its verdict (errno, where, why)
  *   engine replies  ─► the PfkeySocket's bounded receive queue
@@ -489,6 +490,18 @@ class Connection {
     this.settle();
   }
 
+  /** write() for messages that do not lie back to back: one writev, no copy into one buffer (which would be a fresh one per write). */
+  private writeParts(parts: Uint8Array[], bytes: number, done: () => void): void {
+    this.srv.stats.bytesOut += bytes;
+    const c = this.c;
+    c.cork();
+    const last = parts.length - 1;
+    for (let i = 0; i < last; i++) c.write(parts[i]);
+    c.write(parts[last], done);
+    c.uncork();
+    this.settle();
+  }
+
   /**
    * Charge the PF_KEY socket with what the connection's write buffer holds that the
    * kernel has not taken yet: it counts against this client's rcvbuf and klipsd's total.
@@ -525,6 +538,8 @@ class Connection {
    */
   private readonly written = (): void => {
     this.settle();
+    // Nothing taken from the PF_KEY queue is in a write any more: its chunks may take replies again.
+    if (this.c.writableLength === 0) this.sock.recycle();
     if (this.draining) {
       this.draining = false;
       this.flush();
@@ -534,6 +549,7 @@ class Connection {
   /** The write carrying an ENOBUFS notice is done: the next notice may go (see flush). */
   private readonly noticeWritten = (): void => {
     this.settle();
+    if (this.c.writableLength === 0) this.sock.recycle();
     this.noticeInFlight = false;
     this.draining = false;
     this.flush();
@@ -578,7 +594,11 @@ class Connection {
       if (notice && this.sock.overflowed && !force) break; // another drop meanwhile: its notice waits for this one's write
     }
     if (notice) this.noticeInFlight = true;
-    if (first !== undefined) this.write(parts ? Buffer.concat(parts, bytes) : first, notice ? this.noticeWritten : this.written);
+    if (first !== undefined) {
+      const done = notice ? this.noticeWritten : this.written;
+      if (parts === undefined) this.write(first, done);
+      else this.writeParts(parts, bytes, done);
+    }
     if (force) return;
     // More than one write's worth: the write's completion (written) comes back for it.
     if (first !== undefined && (this.sock.pending > 0 || bytes >= room)) this.draining = true;
