@@ -4,8 +4,9 @@
  *
  *  - floor: an echo server (its own process) that reads as klipsd reads (one buffer for
  *    every read), frames the stream by sadb_msg_len and returns every complete frame,
- *    pipelined, with one copy per read and nothing allocated per message; one client writes the same 136-byte ADDs klipsd gets, with a bounded window
- *    in flight, and counts the echoes by walking frame lengths (no parsing);
+ *    pipelined, with one copy per read and nothing allocated per message; one client
+ *    writes the same 136-byte ADDs klipsd gets, with a bounded window in flight, and
+ *    counts the echoes by walking frame lengths (no parsing);
  *  - pipelined ADDs through klipsd (its own process, the real binary) on one connection:
  *    N ADDs of distinct SPIs written back to back with the same window and the same
  *    counting client, so klipsd and the echo server are measured by identical clients;
@@ -562,7 +563,7 @@ async function fill(p: string, n: number, firstSpi: number): Promise<void> {
   await pipelined(p, n, (from, to) => addChunk(from, to, firstSpi, 999), 'fill', 999, RUN_LIMIT_MS + n * 0.1);
 }
 
-// ---------- the engine alone, for comparison ----------
+// ---------- klipsd's batch path in process, for comparison ----------
 
 /**
  * klipsd's handling of the ADD stream without its socket: the stream copied read by read

@@ -546,13 +546,11 @@ class Connection {
     }
   };
 
-  /** The write carrying an ENOBUFS notice is done: the next notice may go (see flush). */
+  /** The write carrying an ENOBUFS notice is done: the next notice may go (see flush), and written() flushes whatever is queued. */
   private readonly noticeWritten = (): void => {
-    this.settle();
-    if (this.c.writableLength === 0) this.sock.recycle();
     this.noticeInFlight = false;
-    this.draining = false;
-    this.flush();
+    this.draining = true;
+    this.written();
   };
 
   /**
