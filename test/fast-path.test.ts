@@ -18,7 +18,7 @@ import {
 } from '../src/wire/index.js';
 import { Engine } from '../src/engine/engine.js';
 import { PfkeySocket } from '../src/socket/pfkey-socket.js';
-import { addReq, hdrReq, saidReq, seededRandom, snapshot, updateReq } from './engine-helpers.js';
+import { addReq, hdrReq, parseOut, saidReq, seededRandom, snapshot, updateReq } from './engine-helpers.js';
 
 /** The host's own address (SAs to it are inbound) and a peer. */
 const LOCAL = '192.0.2.2';
@@ -327,6 +327,46 @@ test('a batch read ahead of any bytes (klipsd passes each read) changes nothing 
     assert.equal(fast.engine.sadb.size, 3);
     assert.equal(fast.engine.sadb.storedCount, stored + 1);
   }));
+});
+
+test('a batch reads its own wall clock once, when a message first needs it: a GET needs none, the ADDs of one batch share one time', (t) => {
+  let now = 1_700_000_000_000;
+  const reads = t.mock.method(Date, 'now', () => now);
+  // The engine's own clock (no injected one), as klipsd runs it.
+  const engine = new Engine({ localAddresses: () => [LOCAL] });
+  const sock = new PfkeySocket(engine, { rcvbuf: 1 << 20 });
+  const addtimeOf = (spi: number): bigint => {
+    assert.equal(sock.send(buildMessage(saidReq(SADB_GET, { spi, dst: '198.51.100.7' }))), 0);
+    const reply = parseOut(sock.recv()!, 'GET');
+    return reply.lifetimeCurrent!.addtime;
+  };
+  assert.equal(sock.send(buildMessage(addReq({ spi: 0x1000, dst: '198.51.100.7' }))), 0);
+  sock.recv();
+  const before = reads.mock.callCount();
+  engine.beginBatch();
+  // A GET answered on the fast path needs no time.
+  assert.equal(sock.send(buildMessage(saidReq(SADB_GET, { spi: 0x1000, dst: '198.51.100.7' }))), 0);
+  assert.equal(reads.mock.callCount(), before, 'the GET read the clock');
+  assert.equal(sock.send(buildMessage(addReq({ spi: 0x1001, dst: '198.51.100.7' }))), 0);
+  assert.equal(reads.mock.callCount(), before + 1, 'the first ADD of the batch reads the clock once');
+  now += 5000;
+  assert.equal(sock.send(buildMessage(addReq({ spi: 0x1002, dst: '198.51.100.7' }))), 0);
+  assert.equal(reads.mock.callCount(), before + 1, 'the second ADD takes the batch\'s time');
+  engine.endBatch();
+  while (sock.recv());
+  assert.equal(addtimeOf(0x1001), 1_700_000_000n);
+  assert.equal(addtimeOf(0x1002), 1_700_000_000n);
+  // Outside a batch each message reads the clock itself.
+  assert.equal(sock.send(buildMessage(addReq({ spi: 0x1003, dst: '198.51.100.7' }))), 0);
+  sock.recv();
+  assert.equal(addtimeOf(0x1003), 1_700_000_005n);
+  // The next batch reads it afresh.
+  now += 5000;
+  engine.beginBatch();
+  assert.equal(sock.send(buildMessage(addReq({ spi: 0x1004, dst: '198.51.100.7' }))), 0);
+  engine.endBatch();
+  sock.recv();
+  assert.equal(addtimeOf(0x1004), 1_700_000_010n);
 });
 
 test('a DUMP whose reader closes while it waits for room unpins the table', async () => {

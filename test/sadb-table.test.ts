@@ -141,7 +141,7 @@ test('stored SAs read back by key, as their SAID finds them, across removals and
     new DataView(b.buffer).setUint32(8, spi);
     return b;
   };
-  const out = { bytes: new Uint8Array(0), at: 0, len: 0, satype: 0, addtime: 0, ref: 0, inbound: false };
+  const out = { bytes: new Uint8Array(0), view: new DataView(new ArrayBuffer(0)), at: 0, len: 0, satype: 0, addtime: 0, ref: 0, inbound: false };
   fc.assert(
     fc.property(fc.array(fc.record({ remove: fc.boolean(), spi: fc.integer({ min: 256, max: 400 }) }), { maxLength: 300 }), (ops) => {
       const db = new Sadb();
@@ -154,6 +154,7 @@ test('stored SAs read back by key, as their SAID finds them, across removals and
         assert.ok(db.readStored(key, out), `readStored(${key})`);
         assert.equal(out.len, 16);
         assert.equal(new DataView(out.bytes.buffer, out.bytes.byteOffset).getUint32(out.at + 8), spi, `the request stored under key ${key}`);
+        assert.equal(out.view.getUint32(out.at + 8), spi, `the request stored under key ${key}, read through its view`);
       };
       for (const o of ops) {
         const key = model.get(o.spi);

@@ -95,7 +95,7 @@ export type TemplateRoute =
 
 /** The fast path's scratch (it never re-enters itself). */
 const SCAN = newSaScan();
-const STORED: StoredRequest = { bytes: new Uint8Array(0), at: 0, len: 0, satype: 0, addtime: 0, ref: 0, inbound: false };
+const STORED: StoredRequest = { bytes: new Uint8Array(0), view: new DataView(new ArrayBuffer(0)), at: 0, len: 0, satype: 0, addtime: 0, ref: 0, inbound: false };
 
 export interface PendingAcquire {
   seq: number;
@@ -175,7 +175,7 @@ export class Engine implements EngineOps {
     this.sadb.builder = saOfStoredAdd;
     this.ownClock = opts.clock === undefined;
     // The wall clock is read once per message (handle sets msgNow), or once per batch, not once per use.
-    this.now = opts.clock ?? (() => (this.msgNow >= 0 ? this.msgNow : this.batchNow >= 0 ? this.batchNow : Date.now() / 1000));
+    this.now = opts.clock ?? (() => (this.msgNow >= 0 ? this.msgNow : this.wallClock()));
     this.random = opts.random ?? ((n) => Math.floor(Math.random() * n));
     this.supported = opts.supported ?? defaultSupported();
     this.larvalLifetime = opts.larvalLifetime ?? 0;
@@ -225,9 +225,10 @@ export class Engine implements EngineOps {
   /**
    * Messages that arrived together (klipsd: one read from a connection) are handled as
    * a batch, from beginBatch() to endBatch(): on one reading of the wall clock (each
-   * message takes the time read at beginBatch(), where it would otherwise read the clock
-   * itself, which costs about as much as the rest of an ADD's bookkeeping; an injected
-   * clock is asked as always), and with the requests the ADD fast path stores copied in
+   * message takes the time read when one of the batch first needed it, where it would
+   * otherwise read the clock itself, which costs about as much as the rest of an ADD's
+   * bookkeeping; a batch that needs no time reads none; an injected clock is asked as
+   * always), and with the requests the ADD fast path stores copied in
    * one go at the end (the caller must not change their buffers before endBatch()).
    * The data plane's packets of one drain (a part of a runtime turn, at most 1 ms) are a
    * batch too: their traffic is counted against the SAs' lifetimes at that one time.
@@ -236,8 +237,15 @@ export class Engine implements EngineOps {
    */
   beginBatch(u8?: Uint8Array, from = 0): void {
     this.inBatch = true;
-    if (this.ownClock) this.batchNow = Date.now() / 1000;
+    this.batchNow = -1;
     if (u8 !== undefined && from >= 0 && this.fastPath) this.touchSpis(u8, from);
+  }
+
+  /** The wall clock for a message: outside a batch read now, in one read once (beginBatch). */
+  private wallClock(): number {
+    if (!this.inBatch) return Date.now() / 1000;
+    if (this.batchNow < 0) this.batchNow = Date.now() / 1000;
+    return this.batchNow;
   }
 
   /** What touchSpis read, kept so that its reads are not optimized away. */
@@ -247,9 +255,11 @@ export class Engine implements EngineOps {
    * The batch's messages lie back to back in `u8` from `from`: read the SA index slots of
    * the SPIs their SA extensions name (ADD, GET, DELETE with the SA extension first, as
    * every KLIPS tool writes them) before handling them one by one, so that their cache
-   * misses overlap (Sadb.touchSpi). A hint only: what it reads decides nothing.
+   * misses overlap (Sadb.touchSpi). A hint only: what it reads decides nothing. A lone
+   * message (a GET's read) has no misses to overlap.
    */
   private touchSpis(u8: Uint8Array, from: number): void {
+    if (from + 6 > u8.length || from + (u8[from + 4] | (u8[from + 5] << 8)) * 8 >= u8.length) return;
     let t = 0;
     for (let o = from; o + 24 <= u8.length;) {
       const n = (u8[o + 4] | (u8[o + 5] << 8)) * 8;
@@ -297,7 +307,7 @@ export class Engine implements EngineOps {
     const bytes = allocMessage(request.length);
     bytes.set(request);
     this.copyToPromisc(bytes, ep);
-    if (this.ownClock) this.msgNow = this.batchNow >= 0 ? this.batchNow : Date.now() / 1000;
+    if (this.ownClock) this.msgNow = this.wallClock();
     try {
       const msg = parseMessage(bytes, { direction: 'in', keyViews: true, header });
       if (this.debug.pfkey) this.log('pfkey', `${MSG_TYPE_NAMES[header.type]} seq=${header.seq} pid=${header.pid} from socket ${ep.id}`);
@@ -416,7 +426,7 @@ export class Engine implements EngineOps {
     if (this.sadb.contains(proto, s.spi, dst) || !keysFit(this.supported.get(s.satype), s)) return false;
     this.stats.requests++;
     this.promiscCopy(ep, u8, off, len);
-    if (this.ownClock) this.msgNow = this.batchNow >= 0 ? this.batchNow : Date.now() / 1000;
+    if (this.ownClock) this.msgNow = this.wallClock();
     try {
       const now = this.now();
       const inbound = this.localAddresses.has(dst);
@@ -463,7 +473,7 @@ export class Engine implements EngineOps {
     const bytes = allocMessage(request.length);
     bytes.set(request);
     this.kameBroadcast(bytes, 'promisc');
-    if (this.ownClock) this.msgNow = this.batchNow >= 0 ? this.batchNow : Date.now() / 1000;
+    if (this.ownClock) this.msgNow = this.wallClock();
     try {
       const msg = parseMessage(bytes, { dialect: 'kame', direction: 'in', keyViews: true, header });
       if (this.debug.pfkey) this.log('pfkey', `KAME ${KAME_MSG_TYPE_NAMES[header.type]} seq=${header.seq} pid=${header.pid} from socket ${ep.id}`);

@@ -16,7 +16,7 @@
 
 import {
   PF_KEY_V2, SADB_ADD, SADB_SASTATE_MATURE, SADB_SATYPE_ESP, SADB_EXT_SA, SADB_EXT_LIFETIME_CURRENT, SADB_EXT_LIFETIME_HARD,
-  SADB_EXT_LIFETIME_SOFT, SADB_X_EXT_SAREF, newSaScan, scanSa, type SaScan,
+  SADB_EXT_LIFETIME_SOFT, SADB_X_EXT_SAREF, newSaScan, scanSaView, type SaScan,
 } from '../wire/index.js';
 import type { Sadb, StoredRequest } from '../sadb/sadb.js';
 import { keyFits, type SupportedLists } from './algorithms.js';
@@ -186,7 +186,7 @@ export function writeDeleteReply(w: DataView, o: number, s: SaScan, ref: number)
   return DELETE_REPLY_LENGTH;
 }
 
-const STORED: StoredRequest = { bytes: new Uint8Array(0), at: 0, len: 0, satype: 0, addtime: 0, ref: 0, inbound: false };
+const STORED: StoredRequest = { bytes: new Uint8Array(0), view: new DataView(new ArrayBuffer(0)), at: 0, len: 0, satype: 0, addtime: 0, ref: 0, inbound: false };
 const STORED_SCAN = newSaScan();
 
 const hasLimit = (l: Float64Array): boolean => l[0] > 0 || l[1] > 0 || l[2] > 0 || l[3] > 0 || l[4] > 0;
@@ -203,7 +203,7 @@ const extLength = (v: DataView, o: number): number => (o < 0 ? 0 : v.getUint16(o
 export function storedSaReply(sadb: Sadb, key: number, type: number, seq: number, pid: number): Uint8Array | undefined {
   if (!sadb.readStored(key, STORED)) return undefined;
   const s = STORED_SCAN;
-  if (!scanSa(STORED.bytes, STORED.at, STORED.len, s)) throw new Error(`SA table: stored ADD ${key} is not one the fast path takes`);
+  if (!scanSaView(STORED.view, STORED.at, STORED.len, s)) throw new Error(`SA table: stored ADD ${key} is not one the fast path takes`);
   readLimits(s);
   const v = s.view;
   const hard = hasLimit(HARD);

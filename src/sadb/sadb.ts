@@ -482,6 +482,8 @@ const EMPTY = -1;
 const CHUNK = 256 * 1024;
 class ByteArena {
   private chunks: Array<Uint8Array | undefined> = [];
+  /** A DataView over each chunk, made with it: readers of records (the fast path's replies) need no view of their own. */
+  private views: Array<DataView | undefined> = [];
   /** Live bytes per chunk. */
   private live: number[] = [];
   private free: number[] = [];
@@ -529,7 +531,9 @@ class ByteArena {
     this.flush();
     const c = this.free.length ? this.free.pop()! : this.chunks.length;
     // Not zeroed: a record's bytes are all copied in before anything reads them.
-    this.chunks[c] = Buffer.allocUnsafeSlow(CHUNK);
+    const chunk = Buffer.allocUnsafeSlow(CHUNK);
+    this.chunks[c] = chunk;
+    this.views[c] = new DataView(chunk.buffer, chunk.byteOffset, CHUNK);
     this.live[c] = 0;
     this.heldBytes += CHUNK;
     this.cur = c;
@@ -549,12 +553,19 @@ class ByteArena {
     return this.chunks[Math.floor(loc / CHUNK)]!;
   }
 
+  /** chunkOf as a DataView (its byte 0 the chunk's). */
+  viewOf(loc: number): DataView {
+    this.flush();
+    return this.views[Math.floor(loc / CHUNK)]!;
+  }
+
   /** The record at `loc` is no longer needed. */
   release(loc: number, len: number): void {
     const c = Math.floor(loc / CHUNK);
     this.liveBytes -= len;
     if ((this.live[c] -= len) === 0 && c !== this.cur) {
       this.chunks[c] = undefined;
+      this.views[c] = undefined;
       this.heldBytes -= CHUNK;
       this.free.push(c);
     }
@@ -580,9 +591,10 @@ const recordLength = (arena: ByteArena, loc: number): number => {
  */
 export type SaBuilder = (request: Uint8Array, addtime: number, ref: number, inbound: boolean) => SA;
 
-/** A stored SA as Sadb.readStored gives it: its request is bytes [at, at + len) of `bytes`. */
+/** A stored SA as Sadb.readStored gives it: its request is bytes [at, at + len) of `bytes`, and of `view`. */
 export interface StoredRequest {
   bytes: Uint8Array;
+  view: DataView;
   at: number;
   len: number;
   satype: number;
@@ -1034,6 +1046,7 @@ class SaTable {
     if (p < 0 || typeof this.list[p] !== 'string') return false;
     const loc = this.sLoc[p];
     out.bytes = this.arena.chunkOf(loc);
+    out.view = this.arena.viewOf(loc);
     out.at = loc % CHUNK;
     out.len = recordLength(this.arena, loc);
     out.satype = this.sSatype[p];

@@ -98,9 +98,16 @@ export function scanSa(u8: Uint8Array, off: number, len: number, s: SaScan): boo
     lastOffset = u8.byteOffset;
     lastLength = u8.length;
   }
-  if (len < SADB_MSG_HDR_LEN || off + len > lastLength) return false;
-  const v = lastView;
-  const m = lastOffset + off;
+  if (off + len > lastLength) return false;
+  return scanSaView(lastView, lastOffset + off, len, s);
+}
+
+/**
+ * scanSa for the message at bytes [m, m + len) of `v` (a view its reader already has:
+ * the SA table keeps one per chunk of stored requests).
+ */
+export function scanSaView(v: DataView, m: number, len: number, s: SaScan): boolean {
+  if (len < SADB_MSG_HDR_LEN || m + len > v.byteLength) return false;
   const end = m + len;
   // version, type, errno and satype in one word; then sadb_msg_len and sadb_msg_reserved.
   const w0 = v.getUint32(m, true);
