@@ -13,7 +13,9 @@
  *    also from 16 clients at once (every ADD reply is broadcast to all 16, as KLIPS
  *    does), and klipsd's batch path in process (the same reads, framing, batches and
  *    reply runs, no socket) for what the socket I/O adds;
- *  - GET round trip idle, closed loop (one outstanding): p50/p99/max, next to the echo's;
+ *  - GET round trip idle, closed loop (one outstanding): p50/p99/max, next to the echo's,
+ *    from a client in its own process (one read buffer, so nothing allocated per read)
+ *    that alternates blocks of 1000 GETs between klipsd and the echo;
  *  - GET latency idle, open loop: GETs due on a fixed schedule (one per ms) from a client
  *    in its own process; each latency runs from the GET's due time to its answer;
  *  - GET latency during a DUMP of 10^6 SAs (10^5 with --quick), the same open-loop client.
@@ -100,6 +102,9 @@ function getMessage(spi: number, seq: number, pid: number): Buffer {
   }));
 }
 
+/** Bytes of the GETs here (SA extension, IPv4 source and destination). */
+const GET_BYTES = getMessage(0x100, 1, 1).length;
+
 // ---------- framing by length, for every client here ----------
 
 /**
@@ -120,8 +125,8 @@ export class FrameWalker {
 
   constructor(private readonly onFrame: (type: number, errno: number, seq: number, pid: number) => void) {}
 
-  push(b: Uint8Array): void {
-    const n = b.length;
+  /** The stream's next bytes: [0, n) of `b`. */
+  push(b: Uint8Array, n = b.length): void {
     let off = 0;
     while (off < n) {
       if (this.rest > 0) {
@@ -336,6 +341,93 @@ async function openLoopClient(sockPath: string, period: number, max: number, fir
     }
   });
   process.stdout.write('ready\n');
+}
+
+// ---------- the closed-loop GET client (a child: --closed-loop-client KLIPSD_SOCKET ECHO_SOCKET N FIRST_SPI SPIS) ----------
+
+/** Closed-loop GETs alternate between klipsd and the echo in blocks of this many. */
+const CLOSED_BLOCK = 1000;
+const CLOSED_WARM = 500;
+
+/** GET round trips on one connection, one outstanding; reads go into one buffer of its own (nothing allocated per read). */
+class RoundTripper {
+  private readonly walker: FrameWalker;
+  private msgs: Buffer[] = [];
+  private lat: Float64Array | undefined;
+  private i = 0;
+  private to = 0;
+  private t0 = 0;
+  private done: (() => void) | undefined;
+  private fail: ((e: Error) => void) | undefined;
+  private c: net.Socket | undefined;
+
+  constructor() {
+    this.walker = new FrameWalker((_type, errno) => {
+      const now = performance.now();
+      if (errno !== 0) { this.fail?.(new Error(`errno ${errno}`)); return; }
+      if (this.lat) this.lat[this.i] = now - this.t0;
+      if (++this.i === this.to) { this.done?.(); return; }
+      this.t0 = performance.now();
+      this.c!.write(this.msgs[this.i]);
+    });
+  }
+
+  connect(p: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const c = net.connect({ path: p, onread: { buffer: Buffer.allocUnsafe(65536), callback: (n, buf) => { this.walker.push(buf, n); return true; } } }, () => resolve());
+      c.once('error', reject);
+      this.c = c;
+    });
+  }
+
+  /** Round trips of msgs[from, to), one at a time; each latency (ms) into lat[k] when given. */
+  run(msgs: Buffer[], from: number, to: number, lat?: Float64Array): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.msgs = msgs;
+      this.lat = lat;
+      this.i = from;
+      this.to = to;
+      this.done = resolve;
+      this.fail = reject;
+      this.t0 = performance.now();
+      this.c!.write(msgs[from]);
+    });
+  }
+
+  close(): void { this.c?.destroy(); }
+}
+
+/**
+ * Warms up both, then runs N GETs (SPIs spread over the SAs) against klipsd and the same
+ * N against the echo, one outstanding, in alternating blocks, so both see the machine in
+ * the same state; prints {klipsd, echo} latency summaries (ms) as one JSON line.
+ */
+async function closedLoopClient(klipsPath: string, echoPath: string, n: number, firstSpi: number, spis: number): Promise<void> {
+  const pid = 40000 + (process.pid & 0xffff);
+  const gets = Array.from({ length: n }, (_, i) => getMessage(firstSpi + ((i * 7919) % spis), i + 1, pid));
+  const targets = [new RoundTripper(), new RoundTripper()];
+  await targets[0].connect(klipsPath);
+  await targets[1].connect(echoPath);
+  const lat = [new Float64Array(n), new Float64Array(n)];
+  for (const t of targets) await withLimit(t.run(gets, 0, Math.min(n, CLOSED_WARM)), RUN_LIMIT_MS, 'closed-loop warm-up');
+  for (let from = 0; from < n; from += CLOSED_BLOCK) {
+    for (let j = 0; j < 2; j++) await withLimit(targets[j].run(gets, from, Math.min(n, from + CLOSED_BLOCK), lat[j]), RUN_LIMIT_MS, 'closed-loop GETs');
+  }
+  for (const t of targets) t.close();
+  process.stdout.write(`${JSON.stringify({ klipsd: summarize(Array.from(lat[0])), echo: summarize(Array.from(lat[1])) })}\n`, () => process.exit(0));
+}
+
+/** Runs the closed-loop client child to the end; its two summaries. */
+async function closedLoop(klipsPath: string, echoPath: string, n: number, firstSpi: number, spis: number): Promise<{ klipsd: LatencySummary; echo: LatencySummary }> {
+  const ch = spawn(process.execPath, [SELF, '--closed-loop-client', klipsPath, echoPath, String(n), String(firstSpi), String(spis)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const lines = createInterface({ input: ch.stdout! })[Symbol.asyncIterator]();
+    const r = await withLimit(lines.next(), RUN_LIMIT_MS, 'closed-loop client');
+    if (r.done) throw new Error('the closed-loop client exited without a result');
+    return JSON.parse(r.value) as { klipsd: LatencySummary; echo: LatencySummary };
+  } finally {
+    await stopChild(ch);
+  }
 }
 
 /** A running open-loop client child. */
@@ -695,26 +787,11 @@ export const suite: Suite = {
       const LAT_SAS = 10_000;
       await fill(klipsPath, LAT_SAS, 0x20000);
       {
-        const c = await connect(klipsPath);
-        try {
-          const gets = Array.from({ length: GETS }, (_, i) => getMessage(0x20000 + ((i * 7919) % LAT_SAS), i + 1, 1001));
-          await roundTrips(c, gets.slice(0, 500));
-          const s = summarize(await roundTrips(c, gets));
-          rows.push(latencyRow('GET round trip through klipsd, idle, closed loop (one outstanding)', s, {
-            goal: s.p99 <= GOAL_GET_IDLE_P99_MS ? `PASS (p99 <= ${fmtMs(GOAL_GET_IDLE_P99_MS)})` : `ABOVE (p99 > ${fmtMs(GOAL_GET_IDLE_P99_MS)})`,
-          }, undefined, true));
-        } finally {
-          c.destroy();
-        }
-        const e = await connect(echoPath);
-        try {
-          const msg = getMessage(0x20000, 1, 1001);
-          const msgs = Array.from({ length: GETS }, () => msg);
-          await roundTrips(e, msgs.slice(0, 500));
-          rows.push(latencyRow(`echo round trip (${msg.length}-byte GET, one outstanding)`, summarize(await roundTrips(e, msgs)), {}, undefined, true));
-        } finally {
-          e.destroy();
-        }
+        const r = await closedLoop(klipsPath, echoPath, GETS, 0x20000, LAT_SAS);
+        rows.push(latencyRow('GET round trip through klipsd, idle, closed loop (one outstanding)', r.klipsd, {
+          goal: r.klipsd.p99 <= GOAL_GET_IDLE_P99_MS ? `PASS (p99 <= ${fmtMs(GOAL_GET_IDLE_P99_MS)})` : `ABOVE (p99 > ${fmtMs(GOAL_GET_IDLE_P99_MS)})`,
+        }, undefined, true));
+        rows.push(latencyRow(`echo round trip (${GET_BYTES}-byte GET, one outstanding)`, r.echo, {}, undefined, true));
       }
       {
         const ol = await OpenLoop.start(klipsPath, OPEN_IDLE, 0x20000, LAT_SAS);
@@ -773,7 +850,8 @@ export const suite: Suite = {
       notes.push(`pipelining: window ${WINDOW} messages in flight per client (${WINDOW / CLIENTS} each for ${CLIENTS} clients, who also write only while every socket has read all but ${WINDOW} of the replies broadcast to it: a shared window, so the slowest reader sets the pace instead of overflowing); replies are counted by walking sadb_msg_len, the same client code for the echo and klipsd`);
       notes.push(`goals: pipelined ADDs >= ${percent(GOAL_OF_FLOOR)} of the echo floor (issue 4) and >= 1M/s (issue 10); GET p99 <= ${fmtMs(GOAL_GET_IDLE_P99_MS)} idle, < ${fmtMs(GOAL_GET_DUMP_P99_MS)} during the DUMP`);
       notes.push(`open loop: a client in its own process; GET k is due at t0 + k x ${GET_PERIOD_MS} ms and its latency runs from that due time to its answer, so a stall counts for every GET due during it; "lag" is how late the client itself wrote a GET (included in the latency); "p99 from write" leaves the lag out`);
-      notes.push(`klipsd, the echo server and the open-loop client each run in their own process; the pipelining clients and the DUMP reader share this one (${os.cpus().length} cores in all)`);
+      notes.push(`closed loop: a client in its own process (it reads into one buffer: nothing allocated per read) runs ${GETS} GETs against klipsd and the same ${GETS} against the echo, in alternating blocks of ${CLOSED_BLOCK} after ${CLOSED_WARM} to each to warm up, so the pair shares the machine's state`);
+      notes.push(`klipsd, the echo server and the closed- and open-loop clients each run in their own process; the pipelining clients and the DUMP reader share this one (${os.cpus().length} cores in all)`);
       notes.push(`${CLIENTS} clients: every ADD reply is broadcast to all ${CLIENTS} sockets (KLIPS semantics), so ${CLIENTS}x the replies are delivered`);
     } finally {
       await stopChild(klipsd);
@@ -785,11 +863,19 @@ export const suite: Suite = {
 };
 
 // Run alone: node dist/bench/daemon.bench.js [--quick]; the suite also re-runs this file as
-// its echo server and its open-loop GET client.
+// its echo server and its closed- and open-loop GET clients.
 const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
 const echoArg = process.argv.indexOf('--echo-server');
 const openArg = process.argv.indexOf('--open-loop-client');
+const closedArg = process.argv.indexOf('--closed-loop-client');
 if (isMain && echoArg >= 0) echoServer(process.argv[echoArg + 1]);
+else if (isMain && closedArg >= 0) {
+  const [k, e, n, first, spis] = process.argv.slice(closedArg + 1);
+  closedLoopClient(k, e, Number(n), Number(first), Number(spis)).catch((err: unknown) => {
+    process.stderr.write(`closed-loop client: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}
 else if (isMain && openArg >= 0) {
   const [p, period, max, first, spis] = process.argv.slice(openArg + 1);
   openLoopClient(p, Number(period), Number(max), Number(first), Number(spis)).catch((e: unknown) => {
