@@ -530,7 +530,9 @@ export class Fanout {
  * most `window` of its own messages unanswered, and counts replies with a FrameWalker
  * (lengths only). With `pid`, only replies carrying that pid count as its own (ADD
  * replies are broadcast to every socket); without, every frame counts. In a Fanout, it
- * also writes only while the group's shared window is open.
+ * also writes only while the group's shared window is open. Its socket reads into one
+ * buffer of its own (Pipeliner.connect), so the client allocates nothing per read: at
+ * a million replies a second a fresh buffer per read kept this process's collector busy.
  */
 export class Pipeliner {
   private sent = 0;
@@ -543,7 +545,7 @@ export class Pipeliner {
   private readonly walker: FrameWalker;
 
   constructor(
-    private readonly c: net.Socket,
+    readonly c: net.Socket,
     private readonly total: number,
     private readonly chunk: (from: number, to: number) => Uint8Array,
     private readonly window: number,
@@ -558,8 +560,20 @@ export class Pipeliner {
       if (errno !== 0) this.fail(new Error(`errno ${errno} in a reply`));
       this.got++;
     });
-    c.on('data', (b: Buffer) => this.onData(b));
     c.on('error', (e) => this.fail(e));
+  }
+
+  /** A Pipeliner (made by `make`) on a new connection to `p` whose reads go to it. */
+  static connect(p: string, make: (c: net.Socket) => Pipeliner): Promise<Pipeliner> {
+    let pl: Pipeliner | undefined;
+    return new Promise((resolve, reject) => {
+      const c = net.connect({ path: p, onread: { buffer: Buffer.allocUnsafe(65536), callback: (n, buf) => { pl!.onRead(buf, n); return true; } } }, () => {
+        c.off('error', reject);
+        pl = make(c);
+        resolve(pl);
+      });
+      c.once('error', reject);
+    });
   }
 
   start(): void {
@@ -576,9 +590,10 @@ export class Pipeliner {
     }
   }
 
-  private onData(b: Buffer): void {
+  /** Bytes [0, n) of `b` arrived. */
+  onRead(b: Uint8Array, n: number): void {
     try {
-      this.walker.push(b);
+      this.walker.push(b, n);
     } catch (e) {
       this.fail(e as Error);
       return;
@@ -591,15 +606,14 @@ export class Pipeliner {
 
 /** One pipelined run on a fresh connection; returns its duration in ms. */
 export async function pipelined(sockPath: string, total: number, chunk: (from: number, to: number) => Uint8Array, what: string, pid?: number, limitMs = RUN_LIMIT_MS): Promise<number> {
-  const c = await connect(sockPath);
+  const p = await Pipeliner.connect(sockPath, (c) => new Pipeliner(c, total, chunk, WINDOW, pid));
   try {
-    const p = new Pipeliner(c, total, chunk, WINDOW, pid);
     const t0 = performance.now();
     p.start();
     await withLimit(p.finished, limitMs, what);
     return performance.now() - t0;
   } finally {
-    c.destroy();
+    p.c.destroy();
   }
 }
 
@@ -749,10 +763,10 @@ export const suite: Suite = {
         ms.one.push(await pipelined(klipsPath, N, addSlice, 'ADD x1', 1000));
         await flush(klipsPath);
         {
-          const socks = await Promise.all(Array.from({ length: CLIENTS }, () => connect(klipsPath)));
+          const fanout = new Fanout(WINDOW);
+          const ps = await Promise.all(Array.from({ length: CLIENTS }, (_, k) => Pipeliner.connect(klipsPath,
+            (c) => new Pipeliner(c, per, (from, to) => manyStreams[k].subarray(from * ADD_LEN, to * ADD_LEN), WINDOW / CLIENTS, 2000 + k, fanout))));
           try {
-            const fanout = new Fanout(WINDOW);
-            const ps = socks.map((c, k) => new Pipeliner(c, per, (from, to) => manyStreams[k].subarray(from * ADD_LEN, to * ADD_LEN), WINDOW / CLIENTS, 2000 + k, fanout));
             const t0 = performance.now();
             for (const p of ps) p.start();
             await withLimit(Promise.all(ps.map((p) => p.finished)), RUN_LIMIT_MS, 'ADD x16');
@@ -760,7 +774,7 @@ export const suite: Suite = {
             ms.many.push(t);
             deliveredPerS.push(ps.reduce((a, p) => a + p.received, 0) / (t / 1000));
           } finally {
-            for (const c of socks) c.destroy();
+            for (const p of ps) p.c.destroy();
           }
         }
         await flush(klipsPath);
