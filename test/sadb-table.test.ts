@@ -154,7 +154,7 @@ test('stored SAs read back by key, as their SAID finds them, across removals and
         assert.ok(db.readStored(key, out), `readStored(${key})`);
         assert.equal(out.len, 16);
         assert.equal(new DataView(out.bytes.buffer, out.bytes.byteOffset).getUint32(out.at + 8), spi, `the request stored under key ${key}`);
-        assert.equal(out.view.getUint32(out.at + 8), spi, `the request stored under key ${key}, read through its view`);
+        assert.equal(out.view.getUint32(out.bytes.byteOffset + out.at + 8), spi, `the request stored under key ${key}, read through its view`);
       };
       for (const o of ops) {
         const key = model.get(o.spi);

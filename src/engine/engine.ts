@@ -426,7 +426,8 @@ export class Engine implements EngineOps {
     if (this.sadb.contains(proto, s.spi, dst) || !keysFit(this.supported.get(s.satype), s)) return false;
     this.stats.requests++;
     this.promiscCopy(ep, u8, off, len);
-    if (this.ownClock) this.msgNow = this.wallClock();
+    // The batch's time once a message of it has read the clock (wallClock for the first).
+    if (this.ownClock) this.msgNow = this.batchNow >= 0 ? this.batchNow : this.wallClock();
     try {
       const now = this.now();
       const inbound = this.localAddresses.has(dst);

@@ -16,7 +16,7 @@
 
 import {
   PF_KEY_V2, SADB_ADD, SADB_SASTATE_MATURE, SADB_SATYPE_ESP, SADB_EXT_SA, SADB_EXT_LIFETIME_CURRENT, SADB_EXT_LIFETIME_HARD,
-  SADB_EXT_LIFETIME_SOFT, SADB_X_EXT_SAREF, newSaScan, scanSaView, type SaScan,
+  SADB_EXT_LIFETIME_SOFT, SADB_X_EXT_SAREF, newSaScan, scanSaWith, type SaScan,
 } from '../wire/index.js';
 import type { Sadb, StoredRequest } from '../sadb/sadb.js';
 import { keyFits, type SupportedLists } from './algorithms.js';
@@ -203,7 +203,7 @@ const extLength = (v: DataView, o: number): number => (o < 0 ? 0 : v.getUint16(o
 export function storedSaReply(sadb: Sadb, key: number, type: number, seq: number, pid: number): Uint8Array | undefined {
   if (!sadb.readStored(key, STORED)) return undefined;
   const s = STORED_SCAN;
-  if (!scanSaView(STORED.view, STORED.at, STORED.len, s)) throw new Error(`SA table: stored ADD ${key} is not one the fast path takes`);
+  if (!scanSaWith(STORED.bytes, STORED.view, STORED.at, STORED.len, s)) throw new Error(`SA table: stored ADD ${key} is not one the fast path takes`);
   readLimits(s);
   const v = s.view;
   const hard = hasLimit(HARD);

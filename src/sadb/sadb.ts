@@ -482,7 +482,7 @@ const EMPTY = -1;
 const CHUNK = 256 * 1024;
 class ByteArena {
   private chunks: Array<Uint8Array | undefined> = [];
-  /** A DataView over each chunk, made with it: readers of records (the fast path's replies) need no view of their own. */
+  /** A DataView over each chunk's memory (wire's dataViewOf convention), made with it: readers of records (the fast path's replies) need no view of their own. */
   private views: Array<DataView | undefined> = [];
   /** Live bytes per chunk. */
   private live: number[] = [];
@@ -533,7 +533,7 @@ class ByteArena {
     // Not zeroed: a record's bytes are all copied in before anything reads them.
     const chunk = Buffer.allocUnsafeSlow(CHUNK);
     this.chunks[c] = chunk;
-    this.views[c] = new DataView(chunk.buffer, chunk.byteOffset, CHUNK);
+    this.views[c] = new DataView(chunk.buffer);
     this.live[c] = 0;
     this.heldBytes += CHUNK;
     this.cur = c;
@@ -553,7 +553,7 @@ class ByteArena {
     return this.chunks[Math.floor(loc / CHUNK)]!;
   }
 
-  /** chunkOf as a DataView (its byte 0 the chunk's). */
+  /** A DataView over the memory of chunkOf(loc) (index it with the chunk's byteOffset). */
   viewOf(loc: number): DataView {
     this.flush();
     return this.views[Math.floor(loc / CHUNK)]!;
@@ -591,7 +591,7 @@ const recordLength = (arena: ByteArena, loc: number): number => {
  */
 export type SaBuilder = (request: Uint8Array, addtime: number, ref: number, inbound: boolean) => SA;
 
-/** A stored SA as Sadb.readStored gives it: its request is bytes [at, at + len) of `bytes`, and of `view`. */
+/** A stored SA as Sadb.readStored gives it: its request is bytes [at, at + len) of `bytes`; `view` is a DataView over bytes' memory (index it with bytes.byteOffset + at). */
 export interface StoredRequest {
   bytes: Uint8Array;
   view: DataView;

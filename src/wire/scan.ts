@@ -80,10 +80,51 @@ function keyBits(v: DataView, o: number, len: number): number {
   return bits;
 }
 
+/**
+ * The last two arrays scanned, with their views (over the whole memory they lie in, as
+ * dataViewOf makes them), offsets and lengths: the messages of one read chunk share one,
+ * and a GET alternates between two (its read, and the stored ADD it is answered from).
+ * Looked up by the array itself: reading a typed array's .buffer calls into the runtime.
+ */
 let lastBuffer: Uint8Array | undefined;
 let lastView: DataView = new DataView(new ArrayBuffer(0));
 let lastOffset = 0;
 let lastLength = 0;
+let prevBuffer: Uint8Array | undefined;
+let prevView: DataView = lastView;
+let prevOffset = 0;
+let prevLength = 0;
+
+/** Make `u8` the last array scanned (with `view` over its memory when the caller has one). */
+function scanning(u8: Uint8Array, view: DataView | undefined): void {
+  const b = prevBuffer;
+  const v = prevView;
+  const o = prevOffset;
+  const n = prevLength;
+  prevBuffer = lastBuffer;
+  prevView = lastView;
+  prevOffset = lastOffset;
+  prevLength = lastLength;
+  lastBuffer = u8;
+  if (u8 === b) {
+    lastView = v;
+    lastOffset = o;
+    lastLength = n;
+  } else {
+    lastView = view ?? dataViewOf(u8);
+    lastOffset = u8.byteOffset;
+    lastLength = u8.length;
+  }
+}
+
+/**
+ * scanSa for a message in `u8` whose reader keeps a DataView over all of u8's memory
+ * (`view`, as dataViewOf makes one: the SA table keeps one per chunk of stored requests).
+ */
+export function scanSaWith(u8: Uint8Array, view: DataView, off: number, len: number, s: SaScan): boolean {
+  if (u8 !== lastBuffer) scanning(u8, view);
+  return scanSa(u8, off, len, s);
+}
 
 /**
  * Whether bytes [off, off + len) of `u8` are an ADD, GET or DELETE of the shapes above that
@@ -91,23 +132,10 @@ let lastLength = 0;
  * Reads go through a DataView, a word at a time.
  */
 export function scanSa(u8: Uint8Array, off: number, len: number, s: SaScan): boolean {
-  // The messages of one read chunk share it: its view, offset and length are looked up once.
-  if (u8 !== lastBuffer) {
-    lastBuffer = u8;
-    lastView = dataViewOf(u8);
-    lastOffset = u8.byteOffset;
-    lastLength = u8.length;
-  }
-  if (off + len > lastLength) return false;
-  return scanSaView(lastView, lastOffset + off, len, s);
-}
-
-/**
- * scanSa for the message at bytes [m, m + len) of `v` (a view its reader already has:
- * the SA table keeps one per chunk of stored requests).
- */
-export function scanSaView(v: DataView, m: number, len: number, s: SaScan): boolean {
-  if (len < SADB_MSG_HDR_LEN || m + len > v.byteLength) return false;
+  if (u8 !== lastBuffer) scanning(u8, undefined);
+  if (len < SADB_MSG_HDR_LEN || off + len > lastLength) return false;
+  const v = lastView;
+  const m = lastOffset + off;
   const end = m + len;
   // version, type, errno and satype in one word; then sadb_msg_len and sadb_msg_reserved.
   const w0 = v.getUint32(m, true);
