@@ -348,11 +348,11 @@ async function openLoopClient(sockPath: string, period: number, max: number, fir
 /** Closed-loop GETs alternate between klipsd and the echo in blocks of this many. */
 const CLOSED_BLOCK = 1000;
 /**
- * GETs to each before the measured ones. klipsd's GET path is not compiled by V8's
- * optimizing tier until some 500-2000 GETs (and re-optimized until ~5000: node
- * --trace-opt), all while the ADDs before it were; measured after 500, klipsd's p99
- * carried the compiler's work on two cores. A daemon that has served its key manager
- * for a while is past that.
+ * GETs to each before the measured ones. The ADDs before compile only the ADD path;
+ * klipsd's GET path reaches V8's optimizing tier after some 500-2000 GETs, and is
+ * re-optimized until ~5000 (node --trace-opt). Measured after 500, klipsd's p99 carried
+ * the compiler's work on two cores. A daemon that has served its key manager for a
+ * while is past that.
  */
 const CLOSED_WARM = 5000;
 
