@@ -81,40 +81,20 @@ function keyBits(v: DataView, o: number, len: number): number {
 }
 
 /**
- * The last two arrays scanned, with their views (over the whole memory they lie in, as
- * dataViewOf makes them), offsets and lengths: the messages of one read chunk share one,
- * and a GET alternates between two (its read, and the stored ADD it is answered from).
- * Looked up by the array itself: reading a typed array's .buffer calls into the runtime.
+ * The array scanned last, its view (over all of its memory, as dataViewOf makes one),
+ * offset and length: the messages of one read chunk share them, looked up once.
  */
 let lastBuffer: Uint8Array | undefined;
 let lastView: DataView = new DataView(new ArrayBuffer(0));
 let lastOffset = 0;
 let lastLength = 0;
-let prevBuffer: Uint8Array | undefined;
-let prevView: DataView = lastView;
-let prevOffset = 0;
-let prevLength = 0;
 
-/** Make `u8` the last array scanned (with `view` over its memory when the caller has one). */
+/** Make `u8` the array scanned (with `view` over its memory when the caller has one). */
 function scanning(u8: Uint8Array, view: DataView | undefined): void {
-  const b = prevBuffer;
-  const v = prevView;
-  const o = prevOffset;
-  const n = prevLength;
-  prevBuffer = lastBuffer;
-  prevView = lastView;
-  prevOffset = lastOffset;
-  prevLength = lastLength;
   lastBuffer = u8;
-  if (u8 === b) {
-    lastView = v;
-    lastOffset = o;
-    lastLength = n;
-  } else {
-    lastView = view ?? dataViewOf(u8);
-    lastOffset = u8.byteOffset;
-    lastLength = u8.length;
-  }
+  lastView = view ?? dataViewOf(u8);
+  lastOffset = u8.byteOffset;
+  lastLength = u8.length;
 }
 
 /**
