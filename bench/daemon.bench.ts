@@ -359,7 +359,7 @@ const CLOSED_WARM = 5000;
 /** GET round trips on one connection, one outstanding; reads go into one buffer of its own (nothing allocated per read). */
 class RoundTripper {
   private readonly walker: FrameWalker;
-  private msgs: Buffer[] = [];
+  private msgs: Uint8Array[] = [];
   private lat: Float64Array | undefined;
   private i = 0;
   private to = 0;
@@ -379,16 +379,12 @@ class RoundTripper {
     });
   }
 
-  connect(p: string): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const c = net.connect({ path: p, onread: { buffer: Buffer.allocUnsafe(65536), callback: (n, buf) => { this.walker.push(buf, n); return true; } } }, () => resolve());
-      c.once('error', reject);
-      this.c = c;
-    });
+  async connect(p: string): Promise<void> {
+    this.c = await connectReading(p, (buf, n) => this.walker.push(buf, n));
   }
 
   /** Round trips of msgs[from, to), one at a time; each latency (ms) into lat[k] when given. */
-  run(msgs: Buffer[], from: number, to: number, lat?: Float64Array): Promise<void> {
+  run(msgs: Uint8Array[], from: number, to: number, lat?: Float64Array): Promise<void> {
     return new Promise((resolve, reject) => {
       this.msgs = msgs;
       this.lat = lat;
@@ -473,6 +469,17 @@ class OpenLoop {
 function connect(p: string): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const c = net.connect(p, () => resolve(c));
+    c.once('error', reject);
+  });
+}
+
+/** connect() for a client that reads into one buffer of its own (nothing allocated per read): each read, bytes [0, n) of `buf`, goes to onRead. */
+function connectReading(p: string, onRead: (buf: Uint8Array, n: number) => void): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect({ path: p, onread: { buffer: Buffer.allocUnsafe(65536), callback: (n, buf) => { onRead(buf, n); return true; } } }, () => {
+      c.off('error', reject);
+      resolve(c);
+    });
     c.once('error', reject);
   });
 }
@@ -571,16 +578,12 @@ export class Pipeliner {
   }
 
   /** A Pipeliner (made by `make`) on a new connection to `p` whose reads go to it. */
-  static connect(p: string, make: (c: net.Socket) => Pipeliner): Promise<Pipeliner> {
+  static async connect(p: string, make: (c: net.Socket) => Pipeliner): Promise<Pipeliner> {
     let pl: Pipeliner | undefined;
-    return new Promise((resolve, reject) => {
-      const c = net.connect({ path: p, onread: { buffer: Buffer.allocUnsafe(65536), callback: (n, buf) => { pl!.onRead(buf, n); return true; } } }, () => {
-        c.off('error', reject);
-        pl = make(c);
-        resolve(pl);
-      });
-      c.once('error', reject);
-    });
+    // Nothing arrives before the Pipeliner exists: it writes first (start()).
+    const c = await connectReading(p, (buf, n) => pl!.onRead(buf, n));
+    pl = make(c);
+    return pl;
   }
 
   start(): void {
@@ -624,33 +627,6 @@ export async function pipelined(sockPath: string, total: number, chunk: (from: n
   }
 }
 
-/** Request/reply latencies (ms) of `msgs` sent one at a time on `c` (closed loop, one outstanding). */
-async function roundTrips(c: net.Socket, msgs: Uint8Array[]): Promise<number[]> {
-  const lat: number[] = [];
-  let i = 0;
-  let t0 = 0;
-  let onData: ((b: Buffer) => void) | undefined;
-  try {
-    await withLimit(new Promise<void>((resolve, reject) => {
-      const walker = new FrameWalker((_type, errno) => {
-        const now = performance.now();
-        if (errno !== 0) { reject(new Error(`errno ${errno}`)); return; }
-        lat.push(now - t0);
-        if (++i === msgs.length) { resolve(); return; }
-        t0 = performance.now();
-        c.write(msgs[i]);
-      });
-      onData = (b: Buffer) => walker.push(b);
-      c.on('data', onData);
-      t0 = performance.now();
-      c.write(msgs[0]);
-    }), RUN_LIMIT_MS, 'round trips');
-  } finally {
-    if (onData) c.off('data', onData);
-  }
-  return lat;
-}
-
 function startChild(args: string[]): ChildProcess {
   return spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] });
 }
@@ -665,9 +641,13 @@ async function stopChild(ch: ChildProcess): Promise<void> {
 }
 
 async function flush(p: string): Promise<void> {
-  const c = await connect(p);
-  await roundTrips(c, [buildMessage({ header: { type: SADB_FLUSH, satype: 0, seq: 1, pid: 1 } })]);
-  c.destroy();
+  const t = new RoundTripper();
+  await t.connect(p);
+  try {
+    await withLimit(t.run([buildMessage({ header: { type: SADB_FLUSH, satype: 0, seq: 1, pid: 1 } })], 0, 1), RUN_LIMIT_MS, 'FLUSH');
+  } finally {
+    t.close();
+  }
 }
 
 /** Fills klipsd with `n` SAs (SPIs firstSpi..) through pipelined ADDs, untimed. */
